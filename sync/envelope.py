@@ -1,0 +1,236 @@
+"""Protocol messages of docs/protocol.md: build, encode, decode, validate.
+
+Sans-I/O: bytes in, frozen dataclasses out (or :class:`EnvelopeError` naming
+the field and the rule), and back. Both the kiosk and central use this
+module, so the two sides cannot disagree about the shape of a message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sync import SyncError
+from sync.ids import STREAM_RE, ULID_RE
+
+PROTOCOL_VERSION = 1
+TOPIC_ROOT = f"aps/v{PROTOCOL_VERSION}"
+KIOSK_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+RESERVED_KIOSK_IDS = frozenset({"fleet"})
+RECORD_KINDS = frozenset({"dossier", "support", "feedback", "rating", "chunk"})
+MAX_RECORD_BYTES = 256 * 1024
+MAX_ACK_IDS = 1000
+
+
+class EnvelopeError(SyncError, ValueError):
+    """A message does not follow docs/protocol.md.
+
+    ``reason`` is the short machine-readable reason stored with a dead letter
+    (``bad-json``, ``unknown-version``, ``bad-envelope: seq: ...``).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check_kiosk_id(kiosk: str) -> str:
+    """Return ``kiosk`` if it is a valid kiosk id, else raise EnvelopeError."""
+    if not isinstance(kiosk, str) or not KIOSK_ID_RE.match(kiosk):
+        raise EnvelopeError(
+            f"bad-envelope: kiosk: {kiosk!r} is not 2-63 characters of a-z, 0-9 and '-'"
+        )
+    if kiosk in RESERVED_KIOSK_IDS:
+        raise EnvelopeError(f"bad-envelope: kiosk: {kiosk!r} is reserved")
+    return kiosk
+
+
+def topic(kiosk: str, direction: str, name: str) -> str:
+    """``aps/v1/<kiosk>/<up|down>/<name>``."""
+    return f"{TOPIC_ROOT}/{kiosk}/{direction}/{name}"
+
+
+def records_topic(kiosk: str) -> str:
+    return topic(kiosk, "up", "records")
+
+
+def acks_topic(kiosk: str) -> str:
+    return topic(kiosk, "down", "acks")
+
+
+def status_topic(kiosk: str) -> str:
+    return topic(kiosk, "up", "status")
+
+
+def heartbeat_topic(kiosk: str) -> str:
+    return topic(kiosk, "up", "heartbeat")
+
+
+def kiosk_of_topic(mqtt_topic: str) -> str | None:
+    """The kiosk segment of an ``aps/v1/<kiosk>/...`` topic, or None."""
+    parts = mqtt_topic.split("/")
+    if len(parts) >= 4 and f"{parts[0]}/{parts[1]}" == TOPIC_ROOT:
+        return parts[2]
+    return None
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _loads_object(payload: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise EnvelopeError(f"bad-json: {type(exc).__name__}") from None
+    if not isinstance(obj, dict):
+        raise EnvelopeError("not-an-object")
+    version = obj.get("v")
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise EnvelopeError(f"unknown-version: {version!r}")
+    return obj
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in obj:
+        raise EnvelopeError(f"bad-envelope: {name}: missing")
+    value = obj[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise EnvelopeError(f"bad-envelope: {name}: expected {getattr(kind, '__name__', kind)}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """One record envelope (kiosk -> central)."""
+
+    kind: str
+    kiosk: str
+    stream: str
+    seq: int
+    id: str
+    created: str
+    body: dict[str, Any] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in RECORD_KINDS:
+            raise EnvelopeError(f"unknown-kind: {self.kind!r}")
+        check_kiosk_id(self.kiosk)
+        if not STREAM_RE.match(self.stream):
+            raise EnvelopeError("bad-envelope: stream: expected 16 lower-case hex digits")
+        if self.seq < 1:
+            raise EnvelopeError("bad-envelope: seq: must be >= 1")
+        if not ULID_RE.match(self.id):
+            raise EnvelopeError("bad-envelope: id: expected a 26-character ULID")
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "v": PROTOCOL_VERSION,
+                "type": "record",
+                "kind": self.kind,
+                "kiosk": self.kiosk,
+                "stream": self.stream,
+                "seq": self.seq,
+                "id": self.id,
+                "created": self.created,
+                "body": self.body,
+            }
+        )
+
+
+def decode_record(payload: bytes, *, max_bytes: int = MAX_RECORD_BYTES) -> Record:
+    """Parse and validate a record envelope; raise EnvelopeError with the reason."""
+    if len(payload) > max_bytes:
+        raise EnvelopeError(f"oversize: {len(payload)} bytes > limit {max_bytes}")
+    obj = _loads_object(payload)
+    if obj.get("type") != "record":
+        raise EnvelopeError(f"bad-envelope: type: expected 'record', got {obj.get('type')!r}")
+    kind = _field(obj, "kind", str)
+    if kind not in RECORD_KINDS:
+        raise EnvelopeError(f"unknown-kind: {kind!r}")
+    return Record(
+        kind=kind,
+        kiosk=check_kiosk_id(_field(obj, "kiosk", str)),
+        stream=_field(obj, "stream", str),
+        seq=_field(obj, "seq", int),
+        id=_field(obj, "id", str),
+        created=_field(obj, "created", str),
+        body=_field(obj, "body", dict),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rejection:
+    id: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ack:
+    """An ack batch (central -> kiosk): ids committed, ids parked as rejected."""
+
+    acked: tuple[str, ...] = ()
+    rejected: tuple[Rejection, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.acked) + len(self.rejected) > MAX_ACK_IDS:
+            raise EnvelopeError(f"bad-envelope: ack: more than {MAX_ACK_IDS} ids; split it")
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "v": PROTOCOL_VERSION,
+                "type": "ack",
+                "acked": list(self.acked),
+                "rejected": [{"id": r.id, "reason": r.reason} for r in self.rejected],
+            }
+        )
+
+
+def split_ack(acked: list[str], rejected: list[Rejection]) -> list[Ack]:
+    """Split ids into ack messages of at most MAX_ACK_IDS ids each."""
+    out: list[Ack] = []
+    items: list[str | Rejection] = [*acked, *rejected]
+    for start in range(0, len(items), MAX_ACK_IDS):
+        part = items[start : start + MAX_ACK_IDS]
+        out.append(
+            Ack(
+                acked=tuple(i for i in part if isinstance(i, str)),
+                rejected=tuple(i for i in part if isinstance(i, Rejection)),
+            )
+        )
+    return out
+
+
+def decode_ack(payload: bytes) -> Ack:
+    obj = _loads_object(payload)
+    if obj.get("type") != "ack":
+        raise EnvelopeError(f"bad-envelope: type: expected 'ack', got {obj.get('type')!r}")
+    acked = obj.get("acked", [])
+    rejected = obj.get("rejected", [])
+    if not isinstance(acked, list) or not all(isinstance(i, str) for i in acked):
+        raise EnvelopeError("bad-envelope: acked: expected a list of ids")
+    if not isinstance(rejected, list):
+        raise EnvelopeError("bad-envelope: rejected: expected a list")
+    rej: list[Rejection] = []
+    for item in rejected:
+        if not isinstance(item, dict):
+            raise EnvelopeError("bad-envelope: rejected: expected objects")
+        rej.append(Rejection(id=_field(item, "id", str), reason=str(item.get("reason", ""))))
+    return Ack(acked=tuple(acked), rejected=tuple(rej))
+
+
+def encode_status(kiosk: str, state: str, ts: str) -> bytes:
+    return _dumps({"v": PROTOCOL_VERSION, "type": "status", "kiosk": kiosk, "state": state, "ts": ts})
+
+
+def encode_heartbeat(kiosk: str, ts: str, **fields: Any) -> bytes:
+    return _dumps({"v": PROTOCOL_VERSION, "type": "heartbeat", "kiosk": kiosk, "ts": ts, **fields})
+
+
+def decode_object(payload: bytes) -> dict[str, Any]:
+    """Decode any versioned protocol message to a dict (status, heartbeat, ...)."""
+    return _loads_object(payload)

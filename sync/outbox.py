@@ -1,0 +1,375 @@
+"""The kiosk's durable outbox: every record waits here until central has it.
+
+Theory of operation
+-------------------
+One SQLite file (WAL, ``synchronous=FULL``) holds the ``outbox`` table and the
+kiosk's own tables (dossiers, ...), so a service can commit its row and the
+outbox record in one transaction: either both are on disk or neither is
+(invariant 1: durable before promised).
+
+A record is born ``queued`` with the next per-stream ``seq`` (``AUTOINCREMENT``:
+never reused, not even after a purge) and its envelope already encoded, so the
+sync loop publishes stored bytes and never re-encodes. "In flight" is not
+written to disk: it lives in the sync state machine, and a crash returns every
+in-flight record to ``queued``, which is what at-least-once delivery needs.
+An application ack from central moves a record to ``acked`` (or ``rejected``,
+parked for an operator); a purge deletes acked records after the retention
+period (invariant 8).
+
+Limits (invariant 5) are checked before a write and enforced by SQLite itself:
+a queue length limit, a database size limit (``max_page_count``) and a
+free-disk reserve. At each one the write is refused with :class:`OutboxFull`,
+whose message names the limit; nothing committed before is touched, and
+marking records acked still works on a full disk (it rewrites rows in place),
+so a full kiosk drains and recovers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from sync import SyncError
+from sync.envelope import MAX_RECORD_BYTES, Record, check_kiosk_id
+from sync.ids import new_stream_id, new_ulid
+
+SCHEMA_VERSION = 1
+
+
+class OutboxError(SyncError):
+    """Base class of outbox errors."""
+
+
+class OutboxFull(OutboxError):
+    """A new record was refused because a limit was reached; nothing was lost."""
+
+
+class RecordTooLarge(OutboxError):
+    """A record's encoded envelope is over ``max_record_bytes``."""
+
+
+class OutboxCorrupt(OutboxError):
+    """The database file failed SQLite's integrity check; it was left untouched."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pending:
+    """A queued record as the sync loop sees it."""
+
+    seq: int
+    id: str
+    payload: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxStats:
+    queued: int
+    acked: int
+    rejected: int
+    oldest_queued_created: str | None
+    db_bytes: int
+
+
+def _now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+def connect(path: Path | str, *, timeout_s: float = 10.0) -> sqlite3.Connection:
+    """Open a kiosk database in autocommit mode with WAL and synchronous=FULL."""
+    conn = sqlite3.connect(
+        str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False
+    )
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class Transaction:
+    """An open write transaction on the kiosk database (see Outbox.transaction)."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self.conn = outbox.conn
+        self._next_seq: int | None = None
+        self.records: list[Record] = []
+
+    def add(self, kind: str, body: dict[str, Any]) -> Record:
+        """Queue one record in this transaction; returns it with seq and id set."""
+        ob = self._outbox
+        if self._next_seq is None:
+            row = self.conn.execute(
+                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name='outbox'), 0),"
+                " coalesce((SELECT max(seq) FROM outbox), 0))"
+            ).fetchone()
+            self._next_seq = int(row[0]) + 1
+        record = Record(
+            kind=kind,
+            kiosk=ob.kiosk,
+            stream=ob.stream,
+            seq=self._next_seq,
+            id=new_ulid(),
+            created=_now_iso(),
+            body=body,
+        )
+        payload = record.encode()
+        if len(payload) > ob.max_record_bytes:
+            raise RecordTooLarge(
+                f"{kind} record is {len(payload)} bytes, over the limit of "
+                f"{ob.max_record_bytes} bytes (sync.max_record_bytes); send files as attachments"
+            )
+        self.conn.execute(
+            "INSERT INTO outbox (seq, id, kind, created, payload, size, state)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'queued')",
+            (record.seq, record.id, kind, record.created, payload, len(payload)),
+        )
+        self._next_seq += 1
+        self.records.append(record)
+        return record
+
+
+class Outbox:
+    """The durable outbox of one kiosk (one SQLite file)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        kiosk: str,
+        *,
+        max_queued: int = 100_000,
+        max_db_bytes: int = 2 * 1024**3,
+        min_free_disk_bytes: int = 64 * 1024**2,
+        max_record_bytes: int = MAX_RECORD_BYTES,
+        check_integrity: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.kiosk = check_kiosk_id(kiosk)
+        self.max_queued = max_queued
+        self.max_db_bytes = max_db_bytes
+        self.min_free_disk_bytes = min_free_disk_bytes
+        self.max_record_bytes = max_record_bytes
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            self.conn = connect(self.path)
+            if existed and check_integrity:
+                result = self.conn.execute("PRAGMA quick_check").fetchone()[0]
+                if result != "ok":
+                    raise sqlite3.DatabaseError(result)
+            self.db = sqlite_utils.Database(self.conn)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            raise OutboxCorrupt(
+                f"kiosk database {self.path} failed SQLite's integrity check ({exc}). "
+                "It was left untouched: stop the agent, copy the file somewhere safe, and run "
+                f"'aps-agent outbox salvage {self.path}' to move its unsynced records to a new file."
+            ) from exc
+        page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+        self.conn.execute(f"PRAGMA max_page_count={max(16, max_db_bytes // page_size)}")
+        self.stream = self._meta("stream")
+
+    # -- schema -----------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._write():
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS outbox ("
+                " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " id TEXT NOT NULL UNIQUE,"
+                " kind TEXT NOT NULL,"
+                " created TEXT NOT NULL,"
+                " payload BLOB NOT NULL,"
+                " size INTEGER NOT NULL,"
+                " state TEXT NOT NULL CHECK (state IN ('queued', 'acked', 'rejected')),"
+                " done_at REAL,"
+                " reason TEXT)"
+            )
+            self.conn.execute(
+                "CREATE INDEX IF NOT EXISTS outbox_state_seq ON outbox (state, seq)"
+            )
+            meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+            if "stream" not in meta:
+                self.conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("stream", new_stream_id()),
+                        ("kiosk", self.kiosk),
+                        ("schema_version", str(SCHEMA_VERSION)),
+                    ],
+                )
+            elif meta.get("kiosk") != self.kiosk:
+                raise OutboxError(
+                    f"kiosk database {self.path} belongs to kiosk {meta.get('kiosk')!r}, "
+                    f"not {self.kiosk!r}; point agent.database at this kiosk's own file"
+                )
+
+    def _meta(self, key: str) -> str:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0])
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- writing records --------------------------------------------------------
+    def _check_room(self) -> None:
+        queued = self.conn.execute("SELECT count(*) FROM outbox WHERE state = 'queued'").fetchone()[0]
+        if queued >= self.max_queued:
+            raise OutboxFull(
+                f"outbox holds {queued} records waiting to sync, the limit is {self.max_queued} "
+                "(sync.max_queued); new filings are refused until the kiosk is back online "
+                "and central has acknowledged them"
+            )
+        free = shutil.disk_usage(self.path.parent).free
+        if free < self.min_free_disk_bytes:
+            raise OutboxFull(
+                f"only {free} bytes free on the disk holding {self.path}, the reserve is "
+                f"{self.min_free_disk_bytes} (sync.min_free_disk_bytes); free disk space or "
+                "wait for synced records to be purged"
+            )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction: add records, write your own rows, commit together.
+
+        On any exception nothing of the transaction is kept. A full disk or
+        database raises :class:`OutboxFull`.
+        """
+        self._check_room()
+        tx = Transaction(self)
+        try:
+            with self._write():
+                yield tx
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):
+                raise OutboxFull(
+                    f"the kiosk database {self.path} is full ({exc}); limit "
+                    f"{self.max_db_bytes} bytes (sync.max_db_bytes) or the disk itself. "
+                    "Records already committed are safe and keep syncing."
+                ) from exc
+            raise
+
+    def add(self, kind: str, body: dict[str, Any]) -> Record:
+        """Commit one record on its own; returns it once it is durable."""
+        with self.transaction() as tx:
+            return tx.add(kind, body)
+
+    # -- the sync side ------------------------------------------------------------
+    def pending(self, *, after_seq: int = 0, limit: int = 256) -> list[Pending]:
+        rows = self.conn.execute(
+            "SELECT seq, id, payload FROM outbox WHERE state = 'queued' AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        ).fetchall()
+        return [Pending(seq=r[0], id=r[1], payload=bytes(r[2])) for r in rows]
+
+    def mark_acked(self, ids: Sequence[str]) -> int:
+        """Mark records acked (one transaction); returns how many changed state."""
+        if not ids:
+            return 0
+        now = time.time()
+        with self._write():
+            cur = self.conn.executemany(
+                "UPDATE outbox SET state = 'acked', done_at = ? WHERE id = ? AND state = 'queued'",
+                [(now, i) for i in ids],
+            )
+        return cur.rowcount
+
+    def mark_rejected(self, rejections: Sequence[tuple[str, str]]) -> int:
+        if not rejections:
+            return 0
+        now = time.time()
+        with self._write():
+            cur = self.conn.executemany(
+                "UPDATE outbox SET state = 'rejected', done_at = ?, reason = ?"
+                " WHERE id = ? AND state = 'queued'",
+                [(now, reason, i) for i, reason in rejections],
+            )
+        return cur.rowcount
+
+    def purge(self, *, retention_s: float, now: float | None = None) -> int:
+        """Delete acked records acknowledged more than ``retention_s`` ago."""
+        cutoff = (time.time() if now is None else now) - retention_s
+        with self._write():
+            cur = self.conn.execute(
+                "DELETE FROM outbox WHERE state = 'acked' AND done_at < ?", (cutoff,)
+            )
+        return cur.rowcount
+
+    # -- reading ------------------------------------------------------------------
+    def state_of(self, record_id: str) -> str | None:
+        row = self.conn.execute("SELECT state FROM outbox WHERE id = ?", (record_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def stats(self) -> OutboxStats:
+        counts = dict(
+            self.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()
+        )
+        oldest = self.conn.execute(
+            "SELECT created FROM outbox WHERE state = 'queued' ORDER BY seq LIMIT 1"
+        ).fetchone()
+        pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        return OutboxStats(
+            queued=int(counts.get("queued", 0)),
+            acked=int(counts.get("acked", 0)),
+            rejected=int(counts.get("rejected", 0)),
+            oldest_queued_created=None if oldest is None else str(oldest[0]),
+            db_bytes=int(pages) * int(page_size),
+        )
+
+    def records(self, state: str | None = None) -> list[dict[str, Any]]:
+        """All records (or those in one state) as dicts with the decoded body."""
+        sql = "SELECT seq, id, kind, state, reason, payload FROM outbox"
+        args: tuple[Any, ...] = ()
+        if state is not None:
+            sql += " WHERE state = ?"
+            args = (state,)
+        out = []
+        for seq, rid, kind, st, reason, payload in self.conn.execute(sql + " ORDER BY seq", args):
+            out.append(
+                {
+                    "seq": seq,
+                    "id": rid,
+                    "kind": kind,
+                    "state": st,
+                    "reason": reason,
+                    "body": json.loads(bytes(payload))["body"],
+                }
+            )
+        return out
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def database_size_on_disk(path: Path) -> int:
+    """Bytes used by a database and its WAL, for health reports."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            total += os.stat(str(path) + suffix).st_size
+    return total
