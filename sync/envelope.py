@@ -224,7 +224,9 @@ def decode_ack(payload: bytes) -> Ack:
 
 
 def encode_status(kiosk: str, state: str, ts: str) -> bytes:
-    return _dumps({"v": PROTOCOL_VERSION, "type": "status", "kiosk": kiosk, "state": state, "ts": ts})
+    return _dumps(
+        {"v": PROTOCOL_VERSION, "type": "status", "kiosk": kiosk, "state": state, "ts": ts}
+    )
 
 
 def encode_heartbeat(kiosk: str, ts: str, **fields: Any) -> bytes:

@@ -176,7 +176,8 @@ class Outbox:
             raise OutboxCorrupt(
                 f"kiosk database {self.path} failed SQLite's integrity check ({exc}). "
                 "It was left untouched: stop the agent, copy the file somewhere safe, and run "
-                f"'aps-agent outbox salvage {self.path}' to move its unsynced records to a new file."
+                f"'aps-agent outbox salvage {self.path}' to copy its unsynced records "
+                "to a new file."
             ) from exc
         page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
         self.conn.execute(f"PRAGMA max_page_count={max(16, max_db_bytes // page_size)}")
@@ -200,9 +201,7 @@ class Outbox:
                 " done_at REAL,"
                 " reason TEXT)"
             )
-            self.conn.execute(
-                "CREATE INDEX IF NOT EXISTS outbox_state_seq ON outbox (state, seq)"
-            )
+            self.conn.execute("CREATE INDEX IF NOT EXISTS outbox_state_seq ON outbox (state, seq)")
             meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
             if "stream" not in meta:
                 self.conn.executemany(
@@ -236,7 +235,9 @@ class Outbox:
 
     # -- writing records --------------------------------------------------------
     def _check_room(self) -> None:
-        queued = self.conn.execute("SELECT count(*) FROM outbox WHERE state = 'queued'").fetchone()[0]
+        queued = self.conn.execute("SELECT count(*) FROM outbox WHERE state = 'queued'").fetchone()[
+            0
+        ]
         if queued >= self.max_queued:
             raise OutboxFull(
                 f"outbox holds {queued} records waiting to sync, the limit is {self.max_queued} "

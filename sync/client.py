@@ -1,0 +1,391 @@
+"""Thin paho-mqtt adapter around :class:`sync.machine.SyncMachine`.
+
+Two threads:
+
+- the **network thread** owns the paho client: it connects with tenacity
+  (exponential backoff with full jitter, interruptible on stop), runs
+  ``client.loop()`` and turns callbacks into events on a queue. Callbacks
+  never raise (an exception there can kill paho's loop); they log and go on.
+- the **sync thread** owns the machine and the outbox connection: it takes
+  events off the queue, feeds the machine, and carries out its actions
+  (read the outbox, publish stored bytes, mark acked).
+
+The kiosk connects with a clean session: its outbox, not paho's memory or the
+broker's, is the only truth about what still has to go.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
+
+from sync.envelope import (
+    EnvelopeError,
+    acks_topic,
+    decode_ack,
+    encode_heartbeat,
+    encode_status,
+    heartbeat_topic,
+    records_topic,
+    status_topic,
+    topic,
+)
+from sync.machine import Action, Fetch, MarkAcked, MarkRejected, Publish, SyncMachine
+from sync.outbox import Outbox
+
+log = logging.getLogger("aps.sync")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    keepalive_s: int = 30
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncSettings:
+    inflight_window: int = 64
+    ack_timeout_s: float = 30.0
+    tick_s: float = 0.2
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 300.0
+    heartbeat_interval_s: float = 60.0
+    retention_s: float = 7 * 86400.0
+    purge_interval_s: float = 3600.0
+
+
+@dataclass
+class SyncCounters:
+    published: int = 0
+    retransmitted: int = 0
+    acked: int = 0
+    rejected: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    last_ack_at: float | None = None
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def make_paho_client(
+    client_id: str,
+    mqtt_settings: MqttSettings,
+    *,
+    clean_session: bool = True,
+    manual_ack: bool = False,
+) -> mqtt.Client:
+    """A paho client set up from settings (MQTT 3.1.1, optional TLS and login)."""
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,
+        reconnect_on_failure=False,
+        manual_ack=manual_ack,
+    )
+    if mqtt_settings.username:
+        client.username_pw_set(mqtt_settings.username, mqtt_settings.password)
+    if mqtt_settings.tls_ca:
+        client.tls_set(
+            ca_certs=str(mqtt_settings.tls_ca),
+            certfile=str(mqtt_settings.tls_cert) if mqtt_settings.tls_cert else None,
+            keyfile=str(mqtt_settings.tls_key) if mqtt_settings.tls_key else None,
+        )
+    return client
+
+
+class ConnectRefused(OSError):
+    """The broker answered CONNECT with a failure, or never answered."""
+
+
+class NetworkLoop:
+    """Keeps one paho client connected, with jittered exponential backoff."""
+
+    def __init__(
+        self,
+        factory: Callable[[], mqtt.Client],
+        settings: MqttSettings,
+        *,
+        backoff_min_s: float,
+        backoff_max_s: float,
+        stop: threading.Event,
+        name: str,
+    ) -> None:
+        self.factory = factory
+        self.client = factory()
+        self.settings = settings
+        self.backoff_min_s = backoff_min_s
+        self.backoff_max_s = backoff_max_s
+        self.stop = stop
+        self.connected = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _sleep(self, seconds: float) -> None:
+        self.stop.wait(seconds)
+
+    def _connect_once(self) -> None:
+        # A fresh client per connection: paho would otherwise resend its own
+        # in-memory queue on reconnect, and our outbox is the only truth.
+        self.connected.clear()
+        self.client = self.factory()
+        self.client.connect(self.settings.host, self.settings.port, self.settings.keepalive_s)
+        deadline = time.monotonic() + max(5.0, self.settings.keepalive_s)
+        while not self.connected.is_set():
+            rc = self.client.loop(timeout=0.1)
+            if rc != mqtt.MQTT_ERR_SUCCESS or time.monotonic() > deadline or self.stop.is_set():
+                self.client.disconnect()
+                raise ConnectRefused(f"broker {self.settings.host}:{self.settings.port}: {rc}")
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                for attempt in Retrying(
+                    wait=wait_random_exponential(
+                        multiplier=self.backoff_min_s, max=self.backoff_max_s
+                    ),
+                    retry=retry_if_exception_type(OSError),
+                    sleep=self._sleep,
+                    before_sleep=lambda rs: log.warning(
+                        "mqtt connect failed (attempt %d): %s",
+                        rs.attempt_number,
+                        rs.outcome.exception() if rs.outcome else "?",
+                    ),
+                ):
+                    with attempt:
+                        if self.stop.is_set():
+                            return
+                        self._connect_once()
+            except Exception:  # tenacity gave up only if stop is set
+                log.exception("network loop: unexpected error while connecting")
+                self.stop.wait(self.backoff_min_s)
+                continue
+            while not self.stop.is_set():
+                rc = self.client.loop(timeout=0.1)
+                if rc != mqtt.MQTT_ERR_SUCCESS:
+                    log.warning("mqtt connection lost: %s", mqtt.error_string(rc))
+                    break
+            self.connected.clear()
+        try:
+            self.client.disconnect()
+            self.client.loop(timeout=0.1)
+        except Exception:
+            pass
+
+
+DownHandler = Callable[[str, bytes], None]
+
+
+class SyncClient:
+    """Drains one kiosk's outbox to central over MQTT, until stopped."""
+
+    def __init__(
+        self,
+        *,
+        database: Path,
+        kiosk: str,
+        mqtt_settings: MqttSettings,
+        settings: SyncSettings,
+        outbox_options: dict[str, Any] | None = None,
+        heartbeat_fields: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.kiosk = kiosk
+        self.settings = settings
+        self.outbox = Outbox(database, kiosk, **(outbox_options or {}))
+        self.machine = SyncMachine(
+            window=settings.inflight_window, ack_timeout=settings.ack_timeout_s
+        )
+        self.counters = SyncCounters()
+        self.handlers: dict[str, DownHandler] = {}
+        self.heartbeat_fields = heartbeat_fields
+        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._stop = threading.Event()
+        self._mqtt_settings = mqtt_settings
+        self.network = NetworkLoop(
+            self._new_client,
+            mqtt_settings,
+            backoff_min_s=settings.reconnect_min_s,
+            backoff_max_s=settings.reconnect_max_s,
+            stop=self._stop,
+            name=f"mqtt-{kiosk}",
+        )
+        self._thread = threading.Thread(target=self._run, name=f"sync-{kiosk}", daemon=True)
+
+    def _new_client(self) -> mqtt.Client:
+        client = make_paho_client(self.kiosk, self._mqtt_settings)
+        client.max_inflight_messages_set(self.settings.inflight_window)
+        client.will_set(
+            status_topic(self.kiosk),
+            encode_status(self.kiosk, "offline", now_iso()),
+            qos=1,
+            retain=True,
+        )
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # -- paho callbacks (network thread; never raise) ------------------------------
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        try:
+            if rc.is_failure:
+                log.error("broker refused the connection: %s", rc)
+                return
+            self.network.connected.set()
+            client.subscribe(topic(self.kiosk, "down", "#"), qos=1)
+            client.publish(
+                status_topic(self.kiosk),
+                encode_status(self.kiosk, "online", now_iso()),
+                qos=1,
+                retain=True,
+            )
+        except Exception:
+            log.exception("on_connect failed")
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any
+    ) -> None:
+        self._events.put(("connected", None))
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        self._events.put(("disconnected", None))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._events.put(("message", (msg.topic, bytes(msg.payload))))
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+        self.network.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._events.put(("stop", None))
+        self._thread.join(timeout)
+        self.network.thread.join(timeout)
+        self.outbox.close()
+
+    def wake(self) -> None:
+        """Tell the sync thread that new records were committed."""
+        self._events.put(("tick", None))
+
+    # -- sync thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        next_heartbeat = time.monotonic()
+        next_purge = time.monotonic()
+        while not self._stop.is_set():
+            timeout = max(0.0, next_tick - time.monotonic())
+            try:
+                name, arg = self._events.get(timeout=timeout)
+            except queue.Empty:
+                name, arg = "tick", None
+            try:
+                now = time.monotonic()
+                actions = self._dispatch(name, arg, now)
+                if now >= next_tick or name == "tick":
+                    actions += self.machine.tick(now)
+                    next_tick = now + self.settings.tick_s
+                self._execute(actions, now)
+                if now >= next_heartbeat and self.network.connected.is_set():
+                    self._heartbeat()
+                    next_heartbeat = now + self.settings.heartbeat_interval_s
+                if now >= next_purge:
+                    purged = self.outbox.purge(retention_s=self.settings.retention_s)
+                    if purged:
+                        log.info("purged %d synced records older than the retention", purged)
+                    next_purge = now + self.settings.purge_interval_s
+            except Exception:
+                # The outbox is the truth; forget the window and start over from it.
+                log.exception("sync step failed; resuming from the outbox")
+                self.machine.disconnected()
+                if self.network.connected.is_set():
+                    self._execute(self.machine.connected(time.monotonic()), time.monotonic())
+                self._stop.wait(1.0)
+
+    def _dispatch(self, name: str, arg: Any, now: float) -> list[Action]:
+        if name == "connected":
+            self.counters.connects += 1
+            log.info("connected to the broker; resuming from the outbox")
+            return self.machine.connected(now)
+        if name == "disconnected":
+            self.counters.disconnects += 1
+            return self.machine.disconnected()
+        if name == "message":
+            mqtt_topic, payload = arg
+            if mqtt_topic == acks_topic(self.kiosk):
+                try:
+                    ack = decode_ack(payload)
+                except EnvelopeError as exc:
+                    log.warning("ignored a malformed ack: %s", exc.reason)
+                    return []
+                return self.machine.ack(ack, now)
+            handler = self.handlers.get(mqtt_topic.rsplit("/", 1)[-1])
+            if handler is not None:
+                handler(mqtt_topic, payload)
+            return []
+        return []
+
+    def _execute(self, actions: list[Action], now: float) -> None:
+        todo = list(actions)
+        while todo:
+            action = todo.pop(0)
+            if isinstance(action, Fetch):
+                pending = self.outbox.pending(after_seq=action.after_seq, limit=action.limit)
+                todo[:0] = self.machine.records(pending, now)
+            elif isinstance(action, Publish):
+                info = self.network.client.publish(records_topic(self.kiosk), action.payload, qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    log.debug("publish of seq %d deferred: %s", action.seq, info.rc)
+                self.counters.published += 1
+                if action.attempt > 1:
+                    self.counters.retransmitted += 1
+            elif isinstance(action, MarkAcked):
+                self.counters.acked += self.outbox.mark_acked(action.ids)
+                self.counters.last_ack_at = time.time()
+            elif isinstance(action, MarkRejected):
+                n = self.outbox.mark_rejected(action.rejections)
+                self.counters.rejected += n
+                for rid, reason in action.rejections:
+                    log.error("central rejected record %s: %s", rid, reason)
+
+    def _heartbeat(self) -> None:
+        stats = self.outbox.stats()
+        fields: dict[str, Any] = {
+            "queued": stats.queued,
+            "rejected": stats.rejected,
+            "oldest_queued": stats.oldest_queued_created,
+            "db_bytes": stats.db_bytes,
+        }
+        if self.heartbeat_fields is not None:
+            fields.update(self.heartbeat_fields())
+        self.network.client.publish(
+            heartbeat_topic(self.kiosk), encode_heartbeat(self.kiosk, now_iso(), **fields), qos=0
+        )
