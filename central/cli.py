@@ -1,0 +1,107 @@
+"""``aps-central``: central's command line (thin layer over the packages)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from central.config import CentralConfig, load_central_config
+from central.store import SQLiteStore
+from sync.config import ConfigError, markdown_reference
+
+DEFAULT_CONFIG = "/etc/aps/central.toml"
+
+
+def _load(path: str) -> CentralConfig:
+    try:
+        return load_central_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def main() -> None:
+    """APS central: collects what every kiosk files and watches the fleet."""
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="Central's TOML configuration file.",
+)
+def run(config_path: str) -> None:
+    """Run the collector until SIGTERM (what the systemd unit starts)."""
+    from central.service import CentralService
+    from edge_agent.agent import setup_logging
+
+    cfg = _load(config_path)
+    setup_logging(cfg.central.log_level)
+    sys.exit(CentralService(cfg).run())
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="Central's TOML configuration file.",
+)
+def status(config_path: str) -> None:
+    """Print records held, per-kiosk sequence state (gaps) and dead letters, as JSON."""
+    cfg = _load(config_path)
+    store = SQLiteStore(cfg.central.database)
+    streams = [
+        {
+            "kiosk": s.kiosk,
+            "stream": s.stream,
+            "contiguous_seq": s.contiguous_seq,
+            "max_seq": s.max_seq,
+            "missing": list(s.missing[:50]),
+        }
+        for s in store.streams()
+    ]
+    click.echo(
+        json.dumps(
+            {
+                "records": store.count(),
+                "dossiers": store.count("dossier"),
+                "streams": streams,
+                "dead_letters": len(store.dead_letters()),
+            },
+            ensure_ascii=False,
+        )
+    )
+    store.close()
+
+
+@main.command("dead-letters")
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="Central's TOML configuration file.",
+)
+def dead_letters(config_path: str) -> None:
+    """List messages central could not ingest, with the reason (JSON lines)."""
+    cfg = _load(config_path)
+    store = SQLiteStore(cfg.central.database)
+    for row in store.dead_letters():
+        click.echo(json.dumps(row, ensure_ascii=False))
+    store.close()
+
+
+@main.command("config-doc")
+def config_doc() -> None:
+    """Print the reference of every configuration key (markdown)."""
+    click.echo(markdown_reference(CentralConfig, "Central (`/etc/aps/central.toml`)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Central's configuration file (``/etc/aps/central.toml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from central.collector import CollectorSettings
+from sync.config import MqttSection, Section, load
+
+
+class CentralSection(Section):
+    database: Path = Field(
+        Path("/var/lib/aps/central.db"), description="Central's SQLite store (default backend)."
+    )
+    log_level: str = Field(
+        "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level."
+    )
+
+
+class CollectorSection(Section):
+    client_id: str = Field(
+        "aps-collector-1",
+        description="Stable MQTT client id; each collector of a shared group needs its own.",
+    )
+    shared_group: str | None = Field(
+        None, description="Set to share the load among collectors ($share/<group>/...)."
+    )
+    batch_max: int = Field(500, ge=1, le=10_000, description="Records per store transaction.")
+    batch_wait_ms: int = Field(
+        20, ge=0, le=5000, description="Wait this long for more records before committing."
+    )
+    queue_max: int = Field(20_000, ge=100, description="Messages buffered before back-pressure.")
+    max_record_kb: int = Field(256, ge=1, description="Larger records are dead-lettered.")
+
+    def settings(self) -> CollectorSettings:
+        return CollectorSettings(
+            client_id=self.client_id,
+            shared_group=self.shared_group,
+            batch_max=self.batch_max,
+            batch_wait_s=self.batch_wait_ms / 1000,
+            queue_max=self.queue_max,
+            max_record_bytes=self.max_record_kb * 1024,
+        )
+
+
+class CentralConfig(Section):
+    central: CentralSection = Field(default_factory=CentralSection)
+    mqtt: MqttSection = Field(default_factory=MqttSection)
+    collector: CollectorSection = Field(default_factory=CollectorSection)
+
+
+def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:
+    return load(CentralConfig, path, overrides)

@@ -1,0 +1,96 @@
+"""The kiosk agent process: sync, housekeeping, health, systemd integration."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from edge_agent.catalogue import bundled_catalogue
+from edge_agent.config import AgentConfig
+from edge_agent.dossiers import DossierDesk
+from edge_agent.due_date import OfficeRules, WorkCalendar
+from edge_agent.systemd_notify import Notifier
+from sync.client import SyncClient
+from sync.outbox import Outbox
+
+log = logging.getLogger("aps.agent")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), format=LOG_FORMAT)
+
+
+def open_desk(cfg: AgentConfig) -> DossierDesk:
+    """A dossier desk over the kiosk's database (its own connection)."""
+    outbox = Outbox(cfg.agent.database, cfg.kiosk.id, **cfg.sync.outbox_options())
+    return DossierDesk(
+        outbox,
+        bundled_catalogue(),
+        WorkCalendar(OfficeRules()),
+        agency=cfg.kiosk.agency,
+        slot=cfg.kiosk.slot,
+        tz=ZoneInfo(cfg.kiosk.timezone),
+    )
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        cfg.agent.database.parent.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic()
+        # Creating the desk makes sure the kiosk's own tables exist before sync starts.
+        open_desk(cfg).outbox.close()
+        self.sync = SyncClient(
+            database=cfg.agent.database,
+            kiosk=cfg.kiosk.id,
+            mqtt_settings=cfg.mqtt.settings(),
+            settings=cfg.sync.settings(),
+            outbox_options=cfg.sync.outbox_options(),
+            heartbeat_fields=self._heartbeat_fields,
+        )
+        self.stop_event = threading.Event()
+
+    def _heartbeat_fields(self) -> dict[str, Any]:
+        return {"uptime_s": int(time.monotonic() - self.started), "agent_version": "0.1.0"}
+
+    def run(self) -> int:
+        notifier = Notifier()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        self.sync.start()
+        log.info(
+            "agent for kiosk %s started; database %s; broker %s:%d",
+            self.cfg.kiosk.id,
+            self.cfg.agent.database,
+            self.cfg.mqtt.host,
+            self.cfg.mqtt.port,
+        )
+        notifier.ready(f"kiosk {self.cfg.kiosk.id} running")
+        interval = notifier.watchdog_interval_s or 5.0
+        while not self.stop_event.wait(min(interval, 5.0)):
+            # Ping the watchdog only while the sync thread is alive: a hung agent
+            # gets restarted by systemd.
+            if self.sync._thread.is_alive():
+                notifier.watchdog()
+                stats = self.sync.counters
+                notifier.status(
+                    f"published {stats.published}, acked {stats.acked}, "
+                    f"online {self.sync.network.connected.is_set()}"
+                )
+            else:
+                log.error("sync thread died; not pinging the watchdog")
+        notifier.stopping()
+        self.sync.stop()
+        log.info("agent stopped")
+        return 0
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        self.stop_event.set()

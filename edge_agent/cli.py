@@ -1,0 +1,142 @@
+"""``aps-agent``: the kiosk agent's command line (thin layer over the packages)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import click
+
+from edge_agent.config import AgentConfig, load_agent_config
+from sync.config import ConfigError, markdown_reference
+from sync.outbox import Outbox, OutboxError
+
+DEFAULT_CONFIG = "/etc/aps/agent.toml"
+
+
+def _load(path: str) -> AgentConfig:
+    try:
+        return load_agent_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def main() -> None:
+    """APS kiosk agent: files dossiers durably and syncs them to central."""
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="The agent's TOML configuration file.",
+)
+def run(config_path: str) -> None:
+    """Run the agent until SIGTERM (what the systemd unit starts)."""
+    from edge_agent.agent import Agent, setup_logging
+
+    cfg = _load(config_path)
+    setup_logging(cfg.agent.log_level)
+    try:
+        agent = Agent(cfg)
+    except OutboxError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(agent.run())
+
+
+@main.command("check-config")
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="The agent's TOML configuration file.",
+)
+def check_config(config_path: str) -> None:
+    """Validate the configuration file and print it with defaults filled in."""
+    cfg = _load(config_path)
+    click.echo(cfg.model_dump_json(indent=2))
+
+
+@main.command("config-doc")
+def config_doc() -> None:
+    """Print the reference of every configuration key (markdown)."""
+    click.echo(markdown_reference(AgentConfig, "Kiosk agent (`/etc/aps/agent.toml`)"))
+
+
+@main.group()
+def outbox() -> None:
+    """Inspect the kiosk's outbox."""
+
+
+@outbox.command("status")
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="The agent's TOML configuration file.",
+)
+def outbox_status(config_path: str) -> None:
+    """Print queue depth, oldest unsynced record and database size as JSON."""
+    cfg = _load(config_path)
+    try:
+        ob = Outbox(cfg.agent.database, cfg.kiosk.id, **cfg.sync.outbox_options())
+    except OutboxError as exc:
+        raise click.ClickException(str(exc)) from None
+    s = ob.stats()
+    click.echo(
+        json.dumps(
+            {
+                "kiosk": cfg.kiosk.id,
+                "stream": ob.stream,
+                "queued": s.queued,
+                "acked": s.acked,
+                "rejected": s.rejected,
+                "oldest_queued": s.oldest_queued_created,
+                "db_bytes": s.db_bytes,
+            }
+        )
+    )
+    ob.close()
+
+
+@outbox.command("salvage")
+@click.argument("damaged", type=click.Path(exists=True, dir_okay=False))
+@click.argument("output", type=click.Path(exists=False, dir_okay=False))
+def outbox_salvage(damaged: str, output: str) -> None:
+    """Copy every readable unsynced record of a DAMAGED database into a JSON-lines OUTPUT.
+
+    The damaged file is opened read-only and never changed. Each line of
+    OUTPUT is one stored record envelope, ready to be replayed by an operator.
+    """
+    out = Path(output)
+    if out.exists():
+        raise click.ClickException(f"{out} exists; choose a new file name")
+    saved = skipped = 0
+    try:
+        conn = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
+        rows = conn.execute("SELECT seq, payload FROM outbox WHERE state = 'queued' ORDER BY seq")
+        with out.open("wb") as fh:
+            while True:
+                try:
+                    row = rows.fetchone()
+                except sqlite3.DatabaseError:
+                    skipped += 1
+                    break
+                if row is None:
+                    break
+                fh.write(bytes(row[1]) + b"\n")
+                saved += 1
+    except sqlite3.DatabaseError as exc:
+        raise click.ClickException(f"cannot read {damaged}: {exc}") from None
+    click.echo(json.dumps({"saved": saved, "stopped_early": bool(skipped), "output": str(out)}))
+
+
+if __name__ == "__main__":
+    main()

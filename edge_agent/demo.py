@@ -1,0 +1,226 @@
+"""``aps-demo``: the whole stack on one machine, with a scripted citizen.
+
+Starts a private mosquitto on a free loopback port, central and one kiosk
+agent as separate processes (exactly what the systemd units run), then a
+scripted citizen files dossiers at the kiosk; half of them while the kiosk's
+link is down. Everything it writes goes under ``demo-out/``. The last line
+printed is a JSON summary read from the two databases, not from counters.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from central.mosquitto import MosquittoProcess
+from edge_agent.agent import open_desk
+from edge_agent.config import load_agent_config
+from edge_agent.dossiers import Applicant, DossierDesk, Filed
+
+KIOSK_ID = "sadec-p1-k01"
+
+CITIZENS: list[tuple[str, str, dict[str, Any]]] = [
+    (
+        "Nguyễn Thị Ngọc Hường",
+        "1.004873",
+        {"muc_dich": "Đăng ký kết hôn", "tinh_trang": "Chưa kết hôn"},
+    ),
+    ("Đặng Quốc Việt", "2.000815", {"ten_giay_to": "Bằng tốt nghiệp", "so_trang": 2, "so_ban": 3}),
+    (
+        "Trần Văn Ổn",
+        "1.001193",
+        {
+            "ho_ten_tre": "Trần Gia Bảo",
+            "ngay_sinh_tre": "2026-11-20",
+            "gioi_tinh_tre": "Nam",
+            "noi_sinh": "Bệnh viện Sa Đéc",
+            "quan_he": "Cha",
+        },
+    ),
+    ("Lê Thị Thuỷ Tiên", "2.000884", {"ten_van_ban": "Giấy uỷ quyền"}),
+    (
+        "Phạm Hữu Lộc",
+        "1.001022",
+        {"ho_ten_nguoi_duoc_nhan": "Phạm Minh Khôi", "quan_he": "Cha nhận con"},
+    ),
+    (
+        "Huỳnh Thị Mỹ Duyên",
+        "1.000656",
+        {"ho_ten_nguoi_mat": "Huỳnh Văn Tư", "ngay_mat": "2026-11-24", "quan_he": "Con"},
+    ),
+]
+
+
+def _write_configs(out: Path, port: int) -> tuple[Path, Path]:
+    central = out / "central.toml"
+    central.write_text(
+        f'[central]\ndatabase = "{out / "central.db"}"\n\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n\n'
+        '[collector]\nclient_id = "aps-collector-demo"\n',
+        encoding="utf-8",
+    )
+    kiosk = out / "kiosk.toml"
+    kiosk.write_text(
+        f'[kiosk]\nid = "{KIOSK_ID}"\nagency = "000.00.14.H56"\nslot = 1\n'
+        'office_name = "UBND Phường 1, TP. Sa Đéc"\nhotline = "0277 3861 234"\n\n'
+        f'[agent]\ndatabase = "{out / "kiosk.db"}"\nreceipts_dir = "{out / "receipts"}"\n\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n\n'
+        "[sync]\nack_timeout_s = 5\nreconnect_min_s = 0.5\nreconnect_max_s = 3\n"
+        "heartbeat_interval_s = 5\n",
+        encoding="utf-8",
+    )
+    return central, kiosk
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    fh = log.open("ab")
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=fh, stderr=fh)
+
+
+def summary(kiosk_db: Path, central_db: Path) -> dict[str, Any]:
+    """Read from both databases what was filed and what central holds."""
+    k = sqlite3.connect(f"file:{kiosk_db}?mode=ro", uri=True)
+    filed = dict(k.execute("SELECT record_id, code FROM dossiers").fetchall())
+    acked = k.execute("SELECT count(*) FROM outbox WHERE kind='dossier' AND state='acked'")
+    acked_n = acked.fetchone()[0]
+    k.close()
+    c = sqlite3.connect(f"file:{central_db}?mode=ro", uri=True)
+    rows = c.execute(
+        "SELECT id, json_extract(body, '$.code') FROM records WHERE kind='dossier' AND kiosk=?",
+        (KIOSK_ID,),
+    ).fetchall()
+    gaps = [
+        r for r in c.execute("SELECT kiosk, contiguous_seq, max_seq FROM streams") if r[1] != r[2]
+    ]
+    c.close()
+    ids_at_central = [r[0] for r in rows]
+    codes_at_central = [r[1] for r in rows]
+    return {
+        "submitted": len(filed),
+        "at_central": len(set(ids_at_central) & set(filed)),
+        "duplicates": (len(ids_at_central) - len(set(ids_at_central)))
+        + (len(codes_at_central) - len(set(codes_at_central))),
+        "lost": len(set(filed) - set(ids_at_central)),
+        "acked_on_kiosk": acked_n,
+        "sequence_gaps": len(gaps),
+    }
+
+
+def _wait_started(procs: list[subprocess.Popen[bytes]], files: list[Path]) -> None:
+    deadline = time.monotonic() + 60
+    while not all(f.exists() for f in files):
+        for p in procs:
+            if p.poll() is not None:
+                raise click.ClickException(
+                    f"{p.args[2]} exited with {p.returncode} at start; see its log in demo-out/"
+                )
+        if time.monotonic() > deadline:
+            raise click.ClickException("central or agent did not start within 60 s")
+        time.sleep(0.1)
+
+
+def _wait_synced(out: Path, n: int, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = summary(out / "kiosk.db", out / "central.db")
+        if result["at_central"] >= n and result["acked_on_kiosk"] >= n:
+            return result
+        if time.monotonic() > deadline:
+            return result
+        time.sleep(0.2)
+
+
+def _file_all(
+    desk: DossierDesk, people: list[tuple[str, str, dict[str, Any]]], start: int
+) -> list[Filed]:
+    filed = []
+    for i, (name, proc, form) in enumerate(people):
+        applicant = Applicant(
+            full_name=name, id_number=f"0872050{start + i:05d}", phone="0912345678"
+        )
+        f = desk.file(proc, applicant, form)
+        due = "trả kết quả trong ngày" if f.same_day else f.due.strftime("%H:%M %d/%m/%Y")
+        click.echo(f"  filed {f.code}  {f.procedure_name}  ({name}); due: {due}")
+        filed.append(f)
+    return filed
+
+
+@click.command()
+@click.option(
+    "--once", is_flag=True, help="Exit after the scripted citizen (for CI and reviewers)."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="demo-out",
+    show_default=True,
+    help="Where the demo writes its databases, logs and receipts.",
+)
+@click.option("--rounds", default=2, show_default=True, help="Times the citizens' list is filed.")
+def main(once: bool, out_dir: str, rounds: int) -> None:
+    """Run broker, central, one kiosk and a scripted citizen on this machine."""
+    out = Path(out_dir).resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "receipts").mkdir(parents=True)
+    broker = MosquittoProcess(out / "broker").start()
+    central_toml, kiosk_toml = _write_configs(out, broker.port)
+    procs = [
+        _spawn(["central.cli", "run", "--config", str(central_toml)], out / "central.log"),
+        _spawn(["edge_agent.cli", "run", "--config", str(kiosk_toml)], out / "agent.log"),
+    ]
+    result: dict[str, Any] = {}
+    try:
+        _wait_started(procs, [out / "central.db", out / "kiosk.db"])
+        click.echo(f"broker on 127.0.0.1:{broker.port}; central and kiosk {KIOSK_ID} running")
+        desk = open_desk(load_agent_config(kiosk_toml))
+        people = CITIZENS * rounds
+        half = len(people) // 2
+        click.echo("citizens file at the kiosk (online):")
+        _file_all(desk, people[:half], 0)
+        _wait_synced(out, half, 30)
+        click.echo(f"  central holds {summary(out / 'kiosk.db', out / 'central.db')['at_central']}")
+        click.echo("the kiosk's link drops (broker stopped); citizens keep filing:")
+        broker.stop()
+        _file_all(desk, people[half:], half)
+        click.echo(f"outbox while offline: {desk.outbox.stats().queued} records waiting")
+        broker.start()
+        click.echo("link back; the kiosk drains its outbox to central ...")
+        result = _wait_synced(out, len(people), 90)
+        desk.outbox.close()
+        if not once:
+            click.echo(
+                f"\nrunning; look at {out}/central.log, {out}/agent.log, and\n"
+                f"  aps-central status --config {central_toml}\n"
+                f"  aps-agent outbox status --config {kiosk_toml}\nCtrl-C to stop."
+            )
+            try:
+                while all(p.poll() is None for p in procs):
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+            result = summary(out / "kiosk.db", out / "central.db")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        broker.stop()
+    result = summary(out / "kiosk.db", out / "central.db") if not result else result
+    (out / "summary.json").write_text(json.dumps(result) + "\n")
+    click.echo(json.dumps(result))
+    sys.exit(0 if result.get("lost") == 0 and result.get("duplicates") == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
