@@ -120,7 +120,7 @@ def _wait_started(procs: list[subprocess.Popen[bytes]], files: list[Path]) -> No
         for p in procs:
             if p.poll() is not None:
                 raise click.ClickException(
-                    f"{p.args[2]} exited with {p.returncode} at start; see its log in demo-out/"
+                    f"{p.args!r} exited with {p.returncode} at start; see the logs in demo-out/"
                 )
         if time.monotonic() > deadline:
             raise click.ClickException("central or agent did not start within 60 s")
@@ -216,7 +216,7 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
         broker.stop()
-    result = summary(out / "kiosk.db", out / "central.db") if not result else result
+    result = result if result else summary(out / "kiosk.db", out / "central.db")
     (out / "summary.json").write_text(json.dumps(result) + "\n")
     click.echo(json.dumps(result))
     sys.exit(0 if result.get("lost") == 0 and result.get("duplicates") == 0 else 1)

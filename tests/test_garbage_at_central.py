@@ -1,0 +1,104 @@
+"""Garbage at central: every bad message dead-lettered with a reason; nothing else lost."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from central.collector import Collector, CollectorSettings
+from central.mosquitto import MosquittoProcess
+from central.store import SQLiteStore
+from sync.client import MqttSettings, SyncClient, SyncSettings
+from sync.envelope import records_topic
+from sync.ids import new_stream_id, new_ulid
+from tests import stack
+from tests.waiting import wait_until
+
+
+def _publisher(port: int, client_id: str) -> mqtt.Client:
+    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def test_garbage_is_dead_lettered_and_good_records_still_flow(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    central_db, kiosk_db = tmp_path / "central.db", tmp_path / "kiosk.db"
+    collector = Collector(
+        store_factory=lambda: SQLiteStore(central_db),
+        mqtt_settings=MqttSettings(port=broker.port),
+        settings=CollectorSettings(client_id="c-garbage"),
+    )
+    collector.start()
+    wait_until(collector.network.connected.is_set, 30, "collector connected")
+    evil = _publisher(broker.port, "evil")
+    good_envelope = {
+        "v": 1,
+        "type": "record",
+        "kind": "rating",
+        "kiosk": "k-evil",
+        "stream": new_stream_id(),
+        "seq": 1,
+        "id": new_ulid(),
+        "created": "2026-11-26T09:00:00+07:00",
+        "body": {"level": "hai_long"},
+    }
+    garbage = [
+        (records_topic("k-evil"), os.urandom(512), "bad-json"),
+        (records_topic("k-evil"), b'{"v": 1, "type": "record", "hello": 1}', "bad-envelope"),
+        (records_topic("k-evil"), b"[1, 2, 3]", "not-an-object"),
+        (
+            records_topic("k-evil"),
+            json.dumps({**good_envelope, "v": 99}).encode(),
+            "unknown-version",
+        ),
+        # k-evil publishing a record that claims to be another kiosk's.
+        (
+            records_topic("k-evil"),
+            json.dumps({**good_envelope, "kiosk": stack.KIOSK}).encode(),
+            "kiosk-mismatch",
+        ),
+        (records_topic("k-evil"), b"x" * (50 * 1024 * 1024), "oversize"),
+        (
+            records_topic("k-evil"),
+            json.dumps({**good_envelope, "id": new_ulid(), "body": {"level": "so-so"}}).encode(),
+            "bad-body",
+        ),
+    ]
+    for t, payload, _ in garbage:
+        evil.publish(t, payload, qos=1).wait_for_publish(30)
+    store = SQLiteStore(central_db)
+    try:
+        wait_until(lambda: len(store.dead_letters()) >= len(garbage), 60, "all dead-lettered")
+        reasons = [d["reason"] for d in store.dead_letters()]
+        for (_, _payload, expected), reason in zip(garbage, reasons, strict=True):
+            assert reason.startswith(expected), (expected, reason)
+        oversize = store.dead_letters()[5]
+        assert oversize["payload_len"] == 50 * 1024 * 1024
+        assert store.count() == 0  # none of it was stored as a record
+
+        # The collector is still up, and a real kiosk's records still arrive, once.
+        ids = stack.fill_outbox(kiosk_db, 50)
+        client = SyncClient(
+            database=kiosk_db,
+            kiosk=stack.KIOSK,
+            mqtt_settings=MqttSettings(port=broker.port),
+            settings=SyncSettings(ack_timeout_s=5, tick_s=0.05),
+        )
+        client.start()
+        try:
+            wait_until(lambda: stack.kiosk_acked(kiosk_db) == 50, 60, "good records acked")
+        finally:
+            client.stop()
+        assert sorted(store.record_ids(stack.KIOSK)) == sorted(ids)
+        assert store.record_ids("k-evil") == []
+    finally:
+        evil.loop_stop()
+        collector.stop()
+        store.close()
