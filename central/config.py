@@ -30,7 +30,11 @@ class CollectorSection(Section):
     )
     batch_max: int = Field(500, ge=1, le=10_000, description="Records per store transaction.")
     batch_wait_ms: int = Field(
-        20, ge=0, le=5000, description="Wait this long for more records before committing."
+        0,
+        ge=0,
+        le=5000,
+        description="Wait this long for more records before committing a small batch "
+        "(0: commit whatever is queued; batches grow by themselves under load).",
     )
     queue_max: int = Field(20_000, ge=100, description="Messages buffered before back-pressure.")
     max_record_kb: int = Field(256, ge=1, description="Larger records are dead-lettered.")

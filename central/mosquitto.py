@@ -28,6 +28,7 @@ max_queued_messages 100000
 max_queued_bytes 268435456
 max_inflight_messages 100
 message_size_limit 67108864
+set_tcp_nodelay true
 log_dest file {log}
 log_type error
 log_type warning

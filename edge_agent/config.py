@@ -52,7 +52,10 @@ class AgentSection(Section):
 
 class SyncSection(Section):
     inflight_window: int = Field(
-        64, ge=1, le=1000, description="Records published and not yet acknowledged, at most."
+        256, ge=1, le=1000, description="Records published and not yet acknowledged, at most."
+    )
+    inflight_kb: int = Field(
+        4096, ge=64, description="Bytes published and not yet acknowledged, at most (KiB)."
     )
     ack_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="Publish a record again if central has not acked it."
@@ -79,6 +82,7 @@ class SyncSection(Section):
     def settings(self) -> SyncSettings:
         return SyncSettings(
             inflight_window=self.inflight_window,
+            inflight_bytes=self.inflight_kb * 1024,
             ack_timeout_s=self.ack_timeout_s,
             reconnect_min_s=self.reconnect_min_s,
             reconnect_max_s=self.reconnect_max_s,

@@ -27,7 +27,7 @@ MAX_PER_DAY = 999
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS dossiers (
     code TEXT PRIMARY KEY,
-    record_id TEXT NOT NULL UNIQUE,
+    record_id TEXT NOT NULL,
     procedure TEXT NOT NULL,
     applicant_name TEXT NOT NULL,
     id_masked TEXT NOT NULL,

@@ -8,14 +8,15 @@ from the outbox, an ack from central, the clock) and carries out the actions
 it returns, in order: read more from the outbox, publish these bytes, mark
 these ids acked or rejected.
 
-It keeps a window of at most ``window`` records published and not yet
-acknowledged, and a cursor: the highest seq it has put in flight since the
-connection came up. Every queued record at or below the cursor is in flight;
-the next read from the outbox starts after the cursor. A record not
-acknowledged within ``ack_timeout`` seconds is published again. A disconnect
-forgets everything in flight (the outbox still holds it as queued) and the
-next connection starts again from the oldest queued record, so nothing depends
-on what paho or the broker kept.
+It keeps a window of at most ``window`` records (and ``window_bytes`` bytes,
+though always at least one record) published and not yet acknowledged, and a
+cursor: the highest seq it has put in flight since the connection came up.
+Every queued record at or below the cursor is in flight; the next read from
+the outbox starts after the cursor. A record not acknowledged within
+``ack_timeout`` seconds is published again. A disconnect forgets everything in
+flight (the outbox still holds it as queued) and the next connection starts
+again from the oldest queued record, so nothing depends on what paho or the
+broker kept.
 
 Acks are trusted only as "central committed this id" (docs/protocol.md):
 an ack for an id the machine does not hold in flight is still passed on to
@@ -98,13 +99,17 @@ class _InFlight:
 class SyncMachine:
     """Window, cursor and retransmission timer of one kiosk's upstream sync."""
 
-    def __init__(self, *, window: int = 64, ack_timeout: float = 30.0) -> None:
+    def __init__(
+        self, *, window: int = 256, ack_timeout: float = 30.0, window_bytes: int = 4 * 1024 * 1024
+    ) -> None:
         if window < 1:
             raise MachineError(f"window must be >= 1, got {window}")
         if ack_timeout <= 0:
             raise MachineError(f"ack_timeout must be > 0, got {ack_timeout}")
         self.window = window
+        self.window_bytes = window_bytes
         self.ack_timeout = ack_timeout
+        self._inflight_bytes = 0
         self.state = LinkState.OFFLINE
         self.cursor = 0
         self._inflight: dict[str, _InFlight] = {}
@@ -117,7 +122,18 @@ class SyncMachine:
         return frozenset(self._inflight)
 
     def _room(self) -> int:
+        if self._inflight and self._inflight_bytes >= self.window_bytes:
+            return 0
         return self.window - len(self._inflight)
+
+    def _forget(self, rid: str) -> None:
+        fl = self._inflight.pop(rid, None)
+        if fl is not None:
+            self._inflight_bytes -= len(fl.payload)
+
+    def _clear(self) -> None:
+        self._inflight.clear()
+        self._inflight_bytes = 0
 
     def _maybe_fetch(self) -> list[Action]:
         if self.state is LinkState.ONLINE and not self._fetch_outstanding and self._room() > 0:
@@ -129,13 +145,13 @@ class SyncMachine:
     def connected(self, now: float) -> list[Action]:
         self.state = LinkState.ONLINE
         self.cursor = 0
-        self._inflight.clear()
+        self._clear()
         self._fetch_outstanding = False
         return self._maybe_fetch()
 
     def disconnected(self) -> list[Action]:
         self.state = LinkState.OFFLINE
-        self._inflight.clear()
+        self._clear()
         self._fetch_outstanding = False
         return []
 
@@ -149,6 +165,7 @@ class SyncMachine:
             if rec.seq <= self.cursor or rec.id in self._inflight or self._room() <= 0:
                 continue
             self._inflight[rec.id] = _InFlight(rec.seq, rec.payload, now, 1)
+            self._inflight_bytes += len(rec.payload)
             self.cursor = rec.seq
             actions.append(Publish(seq=rec.seq, id=rec.id, payload=rec.payload, attempt=1))
         return actions
@@ -160,9 +177,9 @@ class SyncMachine:
         if ack.rejected:
             actions.append(MarkRejected(rejections=tuple((r.id, r.reason) for r in ack.rejected)))
         for rid in ack.acked:
-            self._inflight.pop(rid, None)
+            self._forget(rid)
         for rej in ack.rejected:
-            self._inflight.pop(rej.id, None)
+            self._forget(rej.id)
         return actions + self._maybe_fetch()
 
     def tick(self, now: float) -> list[Action]:

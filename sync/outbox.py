@@ -159,6 +159,8 @@ class Outbox:
         self.max_db_bytes = max_db_bytes
         self.min_free_disk_bytes = min_free_disk_bytes
         self.max_record_bytes = max_record_bytes
+        self._disk_checked_at = -1e9
+        self._free_disk = 0
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self.conn = connect(self.path)
@@ -237,16 +239,27 @@ class Outbox:
 
     # -- writing records --------------------------------------------------------
     def _check_room(self) -> None:
-        queued = self.conn.execute("SELECT count(*) FROM outbox WHERE state = 'queued'").fetchone()[
-            0
-        ]
+        # Cheap upper bound first (two index look-ups); count only near the limit.
+        first, last = self.conn.execute(
+            "SELECT (SELECT min(seq) FROM outbox WHERE state = 'queued'),"
+            " (SELECT seq FROM sqlite_sequence WHERE name = 'outbox')"
+        ).fetchone()
+        queued = 0 if first is None else last - first + 1
+        if queued >= self.max_queued:
+            queued = self.conn.execute(
+                "SELECT count(*) FROM outbox WHERE state = 'queued'"
+            ).fetchone()[0]
         if queued >= self.max_queued:
             raise OutboxFull(
                 f"outbox holds {queued} records waiting to sync, the limit is {self.max_queued} "
                 "(sync.max_queued); new filings are refused until the kiosk is back online "
                 "and central has acknowledged them"
             )
-        free = shutil.disk_usage(self.path.parent).free
+        now = time.monotonic()
+        if now - self._disk_checked_at > 1.0:
+            self._free_disk = shutil.disk_usage(self.path.parent).free
+            self._disk_checked_at = now
+        free = self._free_disk
         if free < self.min_free_disk_bytes:
             raise OutboxFull(
                 f"only {free} bytes free on the disk holding {self.path}, the reserve is "

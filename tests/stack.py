@@ -103,8 +103,18 @@ def central_ids(db: Path, kiosk: str = KIOSK) -> list[str]:
         c.close()
 
 
-def central_count(db: Path) -> int:
-    return len(central_ids(db))
+def central_count(db: Path, kiosk: str = KIOSK) -> int:
+    if not db.exists():
+        return 0
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(
+            c.execute("SELECT count(*) FROM records WHERE kiosk = ?", (kiosk,)).fetchone()[0]
+        )
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        c.close()
 
 
 def kiosk_states(db: Path) -> dict[str, str]:
@@ -116,4 +126,8 @@ def kiosk_states(db: Path) -> dict[str, str]:
 
 
 def kiosk_acked(db: Path) -> int:
-    return sum(1 for s in kiosk_states(db).values() if s == "acked")
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return int(c.execute("SELECT count(*) FROM outbox WHERE state = 'acked'").fetchone()[0])
+    finally:
+        c.close()

@@ -6,10 +6,12 @@ import time
 from collections.abc import Callable
 
 
-def wait_until(cond: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+def wait_until(
+    cond: Callable[[], object], timeout: float = 30.0, what: str = "condition", poll: float = 0.02
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
-        time.sleep(0.02)
+        time.sleep(poll)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
