@@ -20,8 +20,11 @@ Limits (invariant 5) are checked before a write and enforced by SQLite itself:
 a queue length limit, a database size limit (``max_page_count``) and a
 free-disk reserve. At each one the write is refused with :class:`OutboxFull`,
 whose message names the limit; nothing committed before is touched, and
-marking records acked still works on a full disk (it rewrites rows in place),
-so a full kiosk drains and recovers.
+marking records acked still works when the database limit or the free-disk
+reserve is reached (it rewrites rows in place), so a full kiosk drains and
+recovers; a purge checkpoints the WAL so its space goes back to the disk. On a
+disk with no space left at all the WAL cannot grow and acks cannot be recorded
+either: the free-disk reserve is what keeps room for them.
 """
 
 from __future__ import annotations
@@ -227,11 +230,15 @@ class Outbox:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
             self.conn.execute("COMMIT")
+        except BaseException:
+            # On SQLITE_FULL (and some I/O errors) SQLite has already rolled the
+            # transaction back by itself; a second ROLLBACK would raise "no
+            # transaction is active" and hide the real error. A COMMIT that
+            # failed leaves the transaction open: roll it back here.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     # -- writing records --------------------------------------------------------
     def _check_room(self) -> None:
@@ -318,6 +325,11 @@ class Outbox:
             cur = self.conn.execute(
                 "DELETE FROM outbox WHERE state = 'acked' AND done_at < ?", (cutoff,)
             )
+        if cur.rowcount:
+            # Give the WAL's space back to the disk: until a checkpoint the WAL
+            # only grows, so on a nearly full disk the free-disk reserve would
+            # keep refusing new records even after the purge.
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return cur.rowcount
 
     # -- reading ------------------------------------------------------------------
