@@ -169,7 +169,10 @@ class SQLiteStore:
                 )
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            # On SQLITE_FULL SQLite has already rolled back by itself; a second
+            # ROLLBACK would raise and hide the real error.
+            if c.in_transaction:
+                c.execute("ROLLBACK")
             raise
         return out
 
