@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -349,4 +350,26 @@ def test_duplicates_are_acked_again_but_stored_once(tmp_path: Path) -> None:
     assert out.stored == 0 and [r.id for r in out.rejected[KIOSK]] == [clash["id"]]
     assert out.rejected[KIOSK][0].reason.startswith("seq-conflict")
     assert clash["id"] not in store.record_ids(KIOSK)
+    store.close()
+
+
+def test_full_central_database_fails_the_batch_cleanly_and_recovers(tmp_path: Path) -> None:
+    """A full store raises the real error, commits nothing, and takes the batch later."""
+    store = SQLiteStore(tmp_path / "central.db")
+    store.conn.execute("PRAGMA max_page_count=40")  # stands in for a full disk
+    big = {"topic": "t", "message": "x" * 3000, "contact": "", "channel": "kiosk"}
+    seq = 0
+    with pytest.raises(sqlite3.OperationalError) as err:
+        for _ in range(100):
+            batch = [_dump(_envelope(seq=seq + i + 1, body=big)) for i in range(5)]
+            store.ingest([classify(TOPIC, p) for p in batch])
+            seq += 5
+    assert "full" in str(err.value)  # not "cannot rollback - no transaction is active"
+    assert not store.conn.in_transaction
+    assert store.count() == seq  # whole batches only: the failed one left nothing
+    store.conn.execute("PRAGMA max_page_count=1000000")  # space freed
+    outcome = store.ingest([classify(TOPIC, p) for p in batch])
+    assert outcome.stored == 5 and len(outcome.acked[KIOSK]) == 5
+    [state] = store.streams(KIOSK)
+    assert state.contiguous_seq == seq + 5 and state.missing == ()
     store.close()
