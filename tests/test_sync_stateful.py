@@ -19,6 +19,7 @@ only after ``SQLiteStore.ingest`` has returned (its commit).
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sqlite3
 import tempfile
@@ -39,7 +40,8 @@ from hypothesis.stateful import (
 
 from central.ingest import Accept, DeadLetter, classify
 from central.store import SQLiteStore
-from sync.envelope import Ack, decode_ack, records_topic, split_ack
+from sync.envelope import Ack, EnvelopeError, Rejection, decode_ack, records_topic, split_ack
+from sync.ids import new_ulid
 from sync.machine import Action, Fetch, LinkState, MarkAcked, MarkRejected, Publish, SyncMachine
 from sync.outbox import Outbox
 
@@ -145,6 +147,13 @@ class SyncSystem(RuleBasedStateMachine):
             acks += split_ack(outcome.acked.get(kiosk, []), outcome.rejected.get(kiosk, []))
         return [a.encode() for a in acks]
 
+    def deliver_first_ack(self) -> None:
+        try:
+            ack = decode_ack(self.down.pop(0))
+        except EnvelopeError:
+            return
+        self.execute(self.machine.ack(ack, self.now))
+
     # -- the kiosk ------------------------------------------------------------------
     @rule(
         kinds=st.lists(
@@ -241,7 +250,7 @@ class SyncSystem(RuleBasedStateMachine):
             if batch:
                 self.down += self.central_ingest(batch)
             while self.down:
-                self.execute(self.machine.ack(decode_ack(self.down.pop(0)), self.now))
+                self.deliver_first_ack()
 
     @precondition(lambda self: self.up)
     @rule(data=st.data())
@@ -255,8 +264,41 @@ class SyncSystem(RuleBasedStateMachine):
     @rule(data=st.data())
     def deliver_down(self, data: st.DataObject) -> None:
         i = data.draw(st.integers(0, len(self.down) - 1), label="ack")
-        ack = decode_ack(self.down.pop(i))
+        try:
+            ack = decode_ack(self.down.pop(i))
+        except EnvelopeError:
+            return  # SyncClient logs a malformed ack and ignores it
         self.execute(self.machine.ack(ack, self.now))
+
+    @rule(
+        which=st.sampled_from(
+            ["bytes", "foreign-kiosk", "unknown-version", "ack-garbage", "ack-unknown-id"]
+        ),
+        junk=st.binary(max_size=64),
+    )
+    def inject_garbage(self, which: str, junk: bytes) -> None:
+        """Noise on both links: none of it may reach the store or the outbox state."""
+        if which == "bytes":
+            self.up.append(junk)
+        elif which in ("foreign-kiosk", "unknown-version"):
+            env = {
+                "v": 2 if which == "unknown-version" else 1,
+                "type": "record",
+                "kind": "support",
+                "kiosk": KIOSK if which == "unknown-version" else "sadec-p1-k99",
+                "stream": self.stream,
+                "seq": 1,
+                "id": new_ulid(),
+                "created": "2026-11-26T09:15:02.123+07:00",
+                "body": {"message": "không phải của tôi"},
+            }
+            self.up.append(json.dumps(env).encode())
+        elif which == "ack-garbage":
+            self.down.append(junk)
+        else:
+            self.down.append(
+                Ack(acked=(new_ulid(),), rejected=(Rejection(id=new_ulid(), reason="?"),)).encode()
+            )
 
     @precondition(lambda self: self.up or self.down)
     @rule(data=st.data())
@@ -333,7 +375,7 @@ class SyncSystem(RuleBasedStateMachine):
                 batch, self.up = self.up, []
                 self.down += self.central_ingest(batch)
             while self.down:
-                self.execute(self.machine.ack(decode_ack(self.down.pop(0)), self.now))
+                self.deliver_first_ack()
             if not self.ob.pending() and not self.up and not self.down:
                 return
             self.tick(ACK_TIMEOUT + 1.0)
