@@ -97,9 +97,7 @@ def _loads_object(payload: bytes) -> dict[str, Any]:
     # ValueError also covers integers over Python's int-string limit, and the
     # NaN/Infinity refused below; a store must be able to keep what we accept.
     try:
-        obj = json.loads(
-            payload.decode("utf-8"), parse_float=_finite, parse_constant=_no_constant
-        )
+        obj = json.loads(payload.decode("utf-8"), parse_float=_finite, parse_constant=_no_constant)
         if b"\\u" in payload:
             # A \uD800-style escape decodes to a lone surrogate, which is not
             # text: it cannot be written as UTF-8 (or to any database).
