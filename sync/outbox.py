@@ -88,11 +88,25 @@ def _now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
-def connect(path: Path | str, *, timeout_s: float = 10.0) -> sqlite3.Connection:
-    """Open a kiosk database in autocommit mode with WAL and synchronous=FULL."""
+def connect(
+    path: Path | str, *, timeout_s: float = 10.0, quick_check: bool = False
+) -> sqlite3.Connection:
+    """Open a kiosk database in autocommit mode with WAL and synchronous=FULL.
+
+    With ``quick_check`` the file is checked first and sqlite3.DatabaseError
+    raised if it is damaged, before anything (switching to WAL) writes to it.
+    """
     conn = sqlite3.connect(
         str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False
     )
+    if quick_check:
+        try:
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise sqlite3.DatabaseError(result)
+        except BaseException:
+            conn.close()
+            raise
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -164,11 +178,7 @@ class Outbox:
         self.max_record_bytes = max_record_bytes
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
-            self.conn = connect(self.path)
-            if existed and check_integrity:
-                result = self.conn.execute("PRAGMA quick_check").fetchone()[0]
-                if result != "ok":
-                    raise sqlite3.DatabaseError(result)
+            self.conn = connect(self.path, quick_check=existed and check_integrity)
             self.db = sqlite_utils.Database(self.conn)
             self._migrate()
         except sqlite3.DatabaseError as exc:
