@@ -276,7 +276,16 @@ def _bad_page(path: Path) -> None:
         f.write(b"\xff" * page_size)
 
 
-@pytest.mark.parametrize("damage", [_garbage, _truncate, _bad_page])
+def _bad_page_rollback_journal(path: Path) -> None:
+    # The same file after a tool switched it to a rollback journal (a copy, a
+    # restore): opening must not switch it back to WAL before checking it.
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    _bad_page(path)
+
+
+@pytest.mark.parametrize("damage", [_garbage, _truncate, _bad_page, _bad_page_rollback_journal])
 def test_corrupt_database_is_refused_and_left_untouched(db: Path, damage: object) -> None:
     ob = Outbox(db, KIOSK, **NO_RESERVE)
     for i in range(40):
