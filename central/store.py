@@ -169,6 +169,8 @@ class SQLiteStore:
                 )
             c.execute("COMMIT")
         except BaseException:
+            # On SQLITE_FULL SQLite has already rolled back by itself; a second
+            # ROLLBACK would raise and hide the real error.
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise

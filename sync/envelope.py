@@ -8,6 +8,7 @@ module, so the two sides cannot disagree about the shape of a message.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +18,12 @@ from sync.ids import STREAM_RE, ULID_RE
 
 PROTOCOL_VERSION = 1
 TOPIC_ROOT = f"aps/v{PROTOCOL_VERSION}"
-KIOSK_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+KIOSK_ID_RE = re.compile(r"\A[a-z0-9][a-z0-9-]{1,62}\Z")
 RESERVED_KIOSK_IDS = frozenset({"fleet"})
 RECORD_KINDS = frozenset({"dossier", "support", "feedback", "rating", "chunk"})
 MAX_RECORD_BYTES = 256 * 1024
 MAX_ACK_IDS = 1000
+MAX_SEQ = 2**63 - 1  # a signed 64-bit integer in every store
 
 
 class EnvelopeError(SyncError, ValueError):
@@ -80,10 +82,27 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
 def _loads_object(payload: bytes) -> dict[str, Any]:
+    # ValueError also covers integers over Python's int-string limit, and the
+    # NaN/Infinity refused below; a store must be able to keep what we accept.
     try:
-        obj = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        obj = json.loads(payload.decode("utf-8"), parse_float=_finite, parse_constant=_no_constant)
+        if b"\\u" in payload:
+            # A \uD800-style escape decodes to a lone surrogate, which is not
+            # text: it cannot be written as UTF-8 (or to any database).
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as exc:
         raise EnvelopeError(f"bad-json: {type(exc).__name__}") from None
     if not isinstance(obj, dict):
         raise EnvelopeError("not-an-object")
@@ -120,8 +139,8 @@ class Record:
         check_kiosk_id(self.kiosk)
         if not STREAM_RE.match(self.stream):
             raise EnvelopeError("bad-envelope: stream: expected 16 lower-case hex digits")
-        if self.seq < 1:
-            raise EnvelopeError("bad-envelope: seq: must be >= 1")
+        if not 1 <= self.seq <= MAX_SEQ:
+            raise EnvelopeError(f"bad-envelope: seq: must be 1 to {MAX_SEQ}")
         if not ULID_RE.match(self.id):
             raise EnvelopeError("bad-envelope: id: expected a 26-character ULID")
 

@@ -15,8 +15,8 @@ import threading
 import time
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-ULID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
-STREAM_RE = re.compile(r"^[0-9a-f]{16}$")
+ULID_RE = re.compile(r"\A[0-7][0-9A-HJKMNP-TV-Z]{25}\Z")
+STREAM_RE = re.compile(r"\A[0-9a-f]{16}\Z")
 
 _lock = threading.Lock()
 _last_ms = -1

@@ -20,8 +20,11 @@ Limits (invariant 5) are checked before a write and enforced by SQLite itself:
 a queue length limit, a database size limit (``max_page_count``) and a
 free-disk reserve. At each one the write is refused with :class:`OutboxFull`,
 whose message names the limit; nothing committed before is touched, and
-marking records acked still works on a full disk (it rewrites rows in place),
-so a full kiosk drains and recovers.
+marking records acked still works when the database limit or the free-disk
+reserve is reached (it rewrites rows in place), so a full kiosk drains and
+recovers; a purge checkpoints the WAL so its space goes back to the disk. On a
+disk with no space left at all the WAL cannot grow and acks cannot be recorded
+either: the free-disk reserve is what keeps room for them.
 """
 
 from __future__ import annotations
@@ -85,11 +88,25 @@ def _now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
-def connect(path: Path | str, *, timeout_s: float = 10.0) -> sqlite3.Connection:
-    """Open a kiosk database in autocommit mode with WAL and synchronous=FULL."""
+def connect(
+    path: Path | str, *, timeout_s: float = 10.0, quick_check: bool = False
+) -> sqlite3.Connection:
+    """Open a kiosk database in autocommit mode with WAL and synchronous=FULL.
+
+    With ``quick_check`` the file is checked first and sqlite3.DatabaseError
+    raised if it is damaged, before anything (switching to WAL) writes to it.
+    """
     conn = sqlite3.connect(
         str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False
     )
+    if quick_check:
+        try:
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise sqlite3.DatabaseError(result)
+        except BaseException:
+            conn.close()
+            raise
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -159,15 +176,9 @@ class Outbox:
         self.max_db_bytes = max_db_bytes
         self.min_free_disk_bytes = min_free_disk_bytes
         self.max_record_bytes = max_record_bytes
-        self._disk_checked_at = -1e9
-        self._free_disk = 0
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
-            self.conn = connect(self.path)
-            if existed and check_integrity:
-                result = self.conn.execute("PRAGMA quick_check").fetchone()[0]
-                if result != "ok":
-                    raise sqlite3.DatabaseError(result)
+            self.conn = connect(self.path, quick_check=existed and check_integrity)
             self.db = sqlite_utils.Database(self.conn)
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -231,8 +242,10 @@ class Outbox:
             yield
             self.conn.execute("COMMIT")
         except BaseException:
-            # SQLite rolls back by itself on some errors (SQLITE_FULL); a failed
-            # COMMIT leaves the transaction open.
+            # On SQLITE_FULL (and some I/O errors) SQLite has already rolled the
+            # transaction back by itself; a second ROLLBACK would raise "no
+            # transaction is active" and hide the real error. A COMMIT that
+            # failed leaves the transaction open: roll it back here.
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
@@ -255,11 +268,7 @@ class Outbox:
                 "(sync.max_queued); new filings are refused until the kiosk is back online "
                 "and central has acknowledged them"
             )
-        now = time.monotonic()
-        if now - self._disk_checked_at > 1.0:
-            self._free_disk = shutil.disk_usage(self.path.parent).free
-            self._disk_checked_at = now
-        free = self._free_disk
+        free = shutil.disk_usage(self.path.parent).free  # one statvfs, about 10 µs
         if free < self.min_free_disk_bytes:
             raise OutboxFull(
                 f"only {free} bytes free on the disk holding {self.path}, the reserve is "
@@ -333,6 +342,11 @@ class Outbox:
             cur = self.conn.execute(
                 "DELETE FROM outbox WHERE state = 'acked' AND done_at < ?", (cutoff,)
             )
+        if cur.rowcount:
+            # Give the WAL's space back to the disk: until a checkpoint the WAL
+            # only grows, so on a nearly full disk the free-disk reserve would
+            # keep refusing new records even after the purge.
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return cur.rowcount
 
     # -- reading ------------------------------------------------------------------
