@@ -40,6 +40,7 @@ from typing import Final
 
 from drivers import DeviceError
 from drivers.identity import SEXES, Identity, IdentityError, Sex
+from drivers.sansio import NEED_DATA, NeedData
 
 __all__ = [
     "ETX",
@@ -82,14 +83,6 @@ _TRAILER = 2  # BCC ETX
 
 class LocalProtocolError(DeviceError):
     """The caller asked for something the protocol cannot express."""
-
-
-class NeedData(enum.Enum):
-    NEED_DATA = "NEED_DATA"
-
-
-#: Returned by ``next_event()`` when a whole frame has not arrived yet.
-NEED_DATA: Final = NeedData.NEED_DATA
 
 
 class Command(enum.IntEnum):

@@ -211,8 +211,11 @@ def test_round_trip(case: tuple[MrzFields, date, date]) -> None:
         part for part in (fields.primary_identifier, fields.secondary_identifier) if part
     )
     assert identity.full_name == expected_name
-    if fields.issuing_state == "VNM" and fields.optional_data_1.isdigit():
-        assert identity.id_number == fields.optional_data_1[:12]
+    optional = fields.optional_data_1
+    if len(optional) >= 12 and optional[:12].isdigit():
+        assert identity.id_number == optional[:12]
+    else:
+        assert identity.id_number == fields.document_number
 
 
 @given(td1_fields(), st.integers(0, 2), st.integers(0, 29), st.sampled_from(ALNUM + "<"))
