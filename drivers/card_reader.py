@@ -32,7 +32,7 @@ from drivers.card_reader_protocol import (
 )
 from drivers.identity import Identity
 
-__all__ = ["CardReadError", "CardReader", "ReaderNotAnswering"]
+__all__ = ["READER_FAULT_TEXT", "CardReadError", "CardReader", "ReaderNotAnswering", "citizen_text"]
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +40,41 @@ log = logging.getLogger(__name__)
 Notice = CardInserted | CardRemoved | ReaderError | FrameError
 
 
+#: What the kiosk screen tells the citizen when the reader itself is at fault.
+READER_FAULT_TEXT = (
+    "Đầu đọc thẻ đang gặp sự cố. Vui lòng quét mã QR trên thẻ hoặc liên hệ cán bộ hỗ trợ."
+)
+_CITIZEN_TEXT = {
+    ErrorCode.NO_CARD: "Vui lòng đặt thẻ căn cước lên đầu đọc.",
+    ErrorCode.CARD_UNREADABLE: "Không đọc được thẻ. Vui lòng đặt lại thẻ nằm phẳng trên đầu đọc.",
+    ErrorCode.CHIP_TIMEOUT: "Chưa đọc được chip của thẻ. Vui lòng thử lại.",
+    ErrorCode.CARD_REMOVED: "Thẻ đã được nhấc ra khi đang đọc. Vui lòng giữ thẻ trên đầu đọc "
+    "cho đến khi đọc xong.",
+}
+
+
+def citizen_text(code: int) -> str:
+    """Vietnamese message for the citizen for a reader error code."""
+    try:
+        return _CITIZEN_TEXT[ErrorCode(code)]
+    except (KeyError, ValueError):
+        return READER_FAULT_TEXT
+
+
 class ReaderNotAnswering(DeviceError, TimeoutError):
     """The reader sent no usable reply within the timeout, after every retry."""
 
 
 class CardReadError(DeviceError):
-    """The reader answered with an error; ``code`` is the protocol's error code."""
+    """The reader answered with an error; ``code`` is the protocol's error code.
+
+    ``str()`` is for logs (English); ``citizen_text`` is for the screen (Vietnamese).
+    """
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
+        self.citizen_text = citizen_text(code)
 
 
 class CardReader:

@@ -200,6 +200,10 @@ class ReaderError:
 
     code: int
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.code <= 0xFF:
+            raise LocalProtocolError(f"code: {self.code} does not fit in one byte (0..255)")
+
     @property
     def message(self) -> str:
         try:
@@ -467,8 +471,6 @@ def encode_event(
     if isinstance(event, StatusReport):
         return encode_frame(Command.STATUS, b"\x01" if event.card_present else b"\x00")
     if isinstance(event, ReaderError):
-        if not 0 <= event.code <= 0xFF:
-            raise LocalProtocolError(f"code: {event.code} does not fit in one byte")
         return encode_frame(Command.ERROR, bytes((event.code,)))
     return encode_frame(Command.IDENTITY, encode_identity(event.identity))
 

@@ -340,3 +340,8 @@ def test_arbitrary_identity_payload_never_raises(payload: bytes) -> None:
 def test_tag_values_are_stable() -> None:
     assert [t.value for t in Tag] == list(range(1, 11))
     assert ETX == 0x03
+
+
+def test_reader_error_code_must_fit_a_byte() -> None:
+    with pytest.raises(LocalProtocolError, match=r"^code: 256 does not fit"):
+        ReaderError(code=256)

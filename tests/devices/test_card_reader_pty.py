@@ -180,3 +180,30 @@ def test_missing_device_is_an_oserror() -> None:
 def test_not_open_is_reported() -> None:
     with pytest.raises(Exception, match="not open; call open"):
         CardReader("/dev/null").card_present()
+
+
+def test_unplugged_reader_is_an_oserror_for_the_supervisor() -> None:
+    mock = EmulatedCardReader(CARD)
+    mock.start()
+    driver = CardReader(mock.port_path, reply_timeout=0.3, retries=0)
+    driver.open()
+    try:
+        assert driver.card_present() is True
+        mock.close()  # the USB cable is pulled: the pty goes away
+        with pytest.raises(OSError):
+            driver.card_present()
+    finally:
+        driver.close()
+    replugged = EmulatedCardReader(CARD)
+    with replugged, CardReader(replugged.port_path, reply_timeout=0.3) as again:
+        assert again.read_identity() == CARD
+
+
+def test_citizen_text_is_vietnamese() -> None:
+    from drivers.card_reader import READER_FAULT_TEXT, citizen_text
+
+    assert citizen_text(ErrorCode.NO_CARD) == "Vui lòng đặt thẻ căn cước lên đầu đọc."
+    assert "nhấc ra" in citizen_text(ErrorCode.CARD_REMOVED)
+    assert citizen_text(ErrorCode.BAD_FRAME) == READER_FAULT_TEXT
+    assert citizen_text(0x7F) == READER_FAULT_TEXT
+    assert CardReadError(ErrorCode.CARD_UNREADABLE, "x").citizen_text.startswith("Không đọc được")

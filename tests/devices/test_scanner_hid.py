@@ -8,7 +8,7 @@ from evdev import InputEvent, ecodes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers import scanner_hid
+from drivers import DeviceError, scanner_hid
 from drivers.scanner_hid import KEYMAP, HidScan, KeyDecoder, iter_scans
 from firmware_mocks.evdev_replay import (
     INPUT_EVENT,
@@ -188,3 +188,12 @@ def test_many_events_fed_from_another_thread(source: PipeEventSource) -> None:
     scans = list(iter_scans(source, KeyDecoder(), idle_timeout=2.0))
     thread.join(timeout=5)
     assert [s.text for s in scans] == codes
+
+
+def test_hid_adapter_reports_a_missing_device() -> None:
+    scanner = scanner_hid.HidScanner("/dev/input/does-not-exist-aps")
+    with pytest.raises(OSError):
+        scanner.open()
+    with pytest.raises(DeviceError, match="not open; call open"):
+        scanner.scans()
+    scanner.close()  # closing what never opened is harmless
