@@ -82,6 +82,7 @@ class CardReader:
 
     ``url`` is a device path (``/dev/ttyACM0``) or any pyserial URL. Port errors
     are left as ``OSError`` (``serial.SerialException``) for the supervisor.
+    Not thread-safe: one thread owns a reader.
     """
 
     def __init__(
