@@ -89,22 +89,28 @@ class ReceiptError(DeviceError, ValueError):
     """Receipt data that cannot be printed as given; the message names the field and fix."""
 
 
+def _is_space(ch: str) -> bool:
+    # Not str.isspace(): that also counts the separators FS/GS/RS/US and NEL.
+    return ch in "\t\n\r\v\f" or unicodedata.category(ch) in ("Zs", "Zl", "Zp")
+
+
 def sanitize_text(value: str, *, field: str, limit: int) -> str:
     """Make untrusted text safe and printable.
 
-    NFC-normalises (so decomposed tone marks compose), turns any whitespace into
-    one space, removes every character of Unicode category C* (controls such as
-    ESC/GS/DLE/NUL, C1 controls, format characters such as bidi overrides and
-    zero-width joiners, surrogates, private use, unassigned) and shortens the
+    NFC-normalises (so decomposed tone marks compose), turns tabs, line breaks
+    and Unicode spaces into one space, removes every character of Unicode
+    category C* (controls such as ESC/GS/DLE/NUL, C1 controls, format characters
+    such as bidi overrides and zero-width joiners, surrogates, private use,
+    unassigned) and shortens the
     result to ``limit`` characters with a trailing ellipsis.
     """
     if not isinstance(value, str):
         raise ReceiptError(f"receipt field {field} must be text, got {type(value).__name__}")
     text = unicodedata.normalize("NFC", value)
     text = "".join(
-        " " if ch.isspace() else ch
+        " " if _is_space(ch) else ch
         for ch in text
-        if ch.isspace() or not unicodedata.category(ch).startswith("C")
+        if _is_space(ch) or not unicodedata.category(ch).startswith("C")
     )
     text = _WHITESPACE.sub(" ", text).strip()
     if len(text) > limit:

@@ -135,7 +135,12 @@ class _Renderer:
 
     def flush_line(self, newline: bool) -> None:
         if self.text:
-            encoding = CODE_PAGES.get(self.state.code_page, "cp437")
+            encoding = CODE_PAGES.get(self.state.code_page)
+            if encoding is None:  # a code page we cannot draw: show its upper half as "?"
+                encoding = "ascii"
+                note = f"code page {self.state.code_page} drawn as ASCII"
+                if note not in self.result.unknown:
+                    self.result.unknown.append(note)
             line = bytes(self.text).decode(encoding, errors="replace").replace("\ufffd", "?")
             self.text.clear()
             self.result.text_lines.append(line)
