@@ -224,6 +224,11 @@ class PrinterStatus:
         return self.state.can_print
 
 
+def _age(path: Path) -> tuple[int, str]:
+    # Timestamps are coarse (one kernel tick): the name breaks ties.
+    return path.stat().st_mtime_ns, path.name
+
+
 class ReceiptSpool:
     """Receipt bytes on disk, by dossier code: ``<code>.bin`` + ``<code>.pending`` until printed.
 
@@ -273,10 +278,11 @@ class ReceiptSpool:
     def mark_printed(self, dossier_code: str) -> None:
         """Remove the unprinted marker."""
         self._path(dossier_code, ".pending").unlink(missing_ok=True)
+        self._prune()
 
     def unprinted(self) -> list[str]:
         """Dossier codes whose receipt is stored but not (completely) printed, oldest first."""
-        markers = sorted(self.directory.glob("*.pending"), key=lambda p: p.stat().st_mtime_ns)
+        markers = sorted(self.directory.glob("*.pending"), key=_age)
         return [p.name[: -len(".pending")] for p in markers]
 
     def _prune(self) -> None:
@@ -285,7 +291,7 @@ class ReceiptSpool:
         ]
         excess = len(printed) - self.max_receipts
         if excess > 0:
-            printed.sort(key=lambda p: p.stat().st_mtime_ns)
+            printed.sort(key=_age)
             for path in printed[:excess]:
                 path.unlink(missing_ok=True)
 
@@ -389,7 +395,12 @@ class ReceiptPrinter:
         return f"tcp://{u.host}:{u.port}"
 
     def _query(self, printer: Any, query: StatusQuery) -> StatusReply:
-        return parse_status_reply(query, printer.query_status(status_request(query)))
+        printer._raw(status_request(query))
+        # python-escpos's Serial._read() waits for 16 bytes (the whole timeout);
+        # a status reply is one byte.
+        serial = self.url.scheme == "serial"
+        reply = printer.device.read(1) if serial else printer._read()
+        return parse_status_reply(query, reply)
 
     def _poll_locked(self) -> PrinterStatus:
         from escpos.exceptions import DeviceNotFoundError
