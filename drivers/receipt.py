@@ -357,7 +357,7 @@ def _wrap(
 def render_block(block: Block, width_px: int, fonts: ReceiptFonts | None = None) -> Image.Image:
     """One block as a 1-bit image ``width_px`` wide (black = 0 = printed dot)."""
     if isinstance(block, Rule):
-        image = Image.new("1", (width_px, 12), 1)
+        image = Image.new("1", (width_px, 12), 255)
         ImageDraw.Draw(image).rectangle((0, 5, width_px - 1, 6), fill=0)
         return image
     if isinstance(block, QrBlock):
@@ -378,7 +378,7 @@ def render_block(block: Block, width_px: int, fonts: ReceiptFonts | None = None)
     ascent, descent = regular.getmetrics()
     pad_top = size // 4  # room for stacked marks above capitals (Ẫ, Ể)
     line_height = pad_top + ascent + descent + 2
-    image = Image.new("1", (width_px, line_height * len(lines) + 4), 1)
+    image = Image.new("1", (width_px, line_height * len(lines) + 4), 255)
     draw = ImageDraw.Draw(image)
     centred = block.style in ("title", "heading") or (block.style == "note" and block.label is None)
     for row, line in enumerate(lines):
@@ -413,7 +413,7 @@ def _render_qr(payload: str, width_px: int) -> Image.Image:
         )
     quiet = 4 * module
     side = n * module
-    image = Image.new("1", (width_px, side + 2 * quiet), 1)
+    image = Image.new("1", (width_px, side + 2 * quiet), 255)
     draw = ImageDraw.Draw(image)
     left = (width_px - side) // 2
     for r, row in enumerate(matrix):

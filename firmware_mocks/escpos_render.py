@@ -107,7 +107,7 @@ class _Renderer:
         self.state = _State()
         self.text = bytearray()
         self.line_has_graphic = False
-        self.result = RenderResult(image=Image.new("1", (width_px, 1), 1))
+        self.result = RenderResult(image=Image.new("1", (width_px, 1), 255))
         self.qr_model = 2
         self.qr_size = 3
         self.qr_ec = 48
@@ -120,7 +120,7 @@ class _Renderer:
         if band.width > self.width:
             band = band.crop((0, 0, self.width, band.height))
         if band.width < self.width:
-            full = Image.new("1", (self.width, band.height), 1)
+            full = Image.new("1", (self.width, band.height), 255)
             x = {0: 0, 1: (self.width - band.width) // 2, 2: self.width - band.width}.get(
                 self.state.align, 0
             )
@@ -131,7 +131,7 @@ class _Renderer:
 
     def feed(self, dots: int) -> None:
         if dots > 0:
-            self.add_band(Image.new("1", (self.width, dots), 1))
+            self.add_band(Image.new("1", (self.width, dots), 255))
 
     def flush_line(self, newline: bool) -> None:
         if self.text:
@@ -160,7 +160,7 @@ class _Renderer:
             font = ImageFont.load_default()
         char_w = CHAR_WIDTH * self.state.width_mul
         height = max(self.state.line_height, 24 * self.state.height_mul + 6)
-        band = Image.new("1", (min(self.width, char_w * max(1, len(line))), height), 1)
+        band = Image.new("1", (min(self.width, char_w * max(1, len(line))), height), 255)
         draw = ImageDraw.Draw(band)
         for i, ch in enumerate(line):
             draw.text((i * char_w, 3), ch, font=font, fill=0)
@@ -178,13 +178,13 @@ class _Renderer:
     def cut(self) -> None:
         self.flush_line(newline=False)
         self.result.cuts += 1
-        band = Image.new("1", (self.width, 24), 1)
+        band = Image.new("1", (self.width, 24), 255)
         draw = ImageDraw.Draw(band)
         for x in range(0, self.width, 12):
             draw.line((x, 12, x + 6, 12), fill=0, width=2)
         try:
             font = ImageFont.truetype(str(FONT_DIR / "DejaVuSans.ttf"), 16)
-            draw.rectangle((0, 2, 56, 22), fill=1)
+            draw.rectangle((0, 2, 56, 22), fill=255)
             draw.text((2, 3), "✂ cut", font=font, fill=0)
         except OSError:
             pass
@@ -255,7 +255,7 @@ def render(data: bytes, *, width_px: int = 576) -> RenderResult:
             i += 1
     r.flush_line(newline=False)
     height = max(1, r.y)
-    canvas = Image.new("1", (width_px, height), 1)
+    canvas = Image.new("1", (width_px, height), 255)
     y = 0
     for band in r.bands:
         canvas.paste(band, (0, y))
@@ -301,7 +301,7 @@ def _esc(r: _Renderer, data: bytes, i: int) -> int:
         start = i + 5
         column_data = data[start : start + count * rows]
         height = 8 * rows
-        image = Image.new("1", (count, height), 1)
+        image = Image.new("1", (count, height), 255)
         for x in range(count):
             for k in range(rows):
                 byte = column_data[x * rows + k] if x * rows + k < len(column_data) else 0
