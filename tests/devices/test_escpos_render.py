@@ -154,3 +154,13 @@ def test_raster_image_pixels() -> None:
 def test_renderer_survives_arbitrary_bytes(data: bytes) -> None:
     result = render(data, width_px=384)
     assert result.image.width == 384
+
+
+def test_docs_example_receipt_is_reproducible(tmp_path: Path) -> None:
+    from firmware_mocks import receipt_example
+
+    assert receipt_example.main([str(tmp_path / "r.png"), "--bin", str(tmp_path / "r.bin")]) == 0
+    result = render((tmp_path / "r.bin").read_bytes())
+    assert result.text_lines == [] and result.cuts == 1
+    with Image.open(tmp_path / "r.png") as png:
+        assert png.size == result.image.size
