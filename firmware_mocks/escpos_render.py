@@ -300,6 +300,8 @@ def _esc(r: _Renderer, data: bytes, i: int) -> int:
         rows = 3 if m in (32, 33) else 1
         start = i + 5
         column_data = data[start : start + count * rows]
+        end = start + count * rows
+        count = len(column_data) // rows  # truncated data: draw what arrived
         height = 8 * rows
         image = Image.new("1", (count, height), 255)
         for x in range(count):
@@ -310,8 +312,9 @@ def _esc(r: _Renderer, data: bytes, i: int) -> int:
                         image.putpixel((x, k * 8 + bit), 0)
         raster = RasterImage(count, height, _pack(image), "ESC *")
         r.flush_line(newline=False)
-        r.add_raster(raster)
-        return start + count * rows
+        if count:
+            r.add_raster(raster)
+        return end
     if cmd in _ESC_ARGS:
         return i + 2 + _ESC_ARGS[cmd]
     r.result.unknown.append(f"ESC {cmd!r} at {i}")
@@ -329,10 +332,13 @@ def _gs(r: _Renderer, data: bytes, i: int) -> int:
         mode = data[i + 3] if i + 3 < len(data) else 0
         x_bytes, height = _u16(data, i + 4), _u16(data, i + 6)
         start = i + 8
-        raster = RasterImage(x_bytes * 8, height, data[start : start + x_bytes * height], "GS v 0")
-        r.flush_line(newline=False)
-        r.add_raster(raster, x_mul=2 if mode & 1 else 1, y_mul=2 if mode & 2 else 1)
-        return start + x_bytes * height
+        end = start + x_bytes * height
+        rows = min(height, len(data[start:end]) // x_bytes) if x_bytes else 0
+        if rows:  # a truncated image is drawn as far as its data goes
+            raster = RasterImage(x_bytes * 8, rows, data[start : start + x_bytes * rows], "GS v 0")
+            r.flush_line(newline=False)
+            r.add_raster(raster, x_mul=2 if mode & 1 else 1, y_mul=2 if mode & 2 else 1)
+        return end
     if cmd == b"(":
         kind = data[i + 2 : i + 3]
         length = _u16(data, i + 3)
@@ -387,8 +393,12 @@ def _graphics(r: _Renderer, body: bytes) -> None:
     fn = body[1]
     if fn == 112 and len(body) >= 10:  # store: a bx by c xL xH yL yH data
         width, height = _u16(body, 6), _u16(body, 8)
-        x_mul, y_mul = body[3], body[4]
-        raster = RasterImage(width, height, body[10:], "GS ( L")
+        x_mul, y_mul = min(body[3], 2), min(body[4], 2)
+        row_bytes = (width + 7) // 8
+        height = min(height, len(body[10:]) // row_bytes) if row_bytes else 0
+        if not height:
+            return
+        raster = RasterImage(width, height, body[10 : 10 + row_bytes * height], "GS ( L")
         r.graphics = raster
         r.graphics_mul = (x_mul, y_mul)
     elif fn in (50, 2) and r.graphics is not None:

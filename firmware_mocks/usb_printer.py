@@ -192,8 +192,6 @@ class EmulatedUsbPrinter(usb.backend.IBackend):  # type: ignore[misc]
                 byte |= 0x04
             if self.paper_end:
                 byte |= 0x20
-            if not self.online:
-                byte |= 0x40
         elif n == 4:
             if self.paper_near_end or self.paper_end:
                 byte |= 0x0C

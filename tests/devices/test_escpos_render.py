@@ -164,3 +164,16 @@ def test_docs_example_receipt_is_reproducible(tmp_path: Path) -> None:
     assert result.text_lines == [] and result.cuts == 1
     with Image.open(tmp_path / "r.png") as png:
         assert png.size == result.image.size
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from([b"\x1dv0", b"\x1b*", b"\x1d(L", b"\x1d(k", b"\x1dV", b"\x1bd"]),
+    st.binary(max_size=64),
+)
+def test_renderer_survives_truncated_and_oversized_commands(command: bytes, rest: bytes) -> None:
+    """Headers may claim 65535 x 65535 dots; only the data that arrived is drawn."""
+    result = render(command + b"\xff\xff\xff\xff\xff" + rest)
+    assert result.image.width == 576 and result.image.height < 20_000
+    result = render(command + rest)
+    assert result.image.width == 576

@@ -327,3 +327,16 @@ def test_spool_keeps_unprinted_and_bounds_printed(tmp_path: Path) -> None:
     assert kept == ["D-1", "D-3", "D-4"]
     with pytest.raises(PrinterConfigError, match="cannot name"):
         spool.save("../x", b"")
+
+
+def test_hostile_name_reaches_the_usb_printer_only_as_pixels(
+    printer: ReceiptPrinter, device: EmulatedUsbPrinter
+) -> None:
+    from firmware_mocks.escpos_render import render
+
+    hostile = receipt(citizen_name="Hường\x1b@\x1bp\x00\x19\xfa\x1dV\x00\x10\x14\x01\x00\x05")
+    printer.print_receipt(hostile)
+    sent = device.take_received()
+    assert sent == encode_receipt(receipt(citizen_name="Hường@púV"))
+    drawn = render(sent)
+    assert drawn.cuts == 1 and drawn.text_lines == [] and drawn.unknown == []
