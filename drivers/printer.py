@@ -275,6 +275,11 @@ class ReceiptSpool:
                 "print it with print_receipt() first"
             ) from None
 
+    def mark_pending(self, dossier_code: str) -> None:
+        """Mark a stored receipt unprinted again (before a reprint)."""
+        self.load(dossier_code)  # refuses unknown codes
+        self._path(dossier_code, ".pending").touch()
+
     def mark_printed(self, dossier_code: str) -> None:
         """Remove the unprinted marker."""
         self._path(dossier_code, ".pending").unlink(missing_ok=True)
@@ -403,6 +408,15 @@ class ReceiptPrinter:
         return parse_status_reply(query, reply)
 
     def _poll_locked(self) -> PrinterStatus:
+        reused = self._escpos is not None
+        status = self._poll_once()
+        if reused and self._escpos is None and status.state is PrinterState.UNPLUGGED:
+            # The connection we held died (e.g. unplugged and plugged back since the
+            # last use): try once with a fresh one before reporting the printer gone.
+            status = self._poll_once()
+        return status
+
+    def _poll_once(self) -> PrinterStatus:
         from escpos.exceptions import DeviceNotFoundError
 
         try:
@@ -465,6 +479,7 @@ class ReceiptPrinter:
         """Print the stored receipt of ``dossier_code`` again; same faults as printing."""
         with self._lock:
             payload = self.spool.load(dossier_code)
+            self.spool.mark_pending(dossier_code)
             return self._send(dossier_code, payload)
 
     def unprinted(self) -> list[str]:
