@@ -35,7 +35,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -131,8 +131,14 @@ def format_vnd(amount: int) -> str:
     return f"{amount:,}".replace(",", ".") + " đồng"
 
 
+#: Vietnam's time zone (UTC+7 all year, no daylight saving).
+VIETNAM_TZ = timezone(timedelta(hours=7), "ICT")
+
+
 def format_time(moment: datetime) -> str:
-    """``14:05 ngày 26/11/2026``."""
+    """``14:05 ngày 26/11/2026``; aware times are shown in Vietnam time, naive ones as given."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(VIETNAM_TZ)
     return f"{moment:%H:%M} ngày {moment:%d/%m/%Y}"
 
 

@@ -438,6 +438,18 @@ def extract_qr_matrix(image: Image.Image) -> list[list[bool]] | None:
     ]
 
 
+def save_receipt(data: bytes, directory: Path, name: str, *, width_px: int = 576) -> Path:
+    """Write ``name.bin`` (the bytes) and ``name.png`` (their drawing) into ``directory``.
+
+    What the demo keeps under ``demo-out/receipts/``; returns the PNG's path.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.bin").write_bytes(data)
+    png = directory / f"{name}.png"
+    render(data, width_px=width_px).image.save(png, optimize=True)
+    return png
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m firmware_mocks.escpos_render IN.bin OUT.png [--width N]``."""
     parser = argparse.ArgumentParser(description="Draw ESC/POS bytes as a PNG receipt.")

@@ -21,7 +21,13 @@ from drivers.receipt import (
     render_block,
 )
 from drivers.vietqr import build_payload, parse_payload
-from firmware_mocks.escpos_render import RasterImage, extract_qr_matrix, main, render
+from firmware_mocks.escpos_render import (
+    RasterImage,
+    extract_qr_matrix,
+    main,
+    render,
+    save_receipt,
+)
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
 
 NAME = "Nguyễn Thị Ngọc Hường"
@@ -177,3 +183,12 @@ def test_renderer_survives_truncated_and_oversized_commands(command: bytes, rest
     assert result.image.width == 576 and result.image.height < 20_000
     result = render(command + rest)
     assert result.image.width == 576
+
+
+def test_save_receipt_writes_bin_and_png(
+    printed: tuple[ReceiptData, bytes], tmp_path: Path
+) -> None:
+    png = save_receipt(printed[1], tmp_path / "receipts", CODE)
+    assert (tmp_path / "receipts" / f"{CODE}.bin").read_bytes() == printed[1]
+    with Image.open(png) as image:
+        assert image.width == 576

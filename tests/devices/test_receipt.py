@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -174,3 +174,8 @@ def test_any_citizen_text_renders(name: str, office: str) -> None:
     data = make(citizen_name=name, office_name=office)
     for block in layout_receipt(data).blocks[:7]:
         assert render_block(block, 576).width == 576
+
+
+def test_aware_times_are_printed_in_vietnam_time() -> None:
+    data = make(filed_at=datetime(2026, 11, 26, 7, 5, tzinfo=UTC), due=None)
+    assert "Thời gian nhận: 14:05 ngày 26/11/2026" in texts(data)
