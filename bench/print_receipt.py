@@ -97,19 +97,29 @@ def main() -> None:
     value = statistics.median(usb_ms)
     baseline = statistics.median(dummy_ms)
     print(f"receipt: {size} bytes of ESC/POS, {args.runs} runs, medians")
-    print(f"emulated USB, call -> last receipt byte: {value:.2f} ms "
-          f"(min {min(usb_ms):.2f}, max {max(usb_ms):.2f})")
-    print(f"emulated USB, whole print_receipt() incl. status after: "
-          f"{statistics.median(total_ms):.2f} ms")
-    print(f"baseline python-escpos -> Dummy: {baseline:.2f} ms "
-          f"(min {min(dummy_ms):.2f}, max {max(dummy_ms):.2f})")
-    print(json.dumps({
-        "bench": "print_receipt",
-        "value": round(value, 3),
-        "unit": "ms",
-        "baseline": round(baseline, 3),
-        "ratio": round(value / baseline, 3),
-    }))
+    print(
+        f"emulated USB, call -> last receipt byte: {value:.2f} ms "
+        f"(min {min(usb_ms):.2f}, max {max(usb_ms):.2f})"
+    )
+    print(
+        f"emulated USB, whole print_receipt() incl. status after: "
+        f"{statistics.median(total_ms):.2f} ms"
+    )
+    print(
+        f"baseline python-escpos -> Dummy: {baseline:.2f} ms "
+        f"(min {min(dummy_ms):.2f}, max {max(dummy_ms):.2f})"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "print_receipt",
+                "value": round(value, 3),
+                "unit": "ms",
+                "baseline": round(baseline, 3),
+                "ratio": round(value / baseline, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ class DeadLetter:
     payload_head: bytes
     record_id: str | None = None
     reject: bool = False
+    stream: str | None = None
+    seq: int | None = None
 
 
 def _dead(topic: str, payload: bytes, reason: str, **kw: Any) -> DeadLetter:
@@ -116,9 +118,12 @@ def classify(
     try:
         record = decode_record(payload, max_bytes=max_bytes)
     except EnvelopeError as exc:
-        # Reject (ack as parked) only what a kiosk could be waiting for: an id of
-        # a well-formed envelope from the topic's own kiosk whose kind or body is bad.
-        rid = _usable_id(payload, topic_kiosk) if exc.reason.startswith("unknown-kind") else None
+        # Reject (ack as parked) what a kiosk could be waiting for: a record id
+        # from the topic's own kiosk, so it stops resending. Without a usable id,
+        # or for a version we do not know, nothing is acked.
+        rid = None
+        if exc.reason.startswith(("unknown-kind", "bad-envelope")):
+            rid = _usable_id(payload, topic_kiosk)
         return _dead(topic, payload, exc.reason, record_id=rid, reject=rid is not None)
     if record.kiosk != topic_kiosk:
         return _dead(
@@ -133,7 +138,15 @@ def classify(
         reason = str(exc)
         if not reason.startswith("chunk-hash-mismatch"):
             reason = f"bad-body: {reason}"
-        return _dead(topic, payload, reason, record_id=record.id, reject=True)
+        return _dead(
+            topic,
+            payload,
+            reason,
+            record_id=record.id,
+            reject=True,
+            stream=record.stream,
+            seq=record.seq,
+        )
     return Accept(record=record)
 
 
@@ -142,7 +155,9 @@ def _usable_id(payload: bytes, topic_kiosk: str | None) -> str | None:
         obj = json.loads(payload)
     except ValueError:
         return None
-    rid = obj.get("id") if isinstance(obj, dict) else None
+    if not isinstance(obj, dict) or obj.get("v") != 1 or obj.get("type") != "record":
+        return None
+    rid = obj.get("id")
     if isinstance(rid, str) and ULID_RE.match(rid) and obj.get("kiosk") == topic_kiosk:
         return rid
     return None

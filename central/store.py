@@ -84,8 +84,26 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload_len INTEGER NOT NULL,
     payload_head BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rejected_records (
+    kiosk TEXT NOT NULL,
+    id TEXT NOT NULL,
+    stream TEXT,
+    seq INTEGER,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (kiosk, id)
+);
+CREATE INDEX IF NOT EXISTS rejected_stream_seq ON rejected_records (kiosk, stream, seq);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+# Seqs central has accounted for in one stream: stored records and parked
+# (rejected) ones. Parameters: kiosk, stream, kiosk, stream.
+ACCOUNTED_SEQS = (
+    "SELECT seq FROM records WHERE kiosk = ? AND stream = ?"
+    " UNION ALL SELECT seq FROM rejected_records WHERE kiosk = ? AND stream = ? AND seq IS NOT NULL"
+)
 
 
 class SQLiteStore:
@@ -115,6 +133,21 @@ class SQLiteStore:
                         out.rejected[item.topic_kiosk].append(
                             Rejection(id=item.record_id, reason=item.reason)
                         )
+                        # A parked record's seq is accounted for: not a gap.
+                        c.execute(
+                            "INSERT OR IGNORE INTO rejected_records"
+                            " (kiosk, id, stream, seq, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (
+                                item.topic_kiosk,
+                                item.record_id,
+                                item.stream,
+                                item.seq,
+                                item.reason,
+                                now,
+                            ),
+                        )
+                        if item.stream is not None and item.seq is not None:
+                            touched.add((item.topic_kiosk, item.stream))
                     continue
                 r = item.record
                 cur = c.execute(
@@ -196,9 +229,8 @@ class SQLiteStore:
         ).fetchone()[0]
         while True:
             rows = c.execute(
-                "SELECT seq FROM records WHERE kiosk = ? AND stream = ? AND seq > ?"
-                " ORDER BY seq LIMIT 500",
-                (kiosk, stream, contiguous),
+                f"SELECT seq FROM ({ACCOUNTED_SEQS}) WHERE seq > ? ORDER BY seq LIMIT 500",
+                (kiosk, stream, kiosk, stream, contiguous),
             ).fetchall()
             moved = False
             for (seq,) in rows:
@@ -209,7 +241,7 @@ class SQLiteStore:
             if not moved or len(rows) < 500:
                 break
         max_seq = c.execute(
-            "SELECT max(seq) FROM records WHERE kiosk = ? AND stream = ?", (kiosk, stream)
+            f"SELECT max(seq) FROM ({ACCOUNTED_SEQS})", (kiosk, stream, kiosk, stream)
         ).fetchone()[0]
         c.execute(
             "UPDATE streams SET contiguous_seq = ?, max_seq = ?, updated = ?"
@@ -229,8 +261,7 @@ class SQLiteStore:
             present = {
                 row[0]
                 for row in self.conn.execute(
-                    "SELECT seq FROM records WHERE kiosk = ? AND stream = ? AND seq > ?",
-                    (k, s, contiguous),
+                    f"SELECT seq FROM ({ACCOUNTED_SEQS}) WHERE seq > ?", (k, s, k, s, contiguous)
                 )
             }
             missing = tuple(q for q in range(contiguous + 1, max_seq + 1) if q not in present)

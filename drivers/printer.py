@@ -200,9 +200,7 @@ def parse_printer_url(url: str) -> PrinterURL:
     except ValueError:
         port = -1
     if not parts.hostname or not 0 < port < 65536 or parts.path not in ("", "/"):
-        raise PrinterConfigError(
-            f"printer URL {url!r}: write network printers as tcp://host:9100"
-        )
+        raise PrinterConfigError(f"printer URL {url!r}: write network printers as tcp://host:9100")
     return PrinterURL(scheme="tcp", host=parts.hostname, port=port, **common)
 
 

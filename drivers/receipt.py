@@ -177,9 +177,10 @@ class ReceiptData:
             value = getattr(self, name)
             if value is not None and not isinstance(value, datetime):
                 raise ReceiptError(f"receipt {name} must be a datetime")
-        if not _CODE_RE.fullmatch(self.dossier_code) or len(self.dossier_code) > LIMITS[
-            "dossier_code"
-        ]:
+        if (
+            not _CODE_RE.fullmatch(self.dossier_code)
+            or len(self.dossier_code) > LIMITS["dossier_code"]
+        ):
             raise ReceiptError(
                 f"receipt dossier_code {self.dossier_code!r} must be 1-{LIMITS['dossier_code']} "
                 "letters, digits, '.', '-' or '_' (national shape: 000.00.14.H56-200203-0118)"
@@ -399,9 +400,7 @@ def render_block(block: Block, width_px: int, fonts: ReceiptFonts | None = None)
 
 def qr_matrix(payload: str) -> list[list[bool]]:
     """The module matrix (no quiet zone) of the QR code printed for ``payload``."""
-    code = qrcode.QRCode(
-        version=None, error_correction=qrcode.constants.ERROR_CORRECT_M, border=0
-    )
+    code = qrcode.QRCode(version=None, error_correction=qrcode.constants.ERROR_CORRECT_M, border=0)
     code.add_data(payload)
     code.make(fit=True)
     return [list(row) for row in code.get_matrix()]

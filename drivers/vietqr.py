@@ -113,9 +113,7 @@ class VietQR:
     def payload(self) -> str:
         """The payload string to put in the QR code, CRC included."""
         beneficiary = _tlv("00", self.bank_bin) + _tlv("01", self.account)
-        merchant = (
-            _tlv("00", NAPAS_GUID) + _tlv("01", beneficiary) + _tlv("02", SERVICE_TO_ACCOUNT)
-        )
+        merchant = _tlv("00", NAPAS_GUID) + _tlv("01", beneficiary) + _tlv("02", SERVICE_TO_ACCOUNT)
         parts = [
             _tlv("00", "01"),
             _tlv("01", "11" if self.amount_vnd is None else "12"),

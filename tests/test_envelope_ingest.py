@@ -269,6 +269,7 @@ def test_garbage_is_dead_lettered_with_reasons_and_only_own_ids_rejected(
     foreign_unknown_kind = _envelope(kiosk=OTHER, kind="complaint")
     future = _envelope(v=2)
     oversize = _envelope(body={"message": "x" * (MAX_RECORD_BYTES + 1)})
+    bad_seq = _envelope(seq="7")  # our own kiosk's id: rejected so it stops resending
     good = _envelope(kind="dossier", seq=1, body=_dossier_body())
     good_chunk = _envelope(kind="chunk", seq=2, body=_chunk_body(b"photo"))
     cases: list[tuple[bytes, str, str | None]] = [
@@ -276,7 +277,7 @@ def test_garbage_is_dead_lettered_with_reasons_and_only_own_ids_rejected(
         (b"\x00\xff garbage \x80", "bad-json", None),
         (b"[1, 2, 3]", "not-an-object", None),
         (b'{"v": 1, "type": "record"}', "bad-envelope: kind: missing", None),
-        (_dump(_envelope(seq="7")), "bad-envelope: seq: expected int", None),
+        (_dump(bad_seq), "bad-envelope: seq: expected int", bad_seq["id"]),
         (_dump(_envelope(id="not-a-ulid")), "bad-envelope: id:", None),
         (_dump(foreign), "kiosk-mismatch", None),
         (_dump(foreign_unknown_kind), "unknown-kind", None),

@@ -119,7 +119,5 @@ class PrinterMachine(RuleBasedStateMachine):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-PrinterMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=15, deadline=None
-)
+PrinterMachine.TestCase.settings = settings(max_examples=25, stateful_step_count=15, deadline=None)
 TestPrinterMachine = PrinterMachine.TestCase
