@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from central.attachments import SCHEMA as ATTACHMENTS_SCHEMA
+from central.attachments import assemble_if_complete
 from central.ingest import Accept, DeadLetter
 from sync.envelope import Rejection
 
@@ -32,6 +34,7 @@ class IngestOutcome:
     stored: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    attachments: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,11 +120,13 @@ class SQLiteStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
+        self.conn.executescript(ATTACHMENTS_SCHEMA)
 
     def ingest(self, items: Sequence[Accept | DeadLetter]) -> IngestOutcome:
         out = IngestOutcome()
         now = time.time()
         touched: set[tuple[str, str]] = set()
+        atts: set[tuple[str, str]] = set()
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -169,6 +174,8 @@ class SQLiteStore:
                     out.stored += 1
                     out.acked[r.kiosk].append(r.id)
                     touched.add((r.kiosk, r.stream))
+                    if r.kind == "chunk":
+                        atts.add((r.kiosk, str(r.body["att"])))
                     continue
                 same = c.execute(
                     "SELECT 1 FROM records WHERE kiosk = ? AND id = ?", (r.kiosk, r.id)
@@ -194,6 +201,10 @@ class SQLiteStore:
                     out.rejected[r.kiosk].append(Rejection(id=r.id, reason=reason))
             for kiosk, stream in touched:
                 self._advance(kiosk, stream, now)
+            for kiosk, att in atts:
+                status = assemble_if_complete(c, kiosk, att, now)
+                if status is not None:
+                    out.attachments[status] += 1
             if out.duplicates:
                 c.execute(
                     "INSERT INTO counters (name, value) VALUES ('duplicates_received', ?)"
@@ -288,6 +299,23 @@ class SQLiteStore:
         if kiosk is not None:
             sql, args = "SELECT id FROM records WHERE kiosk = ?", (kiosk,)  # type: ignore[assignment]
         return [r[0] for r in self.conn.execute(sql, args)]
+
+    def attachments(self, kiosk: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT kiosk, att, size, sha256, status, reason FROM attachments"
+        args: tuple[Any, ...] = ()
+        if kiosk is not None:
+            sql += " WHERE kiosk = ?"
+            args = (kiosk,)
+        cur = self.conn.execute(sql, args)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def attachment_data(self, kiosk: str, att: str) -> bytes | None:
+        row = self.conn.execute(
+            "SELECT data FROM attachments WHERE kiosk = ? AND att = ? AND status = 'complete'",
+            (kiosk, att),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def dead_letters(self) -> list[dict[str, Any]]:
         cur = self.conn.execute(

@@ -11,6 +11,7 @@ receipt) is backed by a durable record (invariant 1).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from edge_agent import CitizenError
 from edge_agent.catalogue import Catalogue
 from edge_agent.due_date import WorkCalendar, compute_due
+from sync.attachments import AttachmentIn, AttachmentTooLarge, add_chunks, describe
 from sync.outbox import Outbox, OutboxFull, RecordTooLarge
 
 log = logging.getLogger("aps.dossiers")
@@ -99,6 +101,7 @@ class DossierDesk:
         form: dict[str, Any],
         *,
         now: datetime | None = None,
+        attachments: Sequence[AttachmentIn] = (),
     ) -> Filed:
         proc = self.catalogue.get(procedure_code)
         clean = proc.validate(form)
@@ -109,6 +112,12 @@ class DossierDesk:
             received, same_day=proc.same_day, working_days=proc.working_days, cal=self.calendar
         )
         day = received.strftime("%y%m%d")
+        try:
+            described = describe(list(attachments))
+        except AttachmentTooLarge as exc:
+            raise CitizenError(
+                str(exc), "Ảnh giấy tờ quá lớn. Xin mời Ông/Bà chụp ít trang hơn hoặc đến quầy."
+            ) from exc
         try:
             with self.outbox.transaction() as tx:
                 row = tx.conn.execute(
@@ -147,9 +156,11 @@ class DossierDesk:
                     "received_at": received.isoformat(timespec="seconds"),
                     "due": due.at.isoformat(timespec="minutes"),
                     "due_rule": due.rule,
-                    "attachments": [],
+                    "attachments": [meta for meta, _ in described],
                 }
                 record = tx.add("dossier", body)
+                for meta, f in described:
+                    add_chunks(tx, meta, f.data)
                 tx.conn.execute(
                     "INSERT INTO dossiers (code, record_id, procedure, applicant_name, id_masked,"
                     " filed_at, due, fee_vnd) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
