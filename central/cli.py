@@ -80,6 +80,35 @@ def status(config_path: str) -> None:
     store.close()
 
 
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="Central's TOML configuration file.",
+)
+@click.option(
+    "--stale-after",
+    default=180,
+    show_default=True,
+    help="Seconds without a heartbeat after which a kiosk counts as down.",
+)
+def fleet(config_path: str, stale_after: int) -> None:
+    """List every kiosk: online/offline (Last Will), last heartbeat, queue, devices (JSON lines)."""
+    import time
+
+    cfg = _load(config_path)
+    store = SQLiteStore(cfg.central.database)
+    now = time.time()
+    for k in store.fleet():
+        seen = k["last_heartbeat_at"]
+        k["seconds_since_heartbeat"] = None if seen is None else round(now - seen)
+        k["down"] = k["state"] != "online" or seen is None or now - seen > stale_after
+        click.echo(json.dumps(k, ensure_ascii=False))
+    store.close()
+
+
 @main.command("dead-letters")
 @click.option(
     "--config",

@@ -29,7 +29,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from central.ingest import Accept, DeadLetter, classify
+from central.ingest import Accept, DeadLetter, FleetUpdate, classify, classify_fleet
 from central.store import Store
 from sync.client import MqttSettings, NetworkLoop, make_paho_client
 from sync.envelope import MAX_RECORD_BYTES, TOPIC_ROOT, acks_topic, split_ack
@@ -88,10 +88,13 @@ class Collector:
         self.idle = threading.Event()
 
     @property
-    def subscription(self) -> str:
-        base = f"{TOPIC_ROOT}/+/up/records"
+    def subscriptions(self) -> list[str]:
         group = self.settings.shared_group
-        return f"$share/{group}/{base}" if group else base
+        out = []
+        for name in ("records", "status", "heartbeat"):
+            base = f"{TOPIC_ROOT}/+/up/{name}"
+            out.append(f"$share/{group}/{base}" if group else base)
+        return out
 
     def _new_client(self) -> mqtt.Client:
         client = make_paho_client(self.settings.client_id, self._mqtt_settings, clean_session=False)
@@ -109,8 +112,8 @@ class Collector:
                 log.error("broker refused the collector: %s", rc)
                 return
             self.network.connected.set()
-            client.subscribe(self.subscription, qos=1)
-            log.info("collector connected; subscribed to %s", self.subscription)
+            client.subscribe([(t, 1) for t in self.subscriptions])
+            log.info("collector connected; subscribed to %s", ", ".join(self.subscriptions))
         except Exception:
             log.exception("on_connect failed")
 
@@ -167,12 +170,15 @@ class Collector:
 
     def _handle(self, store: Store, batch: list[tuple[str, bytes]]) -> None:
         self.counters.received += len(batch)
-        items: list[Accept | DeadLetter] = []
+        items: list[Accept | DeadLetter | FleetUpdate] = []
         for mqtt_topic, payload in batch:
             try:
-                items.append(
-                    classify(mqtt_topic, payload, max_bytes=self.settings.max_record_bytes)
-                )
+                if mqtt_topic.endswith("/up/records"):
+                    items.append(
+                        classify(mqtt_topic, payload, max_bytes=self.settings.max_record_bytes)
+                    )
+                else:
+                    items.append(classify_fleet(mqtt_topic, payload))
             except Exception:  # classify must not raise; if it does, keep going
                 log.exception("classify raised on a message from %s", mqtt_topic)
         try:

@@ -20,6 +20,7 @@ from sync.envelope import (
     MAX_RECORD_BYTES,
     EnvelopeError,
     Record,
+    decode_object,
     decode_record,
     kiosk_of_topic,
 )
@@ -56,6 +57,34 @@ def _dead(topic: str, payload: bytes, reason: str, **kw: Any) -> DeadLetter:
         payload_head=payload[:PAYLOAD_HEAD_BYTES],
         **kw,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetUpdate:
+    """A kiosk's status (online/offline, its Last Will) or heartbeat."""
+
+    kiosk: str
+    type: str
+    body: dict[str, Any]
+
+
+def classify_fleet(topic: str, payload: bytes) -> FleetUpdate | DeadLetter:
+    """Status and heartbeat messages: versioned, from the topic's own kiosk."""
+    topic_kiosk = kiosk_of_topic(topic)
+    kind = topic.rsplit("/", 1)[-1]
+    if len(payload) > PAYLOAD_HEAD_BYTES * 16:
+        return _dead(topic, payload, f"oversize: {len(payload)} bytes for a {kind}")
+    try:
+        obj = decode_object(payload)
+    except EnvelopeError as exc:
+        return _dead(topic, payload, exc.reason)
+    if obj.get("type") != kind:
+        return _dead(topic, payload, f"bad-envelope: type: expected {kind!r}")
+    if obj.get("kiosk") != topic_kiosk or topic_kiosk is None:
+        return _dead(topic, payload, f"kiosk-mismatch: {kind} names {obj.get('kiosk')!r}")
+    if kind == "status" and obj.get("state") not in ("online", "offline"):
+        return _dead(topic, payload, "bad-envelope: state: expected 'online' or 'offline'")
+    return FleetUpdate(kiosk=topic_kiosk, type=kind, body=obj)
 
 
 class BodyError(ValueError):

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from central.attachments import SCHEMA as ATTACHMENTS_SCHEMA
 from central.attachments import assemble_if_complete
-from central.ingest import Accept, DeadLetter
+from central.ingest import Accept, DeadLetter, FleetUpdate
 from sync.envelope import Rejection
 
 
@@ -47,7 +47,7 @@ class StreamState:
 
 
 class Store(Protocol):
-    def ingest(self, items: Sequence[Accept | DeadLetter]) -> IngestOutcome: ...
+    def ingest(self, items: Sequence[Accept | DeadLetter | FleetUpdate]) -> IngestOutcome: ...
 
     def streams(self, kiosk: str | None = None) -> list[StreamState]: ...
 
@@ -97,6 +97,16 @@ CREATE TABLE IF NOT EXISTS rejected_records (
     PRIMARY KEY (kiosk, id)
 );
 CREATE INDEX IF NOT EXISTS rejected_stream_seq ON rejected_records (kiosk, stream, seq);
+CREATE TABLE IF NOT EXISTS kiosks (
+    kiosk TEXT PRIMARY KEY,
+    state TEXT,
+    state_at REAL,
+    last_heartbeat_at REAL,
+    queued INTEGER,
+    oldest_queued TEXT,
+    devices TEXT,
+    heartbeat TEXT
+);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -122,7 +132,7 @@ class SQLiteStore:
         self.conn.executescript(SCHEMA)
         self.conn.executescript(ATTACHMENTS_SCHEMA)
 
-    def ingest(self, items: Sequence[Accept | DeadLetter]) -> IngestOutcome:
+    def ingest(self, items: Sequence[Accept | DeadLetter | FleetUpdate]) -> IngestOutcome:
         out = IngestOutcome()
         now = time.time()
         touched: set[tuple[str, str]] = set()
@@ -131,6 +141,9 @@ class SQLiteStore:
         c.execute("BEGIN IMMEDIATE")
         try:
             for item in items:
+                if isinstance(item, FleetUpdate):
+                    self._fleet(item, now)
+                    continue
                 if isinstance(item, DeadLetter):
                     self._dead(item, now)
                     out.dead_letters += 1
@@ -218,6 +231,44 @@ class SQLiteStore:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
+        return out
+
+    def _fleet(self, u: FleetUpdate, now: float) -> None:
+        c = self.conn
+        c.execute("INSERT OR IGNORE INTO kiosks (kiosk) VALUES (?)", (u.kiosk,))
+        if u.type == "status":
+            c.execute(
+                "UPDATE kiosks SET state = ?, state_at = ? WHERE kiosk = ?",
+                (u.body["state"], now, u.kiosk),
+            )
+            return
+        queued = u.body.get("queued")
+        c.execute(
+            "UPDATE kiosks SET last_heartbeat_at = ?, queued = ?, oldest_queued = ?,"
+            " devices = ?, heartbeat = ?, state = 'online', state_at = coalesce(state_at, ?)"
+            " WHERE kiosk = ?",
+            (
+                now,
+                queued if isinstance(queued, int) and not isinstance(queued, bool) else None,
+                str(u.body.get("oldest_queued") or "") or None,
+                json.dumps(u.body.get("devices", {}), ensure_ascii=False),
+                json.dumps(u.body, ensure_ascii=False),
+                now,
+                u.kiosk,
+            ),
+        )
+
+    def fleet(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute(
+            "SELECT kiosk, state, state_at, last_heartbeat_at, queued, oldest_queued, devices"
+            " FROM kiosks ORDER BY kiosk"
+        )
+        cols = [d[0] for d in cur.description]
+        out = []
+        for row in cur.fetchall():
+            d = dict(zip(cols, row, strict=True))
+            d["devices"] = json.loads(d["devices"]) if d["devices"] else {}
+            out.append(d)
         return out
 
     def _dead(self, d: DeadLetter, now: float) -> None:

@@ -33,7 +33,9 @@ def fill_outbox(db: Path, n: int, kiosk: str = KIOSK, start: int = 1) -> list[st
     return ids
 
 
-def write_agent_config(path: Path, db: Path, port: int, kiosk: str = KIOSK, **sync: Any) -> Path:
+def write_agent_config(
+    path: Path, db: Path, port: int, kiosk: str = KIOSK, keepalive_s: int = 30, **sync: Any
+) -> Path:
     sync_opts = {
         "ack_timeout_s": 2,
         "reconnect_min_s": 0.1,

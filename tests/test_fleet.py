@@ -1,0 +1,72 @@
+"""Fleet view at central: heartbeats, online/offline through the Last Will."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from central.cli import main as central_cli
+from central.ingest import DeadLetter, FleetUpdate, classify_fleet
+from central.mosquitto import MosquittoProcess
+from central.store import SQLiteStore
+from sync.envelope import encode_heartbeat, encode_status, heartbeat_topic, status_topic
+from tests import stack
+from tests.waiting import wait_until
+
+
+def test_status_and_heartbeat_must_come_from_their_own_kiosk() -> None:
+    ok = classify_fleet(status_topic("k1"), encode_status("k1", "online", "t"))
+    assert isinstance(ok, FleetUpdate) and ok.body["state"] == "online"
+    spoof = classify_fleet(status_topic("k1"), encode_status("k2", "offline", "t"))
+    assert isinstance(spoof, DeadLetter) and spoof.reason.startswith("kiosk-mismatch")
+    wrong = classify_fleet(heartbeat_topic("k1"), encode_status("k1", "online", "t"))
+    assert isinstance(wrong, DeadLetter) and "type" in wrong.reason
+    junk = classify_fleet(heartbeat_topic("k1"), b"\xff\xfe")
+    assert isinstance(junk, DeadLetter) and junk.reason.startswith("bad-json")
+    hb = classify_fleet(heartbeat_topic("k1"), encode_heartbeat("k1", "t", queued=3))
+    assert isinstance(hb, FleetUpdate) and hb.body["queued"] == 3
+
+
+def _fleet(cfg: Path) -> dict[str, dict[str, object]]:
+    result = CliRunner().invoke(central_cli, ["fleet", "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.strip()]
+    return {str(r["kiosk"]): r for r in rows}
+
+
+@pytest.mark.slow
+def test_kiosk_heartbeats_then_goes_offline_by_last_will(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    kiosk_db, central_db = tmp_path / "kiosk.db", tmp_path / "central.db"
+    stack.fill_outbox(kiosk_db, 3)
+    agent_cfg = stack.write_agent_config(
+        tmp_path / "agent.toml", kiosk_db, broker.port, keepalive_s=5, heartbeat_interval_s=1
+    )
+    central_cfg = stack.write_central_config(tmp_path / "central.toml", central_db, broker.port)
+    central = stack.spawn("central.cli", central_cfg, tmp_path / "central.log")
+    agent = stack.spawn("edge_agent.cli", agent_cfg, tmp_path / "agent.log")
+    try:
+        wait_until(central_db.exists, 30, "central store")
+
+        def online_and_drained() -> bool:
+            k = _fleet(central_cfg).get(stack.KIOSK)
+            return bool(k and k["state"] == "online" and k["queued"] == 0 and not k["down"])
+
+        wait_until(online_and_drained, 60, "an online, drained kiosk in the fleet view")
+        stack.kill9(agent)  # no clean disconnect: only the broker's Last Will tells central
+        wait_until(
+            lambda: _fleet(central_cfg)[stack.KIOSK]["state"] == "offline",
+            60,
+            "the Last Will marks the kiosk offline",
+        )
+        assert _fleet(central_cfg)[stack.KIOSK]["down"] is True
+    finally:
+        stack.kill9(agent)
+        stack.stop(central)
+    store = SQLiteStore(central_db)
+    assert store.count() == 3
+    store.close()
