@@ -37,8 +37,15 @@ CREATE TABLE IF NOT EXISTS dossiers (
     due TEXT NOT NULL,
     fee_vnd INTEGER NOT NULL,
     status TEXT NOT NULL DEFAULT 'filed'
-);
-CREATE TABLE IF NOT EXISTS daily_counter (day TEXT PRIMARY KEY, n INTEGER NOT NULL);
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily_counter (day TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+-- Invariant 8: when the outbox purges a synced dossier record, the kiosk's own
+-- row about it (name, masked id) goes with it.
+CREATE TRIGGER IF NOT EXISTS dossiers_purge AFTER DELETE ON outbox
+WHEN old.kind = 'dossier' BEGIN
+    DELETE FROM dossiers
+    WHERE code = json_extract(CAST(old.payload AS TEXT), '$.body.code') AND record_id = old.id;
+END;
 """
 
 

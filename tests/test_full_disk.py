@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -83,4 +84,30 @@ def test_full_database_refuses_filing_and_drains(broker: MosquittoProcess, tmp_p
         {"ten_van_ban": "Giấy uỷ quyền"},
     )
     assert again.code.startswith("000.00.14.H56-")
+    desk.outbox.close()
+
+
+def test_purging_synced_dossiers_removes_the_kiosks_own_rows(tmp_path: Path) -> None:
+    desk = _desk(tmp_path / "k.db")
+    kept = desk.file(
+        "2.000884",
+        Applicant(full_name="Đặng Quốc Việt", id_number="087205000001"),
+        {"ten_van_ban": "Giấy uỷ quyền"},
+    )
+    gone = desk.file(
+        "2.000884",
+        Applicant(full_name="Trần Văn Ổn", id_number="087205000002"),
+        {"ten_van_ban": "Giấy uỷ quyền"},
+    )
+    desk.outbox.mark_acked([gone.record_id])
+    assert desk.outbox.purge(retention_s=0, now=time.time() + 1) == 1
+    codes = [r[0] for r in desk.outbox.conn.execute("SELECT code FROM dossiers")]
+    assert codes == [kept.code]  # the synced one is gone, the unsynced one stays
+    plan = " ".join(
+        str(r)
+        for r in desk.outbox.conn.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM dossiers WHERE code = ? AND record_id = ?", ("x", "y")
+        )
+    )
+    assert "SCAN" not in plan, plan
     desk.outbox.close()
