@@ -10,6 +10,7 @@ bytes instead; the kiosks' outbox, not the broker, is the storage.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -22,6 +23,9 @@ from central import CentralError
 CONFIG_TEMPLATE = """\
 # Written by central/mosquitto.py; see docs/broker.md.
 listener {port} 127.0.0.1
+# Started as root, mosquitto would switch to the "mosquitto" user and lose
+# access to this directory; stay who we are.
+user {user}
 allow_anonymous true
 persistence false
 max_queued_messages 100000
@@ -60,16 +64,25 @@ def free_port() -> int:
 class MosquittoProcess:
     """A mosquitto child process with its own config, on 127.0.0.1:<port>."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "") -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_config = extra_config
 
     def start(self, timeout: float = 10.0) -> MosquittoProcess:
-        self.conf.write_text(CONFIG_TEMPLATE.format(port=self.port, log=self.log))
+        conf = (
+            CONFIG_TEMPLATE.format(
+                port=self.port, log=self.log, user=pwd.getpwuid(os.getuid()).pw_name
+            )
+            + self.extra_config
+        )
+        if self.extra_config:
+            conf = conf.replace("allow_anonymous true\n", "")
+        self.conf.write_text(conf)
         self.proc = subprocess.Popen(
             [find_mosquitto(), "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
