@@ -1,0 +1,96 @@
+"""The agent's command line and process: config errors, outbox salvage, systemd notify."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from central.mosquitto import MosquittoProcess
+from edge_agent.cli import main as agent_cli
+from sync.outbox import Outbox
+from tests import stack
+from tests.waiting import wait_until
+
+
+def test_config_errors_name_the_key_and_the_fix(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(
+        '[kiosk]\nid = "k01"\nagency = "000.00.14.H56"\nslot = 12\n[sync]\ninflight_windw = 5\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(agent_cli, ["check-config", "--config", str(cfg)])
+    assert result.exit_code != 0
+    assert "kiosk.slot" in result.output and "less than or equal to 9" in result.output
+    assert "sync.inflight_windw" in result.output and "unknown key" in result.output
+    assert str(cfg) in result.output
+    missing = CliRunner().invoke(agent_cli, ["check-config", "--config", str(tmp_path / "no")])
+    assert missing.exit_code != 0 and "not found" in missing.output
+
+
+def test_salvage_copies_unsynced_records_and_leaves_the_file_alone(tmp_path: Path) -> None:
+    db = tmp_path / "kiosk.db"
+    ids = stack.fill_outbox(db, 5)
+    ob = Outbox(db, stack.KIOSK)
+    ob.mark_acked(ids[:2])
+    ob.close()
+    before = db.read_bytes()
+    out = tmp_path / "salvaged.jsonl"
+    result = CliRunner().invoke(agent_cli, ["outbox", "salvage", str(db), str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["saved"] == 3
+    lines = [json.loads(line) for line in out.read_bytes().splitlines()]
+    assert [rec["id"] for rec in lines] == ids[2:]
+    assert db.read_bytes() == before
+    again = CliRunner().invoke(agent_cli, ["outbox", "salvage", str(db), str(out)])
+    assert again.exit_code != 0 and "exists" in again.output
+
+
+def test_salvage_of_garbage_says_so(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(os.urandom(8192))
+    result = CliRunner().invoke(agent_cli, ["outbox", "salvage", str(bad), str(tmp_path / "o")])
+    assert result.exit_code != 0 and "cannot read" in result.output
+
+
+def test_agent_tells_systemd_it_is_ready_and_pings_the_watchdog(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    cfg = stack.write_agent_config(tmp_path / "agent.toml", tmp_path / "kiosk.db", broker.port)
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    messages: list[str] = []
+
+    def receive() -> None:
+        with contextlib.suppress(TimeoutError):
+            messages.append(sock.recv(4096).decode())
+
+    def got(what: str, times: int = 1) -> bool:
+        receive()
+        return sum(what in m for m in messages) >= times
+
+    try:
+        wait_until(lambda: got("READY=1"), 30, "READY=1")
+        wait_until(lambda: got("WATCHDOG=1", times=2), 30, "two watchdog pings")
+        proc.terminate()
+        assert proc.wait(10) == 0
+        wait_until(lambda: got("STOPPING=1"), 10, "STOPPING=1")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
