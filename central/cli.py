@@ -13,6 +13,14 @@ from sync.config import ConfigError, markdown_reference
 
 DEFAULT_CONFIG = "/etc/aps/central.toml"
 
+config_option = click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="Central's TOML configuration file.",
+)
+
 
 def _load(path: str) -> CentralConfig:
     try:
@@ -27,13 +35,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="Central's TOML configuration file.",
-)
+@config_option
 def run(config_path: str) -> None:
     """Run the collector until SIGTERM (what the systemd unit starts)."""
     from central.service import CentralService
@@ -45,13 +47,7 @@ def run(config_path: str) -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="Central's TOML configuration file.",
-)
+@config_option
 def status(config_path: str) -> None:
     """Print records held, per-kiosk sequence state (gaps) and dead letters, as JSON."""
     cfg = _load(config_path)
@@ -81,13 +77,7 @@ def status(config_path: str) -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="Central's TOML configuration file.",
-)
+@config_option
 @click.option(
     "--stale-after",
     default=180,
@@ -110,13 +100,7 @@ def fleet(config_path: str, stale_after: int) -> None:
 
 
 @main.command("dead-letters")
-@click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="Central's TOML configuration file.",
-)
+@config_option
 def dead_letters(config_path: str) -> None:
     """List messages central could not ingest, with the reason (JSON lines)."""
     cfg = _load(config_path)

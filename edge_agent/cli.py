@@ -15,6 +15,14 @@ from sync.outbox import Outbox, OutboxError
 
 DEFAULT_CONFIG = "/etc/aps/agent.toml"
 
+config_option = click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    help="The agent's TOML configuration file.",
+)
+
 
 def _load(path: str) -> AgentConfig:
     try:
@@ -29,13 +37,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="The agent's TOML configuration file.",
-)
+@config_option
 def run(config_path: str) -> None:
     """Run the agent until SIGTERM (what the systemd unit starts)."""
     from edge_agent.agent import Agent, setup_logging
@@ -50,13 +52,7 @@ def run(config_path: str) -> None:
 
 
 @main.command("check-config")
-@click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="The agent's TOML configuration file.",
-)
+@config_option
 def check_config(config_path: str) -> None:
     """Validate the configuration file and print it with defaults filled in."""
     cfg = _load(config_path)
@@ -75,13 +71,7 @@ def outbox() -> None:
 
 
 @outbox.command("status")
-@click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="The agent's TOML configuration file.",
-)
+@config_option
 def outbox_status(config_path: str) -> None:
     """Print queue depth, oldest unsynced record and database size as JSON."""
     cfg = _load(config_path)
