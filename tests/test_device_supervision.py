@@ -6,22 +6,28 @@ the scanner and card reader are real pyserial ports on ptys.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 
+from central.mosquitto import MosquittoProcess
 from drivers.cccd_qr import encode_cccd_qr
 from drivers.identity import Identity
-from edge_agent.config import DevicesSection
+from edge_agent.agent import Agent
+from edge_agent.config import AgentConfig, DevicesSection
 from edge_agent.devices import DeviceSupervisor
 from firmware_mocks.card_reader import EmulatedCardReader
 from firmware_mocks.cdc_scanner import EmulatedCdcScanner
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
+from sync.envelope import heartbeat_topic
 from tests.waiting import wait_until
 
 ID_NUMBER = "087205012345"
@@ -193,9 +199,6 @@ def test_reader_unplugged_is_reopened(tmp_path: Path) -> None:
 
 
 def test_heartbeat_carries_device_health(tmp_path: Path, usb: EmulatedUsbPrinter) -> None:
-    from edge_agent.agent import Agent
-    from edge_agent.config import AgentConfig
-
     cfg = AgentConfig.model_validate(
         {
             "kiosk": {"id": "k-test", "agency": "000.00.14.H56", "slot": 1},
@@ -217,3 +220,51 @@ def test_heartbeat_carries_device_health(tmp_path: Path, usb: EmulatedUsbPrinter
     assert {"uptime_s", "agent_version"} <= set(fields)
     agent.sync.outbox.close()
     assert os.path.exists(tmp_path / "k.db")
+
+
+def test_device_health_reaches_the_broker_in_heartbeats(
+    broker: MosquittoProcess, tmp_path: Path, usb: EmulatedUsbPrinter
+) -> None:
+    cfg = AgentConfig.model_validate(
+        {
+            "kiosk": {"id": "k-hb", "agency": "000.00.14.H56", "slot": 1},
+            "agent": {"database": str(tmp_path / "k.db"), "receipts_dir": str(tmp_path / "r")},
+            "mqtt": {"port": broker.port},
+            "sync": {"heartbeat_interval_s": 1},
+            "devices": {"printer": "usb://04b8:0e15", "printer_poll_s": 0.1},
+        }
+    )
+    seen: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        with lock:
+            seen.append(json.loads(msg.payload))
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hb-watcher")
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe(heartbeat_topic("k-hb"), qos=0)
+    sub.loop_start()
+    sup = DeviceSupervisor(cfg.devices, spool_dir=cfg.agent.receipts_dir, usb_backend=usb)
+    agent = Agent(cfg, devices=sup)
+    usb.paper_end = True
+    agent.sync.start()
+    try:
+        with sup:
+
+            def paper_out_upstream() -> bool:
+                with lock:
+                    return any(
+                        m.get("devices", {}).get("printer", {}).get("state") == "paper_out"
+                        for m in seen
+                    )
+
+            wait_until(paper_out_upstream, 20, "a heartbeat saying paper_out")
+    finally:
+        agent.sync.stop()
+        sub.loop_stop()
+        sub.disconnect()
+    with lock:
+        last = seen[-1]["devices"]["printer"]
+    assert set(last) == {"state", "last_error", "since", "pending_receipts"}
