@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from edge_agent.catalogue import bundled_catalogue
 from edge_agent.config import AgentConfig
+from edge_agent.devices import DeviceSupervisor
 from edge_agent.dossiers import DossierDesk
 from edge_agent.due_date import OfficeRules, WorkCalendar
 from edge_agent.systemd_notify import Notifier
@@ -41,8 +42,12 @@ def open_desk(cfg: AgentConfig) -> DossierDesk:
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig) -> None:
+    """The agent process. ``devices``: a supervisor to use instead of one built from
+    ``cfg.devices`` (tests and the demo hand in one over emulated devices)."""
+
+    def __init__(self, cfg: AgentConfig, *, devices: DeviceSupervisor | None = None) -> None:
         self.cfg = cfg
+        self.devices = devices or DeviceSupervisor(cfg.devices, spool_dir=cfg.agent.receipts_dir)
         cfg.agent.database.parent.mkdir(parents=True, exist_ok=True)
         self.started = time.monotonic()
         # Creating the desk makes sure the kiosk's own tables exist before sync starts.
@@ -58,13 +63,22 @@ class Agent:
         self.stop_event = threading.Event()
 
     def _heartbeat_fields(self) -> dict[str, Any]:
-        return {"uptime_s": int(time.monotonic() - self.started), "agent_version": "0.1.0"}
+        fields: dict[str, Any] = {
+            "uptime_s": int(time.monotonic() - self.started),
+            "agent_version": "0.1.0",
+        }
+        try:
+            fields["devices"] = self.devices.health()
+        except Exception:  # health must never cost the heartbeat (invariant 6)
+            log.exception("device health unavailable")
+        return fields
 
     def run(self) -> int:
         notifier = Notifier()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.sync.start()
+        self.devices.start()
         log.info(
             "agent for kiosk %s started; database %s; broker %s:%d",
             self.cfg.kiosk.id,
@@ -87,6 +101,7 @@ class Agent:
             else:
                 log.error("sync thread died; not pinging the watchdog")
         notifier.stopping()
+        self.devices.stop()
         self.sync.stop()
         log.info("agent stopped")
         return 0

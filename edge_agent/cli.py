@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from drivers.decode_cli import decode
 from edge_agent.config import AgentConfig, load_agent_config
 from sync.config import ConfigError, markdown_reference
 from sync.outbox import Outbox, OutboxError
@@ -34,6 +35,9 @@ def _load(path: str) -> AgentConfig:
 @click.group()
 def main() -> None:
     """APS kiosk agent: files dossiers durably and syncs them to central."""
+
+
+main.add_command(decode)
 
 
 @main.command()

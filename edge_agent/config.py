@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from sync.client import SyncSettings
 from sync.config import MqttSection, Section, load
@@ -34,6 +34,12 @@ class KioskSection(Section):
     office_name: str = Field("Bộ phận Một cửa", description="Office name printed on receipts.")
     hotline: str = Field("", description="Support team hotline printed on receipts.")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="Time zone of the office.")
+    tracking_url: str = Field(
+        "",
+        max_length=200,
+        description="Receipt tracking QR: this URL with the dossier code appended, e.g. "
+        "`https://dichvucong.example.vn/tra-cuu?ma=`. Empty: the QR holds the bare dossier code.",
+    )
 
 
 class AgentSection(Section):
@@ -47,6 +53,89 @@ class AgentSection(Section):
     )
     log_level: str = Field(
         "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level."
+    )
+
+
+class DevicesSection(Section):
+    printer: str = Field(
+        "",
+        description="Receipt printer URL: `usb://VID:PID` (e.g. `usb://04b8:0e15`), "
+        "`serial:///dev/ttyUSB0?baudrate=115200` or `tcp://192.168.1.50:9100`, options "
+        "`profile` and `timeout` (docs/printer.md). Empty: no printer; the screen shows the "
+        "dossier code instead of printing.",
+    )
+    scanner: str = Field(
+        "",
+        description="QR scanner in USB-CDC (serial) mode, which reads the CCCD QR: a device "
+        "path such as `/dev/ttyACM0` (better a `/dev/serial/by-id/...` link) or a pyserial "
+        "URL. Empty: none.",
+    )
+    hid_scanner: str = Field(
+        "",
+        description="QR scanner in USB-HID keyboard mode (ASCII codes only, e.g. tracking "
+        "codes): its evdev node, e.g. `/dev/input/by-id/...-event-kbd`; grabbed exclusively. "
+        "Empty: none.",
+    )
+    card_reader: str = Field(
+        "",
+        description="Chip/ID-card reader (serial protocol in docs/devices.md): a device path "
+        "or pyserial URL. Empty: none.",
+    )
+    printer_poll_s: float = Field(
+        5.0,
+        ge=0.1,
+        le=60,
+        description="Seconds between printer status polls (paper, cover, offline); 2-5 is "
+        "plenty.",
+    )
+    reopen_s: float = Field(
+        5.0,
+        ge=0.1,
+        le=300,
+        description="Seconds between attempts to reopen a scanner or card reader that is "
+        "missing or was unplugged.",
+    )
+    reader_check_s: float = Field(
+        10.0,
+        ge=0.5,
+        le=600,
+        description="Seconds between card reader status requests; a reader that does not "
+        "answer is reported as `not_answering`.",
+    )
+    paper_width_mm: Literal[80, 58] = Field(
+        80,
+        description="Receipt paper width, 80 or 58 mm. For 58 mm, also give the printer URL "
+        "a 58 mm profile, e.g. `?profile=NT-5890K`.",
+    )
+
+    @field_validator("printer")
+    @classmethod
+    def _printer_url(cls, value: str) -> str:
+        if value:
+            from drivers.printer import parse_printer_url
+
+            parse_printer_url(value)  # PrinterConfigError is a ValueError: names the fix
+        return value
+
+
+class PaymentSection(Section):
+    bank_bin: str = Field(
+        "970415",
+        pattern=r"^[0-9]{6}$",
+        description="NAPAS BIN (6 digits) of the bank holding the office's fee account, for "
+        "the VietQR payment code on receipts. The default is a PLACEHOLDER: set the office's "
+        "own before going live.",
+    )
+    account: str = Field(
+        "0000000000",
+        pattern=r"^[0-9A-Za-z]{1,19}$",
+        description="The office's fee account number for the VietQR payment code. The "
+        "default is a PLACEHOLDER: set the real account before going live.",
+    )
+    payment_qr: bool = Field(
+        True,
+        description="Print a VietQR payment code on receipts with a fee; false: the receipt "
+        "says to pay at the counter.",
     )
 
 
@@ -104,6 +193,8 @@ class AgentConfig(Section):
     agent: AgentSection = Field(default_factory=AgentSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
     sync: SyncSection = Field(default_factory=SyncSection)
+    devices: DevicesSection = Field(default_factory=DevicesSection)
+    payment: PaymentSection = Field(default_factory=PaymentSection)
 
 
 def load_agent_config(path: Path | str, overrides: dict[str, Any] | None = None) -> AgentConfig:

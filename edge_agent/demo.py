@@ -4,7 +4,18 @@ Starts a private mosquitto on a free loopback port, central and one kiosk
 agent as separate processes (exactly what the systemd units run), then a
 scripted citizen files dossiers at the kiosk; half of them while the kiosk's
 link is down. Everything it writes goes under ``demo-out/``. The last line
-printed is a JSON summary read from the two databases, not from counters.
+printed is a JSON summary read from the two databases, not from counters,
+plus the number of receipt images written.
+
+The kiosk's devices are emulated in this process, on the citizen's side of the
+glass: a USB receipt printer (:class:`firmware_mocks.usb_printer.EmulatedUsbPrinter`,
+driven by python-escpos's real ``Usb`` class through pyusb) and a QR scanner in
+USB-CDC mode on a pty (:class:`firmware_mocks.cdc_scanner.EmulatedCdcScanner`,
+read with pyserial). Each citizen scans the QR of their CCCD card; the
+:class:`edge_agent.devices.DeviceSupervisor` reads it into an ``Identity``; the
+dossier is filed with it and committed; only then is the receipt printed
+(:func:`edge_agent.receipts.file_and_print`). What reached the printer is kept
+as ``demo-out/receipts/<dossier code>.bin`` and drawn as ``.png``.
 """
 
 from __future__ import annotations
@@ -15,15 +26,23 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import click
 
 from central.mosquitto import MosquittoProcess
+from drivers.cccd_qr import encode_cccd_qr
+from drivers.identity import Identity
 from edge_agent.agent import open_desk
-from edge_agent.config import load_agent_config
+from edge_agent.config import AgentConfig, DevicesSection, load_agent_config
+from edge_agent.devices import DeviceSupervisor
 from edge_agent.dossiers import Applicant, DossierDesk, Filed
+from edge_agent.receipts import file_and_print
+from firmware_mocks.cdc_scanner import EmulatedCdcScanner
+from firmware_mocks.escpos_render import save_receipt
+from firmware_mocks.usb_printer import EmulatedUsbPrinter
 
 KIOSK_ID = "sadec-p1-k01"
 
@@ -71,7 +90,7 @@ def _write_configs(out: Path, port: int) -> tuple[Path, Path]:
     kiosk.write_text(
         f'[kiosk]\nid = "{KIOSK_ID}"\nagency = "000.00.14.H56"\nslot = 1\n'
         'office_name = "UBND Phường 1, TP. Sa Đéc"\nhotline = "0277 3861 234"\n\n'
-        f'[agent]\ndatabase = "{out / "kiosk.db"}"\nreceipts_dir = "{out / "receipts"}"\n\n'
+        f'[agent]\ndatabase = "{out / "kiosk.db"}"\nreceipts_dir = "{out / "receipt-spool"}"\n\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n\n'
         "[sync]\nack_timeout_s = 5\nreconnect_min_s = 0.5\nreconnect_max_s = 3\n"
         "heartbeat_interval_s = 5\n",
@@ -138,17 +157,92 @@ def _wait_synced(out: Path, n: int, timeout: float) -> dict[str, Any]:
         time.sleep(0.2)
 
 
+class KioskDevices:
+    """The kiosk's printer and CDC scanner, emulated, under the agent's device supervisor."""
+
+    def __init__(self, out: Path) -> None:
+        self.printer_backend = EmulatedUsbPrinter()
+        self.scanner = EmulatedCdcScanner()
+        self.receipts = out / "receipts"
+        cfg = DevicesSection(
+            printer="usb://04b8:0e15", scanner=self.scanner.port_path, reopen_s=0.5
+        )
+        self.supervisor = DeviceSupervisor(
+            cfg, spool_dir=out / "receipt-spool", usb_backend=self.printer_backend
+        )
+
+    def start(self) -> None:
+        self.supervisor.start()
+        deadline = time.monotonic() + 30
+        while True:
+            health = self.supervisor.health()
+            states = {name: h["state"] for name, h in health.items()}
+            if states == {"printer": "ok", "scanner": "ok"}:
+                return
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"emulated devices did not come up: {health}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+        self.scanner.close()
+
+    def scan_card(self, identity: Identity) -> Identity:
+        """The citizen holds their CCCD under the scanner; the kiosk reads the QR."""
+        self.scanner.scan(encode_cccd_qr(identity))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            event = self.supervisor.next_event(timeout=deadline - time.monotonic())
+            if event is not None and event.kind == "identity" and event.identity is not None:
+                return event.identity
+        raise click.ClickException("the emulated scanner's QR did not reach the kiosk")
+
+    def keep_receipt(self, code: str) -> None:
+        """Keep what reached the printer as <code>.bin and draw it as <code>.png."""
+        data = self.printer_backend.take_received()
+        if data:
+            save_receipt(data, self.receipts, code)
+
+
+def citizen_card(name: str, number: int) -> Identity:
+    """A CCCD for a scripted citizen: 12-digit ID, Vietnamese name, as its QR carries."""
+    return Identity(
+        id_number=f"0872050{number:05d}",
+        old_id_number=None,
+        full_name=name,
+        date_of_birth=date(1970 + number % 30, 1 + number % 12, 1 + number % 28),
+        sex="F" if " Thị " in f" {name} " else "M",
+        address="Phường 1, TP. Sa Đéc, Đồng Tháp",
+        issue_date=date(2021, 8, 15),
+        expiry_date=None,
+        document_number=None,
+        nationality=None,
+        source="qr",
+    )
+
+
 def _file_all(
-    desk: DossierDesk, people: list[tuple[str, str, dict[str, Any]]], start: int
+    desk: DossierDesk,
+    cfg: AgentConfig,
+    devices: KioskDevices,
+    people: list[tuple[str, str, dict[str, Any]]],
+    start: int,
 ) -> list[Filed]:
     filed = []
     for i, (name, proc, form) in enumerate(people):
+        identity = devices.scan_card(citizen_card(name, start + i))
         applicant = Applicant(
-            full_name=name, id_number=f"0872050{start + i:05d}", phone="0912345678"
+            full_name=identity.full_name,
+            id_number=identity.id_number,
+            date_of_birth=identity.date_of_birth.isoformat(),
+            address=identity.address,
+            phone="0912345678",
         )
-        f = desk.file(proc, applicant, form)
+        f, outcome = file_and_print(desk, devices.supervisor.printer, cfg, proc, applicant, form)
+        devices.keep_receipt(f.code)
         due = "trả kết quả trong ngày" if f.same_day else f.due.strftime("%H:%M %d/%m/%Y")
-        click.echo(f"  filed {f.code}  {f.procedure_name}  ({name}); due: {due}")
+        printed = "receipt printed" if outcome.printed else f"NOT printed: {outcome.screen_text}"
+        click.echo(f"  filed {f.code}  {f.procedure_name}  ({name}); due: {due}; {printed}")
         filed.append(f)
     return filed
 
@@ -177,19 +271,26 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
         _spawn(["edge_agent.cli", "run", "--config", str(kiosk_toml)], out / "agent.log"),
     ]
     result: dict[str, Any] = {}
+    devices = KioskDevices(out)
     try:
         _wait_started(procs, [out / "central.db", out / "kiosk.db"])
         click.echo(f"broker on 127.0.0.1:{broker.port}; central and kiosk {KIOSK_ID} running")
-        desk = open_desk(load_agent_config(kiosk_toml))
+        devices.start()
+        click.echo(
+            f"kiosk devices (emulated): printer usb://04b8:0e15, "
+            f"CCCD QR scanner on {devices.scanner.port_path}"
+        )
+        kiosk_cfg = load_agent_config(kiosk_toml)
+        desk = open_desk(kiosk_cfg)
         people = CITIZENS * rounds
         half = len(people) // 2
         click.echo("citizens file at the kiosk (online):")
-        _file_all(desk, people[:half], 0)
+        _file_all(desk, kiosk_cfg, devices, people[:half], 0)
         _wait_synced(out, half, 30)
         click.echo(f"  central holds {summary(out / 'kiosk.db', out / 'central.db')['at_central']}")
         click.echo("the kiosk's link drops (broker stopped); citizens keep filing:")
         broker.stop()
-        _file_all(desk, people[half:], half)
+        _file_all(desk, kiosk_cfg, devices, people[half:], half)
         click.echo(f"outbox while offline: {desk.outbox.stats().queued} records waiting")
         broker.start()
         click.echo("link back; the kiosk drains its outbox to central ...")
@@ -208,6 +309,7 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
                 pass
             result = summary(out / "kiosk.db", out / "central.db")
     finally:
+        devices.stop()
         for p in procs:
             p.terminate()
         for p in procs:
@@ -217,9 +319,11 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
                 p.kill()
         broker.stop()
     result = result if result else summary(out / "kiosk.db", out / "central.db")
+    result["receipts"] = len(list((out / "receipts").glob("*.png")))
     (out / "summary.json").write_text(json.dumps(result) + "\n")
     click.echo(json.dumps(result))
-    sys.exit(0 if result.get("lost") == 0 and result.get("duplicates") == 0 else 1)
+    ok = result.get("lost") == 0 and result.get("duplicates") == 0
+    sys.exit(0 if ok and result["receipts"] == result.get("submitted") else 1)
 
 
 if __name__ == "__main__":

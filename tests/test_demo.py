@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+from PIL import Image
 
 
 def test_demo_once_files_and_syncs_everything(tmp_path: Path) -> None:
@@ -23,3 +26,19 @@ def test_demo_once_files_and_syncs_everything(tmp_path: Path) -> None:
     assert summary["duplicates"] == 0 and summary["lost"] == 0
     assert summary["sequence_gaps"] == 0
     assert (out / "kiosk.db").exists() and (out / "central.db").exists()
+    # Every filed dossier's receipt reached the emulated printer and was kept.
+    assert summary["receipts"] == 12
+    conn = sqlite3.connect(f"file:{out / 'kiosk.db'}?mode=ro", uri=True)
+    codes = {row[0] for row in conn.execute("SELECT code FROM dossiers")}
+    conn.close()
+    receipts = out / "receipts"
+    assert {p.stem for p in receipts.glob("*.png")} == codes
+    assert {p.stem for p in receipts.glob("*.bin")} == codes
+    png = receipts / f"{sorted(codes)[0]}.png"
+    with Image.open(png) as image:
+        image.load()
+        assert image.width == 576  # 80 mm paper, 203 dpi
+        assert 600 <= image.height <= 4000
+        assert image.convert("L").getextrema() == (0, 255)  # ink on paper, not blank
+    assert all(p.stat().st_size > 10_000 for p in receipts.glob("*.bin"))  # raster + QR
+    assert "scanner" in proc.stdout and "receipt printed" in proc.stdout

@@ -58,3 +58,15 @@ def test_every_command_has_help() -> None:
         result = CliRunner().invoke(decode, [name, "--help"])
         assert result.exit_code == 0
         assert "Decode" in result.stdout
+
+
+def test_aps_agent_carries_the_decode_group() -> None:
+    from edge_agent.cli import main
+
+    ok = CliRunner().invoke(main, ["decode", "qr", QR])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["full_name"] == "Nguyễn Thị Ngọc Hường"
+    bad = CliRunner().invoke(main, ["decode", "mrz", "x", "y", "z"])
+    assert bad.exit_code == 2
+    assert bad.stdout == ""
+    assert bad.stderr.startswith("error: ")

@@ -1,0 +1,270 @@
+"""The agent's device supervisor against the firmware mocks (invariant 6).
+
+The printer is python-escpos's real Usb class on the emulated pyusb backend;
+the scanner and card reader are real pyserial ports on ptys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from central.mosquitto import MosquittoProcess
+from drivers.cccd_qr import encode_cccd_qr
+from drivers.identity import Identity
+from edge_agent.agent import Agent
+from edge_agent.config import AgentConfig, DevicesSection
+from edge_agent.devices import DeviceSupervisor
+from firmware_mocks.card_reader import EmulatedCardReader
+from firmware_mocks.cdc_scanner import EmulatedCdcScanner
+from firmware_mocks.usb_printer import EmulatedUsbPrinter
+from sync.envelope import heartbeat_topic
+from tests.waiting import wait_until
+
+ID_NUMBER = "087205012345"
+CITIZEN = Identity(
+    id_number=ID_NUMBER,
+    old_id_number=None,
+    full_name="Nguyễn Thị Ngọc Hường",
+    date_of_birth=date(1990, 2, 1),
+    sex="F",
+    address="Phường 1, TP. Sa Đéc, Đồng Tháp",
+    issue_date=date(2021, 8, 15),
+    expiry_date=None,
+    document_number=None,
+    nationality=None,
+    source="qr",
+)
+
+
+def fast(**devices: Any) -> DevicesSection:
+    return DevicesSection(printer_poll_s=0.1, reopen_s=0.1, reader_check_s=0.5, **devices)
+
+
+@pytest.fixture
+def usb() -> EmulatedUsbPrinter:
+    return EmulatedUsbPrinter()
+
+
+def state(sup: DeviceSupervisor, name: str) -> str:
+    return str(sup.health()[name]["state"])
+
+
+@pytest.fixture
+def printer_only(tmp_path: Path, usb: EmulatedUsbPrinter) -> Iterator[DeviceSupervisor]:
+    sup = DeviceSupervisor(
+        fast(printer="usb://04b8:0e15"), spool_dir=tmp_path / "spool", usb_backend=usb
+    )
+    with sup:
+        wait_until(lambda: state(sup, "printer") == "ok", 10, "printer ok")
+        yield sup
+
+
+def test_printer_paper_out_shows_in_health_and_recovers_on_its_own(
+    printer_only: DeviceSupervisor, usb: EmulatedUsbPrinter
+) -> None:
+    before = printer_only.health()["printer"]
+    assert before["last_error"] is None and before["pending_receipts"] == 0
+    usb.paper_end = True
+    wait_until(lambda: state(printer_only, "printer") == "paper_out", 10, "paper_out")
+    during = printer_only.health()["printer"]
+    assert "paper" in during["last_error"]
+    assert datetime.fromisoformat(during["since"]) >= datetime.fromisoformat(before["since"])
+    usb.paper_end = False  # refilled: no call from anyone, the poll thread notices
+    wait_until(lambda: state(printer_only, "printer") == "ok", 10, "ok again")
+    assert printer_only.health()["printer"]["last_error"] == during["last_error"]  # history
+
+
+def test_printer_unplug_and_replug(printer_only: DeviceSupervisor, usb: EmulatedUsbPrinter) -> None:
+    opened = usb.open_count
+    usb.unplug()
+    wait_until(lambda: state(printer_only, "printer") == "unplugged", 10, "unplugged")
+    assert "04b8:0e15" in printer_only.health()["printer"]["last_error"]
+    usb.plug()
+    wait_until(lambda: state(printer_only, "printer") == "ok", 10, "ok after replug")
+    assert usb.open_count > opened  # a fresh connection, without restarting anything
+
+
+def test_missing_devices_are_reported_and_the_printer_is_still_served(
+    tmp_path: Path, usb: EmulatedUsbPrinter
+) -> None:
+    cfg = fast(
+        printer="usb://04b8:0e15",
+        scanner=str(tmp_path / "no-scanner"),
+        hid_scanner=str(tmp_path / "no-event0"),
+        card_reader=str(tmp_path / "no-reader"),
+    )
+    with DeviceSupervisor(cfg, spool_dir=tmp_path / "spool", usb_backend=usb) as sup:
+        for name in ("scanner", "hid_scanner", "card_reader"):
+            wait_until(lambda n=name: state(sup, n) == "unplugged", 10, f"{name} unplugged")
+            assert "no-" in str(sup.health()[name]["last_error"])
+        wait_until(lambda: state(sup, "printer") == "ok", 10, "printer ok")
+        usb.cover_open = True
+        wait_until(lambda: state(sup, "printer") == "cover_open", 10, "cover_open")
+    assert set(sup.health()) == {"printer", "scanner", "hid_scanner", "card_reader"}
+
+
+def test_scanner_delivers_identity_and_is_reopened_after_unplug(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    link = tmp_path / "ttyACM0"  # like a /dev/serial/by-id/ link that udev re-points
+    first = EmulatedCdcScanner()
+    link.symlink_to(first.port_path)
+    with DeviceSupervisor(fast(scanner=str(link)), spool_dir=tmp_path / "spool") as sup:
+        wait_until(lambda: state(sup, "scanner") == "ok", 10, "scanner open")
+        first.scan(encode_cccd_qr(CITIZEN))
+        event = sup.next_event(timeout=10)
+        assert event is not None and event.kind == "identity" and event.identity is not None
+        assert event.identity.full_name == "Nguyễn Thị Ngọc Hường"
+        assert event.identity.id_number == ID_NUMBER
+
+        first.close()  # cable out
+        wait_until(lambda: state(sup, "scanner") == "unplugged", 10, "scanner unplugged")
+        second = EmulatedCdcScanner()  # cable back: a new tty behind the same link
+        link.unlink()
+        link.symlink_to(second.port_path)
+        wait_until(lambda: state(sup, "scanner") == "ok", 10, "scanner reopened")
+        second.scan("000.00.14.H56-261126-1001")
+        event = sup.next_event(timeout=10)
+        assert event is not None and event.kind == "code"
+        assert event.text == "000.00.14.H56-261126-1001"
+        second.send_raw(b"\xff\xfe not utf-8\r\n")
+        event = sup.next_event(timeout=10)
+        assert event is not None and event.kind == "scan_rejected"
+        second.close()
+    assert ID_NUMBER not in caplog.text  # invariant 8: the number never reaches a log
+    assert "********2345" in caplog.text
+
+
+def test_silent_or_garbling_reader_does_not_stop_printer_polls(
+    tmp_path: Path, usb: EmulatedUsbPrinter
+) -> None:
+    with EmulatedCardReader() as reader:
+        cfg = fast(printer="usb://04b8:0e15", card_reader=reader.port_path)
+        with DeviceSupervisor(cfg, spool_dir=tmp_path / "spool", usb_backend=usb) as sup:
+            wait_until(lambda: state(sup, "card_reader") == "ok", 10, "reader ok")
+            reader.faults.silent = True
+            wait_until(lambda: state(sup, "card_reader") == "not_answering", 15, "silence seen")
+            assert "not answering" in str(sup.health()["card_reader"]["last_error"])
+            # While the reader thread waits on a silent reader, the printer keeps being
+            # polled: its status requests go on and a fault shows up.
+            polled = len(usb.status_queries)
+            wait_until(lambda: len(usb.status_queries) >= polled + 9, 10, "printer polls")
+            usb.paper_end = True
+            wait_until(lambda: state(sup, "printer") == "paper_out", 10, "paper_out")
+
+            reader.faults.silent = False
+            reader.send_raw(b"\x55\xaa line noise \x00\xff")
+            wait_until(lambda: state(sup, "card_reader") == "garbled", 10, "garbage seen")
+            polled = len(usb.status_queries)
+            wait_until(lambda: len(usb.status_queries) >= polled + 9, 10, "printer polls")
+            wait_until(lambda: state(sup, "card_reader") == "ok", 15, "reader ok again")
+
+            reader.insert_card(CITIZEN)
+            kinds = []
+            while "identity" not in kinds:
+                event = sup.next_event(timeout=10)
+                assert event is not None, kinds
+                kinds.append(event.kind)
+            assert kinds == ["card_inserted", "identity"]
+            assert state(sup, "printer") == "paper_out"
+
+
+def test_reader_unplugged_is_reopened(tmp_path: Path) -> None:
+    link = tmp_path / "reader"
+    first = EmulatedCardReader()
+    first.start()
+    link.symlink_to(first.port_path)
+    with DeviceSupervisor(fast(card_reader=str(link)), spool_dir=tmp_path / "spool") as sup:
+        wait_until(lambda: state(sup, "card_reader") == "ok", 10, "reader ok")
+        first.close()
+        wait_until(lambda: state(sup, "card_reader") == "unplugged", 15, "reader unplugged")
+        with EmulatedCardReader() as second:
+            link.unlink()
+            link.symlink_to(second.port_path)
+            wait_until(lambda: state(sup, "card_reader") == "ok", 15, "reader back")
+            second.insert_card(CITIZEN)
+            event = sup.next_event(timeout=10)
+            assert event is not None and event.kind == "card_inserted"
+
+
+def test_heartbeat_carries_device_health(tmp_path: Path, usb: EmulatedUsbPrinter) -> None:
+    cfg = AgentConfig.model_validate(
+        {
+            "kiosk": {"id": "k-test", "agency": "000.00.14.H56", "slot": 1},
+            "agent": {"database": str(tmp_path / "k.db"), "receipts_dir": str(tmp_path / "r")},
+            "devices": {"printer": "usb://04b8:0e15", "printer_poll_s": 0.1},
+        }
+    )
+    sup = DeviceSupervisor(cfg.devices, spool_dir=cfg.agent.receipts_dir, usb_backend=usb)
+    agent = Agent(cfg, devices=sup)
+    with sup:
+        usb.paper_end = True
+        wait_until(
+            lambda: agent._heartbeat_fields()["devices"]["printer"]["state"] == "paper_out",
+            10,
+            "paper_out in the heartbeat",
+        )
+    fields = agent._heartbeat_fields()
+    assert fields["devices"]["printer"]["pending_receipts"] == 0
+    assert {"uptime_s", "agent_version"} <= set(fields)
+    agent.sync.outbox.close()
+    assert os.path.exists(tmp_path / "k.db")
+
+
+def test_device_health_reaches_the_broker_in_heartbeats(
+    broker: MosquittoProcess, tmp_path: Path, usb: EmulatedUsbPrinter
+) -> None:
+    cfg = AgentConfig.model_validate(
+        {
+            "kiosk": {"id": "k-hb", "agency": "000.00.14.H56", "slot": 1},
+            "agent": {"database": str(tmp_path / "k.db"), "receipts_dir": str(tmp_path / "r")},
+            "mqtt": {"port": broker.port},
+            "sync": {"heartbeat_interval_s": 1},
+            "devices": {"printer": "usb://04b8:0e15", "printer_poll_s": 0.1},
+        }
+    )
+    seen: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        with lock:
+            seen.append(json.loads(msg.payload))
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hb-watcher")
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe(heartbeat_topic("k-hb"), qos=0)
+    sub.loop_start()
+    sup = DeviceSupervisor(cfg.devices, spool_dir=cfg.agent.receipts_dir, usb_backend=usb)
+    agent = Agent(cfg, devices=sup)
+    usb.paper_end = True
+    agent.sync.start()
+    try:
+        with sup:
+
+            def paper_out_upstream() -> bool:
+                with lock:
+                    return any(
+                        m.get("devices", {}).get("printer", {}).get("state") == "paper_out"
+                        for m in seen
+                    )
+
+            wait_until(paper_out_upstream, 20, "a heartbeat saying paper_out")
+    finally:
+        agent.sync.stop()
+        sub.loop_stop()
+        sub.disconnect()
+    with lock:
+        last = seen[-1]["devices"]["printer"]
+    assert set(last) == {"state", "last_error", "since", "pending_receipts"}
