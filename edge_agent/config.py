@@ -85,8 +85,7 @@ class DevicesSection(Section):
         5.0,
         ge=0.1,
         le=60,
-        description="Seconds between printer status polls (paper, cover, offline); 2-5 is "
-        "plenty.",
+        description="Seconds between printer status polls (paper, cover, offline); 2-5 is plenty.",
     )
     reopen_s: float = Field(
         5.0,

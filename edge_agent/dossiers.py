@@ -127,21 +127,17 @@ class DossierDesk:
             ) from exc
         try:
             with self.outbox.transaction() as tx:
-                row = tx.conn.execute(
-                    "SELECT n FROM daily_counter WHERE day = ?", (day,)
-                ).fetchone()
-                n = (row[0] if row else 0) + 1
+                n = tx.conn.execute(
+                    "INSERT INTO daily_counter (day, n) VALUES (?, 1)"
+                    " ON CONFLICT (day) DO UPDATE SET n = n + 1 RETURNING n",
+                    (day,),
+                ).fetchone()[0]
                 if n > MAX_PER_DAY:
                     raise CitizenError(
                         f"daily limit of {MAX_PER_DAY} dossiers for slot {self.slot} reached",
                         "Máy đã nhận đủ số hồ sơ tối đa trong ngày. "
                         "Xin mời Ông/Bà đến quầy Một cửa để được hỗ trợ.",
                     )
-                tx.conn.execute(
-                    "INSERT INTO daily_counter (day, n) VALUES (?, ?)"
-                    " ON CONFLICT (day) DO UPDATE SET n = excluded.n",
-                    (day, n),
-                )
                 code = f"{self.agency}-{day}-{self.slot * 1000 + n:04d}"
                 body = {
                     "code": code,

@@ -45,8 +45,7 @@ __all__ = [
 log = logging.getLogger("aps.receipts")
 
 SCREEN_PRINTED = (
-    "Hồ sơ của Ông/Bà đã được tiếp nhận. Mã hồ sơ: {code}. "
-    "Xin mời nhận giấy hẹn ở khe máy in."
+    "Hồ sơ của Ông/Bà đã được tiếp nhận. Mã hồ sơ: {code}. Xin mời nhận giấy hẹn ở khe máy in."
 )
 SCREEN_NOT_PRINTED = (
     "Hồ sơ của Ông/Bà đã được tiếp nhận và lưu an toàn. Mã hồ sơ: {code}. "

@@ -116,21 +116,15 @@ def connect(
 class Transaction:
     """An open write transaction on the kiosk database (see Outbox.transaction)."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, *, next_seq: int) -> None:
         self._outbox = outbox
         self.conn = outbox.conn
-        self._next_seq: int | None = None
+        self._next_seq = next_seq
         self.records: list[Record] = []
 
     def add(self, kind: str, body: dict[str, Any]) -> Record:
         """Queue one record in this transaction; returns it with seq and id set."""
         ob = self._outbox
-        if self._next_seq is None:
-            row = self.conn.execute(
-                "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name='outbox'), 0),"
-                " coalesce((SELECT max(seq) FROM outbox), 0))"
-            ).fetchone()
-            self._next_seq = int(row[0]) + 1
         record = Record(
             kind=kind,
             kiosk=ob.kiosk,
@@ -251,11 +245,13 @@ class Outbox:
             raise
 
     # -- writing records --------------------------------------------------------
-    def _check_room(self) -> None:
-        # Cheap upper bound first (two index look-ups); count only near the limit.
+    def _check_room(self) -> int:
+        """Raise OutboxFull at a limit; return the last seq used (inside a transaction)."""
+        # Cheap upper bound first (index look-ups); count only near the limit.
         first, last = self.conn.execute(
             "SELECT (SELECT min(seq) FROM outbox WHERE state = 'queued'),"
-            " (SELECT seq FROM sqlite_sequence WHERE name = 'outbox')"
+            " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),"
+            " coalesce((SELECT max(seq) FROM outbox), 0))"
         ).fetchone()
         queued = 0 if first is None else last - first + 1
         if queued >= self.max_queued:
@@ -275,6 +271,7 @@ class Outbox:
                 f"{self.min_free_disk_bytes} (sync.min_free_disk_bytes); free disk space or "
                 "wait for synced records to be purged"
             )
+        return int(last)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -283,10 +280,9 @@ class Outbox:
         On any exception nothing of the transaction is kept. A full disk or
         database raises :class:`OutboxFull`.
         """
-        self._check_room()
-        tx = Transaction(self)
         try:
             with self._write():
+                tx = Transaction(self, next_seq=self._check_room() + 1)
                 yield tx
         except sqlite3.OperationalError as exc:
             if "full" in str(exc):
