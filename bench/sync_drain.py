@@ -24,7 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
-from sync.client import MqttSettings, SyncClient, SyncSettings
+from sync.client import SyncClient, SyncSettings
+from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
 
 KIOSK = "bench-k01"

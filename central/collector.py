@@ -31,8 +31,8 @@ import paho.mqtt.client as mqtt
 
 from central.ingest import Accept, DeadLetter, FleetUpdate, classify, classify_fleet
 from central.store import Store
-from sync.client import MqttSettings, NetworkLoop, make_paho_client
 from sync.envelope import MAX_RECORD_BYTES, TOPIC_ROOT, acks_topic, split_ack
+from sync.mqtt_link import MqttSettings, NetworkLoop, make_paho_client
 
 log = logging.getLogger("aps.collector")
 

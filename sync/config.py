@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sync import SyncError
-from sync.client import MqttSettings
+from sync.mqtt_link import MqttSettings
 
 
 class ConfigError(SyncError):

@@ -21,8 +21,9 @@ from edge_agent.catalogue import bundled_catalogue
 from edge_agent.dossiers import Applicant, DossierDesk
 from edge_agent.due_date import OfficeRules, WorkCalendar
 from sync.attachments import AttachmentIn, chunk_bodies
-from sync.client import MqttSettings, SyncClient, SyncSettings
+from sync.client import SyncClient, SyncSettings
 from sync.envelope import records_topic
+from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until

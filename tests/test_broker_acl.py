@@ -13,8 +13,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
-from sync.client import MqttSettings, SyncClient, SyncSettings
+from sync.client import SyncClient, SyncSettings
 from sync.envelope import acks_topic, records_topic
+from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
 from tests.waiting import wait_until
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
-from sync.client import MqttSettings, SyncClient, SyncSettings
+from sync.client import SyncClient, SyncSettings
+from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
 from tests.waiting import wait_until
 

@@ -13,7 +13,8 @@ import pytest
 from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
-from sync.client import MqttSettings, SyncClient, SyncSettings
+from sync.client import SyncClient, SyncSettings
+from sync.mqtt_link import MqttSettings
 from tests import stack
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until

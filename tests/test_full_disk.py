@@ -14,7 +14,8 @@ from edge_agent import CitizenError
 from edge_agent.catalogue import bundled_catalogue
 from edge_agent.dossiers import Applicant, DossierDesk
 from edge_agent.due_date import OfficeRules, WorkCalendar
-from sync.client import MqttSettings, SyncClient, SyncSettings
+from sync.client import SyncClient, SyncSettings
+from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
 from tests.waiting import wait_until
 

@@ -12,9 +12,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
-from sync.client import MqttSettings, SyncClient, SyncSettings
+from sync.client import SyncClient, SyncSettings
 from sync.envelope import records_topic
 from sync.ids import new_stream_id, new_ulid
+from sync.mqtt_link import MqttSettings
 from tests import stack
 from tests.waiting import wait_until
 
