@@ -43,6 +43,7 @@ import qrcode
 from PIL import Image, ImageDraw, ImageFont
 
 from drivers import DeviceError
+from drivers.identity import mask_id
 from drivers.vietqr import VietQRError, parse_payload
 
 #: Printable dots per line for each supported paper width (203 dpi heads).
@@ -119,11 +120,8 @@ def sanitize_text(value: str, *, field: str, limit: int) -> str:
 
 
 def mask_id_number(id_number: str) -> str:
-    """Show only the last 4 characters of an ID number (all masked when it is that short)."""
-    clean = "".join(ch for ch in id_number if ch.isascii() and ch.isalnum())
-    if len(clean) <= 4:
-        return "*" * len(clean)
-    return "*" * (len(clean) - 4) + clean[-4:]
+    """Show only the last 4 characters of an ID number, after dropping stray characters."""
+    return mask_id("".join(ch for ch in id_number if ch.isascii() and ch.isalnum()))
 
 
 def format_vnd(amount: int) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
+from drivers.identity import mask_id
 from edge_agent import CitizenError
 from edge_agent.catalogue import Catalogue
 from edge_agent.due_date import WorkCalendar, compute_due
@@ -47,12 +48,6 @@ WHEN old.kind = 'dossier' BEGIN
     WHERE code = json_extract(CAST(old.payload AS TEXT), '$.body.code') AND record_id = old.id;
 END;
 """
-
-
-def mask_id(id_number: str) -> str:
-    """Show only the last 4 characters of an ID number (paper, logs)."""
-    digits = id_number.strip()
-    return "*" * max(0, len(digits) - 4) + digits[-4:]
 
 
 @dataclass(frozen=True, kw_only=True)
