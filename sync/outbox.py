@@ -173,6 +173,8 @@ class Outbox:
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self.conn = connect(self.path, quick_check=existed and check_integrity)
+            # sqlite-utils for reading and schema introspection; the hot write
+            # path is plain SQL on the same connection.
             self.db = sqlite_utils.Database(self.conn)
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -354,38 +356,34 @@ class Outbox:
         counts = dict(
             self.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()
         )
-        oldest = self.conn.execute(
-            "SELECT created FROM outbox WHERE state = 'queued' ORDER BY seq LIMIT 1"
-        ).fetchone()
+        oldest = next(
+            self.db["outbox"].rows_where(
+                "state = 'queued'", order_by="seq", select="created", limit=1
+            ),
+            None,
+        )
         pages = self.conn.execute("PRAGMA page_count").fetchone()[0]
         page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
         return OutboxStats(
             queued=int(counts.get("queued", 0)),
             acked=int(counts.get("acked", 0)),
             rejected=int(counts.get("rejected", 0)),
-            oldest_queued_created=None if oldest is None else str(oldest[0]),
+            oldest_queued_created=None if oldest is None else str(oldest["created"]),
             db_bytes=int(pages) * int(page_size),
         )
 
     def records(self, state: str | None = None) -> list[dict[str, Any]]:
         """All records (or those in one state) as dicts with the decoded body."""
-        sql = "SELECT seq, id, kind, state, reason, payload FROM outbox"
-        args: tuple[Any, ...] = ()
-        if state is not None:
-            sql += " WHERE state = ?"
-            args = (state,)
+        rows = self.db["outbox"].rows_where(
+            "state = ?" if state is not None else None,
+            [state] if state is not None else None,
+            order_by="seq",
+            select="seq, id, kind, state, reason, payload",
+        )
         out = []
-        for seq, rid, kind, st, reason, payload in self.conn.execute(sql + " ORDER BY seq", args):
-            out.append(
-                {
-                    "seq": seq,
-                    "id": rid,
-                    "kind": kind,
-                    "state": st,
-                    "reason": reason,
-                    "body": json.loads(bytes(payload))["body"],
-                }
-            )
+        for row in rows:
+            row["body"] = json.loads(bytes(row.pop("payload")))["body"]
+            out.append(row)
         return out
 
     def close(self) -> None:
