@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import click
 
@@ -59,8 +60,14 @@ def status(config_path: str) -> None:
             "contiguous_seq": s.contiguous_seq,
             "max_seq": s.max_seq,
             "missing": list(s.missing[:50]),
+            "gap_open_s": None if s.gap_since is None else round(time.time() - s.gap_since),
         }
         for s in store.streams()
+    ]
+    alerts = [
+        f"kiosk {g.kiosk}: {len(g.missing)} records committed on the kiosk have not reached "
+        f"central for over {cfg.alerts.gap_alert_after_s:.0f} s"
+        for g in store.stale_gaps(cfg.alerts.gap_alert_after_s)
     ]
     click.echo(
         json.dumps(
@@ -68,6 +75,7 @@ def status(config_path: str) -> None:
                 "records": store.count(),
                 "dossiers": store.count("dossier"),
                 "streams": streams,
+                "alerts": alerts,
                 "dead_letters": len(store.dead_letters()),
             },
             ensure_ascii=False,
@@ -86,8 +94,6 @@ def status(config_path: str) -> None:
 )
 def fleet(config_path: str, stale_after: int) -> None:
     """List every kiosk: online/offline (Last Will), last heartbeat, queue, devices (JSON lines)."""
-    import time
-
     cfg = _load(config_path)
     store = SQLiteStore(cfg.central.database)
     now = time.time()

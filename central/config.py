@@ -20,6 +20,15 @@ class CentralSection(Section):
     )
 
 
+class AlertsSection(Section):
+    gap_alert_after_s: float = Field(
+        3600.0,
+        gt=0,
+        description="A sequence gap (records a kiosk committed that central lacks) still "
+        "open after this many seconds is logged as an alert and shown by `aps-central status`.",
+    )
+
+
 class CollectorSection(Section):
     client_id: str = Field(
         "aps-collector-1",
@@ -54,6 +63,7 @@ class CentralConfig(Section):
     central: CentralSection = Field(default_factory=CentralSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
     collector: CollectorSection = Field(default_factory=CollectorSection)
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
 
 
 def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:

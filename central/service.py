@@ -37,19 +37,39 @@ class CentralService:
             self.cfg.mqtt.host,
             self.cfg.mqtt.port,
         )
-        while not self.stop_event.wait(30):
-            c = self.collector.counters
-            log.info(
-                "received %d, stored %d, duplicates %d, dead letters %d, batches %d",
-                c.received,
-                c.stored,
-                c.duplicates,
-                c.dead_letters,
-                c.batches,
-            )
+        store = SQLiteStore(self.cfg.central.database)
+        try:
+            while not self.stop_event.wait(30):
+                c = self.collector.counters
+                log.info(
+                    "received %d, stored %d, duplicates %d, dead letters %d, batches %d",
+                    c.received,
+                    c.stored,
+                    c.duplicates,
+                    c.dead_letters,
+                    c.batches,
+                )
+                self.log_gap_alerts(store)
+        finally:
+            store.close()
         self.collector.stop()
         log.info("central stopped")
         return 0
+
+    def log_gap_alerts(self, store: SQLiteStore) -> int:
+        """Log one ALERT line per stream whose gap is older than the threshold."""
+        after = self.cfg.alerts.gap_alert_after_s
+        gaps = store.stale_gaps(after)
+        for gap in gaps:
+            log.warning(
+                "ALERT kiosk %s stream %s: seqs %s were committed on the kiosk but have not "
+                "reached central for over %.0f s",
+                gap.kiosk,
+                gap.stream,
+                list(gap.missing[:20]),
+                after,
+            )
+        return len(gaps)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_event.set()

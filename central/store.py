@@ -44,6 +44,7 @@ class StreamState:
     contiguous_seq: int
     max_seq: int
     missing: tuple[int, ...]
+    gap_since: float | None = None
 
 
 class Store(Protocol):
@@ -73,6 +74,7 @@ CREATE TABLE IF NOT EXISTS streams (
     stream TEXT NOT NULL,
     contiguous_seq INTEGER NOT NULL DEFAULT 0,
     max_seq INTEGER NOT NULL DEFAULT 0,
+    gap_since REAL,
     first_seen REAL NOT NULL,
     updated REAL NOT NULL,
     PRIMARY KEY (kiosk, stream)
@@ -306,20 +308,21 @@ class SQLiteStore:
             f"SELECT max(seq) FROM ({ACCOUNTED_SEQS})", (kiosk, stream, kiosk, stream)
         ).fetchone()[0]
         c.execute(
-            "UPDATE streams SET contiguous_seq = ?, max_seq = ?, updated = ?"
+            "UPDATE streams SET contiguous_seq = ?, max_seq = ?, updated = ?,"
+            " gap_since = CASE WHEN ? < ? THEN coalesce(gap_since, ?) END"
             " WHERE kiosk = ? AND stream = ?",
-            (contiguous, max_seq or 0, now, kiosk, stream),
+            (contiguous, max_seq or 0, now, contiguous, max_seq or 0, now, kiosk, stream),
         )
 
     # -- reading ------------------------------------------------------------------
     def streams(self, kiosk: str | None = None) -> list[StreamState]:
-        sql = "SELECT kiosk, stream, contiguous_seq, max_seq FROM streams"
+        sql = "SELECT kiosk, stream, contiguous_seq, max_seq, gap_since FROM streams"
         args: tuple[Any, ...] = ()
         if kiosk is not None:
             sql += " WHERE kiosk = ?"
             args = (kiosk,)
         out = []
-        for k, s, contiguous, max_seq in self.conn.execute(sql, args).fetchall():
+        for k, s, contiguous, max_seq, gap_since in self.conn.execute(sql, args).fetchall():
             present = {
                 row[0]
                 for row in self.conn.execute(
@@ -333,10 +336,16 @@ class SQLiteStore:
                     stream=s,
                     contiguous_seq=contiguous,
                     max_seq=max_seq,
+                    gap_since=gap_since,
                     missing=missing,
                 )
             )
         return out
+
+    def stale_gaps(self, older_than_s: float, now: float | None = None) -> list[StreamState]:
+        """Streams with a gap open for longer than ``older_than_s``: an alert."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        return [g for g in self.streams() if g.gap_since is not None and g.gap_since < cutoff]
 
     def count(self, kind: str | None = None) -> int:
         if kind is None:
