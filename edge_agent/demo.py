@@ -300,7 +300,8 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
             click.echo(
                 f"\nrunning; look at {out}/central.log, {out}/agent.log, and\n"
                 f"  aps-central status --config {central_toml}\n"
-                f"  aps-agent outbox status --config {kiosk_toml}\nCtrl-C to stop."
+                f"  aps-agent outbox status --config {kiosk_toml}\n"
+                f"  aps-central fleet --config {central_toml}\nCtrl-C to stop."
             )
             try:
                 while all(p.poll() is None for p in procs):

@@ -12,6 +12,12 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+# python-evdev builds from source: it needs a compiler, Python's headers and the
+# kernel's input headers.
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+[ -e "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] \
+  || need_apt+=(python3-dev)
+[ -e /usr/include/linux/input.h ] || need_apt+=(linux-libc-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
   as_root apt-get update -q
