@@ -118,10 +118,6 @@ class MosquittoProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def __enter__(self) -> MosquittoProcess:
         return self.start()
 

@@ -56,10 +56,10 @@ class CentralService:
         log.info("central stopped")
         return 0
 
-    def log_gap_alerts(self, store: SQLiteStore) -> int:
+    def log_gap_alerts(self, store: SQLiteStore, now: float | None = None) -> int:
         """Log one ALERT line per stream whose gap is older than the threshold."""
         after = self.cfg.alerts.gap_alert_after_s
-        gaps = store.stale_gaps(after)
+        gaps = store.stale_gaps(after, now=now)
         for gap in gaps:
             log.warning(
                 "ALERT kiosk %s stream %s: seqs %s were committed on the kiosk but have not "

@@ -91,7 +91,7 @@ class Agent:
         while not self.stop_event.wait(min(interval, 5.0)):
             # Ping the watchdog only while the sync thread is alive: a hung agent
             # gets restarted by systemd.
-            if self.sync._thread.is_alive():
+            if self.sync.is_alive():
                 notifier.watchdog()
                 stats = self.sync.counters
                 notifier.status(

@@ -16,7 +16,6 @@ Rules (shared/reference/one-stop-office-facts.md, section 3):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
@@ -101,7 +100,3 @@ def compute_due(received: datetime, *, same_day: bool, working_days: int, cal: W
     if weekday in cal.rules.no_wait_weekdays and working_days in cal.rules.no_wait_limits:
         return Due(at=at(day), same_day=today, rule="no-wait-day")
     return Due(at=at(cal.add_working_days(day, working_days)), same_day=False, rule="working-days")
-
-
-def parse_dates(values: Iterable[str]) -> frozenset[date]:
-    return frozenset(date.fromisoformat(v) for v in values)

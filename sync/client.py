@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,6 @@ class SyncCounters:
     connects: int = 0
     disconnects: int = 0
     last_ack_at: float | None = None
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 def now_iso() -> str:
@@ -179,6 +178,10 @@ class SyncClient:
         self._thread.join(timeout)
         self.network.thread.join(timeout)
         self.outbox.close()
+
+    def is_alive(self) -> bool:
+        """True while the sync thread runs (the agent pings systemd's watchdog on it)."""
+        return self._thread.is_alive()
 
     def wake(self) -> None:
         """Tell the sync thread that new records were committed."""

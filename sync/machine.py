@@ -114,7 +114,6 @@ class SyncMachine:
         self.cursor = 0
         self._inflight: dict[str, _InFlight] = {}
         self._fetch_outstanding = False
-        self.retransmissions = 0
 
     # -- inspection -------------------------------------------------------------
     @property
@@ -191,6 +190,5 @@ class SyncMachine:
             if now - fl.sent_at >= self.ack_timeout:
                 fl.sent_at = now
                 fl.attempt += 1
-                self.retransmissions += 1
                 actions.append(Publish(seq=fl.seq, id=rid, payload=fl.payload, attempt=fl.attempt))
         return actions + self._maybe_fetch()

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sqlite3
 import time
@@ -388,12 +387,3 @@ class Outbox:
 
     def close(self) -> None:
         self.conn.close()
-
-
-def database_size_on_disk(path: Path) -> int:
-    """Bytes used by a database and its WAL, for health reports."""
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            total += os.stat(str(path) + suffix).st_size
-    return total
