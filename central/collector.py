@@ -30,7 +30,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from central.ingest import Accept, DeadLetter, FleetUpdate, classify, classify_fleet
-from central.store import Store
+from central.store import IngestOutcome, Store
 from sync.envelope import MAX_RECORD_BYTES, TOPIC_ROOT, acks_topic, split_ack
 from sync.mqtt_link import MqttSettings, NetworkLoop, make_paho_client
 
@@ -170,19 +170,8 @@ class Collector:
 
     def _handle(self, store: Store, batch: list[tuple[str, bytes]]) -> None:
         self.counters.received += len(batch)
-        items: list[Accept | DeadLetter | FleetUpdate] = []
-        for mqtt_topic, payload in batch:
-            try:
-                if mqtt_topic.endswith("/up/records"):
-                    items.append(
-                        classify(mqtt_topic, payload, max_bytes=self.settings.max_record_bytes)
-                    )
-                else:
-                    items.append(classify_fleet(mqtt_topic, payload))
-            except Exception:  # classify must not raise; if it does, keep going
-                log.exception("classify raised on a message from %s", mqtt_topic)
         try:
-            outcome = store.ingest(items)
+            result = process_batch(store, batch, max_record_bytes=self.settings.max_record_bytes)
         except Exception:
             self.counters.store_errors += 1
             log.exception(
@@ -190,14 +179,53 @@ class Collector:
             )
             self._stop.wait(1.0)
             return
+        outcome = result.outcome
         self.counters.batches += 1
         self.counters.stored += outcome.stored
         self.counters.duplicates += outcome.duplicates
         self.counters.dead_letters += outcome.dead_letters
-        for item in items:
+        for item in result.items:
             if isinstance(item, DeadLetter):
                 log.warning("dead letter from %s: %s", item.topic, item.reason)
-        for kiosk in set(outcome.acked) | set(outcome.rejected):
-            for ack in split_ack(outcome.acked.get(kiosk, []), outcome.rejected.get(kiosk, [])):
-                self.network.client.publish(acks_topic(kiosk), ack.encode(), qos=1)
-                self.counters.acks_sent += 1
+        # Only now, after the commit, do acks go out (invariant 3).
+        for ack_topic, payload in result.acks:
+            self.network.client.publish(ack_topic, payload, qos=1)
+            self.counters.acks_sent += 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchResult:
+    items: list[Accept | DeadLetter | FleetUpdate]
+    outcome: IngestOutcome
+    acks: list[tuple[str, bytes]]
+
+
+def classify_message(
+    mqtt_topic: str, payload: bytes, *, max_record_bytes: int = MAX_RECORD_BYTES
+) -> Accept | DeadLetter | FleetUpdate:
+    if mqtt_topic.endswith("/up/records"):
+        return classify(mqtt_topic, payload, max_bytes=max_record_bytes)
+    return classify_fleet(mqtt_topic, payload)
+
+
+def process_batch(
+    store: Store, batch: list[tuple[str, bytes]], *, max_record_bytes: int = MAX_RECORD_BYTES
+) -> BatchResult:
+    """Classify a batch, commit it, and only then build the acks (the collector's step).
+
+    Raises whatever the store raised if the commit failed: then nothing is
+    acked. :class:`Collector` publishes the returned acks; the stateful test
+    delivers them over its in-memory link, so both run this code.
+    """
+    items: list[Accept | DeadLetter | FleetUpdate] = []
+    for mqtt_topic, payload in batch:
+        try:
+            items.append(classify_message(mqtt_topic, payload, max_record_bytes=max_record_bytes))
+        except Exception:  # classify must not raise; if it does, keep going
+            log.exception("classify raised on a message from %s", mqtt_topic)
+    outcome = store.ingest(items)  # returns after COMMIT
+    acks: list[tuple[str, bytes]] = []
+    for kiosk in sorted(set(outcome.acked) | set(outcome.rejected)):
+        for ack in split_ack(outcome.acked.get(kiosk, []), outcome.rejected.get(kiosk, [])):
+            acks.append((acks_topic(kiosk), ack.encode()))
+    return BatchResult(items=items, outcome=outcome, acks=acks)

@@ -78,6 +78,41 @@ def now_iso() -> str:
 DownHandler = Callable[[str, bytes], None]
 
 
+def execute_actions(
+    actions: list[Action],
+    *,
+    machine: SyncMachine,
+    outbox: Outbox,
+    publish: Callable[[bytes], None],
+    counters: SyncCounters,
+    now: float,
+) -> None:
+    """Carry out the machine's actions in order: the kiosk's one sync step.
+
+    ``publish`` puts stored envelope bytes on the up-link (paho in
+    :class:`SyncClient`, an in-memory link in the stateful test), so the test
+    and the agent run the same code.
+    """
+    todo = list(actions)
+    while todo:
+        action = todo.pop(0)
+        if isinstance(action, Fetch):
+            pending = outbox.pending(after_seq=action.after_seq, limit=action.limit)
+            todo[:0] = machine.records(pending, now)
+        elif isinstance(action, Publish):
+            publish(action.payload)
+            counters.published += 1
+            if action.attempt > 1:
+                counters.retransmitted += 1
+        elif isinstance(action, MarkAcked):
+            counters.acked += outbox.mark_acked(action.ids)
+            counters.last_ack_at = time.time()
+        elif isinstance(action, MarkRejected):
+            counters.rejected += outbox.mark_rejected(action.rejections)
+            for rid, reason in action.rejections:
+                log.error("central rejected record %s: %s", rid, reason)
+
+
 class SyncClient:
     """Drains one kiosk's outbox to central over MQTT, until stopped."""
 
@@ -245,27 +280,19 @@ class SyncClient:
         return []
 
     def _execute(self, actions: list[Action], now: float) -> None:
-        todo = list(actions)
-        while todo:
-            action = todo.pop(0)
-            if isinstance(action, Fetch):
-                pending = self.outbox.pending(after_seq=action.after_seq, limit=action.limit)
-                todo[:0] = self.machine.records(pending, now)
-            elif isinstance(action, Publish):
-                info = self.network.client.publish(records_topic(self.kiosk), action.payload, qos=1)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    log.debug("publish of seq %d deferred: %s", action.seq, info.rc)
-                self.counters.published += 1
-                if action.attempt > 1:
-                    self.counters.retransmitted += 1
-            elif isinstance(action, MarkAcked):
-                self.counters.acked += self.outbox.mark_acked(action.ids)
-                self.counters.last_ack_at = time.time()
-            elif isinstance(action, MarkRejected):
-                n = self.outbox.mark_rejected(action.rejections)
-                self.counters.rejected += n
-                for rid, reason in action.rejections:
-                    log.error("central rejected record %s: %s", rid, reason)
+        execute_actions(
+            actions,
+            machine=self.machine,
+            outbox=self.outbox,
+            publish=self._publish_record,
+            counters=self.counters,
+            now=now,
+        )
+
+    def _publish_record(self, payload: bytes) -> None:
+        info = self.network.client.publish(records_topic(self.kiosk), payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            log.debug("publish deferred: %s", info.rc)
 
     def _heartbeat(self) -> None:
         stats = self.outbox.stats()

@@ -10,10 +10,10 @@ which ids central should never hold) is compared with both databases after
 every step (invariants 2, 3 and 4), and a final drain over a reliable network
 proves that every committed record ends up at central exactly once.
 
-Actions are carried out the way ``SyncClient._execute`` (sync/client.py) does:
-Fetch reads the outbox and feeds the machine, Publish puts the stored bytes on
-the up-link, MarkAcked/MarkRejected write the outbox. Central publishes acks
-only after ``SQLiteStore.ingest`` has returned (its commit).
+Actions are carried out by the agent's own step, ``sync.client.execute_actions``
+(the up-link is an in-memory list instead of paho), and central's batches go
+through the collector's own step, ``central.collector.process_batch``, which
+builds acks only after ``SQLiteStore.ingest`` has returned (its commit).
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ from hypothesis.stateful import (
     rule,
 )
 
-from central.ingest import Accept, DeadLetter, classify
+from central.collector import process_batch
 from central.store import SQLiteStore
-from sync.envelope import Ack, EnvelopeError, Rejection, decode_ack, records_topic, split_ack
+from sync.client import SyncCounters, execute_actions
+from sync.envelope import Ack, EnvelopeError, Rejection, acks_topic, decode_ack, records_topic
 from sync.ids import new_ulid
-from sync.machine import Action, Fetch, LinkState, MarkAcked, MarkRejected, Publish, SyncMachine
+from sync.machine import Action, LinkState, SyncMachine
 from sync.outbox import Outbox
 
 KIOSK = "sadec-p1-k01"
@@ -97,6 +98,7 @@ class SyncSystem(RuleBasedStateMachine):
         self.ever_acked: set[str] = set()
         self.outbox: Outbox | None = None
         self.store: SQLiteStore | None = None
+        self.counters = SyncCounters()
 
     # -- set-up and the adapter ---------------------------------------------------
     @initialize(online=st.booleans())
@@ -119,33 +121,27 @@ class SyncSystem(RuleBasedStateMachine):
         return self.store
 
     def execute(self, actions: list[Action]) -> None:
-        """Carry out the machine's actions, in order, as SyncClient._execute does."""
-        todo = list(actions)
-        while todo:
-            action = todo.pop(0)
-            if isinstance(action, Fetch):
-                assert action.limit >= 1
-                pending = self.ob.pending(after_seq=action.after_seq, limit=action.limit)
-                todo[:0] = self.machine.records(pending, self.now)
-            elif isinstance(action, Publish):
-                assert self.machine.state is LinkState.ONLINE, "published while offline"
-                assert len(self.machine.in_flight) <= WINDOW, "window overrun"
-                self.up.append(action.payload)
-            elif isinstance(action, MarkAcked):
-                self.ob.mark_acked(action.ids)
-            elif isinstance(action, MarkRejected):
-                self.ob.mark_rejected(action.rejections)
+        """Carry out the machine's actions with the agent's own step (execute_actions)."""
+        execute_actions(
+            actions,
+            machine=self.machine,
+            outbox=self.ob,
+            publish=self.publish,
+            counters=self.counters,
+            now=self.now,
+        )
         self.ever_acked |= {r["id"] for r in self.ob.records("acked")}
 
+    def publish(self, payload: bytes) -> None:
+        assert self.machine.state is LinkState.ONLINE, "published while offline"
+        assert len(self.machine.in_flight) <= WINDOW, "window overrun"
+        self.up.append(payload)
+
     def central_ingest(self, payloads: list[bytes]) -> list[bytes]:
-        """One collector batch: classify, commit, and only then build the acks."""
-        items: list[Accept | DeadLetter] = [classify(records_topic(KIOSK), p) for p in payloads]
-        outcome = self.central.ingest(items)  # returns after COMMIT
-        acks: list[Ack] = []
-        for kiosk in set(outcome.acked) | set(outcome.rejected):
-            assert kiosk == KIOSK
-            acks += split_ack(outcome.acked.get(kiosk, []), outcome.rejected.get(kiosk, []))
-        return [a.encode() for a in acks]
+        """One collector batch through the collector's own step: commit, then acks."""
+        result = process_batch(self.central, [(records_topic(KIOSK), p) for p in payloads])
+        assert {t for t, _ in result.acks} <= {acks_topic(KIOSK)}
+        return [payload for _, payload in result.acks]
 
     def deliver_first_ack(self) -> None:
         try:
