@@ -11,6 +11,7 @@ import click
 from central.config import CentralConfig, load_central_config
 from central.store import SQLiteStore
 from sync.config import ConfigError, markdown_reference
+from sync.logs import setup_logging
 
 DEFAULT_CONFIG = "/etc/aps/central.toml"
 
@@ -40,7 +41,6 @@ def main() -> None:
 def run(config_path: str) -> None:
     """Run the collector until SIGTERM (what the systemd unit starts)."""
     from central.service import CentralService
-    from edge_agent.agent import setup_logging
 
     cfg = _load(config_path)
     setup_logging(cfg.central.log_level)

@@ -21,12 +21,6 @@ from sync.outbox import Outbox
 
 log = logging.getLogger("aps.agent")
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), format=LOG_FORMAT)
-
 
 def open_desk(cfg: AgentConfig) -> DossierDesk:
     """A dossier desk over the kiosk's database (its own connection)."""

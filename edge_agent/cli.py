@@ -12,6 +12,7 @@ import click
 from drivers.decode_cli import decode
 from edge_agent.config import AgentConfig, load_agent_config
 from sync.config import ConfigError, markdown_reference
+from sync.logs import setup_logging
 from sync.outbox import Outbox, OutboxError
 
 DEFAULT_CONFIG = "/etc/aps/agent.toml"
@@ -44,7 +45,7 @@ main.add_command(decode)
 @config_option
 def run(config_path: str) -> None:
     """Run the agent until SIGTERM (what the systemd unit starts)."""
-    from edge_agent.agent import Agent, setup_logging
+    from edge_agent.agent import Agent
 
     cfg = _load(config_path)
     setup_logging(cfg.agent.log_level)
