@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 
@@ -44,7 +45,30 @@ def run(config_path: str) -> None:
 
     cfg = _load(config_path)
     setup_logging(cfg.central.log_level)
-    sys.exit(CentralService(cfg).run())
+    for warning in cfg.mqtt.warnings():
+        logging.getLogger("aps.config").warning("%s: %s", config_path, warning)
+    try:
+        service = CentralService(cfg)
+    except OSError as exc:  # e.g. the database's directory cannot be created
+        raise click.ClickException(
+            f"cannot prepare {exc.filename or cfg.central.database}: {exc.strerror}; check "
+            f"central.database in {config_path}"
+        ) from None
+    sys.exit(service.run())
+
+
+@main.command("check-config")
+@config_option
+def check_config(config_path: str) -> None:
+    """Validate the configuration file and print it with defaults filled in.
+
+    Secrets (the MQTT password) are shown as ``**********``; what is allowed but
+    unsafe is printed as a warning on stderr.
+    """
+    cfg = _load(config_path)
+    for warning in cfg.mqtt.warnings():
+        click.echo(f"warning: {config_path}: {warning}", err=True)
+    click.echo(cfg.model_dump_json(indent=2))
 
 
 @main.command()

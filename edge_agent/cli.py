@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import sys
 from pathlib import Path
@@ -49,18 +50,31 @@ def run(config_path: str) -> None:
 
     cfg = _load(config_path)
     setup_logging(cfg.agent.log_level)
+    for warning in cfg.mqtt.warnings():
+        logging.getLogger("aps.config").warning("%s: %s", config_path, warning)
     try:
         agent = Agent(cfg)
     except OutboxError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # e.g. the database's directory cannot be created
+        raise click.ClickException(
+            f"cannot prepare {exc.filename or cfg.agent.database}: {exc.strerror}; check "
+            f"agent.database and agent.receipts_dir in {config_path}"
+        ) from None
     sys.exit(agent.run())
 
 
 @main.command("check-config")
 @config_option
 def check_config(config_path: str) -> None:
-    """Validate the configuration file and print it with defaults filled in."""
+    """Validate the configuration file and print it with defaults filled in.
+
+    Secrets (the MQTT password) are shown as ``**********``; what is allowed but
+    unsafe is printed as a warning on stderr.
+    """
     cfg = _load(config_path)
+    for warning in cfg.mqtt.warnings():
+        click.echo(f"warning: {config_path}: {warning}", err=True)
     click.echo(cfg.model_dump_json(indent=2))
 
 
