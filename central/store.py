@@ -25,6 +25,7 @@ from central.attachments import SCHEMA as ATTACHMENTS_SCHEMA
 from central.attachments import assemble_if_complete
 from central.ingest import Accept, DeadLetter, FleetUpdate
 from sync.envelope import Rejection
+from sync.files import create_private_file
 
 
 @dataclass
@@ -126,6 +127,7 @@ class SQLiteStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        create_private_file(self.path)  # 0600, and so its -wal/-shm: citizen data
         self.conn = sqlite3.connect(
             str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
         )
