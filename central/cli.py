@@ -10,7 +10,7 @@ import time
 import click
 
 from central.config import CentralConfig, load_central_config
-from central.store import SQLiteStore
+from central.store import SQLiteStore, StoreError, StoreMissing
 from sync.config import ConfigError, markdown_reference
 from sync.logs import setup_logging
 
@@ -29,6 +29,16 @@ def _load(path: str) -> CentralConfig:
     try:
         return load_central_config(path)
     except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _open_store(cfg: CentralConfig, config_path: str) -> SQLiteStore:
+    """The store, read-only: reports never create or change a database."""
+    try:
+        return SQLiteStore.open_readonly(cfg.central.database)
+    except StoreMissing as exc:
+        raise click.ClickException(f"{exc}: check central.database in {config_path}") from None
+    except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -76,7 +86,7 @@ def check_config(config_path: str) -> None:
 def status(config_path: str) -> None:
     """Print records held, per-kiosk sequence state (gaps) and dead letters, as JSON."""
     cfg = _load(config_path)
-    store = SQLiteStore(cfg.central.database)
+    store = _open_store(cfg, config_path)
     streams = [
         {
             "kiosk": s.kiosk,
@@ -119,7 +129,7 @@ def status(config_path: str) -> None:
 def fleet(config_path: str, stale_after: int) -> None:
     """List every kiosk: online/offline (Last Will), last heartbeat, queue, devices (JSON lines)."""
     cfg = _load(config_path)
-    store = SQLiteStore(cfg.central.database)
+    store = _open_store(cfg, config_path)
     now = time.time()
     for k in store.fleet():
         seen = k["last_heartbeat_at"]
@@ -134,7 +144,7 @@ def fleet(config_path: str, stale_after: int) -> None:
 def dead_letters(config_path: str) -> None:
     """List messages central could not ingest, with the reason (JSON lines)."""
     cfg = _load(config_path)
-    store = SQLiteStore(cfg.central.database)
+    store = _open_store(cfg, config_path)
     for row in store.dead_letters():
         click.echo(json.dumps(row, ensure_ascii=False))
     store.close()

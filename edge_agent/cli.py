@@ -14,7 +14,7 @@ from drivers.decode_cli import decode
 from edge_agent.config import AgentConfig, load_agent_config
 from sync.config import ConfigError, markdown_reference
 from sync.logs import setup_logging
-from sync.outbox import Outbox, OutboxError
+from sync.outbox import Outbox, OutboxError, OutboxMissing
 
 DEFAULT_CONFIG = "/etc/aps/agent.toml"
 
@@ -92,10 +92,15 @@ def outbox() -> None:
 @outbox.command("status")
 @config_option
 def outbox_status(config_path: str) -> None:
-    """Print queue depth, oldest unsynced record and database size as JSON."""
+    """Print queue depth, oldest unsynced record and database size as JSON.
+
+    Opens the database read-only: never creates one, never writes to it.
+    """
     cfg = _load(config_path)
     try:
-        ob = Outbox(cfg.agent.database, cfg.kiosk.id, **cfg.sync.outbox_options())
+        ob = Outbox.open_readonly(cfg.agent.database, cfg.kiosk.id)
+    except OutboxMissing as exc:
+        raise click.ClickException(f"{exc}: check agent.database in {config_path}") from None
     except OutboxError as exc:
         raise click.ClickException(str(exc)) from None
     s = ob.stats()

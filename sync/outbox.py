@@ -407,3 +407,48 @@ class Outbox:
 
     def close(self) -> None:
         self.conn.close()
+
+    # -- reading only -------------------------------------------------------------
+    @classmethod
+    def open_readonly(cls, path: Path | str, kiosk: str | None = None) -> Outbox:
+        """An existing kiosk database opened for reading only (reports, ``outbox status``).
+
+        Never creates a file, never writes (SQLite refuses any write through it).
+        Raises :class:`OutboxMissing` when there is no file, :class:`OutboxUnopenable`
+        when the path cannot be opened (a directory, permissions),
+        :class:`OutboxCorrupt` when it is not a readable kiosk database, and
+        :class:`OutboxError` when it belongs to another kiosk than ``kiosk``.
+        As root, a -wal/-shm SQLite creates beside it gets the file's owner and mode.
+        """
+        p = Path(path)
+        if not p.exists() and not p.is_symlink():
+            reason = why_unopenable(p, write=False)
+            raise OutboxMissing(f"no kiosk database at {p}" + (f" ({reason})" if reason else ""))
+        reason = why_unopenable(p, write=False)
+        if reason is not None:
+            raise OutboxUnopenable(f"cannot read kiosk database {p}: {reason}")
+        conn = sqlite3.connect(
+            f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0, isolation_level=None
+        )
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if "stream" not in meta:
+                raise sqlite3.DatabaseError("no stream id in its meta table")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise OutboxCorrupt(
+                f"{p} is not a readable kiosk database ({exc}); if it is the kiosk's, copy it "
+                f"somewhere safe and run 'aps-agent outbox salvage {p} OUTPUT'"
+            ) from exc
+        if kiosk is not None and meta.get("kiosk") != kiosk:
+            conn.close()
+            raise OutboxError(
+                f"kiosk database {p} belongs to kiosk {meta.get('kiosk')!r}, not {kiosk!r}"
+            )
+        ob = cls.__new__(cls)
+        ob.path, ob.kiosk, ob.conn = p, str(meta.get("kiosk", "")), conn
+        ob.max_queued, ob.max_db_bytes = 0, 0
+        ob.min_free_disk_bytes, ob.max_record_bytes = 0, 0
+        ob.db = sqlite_utils.Database(conn)
+        ob.stream = str(meta["stream"])
+        return ob
