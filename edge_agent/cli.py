@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -136,7 +137,9 @@ def outbox_salvage(damaged: str, output: str) -> None:
     try:
         conn = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
         rows = conn.execute("SELECT seq, payload FROM outbox WHERE state = 'queued' ORDER BY seq")
-        with out.open("wb") as fh:
+        # Whole ID numbers and names: 0600, and never over a file that appeared meanwhile.
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as fh:
             while True:
                 try:
                     row = rows.fetchone()

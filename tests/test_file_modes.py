@@ -157,3 +157,17 @@ def test_units_set_a_private_umask_and_state_directory(unit: str) -> None:
     parser.read(ROOT / "systemd" / unit, encoding="utf-8")
     assert parser["Service"]["UMask"] == "0077"
     assert parser["Service"]["StateDirectoryMode"] == "0700"
+
+
+def test_salvaged_records_are_written_private(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edge_agent.cli import main as agent_cli
+
+    db = tmp_path / "kiosk.db"
+    stack.fill_outbox(db, 2)
+    out = tmp_path / "salvaged.jsonl"
+    result = CliRunner().invoke(agent_cli, ["outbox", "salvage", str(db), str(out)])
+    assert result.exit_code == 0, result.output
+    assert b"087205000123" in out.read_bytes()  # whole ID numbers: citizen data
+    assert_private_files(out)
