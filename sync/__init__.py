@@ -7,6 +7,8 @@ Shared by the kiosk agent and central (central may import these):
 - :mod:`sync.mqtt_link` is the reconnecting MQTT link both sides use.
 - :mod:`sync.config` is the typed TOML loader and the ``[mqtt]`` section.
 - :mod:`sync.logs` is the log set-up of both services (stderr, journald priorities).
+- :mod:`sync.files` keeps files holding citizen data private (0600 in 0700), and says
+  why a path cannot be opened.
 
 Kiosk only:
 

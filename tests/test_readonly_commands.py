@@ -127,9 +127,10 @@ def test_central_reports_read_a_real_store_and_change_nothing(
     assert result.exit_code == 0, result.output
     if command == ["status"]:
         report = json.loads(result.output)
-        assert report["records"] == 3 and report["dead_letters"] == 1
+        assert report["records"] == 3 and report["dead_letters"]
     elif command == ["dead-letters"]:
-        assert len(result.output.splitlines()) == 1
+        rows = [json.loads(line) for line in result.output.splitlines()]
+        assert rows and all(row["reason"] for row in rows)
     assert db.read_bytes() == before
 
 
