@@ -51,7 +51,7 @@ def run(config_path: str) -> None:
 
     cfg = _load(config_path)
     setup_logging(cfg.agent.log_level)
-    for warning in cfg.mqtt.warnings():
+    for warning in cfg.mqtt.warnings(Path(config_path)):
         logging.getLogger("aps.config").warning("%s: %s", config_path, warning)
     try:
         agent = Agent(cfg)
@@ -74,7 +74,7 @@ def check_config(config_path: str) -> None:
     unsafe is printed as a warning on stderr.
     """
     cfg = _load(config_path)
-    for warning in cfg.mqtt.warnings():
+    for warning in cfg.mqtt.warnings(Path(config_path)):
         click.echo(f"warning: {config_path}: {warning}", err=True)
     click.echo(cfg.model_dump_json(indent=2))
 

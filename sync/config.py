@@ -146,14 +146,29 @@ class MqttSection(Section):
             )
         return self
 
-    def warnings(self) -> list[str]:
-        """What is allowed but unsafe; the services log these at start."""
+    def warnings(self, source: Path | None = None) -> list[str]:
+        """What is allowed but unsafe; the services log these at start.
+
+        ``source``: the file this section was read from; a password in a file
+        every local account may read is worth a warning.
+        """
+        out = []
         if self.password is not None and self.tls_ca is None and not _is_loopback(self.host):
-            return [
+            out.append(
                 f"mqtt.password is sent to broker {self.host}:{self.port} in clear text "
                 "(no TLS; mqtt.allow_plaintext_password = true): use TLS in production"
-            ]
-        return []
+            )
+        if self.password is not None and source is not None:
+            try:
+                world_readable = bool(source.stat().st_mode & stat.S_IROTH)
+            except OSError:
+                world_readable = False
+            if world_readable:
+                out.append(
+                    f"{source} holds mqtt.password and every local account can read it: "
+                    f"chown root:aps {source}; chmod 640 {source}"
+                )
+        return out
 
     def settings(self) -> MqttSettings:
         return MqttSettings(

@@ -192,6 +192,7 @@ def test_tls_pair_that_loads_passes(tmp_path: Path, role: str) -> None:
         f'tls_ca = "{ca}"\ntls_cert = "{cert}"\ntls_key = "{pkey}"\n',
         encoding="utf-8",
     )
+    cfg.chmod(0o600)
     code, out = check(role, cfg)
     assert code == 0, out
     assert "warning" not in out.lower()
@@ -244,6 +245,20 @@ def test_password_without_tls_on_loopback_is_accepted_quietly(tmp_path: Path, ro
         minimal(role, tmp_path) + '[mqtt]\nhost = "127.0.0.1"\nusername = "k01"\npassword = "pw"\n',
         encoding="utf-8",
     )
+    cfg.chmod(0o640)
     code, out = check(role, cfg)
     assert code == 0, out
     assert "warning" not in out.lower()
+
+
+def test_password_in_a_world_readable_file_is_warned_about(tmp_path: Path, role: str) -> None:
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text(
+        minimal(role, tmp_path) + '[mqtt]\nusername = "k01"\npassword = "pw"\n',
+        encoding="utf-8",
+    )
+    cfg.chmod(0o644)
+    code, out = check(role, cfg)
+    assert code == 0, out
+    assert "warning" in out and str(cfg) in out and "mqtt.password" in out
+    assert f"chmod 640 {cfg}" in out
