@@ -21,6 +21,7 @@ from central.cli import main as central_cli
 from central.ingest import classify
 from central.store import SQLiteStore, StoreError, StoreMissing
 from edge_agent.cli import main as agent_cli
+from sync.files import why_unopenable
 from sync.outbox import Outbox, OutboxCorrupt, OutboxMissing, OutboxUnopenable
 from tests import stack
 
@@ -172,3 +173,27 @@ def test_opening_an_unopenable_path_for_writing_is_not_called_corrupt(tmp_path: 
         assert str(path) in message and what in message
         assert not isinstance(caught.value, OutboxCorrupt)
         assert "salvage" not in message and "integrity" not in message
+
+
+def test_a_database_the_service_may_not_write_is_named_with_its_owner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kiosk.db a root shell left behind: the reason names the owner and the fix.
+
+    Root may write any file, so the check of access rights is what is made to say no.
+    """
+    db = tmp_path / "kiosk.db"
+    stack.fill_outbox(db, 1)
+    real_access = os.access
+
+    def access(path: object, mode: int, *args: object, **kwargs: object) -> bool:
+        if Path(str(path)) == db and mode & os.W_OK:
+            return False
+        return real_access(path, mode)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+    reason = why_unopenable(db, write=True)
+    assert reason is not None
+    assert f"{db} is not readable and writable" in reason
+    assert f"belongs to uid {db.stat().st_uid}" in reason and f"chown aps:aps {db}" in reason
+    assert why_unopenable(db, write=False) is None  # reading it is fine
