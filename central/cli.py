@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
+from pathlib import Path
 
 import click
 
 from central.config import CentralConfig, load_central_config
-from central.store import SQLiteStore
+from central.store import SQLiteStore, StoreError, StoreMissing
 from sync.config import ConfigError, markdown_reference
+from sync.logs import setup_logging
 
 DEFAULT_CONFIG = "/etc/aps/central.toml"
 
@@ -30,6 +33,16 @@ def _load(path: str) -> CentralConfig:
         raise click.ClickException(str(exc)) from None
 
 
+def _open_store(cfg: CentralConfig, config_path: str) -> SQLiteStore:
+    """The store, read-only: reports never create or change a database."""
+    try:
+        return SQLiteStore.open_readonly(cfg.central.database)
+    except StoreMissing as exc:
+        raise click.ClickException(f"{exc}: check central.database in {config_path}") from None
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.group()
 def main() -> None:
     """APS central: collects what every kiosk files and watches the fleet."""
@@ -40,11 +53,33 @@ def main() -> None:
 def run(config_path: str) -> None:
     """Run the collector until SIGTERM (what the systemd unit starts)."""
     from central.service import CentralService
-    from edge_agent.agent import setup_logging
 
     cfg = _load(config_path)
     setup_logging(cfg.central.log_level)
-    sys.exit(CentralService(cfg).run())
+    for warning in cfg.mqtt.warnings(Path(config_path)):
+        logging.getLogger("aps.config").warning("%s: %s", config_path, warning)
+    try:
+        service = CentralService(cfg)
+    except OSError as exc:  # e.g. the database's directory cannot be created
+        raise click.ClickException(
+            f"cannot prepare {exc.filename or cfg.central.database}: {exc.strerror}; check "
+            f"central.database in {config_path}"
+        ) from None
+    sys.exit(service.run())
+
+
+@main.command("check-config")
+@config_option
+def check_config(config_path: str) -> None:
+    """Validate the configuration file and print it with defaults filled in.
+
+    Secrets (the MQTT password) are shown as ``**********``; what is allowed but
+    unsafe is printed as a warning on stderr.
+    """
+    cfg = _load(config_path)
+    for warning in cfg.mqtt.warnings(Path(config_path)):
+        click.echo(f"warning: {config_path}: {warning}", err=True)
+    click.echo(cfg.model_dump_json(indent=2))
 
 
 @main.command()
@@ -52,7 +87,7 @@ def run(config_path: str) -> None:
 def status(config_path: str) -> None:
     """Print records held, per-kiosk sequence state (gaps) and dead letters, as JSON."""
     cfg = _load(config_path)
-    store = SQLiteStore(cfg.central.database)
+    store = _open_store(cfg, config_path)
     streams = [
         {
             "kiosk": s.kiosk,
@@ -95,7 +130,7 @@ def status(config_path: str) -> None:
 def fleet(config_path: str, stale_after: int) -> None:
     """List every kiosk: online/offline (Last Will), last heartbeat, queue, devices (JSON lines)."""
     cfg = _load(config_path)
-    store = SQLiteStore(cfg.central.database)
+    store = _open_store(cfg, config_path)
     now = time.time()
     for k in store.fleet():
         seen = k["last_heartbeat_at"]
@@ -110,7 +145,7 @@ def fleet(config_path: str, stale_after: int) -> None:
 def dead_letters(config_path: str) -> None:
     """List messages central could not ingest, with the reason (JSON lines)."""
     cfg = _load(config_path)
-    store = SQLiteStore(cfg.central.database)
+    store = _open_store(cfg, config_path)
     for row in store.dead_letters():
         click.echo(json.dumps(row, ensure_ascii=False))
     store.close()

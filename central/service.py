@@ -10,6 +10,7 @@ from types import FrameType
 from central.collector import Collector
 from central.config import CentralConfig
 from central.store import SQLiteStore
+from sync.files import make_private_dir
 
 log = logging.getLogger("aps.central")
 
@@ -17,7 +18,7 @@ log = logging.getLogger("aps.central")
 class CentralService:
     def __init__(self, cfg: CentralConfig) -> None:
         self.cfg = cfg
-        cfg.central.database.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(cfg.central.database.parent)  # 0700: the store holds citizen data
         SQLiteStore(cfg.central.database).close()  # create the schema before the broker speaks
         self.collector = Collector(
             store_factory=lambda: SQLiteStore(cfg.central.database),

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from central import CentralError
 from central.attachments import SCHEMA as ATTACHMENTS_SCHEMA
 from central.attachments import assemble_if_complete
 from central.ingest import Accept, DeadLetter, FleetUpdate
 from sync.envelope import Rejection
+from sync.files import create_private_file, why_unopenable
 
 
 @dataclass
@@ -126,6 +128,7 @@ class SQLiteStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        create_private_file(self.path)  # 0600, and so its -wal/-shm: citizen data
         self.conn = sqlite3.connect(
             str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
         )
@@ -387,3 +390,42 @@ class SQLiteStore:
 
     def close(self) -> None:
         self.conn.close()
+
+    @classmethod
+    def open_readonly(cls, path: Path | str) -> SQLiteStore:
+        """An existing store opened for reading only (``aps-central status`` and friends).
+
+        Never creates a file, never writes (SQLite refuses any write through it).
+        Raises :class:`StoreMissing` when there is no file and :class:`StoreError`
+        when the path cannot be read or is not a central database.
+        """
+        p = Path(path)
+        if not p.exists() and not p.is_symlink():
+            reason = why_unopenable(p, write=False)
+            raise StoreMissing(f"no central database at {p}" + (f" ({reason})" if reason else ""))
+        reason = why_unopenable(p, write=False)
+        if reason is not None:
+            raise StoreError(f"cannot read central database {p}: {reason}")
+        conn = sqlite3.connect(
+            f"{p.resolve().as_uri()}?mode=ro",
+            uri=True,
+            timeout=30.0,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.execute("SELECT count(*) FROM records").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{p} is not a readable central database ({exc})") from exc
+        store = cls.__new__(cls)
+        store.path, store.conn = p, conn
+        return store
+
+
+class StoreError(CentralError):
+    """The store cannot be opened or read."""
+
+
+class StoreMissing(StoreError):
+    """No central database at the path; opening read-only never creates one."""

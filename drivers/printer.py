@@ -239,7 +239,7 @@ class ReceiptSpool:
             raise PrinterConfigError("receipt spool max_receipts must be at least 1")
         self.directory = Path(directory)
         self.max_receipts = max_receipts
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # receipts carry names
 
     def _path(self, dossier_code: str, suffix: str) -> Path:
         if not isinstance(dossier_code, str) or not _CODE_RE.fullmatch(dossier_code):
@@ -253,12 +253,13 @@ class ReceiptSpool:
         """Store ``payload`` atomically and mark it unprinted."""
         path = self._path(dossier_code, ".bin")
         tmp = path.with_suffix(".bin.tmp")
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        self._path(dossier_code, ".pending").touch()
+        self._path(dossier_code, ".pending").touch(mode=0o600)
         self._prune()
         return path
 
@@ -276,7 +277,7 @@ class ReceiptSpool:
     def mark_pending(self, dossier_code: str) -> None:
         """Mark a stored receipt unprinted again (before a reprint)."""
         self.load(dossier_code)  # refuses unknown codes
-        self._path(dossier_code, ".pending").touch()
+        self._path(dossier_code, ".pending").touch(mode=0o600)
 
     def mark_printed(self, dossier_code: str) -> None:
         """Remove the unprinted marker."""

@@ -17,15 +17,10 @@ from edge_agent.dossiers import DossierDesk
 from edge_agent.due_date import OfficeRules, WorkCalendar
 from edge_agent.systemd_notify import Notifier
 from sync.client import SyncClient
+from sync.files import make_private_dir
 from sync.outbox import Outbox
 
 log = logging.getLogger("aps.agent")
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), format=LOG_FORMAT)
 
 
 def open_desk(cfg: AgentConfig) -> DossierDesk:
@@ -47,8 +42,10 @@ class Agent:
 
     def __init__(self, cfg: AgentConfig, *, devices: DeviceSupervisor | None = None) -> None:
         self.cfg = cfg
+        # 0700 before anything creates them: the database and the receipts hold citizen data.
+        make_private_dir(cfg.agent.database.parent)
+        make_private_dir(cfg.agent.receipts_dir)
         self.devices = devices or DeviceSupervisor(cfg.devices, spool_dir=cfg.agent.receipts_dir)
-        cfg.agent.database.parent.mkdir(parents=True, exist_ok=True)
         self.started = time.monotonic()
         # Creating the desk makes sure the kiosk's own tables exist before sync starts.
         open_desk(cfg).outbox.close()

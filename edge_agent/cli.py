@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -12,7 +14,8 @@ import click
 from drivers.decode_cli import decode
 from edge_agent.config import AgentConfig, load_agent_config
 from sync.config import ConfigError, markdown_reference
-from sync.outbox import Outbox, OutboxError
+from sync.logs import setup_logging
+from sync.outbox import Outbox, OutboxError, OutboxMissing
 
 DEFAULT_CONFIG = "/etc/aps/agent.toml"
 
@@ -44,22 +47,35 @@ main.add_command(decode)
 @config_option
 def run(config_path: str) -> None:
     """Run the agent until SIGTERM (what the systemd unit starts)."""
-    from edge_agent.agent import Agent, setup_logging
+    from edge_agent.agent import Agent
 
     cfg = _load(config_path)
     setup_logging(cfg.agent.log_level)
+    for warning in cfg.mqtt.warnings(Path(config_path)):
+        logging.getLogger("aps.config").warning("%s: %s", config_path, warning)
     try:
         agent = Agent(cfg)
     except OutboxError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # e.g. the database's directory cannot be created
+        raise click.ClickException(
+            f"cannot prepare {exc.filename or cfg.agent.database}: {exc.strerror}; check "
+            f"agent.database and agent.receipts_dir in {config_path}"
+        ) from None
     sys.exit(agent.run())
 
 
 @main.command("check-config")
 @config_option
 def check_config(config_path: str) -> None:
-    """Validate the configuration file and print it with defaults filled in."""
+    """Validate the configuration file and print it with defaults filled in.
+
+    Secrets (the MQTT password) are shown as ``**********``; what is allowed but
+    unsafe is printed as a warning on stderr.
+    """
     cfg = _load(config_path)
+    for warning in cfg.mqtt.warnings(Path(config_path)):
+        click.echo(f"warning: {config_path}: {warning}", err=True)
     click.echo(cfg.model_dump_json(indent=2))
 
 
@@ -77,10 +93,15 @@ def outbox() -> None:
 @outbox.command("status")
 @config_option
 def outbox_status(config_path: str) -> None:
-    """Print queue depth, oldest unsynced record and database size as JSON."""
+    """Print queue depth, oldest unsynced record and database size as JSON.
+
+    Opens the database read-only: never creates one, never writes to it.
+    """
     cfg = _load(config_path)
     try:
-        ob = Outbox(cfg.agent.database, cfg.kiosk.id, **cfg.sync.outbox_options())
+        ob = Outbox.open_readonly(cfg.agent.database, cfg.kiosk.id)
+    except OutboxMissing as exc:
+        raise click.ClickException(f"{exc}: check agent.database in {config_path}") from None
     except OutboxError as exc:
         raise click.ClickException(str(exc)) from None
     s = ob.stats()
@@ -116,7 +137,9 @@ def outbox_salvage(damaged: str, output: str) -> None:
     try:
         conn = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
         rows = conn.execute("SELECT seq, payload FROM outbox WHERE state = 'queued' ORDER BY seq")
-        with out.open("wb") as fh:
+        # Whole ID numbers and names: 0600, and never over a file that appeared meanwhile.
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as fh:
             while True:
                 try:
                     row = rows.fetchone()

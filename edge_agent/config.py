@@ -33,13 +33,29 @@ class KioskSection(Section):
     )
     office_name: str = Field("Bộ phận Một cửa", description="Office name printed on receipts.")
     hotline: str = Field("", description="Support team hotline printed on receipts.")
-    timezone: str = Field("Asia/Ho_Chi_Minh", description="Time zone of the office.")
+    timezone: str = Field(
+        "Asia/Ho_Chi_Minh",
+        description="Time zone of the office, an IANA name (Vietnam: `Asia/Ho_Chi_Minh`).",
+    )
     tracking_url: str = Field(
         "",
         max_length=200,
         description="Receipt tracking QR: this URL with the dossier code appended, e.g. "
         "`https://dichvucong.example.vn/tra-cuu?ma=`. Empty: the QR holds the bare dossier code.",
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: e.g. "Asia", a directory
+            raise ValueError(
+                f"unknown time zone {value!r}: use an IANA name; Vietnam is Asia/Ho_Chi_Minh"
+            ) from None
+        return value
 
 
 class AgentSection(Section):

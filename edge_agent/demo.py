@@ -21,6 +21,7 @@ as ``demo-out/receipts/<dossier code>.bin`` and drawn as ``.png``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -261,6 +262,7 @@ def _file_all(
 @click.option("--rounds", default=2, show_default=True, help="Times the citizens' list is filed.")
 def main(once: bool, out_dir: str, rounds: int) -> None:
     """Run broker, central, one kiosk and a scripted citizen on this machine."""
+    os.umask(0o077)  # demo-out/ holds databases and receipts with (sample) citizen data
     out = Path(out_dir).resolve()
     shutil.rmtree(out, ignore_errors=True)
     (out / "receipts").mkdir(parents=True)

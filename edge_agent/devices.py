@@ -14,7 +14,9 @@ never delays the printer's status polls, and vice versa.
   printer's health follows it: ``paper_out`` when the paper ends, ``ok`` again
   when it is refilled, ``unplugged`` / ``ok`` across a pulled cable. Receipts
   are printed by :mod:`edge_agent.receipts` through :attr:`DeviceSupervisor.printer`
-  (the driver is thread-safe).
+  (the driver is thread-safe). A poll that raises (a kiosk without libusb, a
+  bug) makes the printer ``error``; the same fault poll after poll is logged
+  once and keeps its ``since``.
 - **scanner** (USB-CDC), **hid_scanner** (evdev) and **card_reader** (serial):
   opened by path or URL; when opening fails or the port dies (``OSError``, as
   the drivers promise) the device is ``unplugged`` and reopened every
@@ -29,7 +31,9 @@ who scanned a minute ago has moved on).
 
 :meth:`DeviceSupervisor.health` is a JSON-ready dict, per device: ``state``,
 ``last_error`` (kept after recovery, as history), ``since`` (ISO 8601, when the
-state began); the printer adds ``pending_receipts``. The agent puts it in every
+state began, not the last poll); the printer adds ``pending_receipts``. Every
+change of state is logged once (INFO when the device works again, WARNING or
+ERROR when it does not); repeats of the same state stay quiet. The agent puts it in every
 heartbeat under ``devices``.
 
 ID numbers never reach the logs: identities are logged through their masked
@@ -119,6 +123,18 @@ def _describe(exc: BaseException) -> str:
     return text if isinstance(exc, OSError) else f"{type(exc).__name__}: {text}"
 
 
+def _printer_setup_fault(exc: BaseException, url: str) -> str | None:
+    """The operator's message for a printer fault of the kiosk's set-up, else None."""
+    from usb.core import NoBackendError  # pyusb comes with python-escpos
+
+    if isinstance(exc, NoBackendError):
+        return (
+            f"printer {url}: no USB backend: libusb-1.0 is not installed on this kiosk; "
+            "install it (apt-get install libusb-1.0-0) and restart aps-agent"
+        )
+    return None
+
+
 class DeviceSupervisor:
     """Opens, watches and reopens the kiosk's devices; see the module docstring.
 
@@ -144,6 +160,7 @@ class DeviceSupervisor:
         self._event_ready = threading.Condition(self._lock)
         self.printer: ReceiptPrinter | None = None
         self._printer_error: DeviceHealth | None = None
+        self._printer_logged: tuple[str, str | None] | None = None  # last (state, error) logged
         if cfg.printer:
             try:
                 self.printer = ReceiptPrinter(
@@ -250,17 +267,36 @@ class DeviceSupervisor:
             self._stop.wait(self.cfg.printer_poll_s)
 
     def poll_printer(self) -> None:
-        """One status poll; never raises."""
+        """One status poll; never raises.
+
+        A change of state is logged once; a printer that keeps failing the same
+        way stays quiet, and its ``since`` stays when the state began.
+        """
         if self.printer is None:
             return
         try:
-            self.printer.poll_status()
-            self._printer_error = None
-        except Exception as exc:  # the driver maps I/O faults; anything else is a bug
-            log.exception("printer poll failed")
-            self._printer_error = DeviceHealth(
-                state="error", last_error=_describe(exc), since=self._clock()
-            )
+            status = self.printer.poll_status()
+        except Exception as exc:  # the driver maps I/O faults; the rest is set-up or a bug
+            known = _printer_setup_fault(exc, self.cfg.printer)
+            error = known or _describe(exc)
+            old = self._printer_error
+            if old is None or old.last_error != error:
+                since = old.since if old is not None else self._clock()
+                self._printer_error = DeviceHealth(state="error", last_error=error, since=since)
+                # A traceback only for what the driver did not foresee, and only once.
+                log.error("device printer: error: %s", error, exc_info=known is None)
+                self._printer_logged = ("error", error)
+            return
+        self._printer_error = None
+        if self._printer_logged != (status.state.value, status.last_error):
+            previous = self._printer_logged
+            self._printer_logged = (status.state.value, status.last_error)
+            if previous is not None and previous[0] == status.state.value:
+                return  # same state, a new detail: not a change worth a line
+            if status.can_print:
+                log.info("device printer: %s", status.state.value)
+            else:
+                log.warning("device printer: %s: %s", status.state.value, status.last_error)
 
     # --- serial and evdev devices ------------------------------------------------------
     def _supervise(

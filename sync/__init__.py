@@ -1,6 +1,17 @@
-"""Kiosk side of the APS sync protocol (docs/protocol.md).
+"""The sync protocol (docs/protocol.md): the wire contract and the kiosk's outbox.
+
+Shared by the kiosk agent and central (central may import these):
 
 - :mod:`sync.envelope` frames and validates protocol messages (sans-I/O).
+- :mod:`sync.attachments`, :mod:`sync.ids`: attachment chunking, record and stream ids.
+- :mod:`sync.mqtt_link` is the reconnecting MQTT link both sides use.
+- :mod:`sync.config` is the typed TOML loader and the ``[mqtt]`` section.
+- :mod:`sync.logs` is the log set-up of both services (stderr, journald priorities).
+- :mod:`sync.files` keeps files holding citizen data private (0600 in 0700), and says
+  why a path cannot be opened.
+
+Kiosk only:
+
 - :mod:`sync.outbox` is the durable SQLite outbox every record goes through.
 - :mod:`sync.machine` is the sync state machine (sans-I/O: events in, actions out).
 - :mod:`sync.client` is the thin paho-mqtt adapter that drives the machine.

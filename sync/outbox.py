@@ -44,6 +44,7 @@ import sqlite_utils
 
 from sync import SyncError
 from sync.envelope import MAX_RECORD_BYTES, Record, check_kiosk_id
+from sync.files import create_private_file, why_unopenable
 from sync.ids import new_stream_id, new_ulid
 
 SCHEMA_VERSION = 1
@@ -63,6 +64,14 @@ class RecordTooLarge(OutboxError):
 
 class OutboxCorrupt(OutboxError):
     """The database file failed SQLite's integrity check; it was left untouched."""
+
+
+class OutboxUnopenable(OutboxError):
+    """The database path cannot be opened (missing directory, a directory, permissions)."""
+
+
+class OutboxMissing(OutboxUnopenable):
+    """No kiosk database at the path; opening read-only never creates one."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,7 +103,11 @@ def connect(
 
     With ``quick_check`` the file is checked first and sqlite3.DatabaseError
     raised if it is damaged, before anything (switching to WAL) writes to it.
+    The file is created 0600 (it holds citizen data); SQLite gives its -wal and
+    -shm the same mode (sync.files). OSError when it cannot be created.
     """
+    if str(path) != ":memory:" and not str(path).startswith("file:"):
+        create_private_file(Path(path))
     conn = sqlite3.connect(
         str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False
     )
@@ -176,11 +189,18 @@ class Outbox:
             # path is plain SQL on the same connection.
             self.db = sqlite_utils.Database(self.conn)
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise
             with contextlib.suppress(Exception):
                 self.conn.close()
+            # A path that cannot be opened is not a damaged database: say what it is.
+            reason = why_unopenable(self.path, write=True)
+            if reason is not None or isinstance(exc, OSError):
+                raise OutboxUnopenable(
+                    f"cannot open kiosk database {self.path}: {reason or exc}; check "
+                    "agent.database in the agent's configuration"
+                ) from exc
             raise OutboxCorrupt(
                 f"kiosk database {self.path} failed SQLite's integrity check ({exc}). "
                 "It was left untouched: stop the agent, copy the file somewhere safe, and run "
@@ -387,3 +407,48 @@ class Outbox:
 
     def close(self) -> None:
         self.conn.close()
+
+    # -- reading only -------------------------------------------------------------
+    @classmethod
+    def open_readonly(cls, path: Path | str, kiosk: str | None = None) -> Outbox:
+        """An existing kiosk database opened for reading only (reports, ``outbox status``).
+
+        Never creates a file, never writes (SQLite refuses any write through it).
+        Raises :class:`OutboxMissing` when there is no file, :class:`OutboxUnopenable`
+        when the path cannot be opened (a directory, permissions),
+        :class:`OutboxCorrupt` when it is not a readable kiosk database, and
+        :class:`OutboxError` when it belongs to another kiosk than ``kiosk``.
+        As root, a -wal/-shm SQLite creates beside it gets the file's owner and mode.
+        """
+        p = Path(path)
+        if not p.exists() and not p.is_symlink():
+            reason = why_unopenable(p, write=False)
+            raise OutboxMissing(f"no kiosk database at {p}" + (f" ({reason})" if reason else ""))
+        reason = why_unopenable(p, write=False)
+        if reason is not None:
+            raise OutboxUnopenable(f"cannot read kiosk database {p}: {reason}")
+        conn = sqlite3.connect(
+            f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0, isolation_level=None
+        )
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if "stream" not in meta:
+                raise sqlite3.DatabaseError("no stream id in its meta table")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise OutboxCorrupt(
+                f"{p} is not a readable kiosk database ({exc}); if it is the kiosk's, copy it "
+                f"somewhere safe and run 'aps-agent outbox salvage {p} OUTPUT'"
+            ) from exc
+        if kiosk is not None and meta.get("kiosk") != kiosk:
+            conn.close()
+            raise OutboxError(
+                f"kiosk database {p} belongs to kiosk {meta.get('kiosk')!r}, not {kiosk!r}"
+            )
+        ob = cls.__new__(cls)
+        ob.path, ob.kiosk, ob.conn = p, str(meta.get("kiosk", "")), conn
+        ob.max_queued, ob.max_db_bytes = 0, 0
+        ob.min_free_disk_bytes, ob.max_record_bytes = 0, 0
+        ob.db = sqlite_utils.Database(conn)
+        ob.stream = str(meta["stream"])
+        return ob

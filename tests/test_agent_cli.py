@@ -5,15 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+import pytest
 from click.testing import CliRunner
 
 from central.mosquitto import MosquittoProcess
 from edge_agent.cli import main as agent_cli
+from sync.envelope import heartbeat_topic
 from sync.outbox import Outbox
 from tests import stack
 from tests.waiting import wait_until
@@ -94,3 +98,66 @@ def test_agent_tells_systemd_it_is_ready_and_pings_the_watchdog(
         if proc.poll() is None:
             proc.kill()
         sock.close()
+
+
+@pytest.mark.parametrize("journal", [False, True], ids=["plain", "journald"])
+def test_agent_with_a_printer_logs_with_timestamps_or_priorities_and_a_fault_once(
+    broker: MosquittoProcess, tmp_path: Path, journal: bool
+) -> None:
+    """Item 13 end to end: a printer configured (python-escpos imported before our log
+    set-up), the configured level honoured, a printer that fails at every poll logged once."""
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(
+        f'[kiosk]\nid = "{stack.KIOSK}"\nagency = "000.00.14.H56"\nslot = 1\n'
+        f'[agent]\ndatabase = "{tmp_path / "kiosk.db"}"\n'
+        f'receipts_dir = "{tmp_path / "receipts"}"\nlog_level = "INFO"\n'
+        f"[mqtt]\nport = {broker.port}\n[sync]\nheartbeat_interval_s = 1\n"
+        '[devices]\nprinter = "usb://04b8:0e15"\nprinter_poll_s = 0.1\n',
+        encoding="utf-8",
+    )
+    # Without libusb (this machine) the printer has no USB backend; with it, no such
+    # device: either way it fails at every poll.
+    err = tmp_path / "agent.err"
+    env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+    heartbeats: list[bytes] = []
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hb-watch")
+    watcher.on_message = lambda client, userdata, msg: heartbeats.append(msg.payload)
+    watcher.connect("127.0.0.1", broker.port)
+    watcher.subscribe(heartbeat_topic(stack.KIOSK), qos=0)
+    watcher.loop_start()
+    with err.open("wb") as fh:
+        if journal:
+            st = os.fstat(fh.fileno())
+            env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+        )
+    try:
+        # Three heartbeats a second apart: the printer was polled some 20 times.
+        wait_until(lambda: len(heartbeats) >= 3 or proc.poll() is not None, 60, "heartbeats")
+        assert proc.poll() is None, err.read_text(encoding="utf-8")
+        proc.terminate()
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        watcher.loop_stop()
+        watcher.disconnect()
+    lines = err.read_text(encoding="utf-8").splitlines()
+    # INFO shows: python-escpos's handler (root at WARNING) no longer decides the level.
+    started = [ln for ln in lines if "aps.agent: agent for kiosk" in ln]
+    assert len(started) == 1, lines
+    printer = [ln for ln in lines if "device printer:" in ln]
+    assert len(printer) == 1, printer
+    assert not any("Traceback" in ln for ln in lines)
+    if journal:
+        assert started[0].startswith("<6>INFO aps.agent: ")
+        assert re.match(r"^<[34]>(ERROR|WARNING) aps\.devices: device printer: ", printer[0])
+        assert all(re.match(r"^<[2-7]>", ln) for ln in lines), lines
+    else:
+        stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+        assert re.match(stamp + "INFO aps.agent: ", started[0]), started
+        assert re.match(stamp + "(ERROR|WARNING) aps.devices: ", printer[0]), printer

@@ -6,12 +6,12 @@ the scanner and card reader are real pyserial ports on ptys.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-import os
 import threading
-from collections.abc import Iterator
-from datetime import date, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ import pytest
 from central.mosquitto import MosquittoProcess
 from drivers.cccd_qr import encode_cccd_qr
 from drivers.identity import Identity
+from drivers.printer import PrinterFault
+from drivers.receipt import ReceiptData
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, DevicesSection
 from edge_agent.devices import DeviceSupervisor
@@ -59,6 +61,17 @@ def state(sup: DeviceSupervisor, name: str) -> str:
     return str(sup.health()[name]["state"])
 
 
+def ticking_clock() -> Callable[[], datetime]:
+    """A clock one second further on at every call: a reset ``since`` cannot hide."""
+    ticks = itertools.count()
+    start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    return lambda: start + timedelta(seconds=next(ticks))
+
+
+def device_log(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "aps.devices"]
+
+
 @pytest.fixture
 def printer_only(tmp_path: Path, usb: EmulatedUsbPrinter) -> Iterator[DeviceSupervisor]:
     sup = DeviceSupervisor(
@@ -92,6 +105,61 @@ def test_printer_unplug_and_replug(printer_only: DeviceSupervisor, usb: Emulated
     usb.plug()
     wait_until(lambda: state(printer_only, "printer") == "ok", 10, "ok after replug")
     assert usb.open_count > opened  # a fresh connection, without restarting anything
+
+
+def test_printer_without_usb_backend_is_logged_once_and_keeps_its_since(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kiosk image without libusb: the real pyusb finds no backend at every poll."""
+    import usb.backend.libusb0
+    import usb.backend.libusb1
+    import usb.backend.openusb
+
+    for module in (usb.backend.libusb1, usb.backend.libusb0, usb.backend.openusb):
+        monkeypatch.setattr(module, "get_backend", lambda *args, **kwargs: None)
+    caplog.set_level(logging.DEBUG)
+    sup = DeviceSupervisor(
+        fast(printer="usb://04b8:0e15"), spool_dir=tmp_path / "spool", clock=ticking_clock()
+    )
+    sup.poll_printer()
+    first = sup.health()["printer"]
+    for _ in range(20):  # 20 polls: 100 s at the default printer_poll_s
+        sup.poll_printer()
+    after = sup.health()["printer"]
+    assert first["state"] == after["state"] == "error"
+    assert after["since"] == first["since"]
+    assert "libusb" in after["last_error"] and "usb://04b8:0e15" in after["last_error"]
+    logged = device_log(caplog)
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    assert logged[0].levelno == logging.ERROR and not logged[0].exc_info  # no traceback
+    assert "libusb" in logged[0].getMessage()
+
+
+def test_printer_state_changes_are_logged_once_each(
+    tmp_path: Path, usb: EmulatedUsbPrinter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sup = DeviceSupervisor(
+        fast(printer="usb://04b8:0e15"),
+        spool_dir=tmp_path / "spool",
+        usb_backend=usb,
+        clock=ticking_clock(),
+    )
+    sup.poll_printer()
+    assert state(sup, "printer") == "ok"
+    usb.unplug()
+    sup.poll_printer()
+    gone = sup.health()["printer"]
+    for _ in range(10):
+        sup.poll_printer()
+    assert sup.health()["printer"] == gone  # same state, same since, same error
+    usb.plug()
+    for _ in range(3):
+        sup.poll_printer()
+    assert state(sup, "printer") == "ok"
+    messages = [r.getMessage() for r in device_log(caplog)]
+    assert len(messages) == 3, messages
+    assert "ok" in messages[0] and "unplugged" in messages[1] and "ok" in messages[2]
 
 
 def test_missing_devices_are_reported_and_the_printer_is_still_served(
@@ -206,20 +274,49 @@ def test_heartbeat_carries_device_health(tmp_path: Path, usb: EmulatedUsbPrinter
             "devices": {"printer": "usb://04b8:0e15", "printer_poll_s": 0.1},
         }
     )
-    sup = DeviceSupervisor(cfg.devices, spool_dir=cfg.agent.receipts_dir, usb_backend=usb)
+    sup = DeviceSupervisor(
+        cfg.devices, spool_dir=cfg.agent.receipts_dir, usb_backend=usb, clock=ticking_clock()
+    )
     agent = Agent(cfg, devices=sup)
     with sup:
+        wait_until(lambda: state(sup, "printer") == "ok", 10, "printer ok")
+        assert agent._heartbeat_fields()["devices"]["printer"]["pending_receipts"] == 0
         usb.paper_end = True
         wait_until(
             lambda: agent._heartbeat_fields()["devices"]["printer"]["state"] == "paper_out",
             10,
             "paper_out in the heartbeat",
         )
-    fields = agent._heartbeat_fields()
-    assert fields["devices"]["printer"]["pending_receipts"] == 0
+        assert sup.printer is not None
+        with pytest.raises(PrinterFault):
+            sup.printer.print_receipt(receipt("000.00.14.H56-261201-1001"))
+        fields = agent._heartbeat_fields()
+        printer = fields["devices"]["printer"]
+        # The receipt that did not print is counted, the fault is named, and the
+        # state's start is the moment the paper ran out, not the last poll.
+        assert printer["pending_receipts"] == 1
+        assert "paper" in printer["last_error"]
+        polled = len(usb.status_queries)
+        wait_until(lambda: len(usb.status_queries) >= polled + 9, 10, "more printer polls")
+        assert agent._heartbeat_fields()["devices"]["printer"]["since"] == printer["since"]
     assert {"uptime_s", "agent_version"} <= set(fields)
     agent.sync.outbox.close()
-    assert os.path.exists(tmp_path / "k.db")
+
+
+def receipt(code: str) -> ReceiptData:
+    return ReceiptData(
+        office_name="UBND Phường 1",
+        procedure_name="Chứng thực chữ ký",
+        dossier_code=code,
+        citizen_name=CITIZEN.full_name,
+        id_number=ID_NUMBER,
+        filed_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
+        due=None,
+        fee_vnd=0,
+        tracking_url_or_code=code,
+        payment=None,
+        hotline="",
+    )
 
 
 def test_device_health_reaches_the_broker_in_heartbeats(
