@@ -44,9 +44,15 @@ def test_kiosk_heartbeats_then_goes_offline_by_last_will(
     kiosk_db, central_db = tmp_path / "kiosk.db", tmp_path / "central.db"
     stack.fill_outbox(kiosk_db, 3)
     agent_cfg = stack.write_agent_config(
-        tmp_path / "agent.toml", kiosk_db, broker.port, keepalive_s=5, heartbeat_interval_s=1
+        tmp_path / "agent.toml",
+        kiosk_db,
+        broker.kiosk(stack.KIOSK),
+        keepalive_s=5,
+        heartbeat_interval_s=1,
     )
-    central_cfg = stack.write_central_config(tmp_path / "central.toml", central_db, broker.port)
+    central_cfg = stack.write_central_config(
+        tmp_path / "central.toml", central_db, broker.collector()
+    )
     central = stack.spawn("central.cli", central_cfg, tmp_path / "central.log")
     agent = stack.spawn("edge_agent.cli", agent_cfg, tmp_path / "agent.log")
     try:
