@@ -40,6 +40,10 @@ class MqttSettings:
     tls_key: Path | None = None
 
 
+def _writes_stay_in_the_loop_thread(client: mqtt.Client, userdata: object, sock: object) -> None:
+    """paho's "register write" hook: nothing to register, loop() selects for writing."""
+
+
 def make_paho_client(
     client_id: str,
     mqtt_settings: MqttSettings,
@@ -56,6 +60,13 @@ def make_paho_client(
         reconnect_on_failure=False,
         manual_ack=manual_ack,
     )
+    # Write to the socket only from the thread that runs loop(). Without an
+    # external-loop callback, paho writes from whichever thread calls publish()
+    # while the loop thread reads, and an SSL socket does not survive that: the
+    # broker saw "decryption failed or bad record mac" and dropped every TLS
+    # kiosk as soon as it synced. With the callback set, publish() only queues
+    # the packet and wakes the loop's select(), which then writes it.
+    client.on_socket_register_write = _writes_stay_in_the_loop_thread
     if mqtt_settings.username:
         client.username_pw_set(mqtt_settings.username, mqtt_settings.password)
     if mqtt_settings.tls_ca:
