@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+import click
 import paho.mqtt.client as mqtt
 
 from central import CentralError
@@ -231,77 +234,71 @@ class DynsecAdmin:
 # -- the technician's command line (docs/broker.md) ------------------------------------------
 
 
-def _cli() -> Any:
-    import click
+@click.group(help="Create and remove APS identities in mosquitto's dynamic-security plugin.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Broker host.")
+@click.option("--port", default=1883, show_default=True, help="The broker's local listener.")
+@click.option("--admin", default="aps-admin", show_default=True, help="dynsec admin user.")
+@click.option(
+    "--admin-password-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding the admin's password (else $APS_BROKER_ADMIN_PASSWORD, else asked).",
+)
+@click.pass_context
+def main(
+    ctx: click.Context, host: str, port: int, admin: str, admin_password_file: Path | None
+) -> None:
+    if admin_password_file is not None:
+        password = admin_password_file.read_text(encoding="utf-8").strip()
+    else:
+        password = os.environ.get("APS_BROKER_ADMIN_PASSWORD") or click.prompt(
+            f"password of {admin}", hide_input=True
+        )
+    ctx.obj = DynsecAdmin(MqttSettings(host=host, port=port, username=admin, password=password))
 
-    @click.group(help="Create and remove APS identities in mosquitto's dynamic-security plugin.")
-    @click.option("--host", default="127.0.0.1", show_default=True, help="Broker host.")
-    @click.option("--port", default=1883, show_default=True, help="The broker's local listener.")
-    @click.option("--admin", default="aps-admin", show_default=True, help="dynsec admin user.")
-    @click.option(
-        "--admin-password-file",
-        type=click.Path(exists=True, dir_okay=False),
-        help="File holding the admin's password (else $APS_BROKER_ADMIN_PASSWORD, else asked).",
-    )
-    @click.pass_context
-    def main(
-        ctx: click.Context, host: str, port: int, admin: str, admin_password_file: str | None
-    ) -> None:
-        import os
 
-        if admin_password_file:
-            with open(admin_password_file, encoding="utf-8") as fh:
-                password = fh.read().strip()
-        else:
-            password = os.environ.get("APS_BROKER_ADMIN_PASSWORD") or click.prompt(
-                f"password of {admin}", hide_input=True
-            )
-        ctx.obj = DynsecAdmin(MqttSettings(host=host, port=port, username=admin, password=password))
+@main.command(help="Once per broker: deny by default, and the collectors' role.")
+@click.pass_obj
+def setup(admin: DynsecAdmin) -> None:
+    admin.run(setup_commands(), ignore=("Role already exists",))
+    click.echo("default access: deny; role aps-collector ready")
 
-    @main.command(help="Once per broker: deny by default, and the collectors' role.")
-    @click.pass_obj
-    def setup(admin: DynsecAdmin) -> None:
-        admin.run(setup_commands(), ignore=("Role already exists",))
-        click.echo("default access: deny; role aps-collector ready")
 
-    @main.command("add-collector", help="A collector identity with a new random password.")
-    @click.argument("name")
-    @click.option(
-        "--password-file",
-        type=click.Path(dir_okay=False),
-        required=True,
-        help="Where to write the new password (created 0600); put it in central.toml.",
-    )
-    @click.pass_obj
-    def add_collector(admin: DynsecAdmin, name: str, password_file: str) -> None:
-        import os
+@main.command("add-collector", help="A collector identity with a new random password.")
+@click.argument("name")
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the new password (created 0600); put it in central.toml.",
+)
+@click.pass_obj
+def add_collector(admin: DynsecAdmin, name: str, password_file: Path) -> None:
+    password = new_password()
+    admin.run(collector_commands(name, password))
+    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(password + "\n")
+    click.echo(f"collector {name}: client id {name}; password written to {password_file}")
 
-        password = new_password()
-        admin.run(collector_commands(name, password))
-        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(password + "\n")
-        click.echo(f"collector {name}: client id {name}; password written to {password_file}")
 
-    @main.command("add-kiosk", help="Enrol a kiosk: certificate-only login, its own topics.")
-    @click.argument("kiosk")
-    @click.pass_obj
-    def add_kiosk(admin: DynsecAdmin, kiosk: str) -> None:
-        admin.run(kiosk_commands(kiosk))
-        click.echo(f"kiosk {kiosk}: enrolled (role {kiosk_role(kiosk)}); issue it a certificate")
+@main.command("add-kiosk", help="Enrol a kiosk: certificate-only login, its own topics.")
+@click.argument("kiosk")
+@click.pass_obj
+def add_kiosk(admin: DynsecAdmin, kiosk: str) -> None:
+    admin.run(kiosk_commands(kiosk))
+    click.echo(f"kiosk {kiosk}: enrolled (role {kiosk_role(kiosk)}); issue it a certificate")
 
-    @main.command("remove-kiosk", help="Revoke a kiosk: it is disconnected at once.")
-    @click.argument("kiosk")
-    @click.pass_obj
-    def remove_kiosk(admin: DynsecAdmin, kiosk: str) -> None:
-        admin.run(remove_kiosk_commands(kiosk))
-        click.echo(f"kiosk {kiosk}: removed and disconnected")
 
-    return main
+@main.command("remove-kiosk", help="Revoke a kiosk: it is disconnected at once.")
+@click.argument("kiosk")
+@click.pass_obj
+def remove_kiosk(admin: DynsecAdmin, kiosk: str) -> None:
+    admin.run(remove_kiosk_commands(kiosk))
+    click.echo(f"kiosk {kiosk}: removed and disconnected")
 
 
 if __name__ == "__main__":  # python -m central.broker_identities
     try:
-        _cli()()
+        main()
     except BrokerIdentityError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from central.broker_identities import _cli
+from central.broker_identities import main as broker_identities
 from central.mosquitto import ROOT, MosquittoProcess
 from sync.mqtt_link import MqttSettings
 from tests.mqtt_probe import probe
@@ -38,7 +38,7 @@ def test_the_documented_identity_commands_work_as_written(
         ]
         if "--password-file" in args:
             files[args[args.index("--password-file") - 1]] = Path(args[-1])
-        result = runner.invoke(_cli(), args)
+        result = runner.invoke(broker_identities, args)
         assert result.exit_code == 0, (args, result.output, result.exception)
         if args[4] == "add-kiosk":  # before it is removed again: the kiosk connects
             kiosk = probe(broker.kiosk_certificate(args[5]), args[5])
