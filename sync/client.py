@@ -305,7 +305,7 @@ class SyncClient:
         except EnvelopeError as exc:
             log.warning("ignored a malformed central presence message: %s", exc.reason)
             return []
-        if retained or msg.get("state") != "online":
+        if retained or msg.get("state") != "online" or not self.network.connected.is_set():
             return []
         self.counters.central_restarts += 1
         log.info(
