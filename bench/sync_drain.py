@@ -19,13 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from central.mosquitto import MosquittoProcess
+from central.mosquitto import MosquittoProcess, mqtt_toml
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
-from sync.mqtt_link import MqttSettings
+from sync.mqtt_link import MqttSettings, make_paho_client
 from sync.outbox import Outbox
 
 KIOSK = "bench-k01"
@@ -49,13 +46,13 @@ def body(i: int) -> dict[str, object]:
     }
 
 
-def run_raw(port: int, payloads: list[bytes], window: int) -> float:
-    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-raw")
+def run_raw(settings: MqttSettings, payloads: list[bytes], window: int) -> float:
+    c = make_paho_client("bench-raw", settings)
     c.max_inflight_messages_set(window)
     c.max_queued_messages_set(0)
     done = {"n": 0}
     c.on_publish = lambda *a: done.__setitem__("n", done["n"] + 1)
-    c.connect("127.0.0.1", port)
+    c.connect("127.0.0.1", settings.port)
     c.loop_start()
     t0 = time.perf_counter()
     for p in payloads:
@@ -68,11 +65,11 @@ def run_raw(port: int, payloads: list[bytes], window: int) -> float:
     return elapsed
 
 
-def run_ours(port: int, kiosk_db: Path, window: int, n: int) -> float:
+def run_ours(settings: MqttSettings, kiosk_db: Path, window: int, n: int) -> float:
     client = SyncClient(
         database=kiosk_db,
         kiosk=KIOSK,
-        mqtt_settings=MqttSettings(port=port),
+        mqtt_settings=settings,
         settings=SyncSettings(
             inflight_window=window,
             ack_timeout_s=30,
@@ -107,7 +104,11 @@ def main() -> None:
         ob.close()
         with MosquittoProcess(d / "broker") as broker:
             cfg = d / "central.toml"
-            cfg.write_text(f'[central]\ndatabase = "{central_db}"\n[mqtt]\nport = {broker.port}\n')
+            collector = broker.collector()
+            cfg.write_text(
+                f'[central]\ndatabase = "{central_db}"\n{mqtt_toml(collector)}'
+                f'[collector]\nclient_id = "{collector.username}"\n'
+            )
             central = subprocess.Popen(
                 [sys.executable, "-m", "central.cli", "run", "--config", str(cfg)],
                 stdout=subprocess.DEVNULL,
@@ -117,8 +118,8 @@ def main() -> None:
                 while not central_db.exists():
                     time.sleep(0.05)
                 time.sleep(1.0)  # let the collector subscribe
-                raw_s = run_raw(broker.port, payloads, args.window)
-                ours_s = run_ours(broker.port, kiosk_db, args.window, n)
+                raw_s = run_raw(broker.kiosk("bench-raw"), payloads, args.window)
+                ours_s = run_ours(broker.kiosk(KIOSK), kiosk_db, args.window, n)
             finally:
                 central.terminate()
                 central.wait(10)

@@ -21,17 +21,26 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from central.ingest import Accept, DeadLetter, FleetUpdate, classify, classify_fleet
 from central.store import IngestOutcome, Store
-from sync.envelope import MAX_RECORD_BYTES, TOPIC_ROOT, acks_topic, split_ack
+from sync.envelope import (
+    MAX_RECORD_BYTES,
+    TOPIC_ROOT,
+    acks_topic,
+    central_topic,
+    encode_central,
+    split_ack,
+)
 from sync.mqtt_link import MqttSettings, NetworkLoop, make_paho_client
 
 log = logging.getLogger("aps.collector")
@@ -74,6 +83,8 @@ class Collector:
         self.counters = CollectorCounters()
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=settings.queue_max)
         self._stop = threading.Event()
+        self.online = threading.Event()  # subscribed and announced (tests wait for it)
+        self.session = ""
         self.network = NetworkLoop(
             self._new_client,
             mqtt_settings,
@@ -81,6 +92,8 @@ class Collector:
             backoff_max_s=settings.reconnect_max_s,
             stop=self._stop,
             name=f"mqtt-{settings.client_id}",
+            identity=f"collector id {settings.client_id}",
+            farewell=lambda: (central_topic(settings.client_id), self._presence("offline")),
         )
         self._writer = threading.Thread(
             target=self._run_writer, name="collector-writer", daemon=True
@@ -100,9 +113,23 @@ class Collector:
         client = make_paho_client(self.settings.client_id, self._mqtt_settings, clean_session=False)
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
+        # A new session id per connection: kiosks resend their window when a
+        # collector comes (back) online (docs/protocol.md, "Central's presence").
+        self.session = secrets.token_hex(8)
+        client.will_set(
+            central_topic(self.settings.client_id),
+            self._presence("offline"),
+            qos=1,
+            retain=True,
+        )
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
+
+    def _presence(self, state: str) -> bytes:
+        ts = datetime.now().astimezone().isoformat(timespec="seconds")
+        return encode_central(self.settings.client_id, state, self.session, ts)
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
@@ -111,11 +138,31 @@ class Collector:
             if rc.is_failure:
                 log.error("broker refused the collector: %s", rc)
                 return
+            self.online.clear()
             self.network.connected.set()
             client.subscribe([(t, 1) for t in self.subscriptions])
-            log.info("collector connected; subscribed to %s", ", ".join(self.subscriptions))
+            log.info("collector connected; subscribing to %s", ", ".join(self.subscriptions))
         except Exception:
             log.exception("on_connect failed")
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any
+    ) -> None:
+        # Only now are the subscriptions in place: tell the kiosks to resend.
+        try:
+            refused = [str(rc) for rc in rcs if rc.is_failure]
+            if refused:
+                log.error(
+                    "broker refused the collector's subscriptions (%s): check its role "
+                    "(docs/broker.md)",
+                    ", ".join(refused),
+                )
+            client.publish(
+                central_topic(self.settings.client_id), self._presence("online"), qos=1, retain=True
+            )
+            self.online.set()
+        except Exception:
+            log.exception("on_subscribe failed")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Blocking here when the queue is full is the back-pressure we want.

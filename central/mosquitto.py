@@ -1,16 +1,31 @@
-"""Run a private mosquitto on a loopback port (demo, tests, benchmarks).
+"""Run a private mosquitto with the shipped configuration (demo, tests, benchmarks).
 
-It never touches a broker someone else started: it writes its own config
-into a directory of its own and listens on a port it picked. The limits are
-the ones docs/broker.md explains: mosquitto's defaults drop QoS 1 messages
-silently beyond 1,000 queued per client, so they are raised and capped by
-bytes instead; the kiosks' outbox, not the broker, is the storage.
+It never touches a broker someone else started: everything lives in a
+directory of its own, and it listens on loopback ports it picked. It runs the
+production files as a technician installs them on Debian 12 (docs/broker.md):
+a main ``mosquitto.conf`` equal to Debian's own (persistence on), which
+includes ``conf.d/``, where ``config/mosquitto.conf`` goes with **only its
+ports and paths substituted** (:func:`render_shipped_config`; any other
+difference would make the substitution fail). Identities are made the way
+the docs make them: ``mosquitto_ctrl dynsec init`` for the admin, then the
+commands of :mod:`central.broker_identities` for roles, collectors and
+kiosks. Kiosks connect over mutual TLS with certificates from a private test
+CA (:class:`TestPki`, made with the ``openssl`` command); collectors and
+admin tools log in with passwords on the local listener. Nothing is
+anonymous.
+
+Ports: mosquitto cannot take a listening socket from us, so a port picked
+free can be taken by someone else before mosquitto binds it. :meth:`start`
+sees mosquitto fail with "Address already in use" and tries again with new
+ports (only on the first start: a restart must keep its ports).
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -19,26 +34,47 @@ import time
 from pathlib import Path
 
 from central import CentralError
+from central.broker_identities import (
+    DynsecAdmin,
+    collector_commands,
+    kiosk_commands,
+    new_password,
+    setup_commands,
+)
+from sync.mqtt_link import MqttSettings
 
-CONFIG_TEMPLATE = """\
-# Written by central/mosquitto.py; see docs/broker.md.
-listener {port} 127.0.0.1
-# Started as root, mosquitto would switch to the "mosquitto" user and lose
-# access to this directory; stay who we are.
-user {user}
-allow_anonymous true
-persistence false
-max_queued_messages 100000
-max_queued_bytes 268435456
-max_inflight_messages 100
-message_size_limit 67108864
-set_tcp_nodelay true
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_CONF = ROOT / "config" / "mosquitto.conf"
+ADMIN_USER = "aps-admin"
+
+#: Debian 12's /etc/mosquitto/mosquitto.conf, paths moved into the work directory,
+#: plus what a test needs: stay the user we are, and log connections.
+DEBIAN_MAIN_CONF = """\
+# Debian 12's /etc/mosquitto/mosquitto.conf (paths moved), written by central/mosquitto.py.
+pid_file {workdir}/mosquitto.pid
+
+persistence true
+persistence_location {data}/
+
 log_dest file {log}
+
+include_dir {confd}
+
+# Test only: started as root, mosquitto would switch to the "mosquitto" user.
+user {user}
 log_type error
 log_type warning
 log_type notice
+log_type information
 connection_messages true
 """
+
+#: What the renderer changes in config/mosquitto.conf, each exactly once.
+SHIPPED_KIOSK_LISTENER = "listener 8883"
+SHIPPED_LOCAL_LISTENER = "listener 1883 127.0.0.1"
+SHIPPED_TLS_DIR = "/etc/aps/tls/"
+SHIPPED_DATA_DIR = "/var/lib/mosquitto/"
+SHIPPED_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
 
 
 def find_mosquitto() -> str:
@@ -55,34 +91,242 @@ def find_mosquitto() -> str:
     )
 
 
+def find_dynsec_plugin() -> str:
+    found = sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so"))
+    found += sorted(glob.glob("/usr/lib/mosquitto_dynamic_security.so"))
+    if not found:
+        raise CentralError(
+            "mosquitto_dynamic_security.so not found under /usr/lib: install Debian's "
+            "'mosquitto' package (2.0 or later ships the plugin)"
+        )
+    return found[0]
+
+
 def free_port() -> int:
+    """A port free right now (another process may take it before we bind it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-class MosquittoProcess:
-    """A mosquitto child process with its own config, on 127.0.0.1:<port>."""
+def refused_port() -> tuple[socket.socket, int]:
+    """A port that refuses connections for as long as the returned socket stays open.
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "") -> None:
+    The socket is bound and never listens, so nobody else can take the port
+    and every connect to it gets ECONNREFUSED. Close the socket when done.
+    """
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    return s, int(s.getsockname()[1])
+
+
+def render_shipped_config(
+    text: str, *, kiosk_port: int, local_port: int, tls_dir: Path, data_dir: Path, plugin: str
+) -> str:
+    """The shipped conf.d file with only its ports and paths changed (comments kept as they are).
+
+    Each substitution must apply to the number of directive lines it expects,
+    so a change to the shipped file that the renderer does not know fails here.
+    """
+    rules = [
+        (SHIPPED_KIOSK_LISTENER, f"listener {kiosk_port} 127.0.0.1", 1),
+        (SHIPPED_LOCAL_LISTENER, f"listener {local_port} 127.0.0.1", 1),
+        (SHIPPED_TLS_DIR, f"{tls_dir}/", 3),
+        (SHIPPED_DATA_DIR, f"{data_dir}/", 1),
+        (SHIPPED_PLUGIN, plugin, 1),
+    ]
+    seen = [0] * len(rules)
+    out = []
+    for line in text.splitlines():
+        if not line.lstrip().startswith("#"):
+            for n, (old, new, _) in enumerate(rules):
+                if (line == old) if old.startswith("listener") else (old in line):
+                    line = new if old.startswith("listener") else line.replace(old, new)
+                    seen[n] += 1
+        out.append(line)
+    for (old, _, want), got in zip(rules, seen, strict=True):
+        if got != want:
+            raise CentralError(
+                f"{SHIPPED_CONF}: expected {old!r} on {want} directive line(s), found {got}; "
+                "update central/mosquitto.py together with the shipped file"
+            )
+    return "\n".join(out) + "\n"
+
+
+def mqtt_toml(settings: MqttSettings) -> str:
+    """An ``[mqtt]`` section for agent or central config files (tests and demo)."""
+    lines = ["[mqtt]", f'host = "{settings.host}"', f"port = {settings.port}"]
+    for key in ("username", "password", "tls_ca", "tls_cert", "tls_key"):
+        value = getattr(settings, key)
+        if value is not None:
+            lines.append(f'{key} = "{value}"')
+    return "\n".join(lines) + "\n"
+
+
+class TestPki:
+    """A private CA with a broker certificate for 127.0.0.1 and one certificate per kiosk."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+        self.ca = self.dir / "ca.crt"
+
+    def _openssl(self, *args: str) -> None:
+        res = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise CentralError(f"openssl {' '.join(args[:2])} failed: {res.stderr.strip()}")
+
+    def _key(self, path: Path) -> None:
+        self._openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(path))
+
+    def create(self) -> TestPki:
+        if self.ca.exists():
+            return self
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ca_key = self.dir / "ca.key"
+        self._key(ca_key)
+        self._openssl(
+            "req", "-x509", "-new", "-key", str(ca_key), "-sha256", "-days", "2",
+            "-subj", "/CN=APS test CA", "-out", str(self.ca),
+        )  # fmt: skip
+        self._issue("broker", "127.0.0.1", ext="subjectAltName=IP:127.0.0.1,DNS:localhost")
+        return self
+
+    def _issue(self, name: str, cn: str, ext: str | None = None) -> tuple[Path, Path]:
+        key, csr, crt = (self.dir / f"{name}.{s}" for s in ("key", "csr", "crt"))
+        if crt.exists():
+            return crt, key
+        self._key(key)
+        self._openssl("req", "-new", "-key", str(key), "-subj", f"/CN={cn}", "-out", str(csr))
+        extra: list[str] = []
+        if ext:
+            extfile = self.dir / f"{name}.ext"
+            extfile.write_text(ext + "\n")
+            extra = ["-extfile", str(extfile)]
+        self._openssl(
+            "x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey",
+            str(self.dir / "ca.key"), "-CAcreateserial", "-days", "2", "-sha256",
+            "-out", str(crt), *extra,
+        )  # fmt: skip
+        key.chmod(0o600)
+        return crt, key
+
+    def client(self, cn: str) -> tuple[Path, Path]:
+        """Certificate and key with this CN (made once, then reused)."""
+        return self._issue(f"client-{cn}", cn)
+
+
+class MosquittoProcess:
+    """mosquitto with the shipped configuration, on two loopback ports of its own.
+
+    ``local_port`` is the collectors' and admin tools' listener (passwords),
+    ``kiosk_port`` the kiosks' (mutual TLS). :meth:`kiosk` and
+    :meth:`collector` make an identity the first time they are asked for it
+    and return the settings to connect with.
+    """
+
+    def __init__(self, workdir: Path, *, pki: TestPki | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        self.data = self.workdir / "data"
+        self.confd = self.workdir / "conf.d"
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
+        self.pki = pki or TestPki(self.workdir / "tls")
+        self.local_port = 0
+        self.kiosk_port = 0
+        self.admin_password = new_password()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.extra_config = extra_config
+        self._collectors: dict[str, MqttSettings] = {}
+        self._kiosks: dict[str, MqttSettings] = {}
+        self._set_up = False
+
+    # -- identities --------------------------------------------------------------
+    def admin(self) -> MqttSettings:
+        return MqttSettings(port=self.local_port, username=ADMIN_USER, password=self.admin_password)
+
+    def collector(self, name: str = "aps-collector-1") -> MqttSettings:
+        """Settings for a collector identity (created on first use)."""
+        if name not in self._collectors:
+            password = new_password()
+            DynsecAdmin(self.admin()).run(collector_commands(name, password))
+            self._collectors[name] = MqttSettings(
+                port=self.local_port, username=name, password=password
+            )
+        return self._collectors[name]
+
+    def kiosk(self, kiosk: str) -> MqttSettings:
+        """TLS settings for an enrolled kiosk (enrolled and certified on first use)."""
+        if kiosk not in self._kiosks:
+            DynsecAdmin(self.admin()).run(kiosk_commands(kiosk))
+            self._kiosks[kiosk] = self.kiosk_certificate(kiosk)
+        return self._kiosks[kiosk]
+
+    def kiosk_certificate(self, cn: str) -> MqttSettings:
+        """TLS settings with a CA-signed certificate for ``cn``, enrolled or not."""
+        crt, key = self.pki.client(cn)
+        return MqttSettings(port=self.kiosk_port, tls_ca=self.pki.ca, tls_cert=crt, tls_key=key)
+
+    # -- process -----------------------------------------------------------------
+    def _write_config(self) -> None:
+        self.data.mkdir(exist_ok=True)
+        self.confd.mkdir(exist_ok=True)
+        self.pki.create()
+        (self.confd / "aps.conf").write_text(
+            render_shipped_config(
+                SHIPPED_CONF.read_text(encoding="utf-8"),
+                kiosk_port=self.kiosk_port,
+                local_port=self.local_port,
+                tls_dir=self.pki.dir,
+                data_dir=self.data,
+                plugin=find_dynsec_plugin(),
+            )
+        )
+        self.conf.write_text(
+            DEBIAN_MAIN_CONF.format(
+                workdir=self.workdir,
+                data=self.data,
+                log=self.log,
+                confd=self.confd,
+                user=pwd.getpwuid(os.getuid()).pw_name,
+            )
+        )
+        dynsec = self.data / "dynamic-security.json"
+        if not dynsec.exists():
+            res = subprocess.run(
+                ["mosquitto_ctrl", "dynsec", "init", str(dynsec), ADMIN_USER, self.admin_password],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if res.returncode != 0:
+                raise CentralError(f"mosquitto_ctrl dynsec init failed: {res.stderr.strip()}")
 
     def start(self, timeout: float = 10.0) -> MosquittoProcess:
-        conf = (
-            CONFIG_TEMPLATE.format(
-                port=self.port, log=self.log, user=pwd.getpwuid(os.getuid()).pw_name
-            )
-            + self.extra_config
-        )
-        if self.extra_config:
-            conf = conf.replace("allow_anonymous true\n", "")
-        self.conf.write_text(conf)
+        first = self.local_port == 0
+        for _ in range(5 if first else 1):
+            if first:
+                self.local_port, self.kiosk_port = free_port(), free_port()
+            self._write_config()
+            try:
+                self._spawn(timeout)
+                break
+            except _AddressInUse:
+                if not first:
+                    raise CentralError(
+                        f"mosquitto cannot listen again on 127.0.0.1:{self.local_port}/"
+                        f"{self.kiosk_port}: another process took the port"
+                    ) from None
+        else:
+            raise CentralError("mosquitto: no free pair of loopback ports after 5 tries")
+        if not self._set_up:
+            DynsecAdmin(self.admin()).run(setup_commands())
+            self._set_up = True
+        return self
+
+    def _spawn(self, timeout: float) -> None:
+        log_start = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
             [find_mosquitto(), "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
@@ -92,14 +336,30 @@ class MosquittoProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise CentralError(f"mosquitto exited at start (port {self.port}): {err}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+                if self.log.exists():
+                    with self.log.open("rb") as fh:
+                        fh.seek(log_start)
+                        err += fh.read().decode(errors="replace")
+                self.proc.stderr and self.proc.stderr.close()
+                self.proc = None
+                if re.search(r"address already in use", err, re.IGNORECASE):
+                    raise _AddressInUse(err)
+                raise CentralError(f"mosquitto exited at start (port {self.local_port}): {err}")
+            if self._listening(self.local_port) and self._listening(self.kiosk_port):
+                return
+            time.sleep(0.05)
         self.stop()
-        raise CentralError(f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout}s")
+        raise CentralError(
+            f"mosquitto did not listen on 127.0.0.1:{self.local_port} within {timeout}s"
+        )
+
+    @staticmethod
+    def _listening(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
@@ -118,8 +378,17 @@ class MosquittoProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def restart(self) -> None:
+        """A clean stop (persistence saves sessions and retained messages), then start."""
+        self.stop()
+        self.start()
+
     def __enter__(self) -> MosquittoProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _AddressInUse(CentralError):
+    pass

@@ -33,7 +33,7 @@ from typing import Any
 
 import click
 
-from central.mosquitto import MosquittoProcess
+from central.mosquitto import MosquittoProcess, mqtt_toml
 from drivers.cccd_qr import encode_cccd_qr
 from drivers.identity import Identity
 from edge_agent.agent import open_desk
@@ -79,11 +79,11 @@ CITIZENS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def _write_configs(out: Path, port: int) -> tuple[Path, Path]:
+def _write_configs(out: Path, broker: MosquittoProcess) -> tuple[Path, Path]:
     central = out / "central.toml"
     central.write_text(
         f'[central]\ndatabase = "{out / "central.db"}"\n\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n\n'
+        f"{mqtt_toml(broker.collector('aps-collector-demo'))}\n"
         '[collector]\nclient_id = "aps-collector-demo"\n',
         encoding="utf-8",
     )
@@ -92,7 +92,7 @@ def _write_configs(out: Path, port: int) -> tuple[Path, Path]:
         f'[kiosk]\nid = "{KIOSK_ID}"\nagency = "000.00.14.H56"\nslot = 1\n'
         'office_name = "UBND Phường 1, TP. Sa Đéc"\nhotline = "0277 3861 234"\n\n'
         f'[agent]\ndatabase = "{out / "kiosk.db"}"\nreceipts_dir = "{out / "receipt-spool"}"\n\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n\n'
+        f"{mqtt_toml(broker.kiosk(KIOSK_ID))}\n"
         "[sync]\nack_timeout_s = 5\nreconnect_min_s = 0.5\nreconnect_max_s = 3\n"
         "heartbeat_interval_s = 5\n",
         encoding="utf-8",
@@ -267,7 +267,7 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
     shutil.rmtree(out, ignore_errors=True)
     (out / "receipts").mkdir(parents=True)
     broker = MosquittoProcess(out / "broker").start()
-    central_toml, kiosk_toml = _write_configs(out, broker.port)
+    central_toml, kiosk_toml = _write_configs(out, broker)
     procs = [
         _spawn(["central.cli", "run", "--config", str(central_toml)], out / "central.log"),
         _spawn(["edge_agent.cli", "run", "--config", str(kiosk_toml)], out / "agent.log"),
@@ -276,7 +276,10 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
     devices = KioskDevices(out)
     try:
         _wait_started(procs, [out / "central.db", out / "kiosk.db"])
-        click.echo(f"broker on 127.0.0.1:{broker.port}; central and kiosk {KIOSK_ID} running")
+        click.echo(
+            f"broker (shipped config) on 127.0.0.1:{broker.local_port} (central) and "
+            f":{broker.kiosk_port} (kiosks, TLS); central and kiosk {KIOSK_ID} running"
+        )
         devices.start()
         click.echo(
             f"kiosk devices (emulated): printer usb://04b8:0e15, "

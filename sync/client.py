@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -30,12 +31,15 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from sync.envelope import (
+    CENTRAL_TOPICS,
     EnvelopeError,
     acks_topic,
     decode_ack,
+    decode_object,
     encode_heartbeat,
     encode_status,
     heartbeat_topic,
+    is_central_topic,
     records_topic,
     status_topic,
     topic,
@@ -68,6 +72,7 @@ class SyncCounters:
     rejected: int = 0
     connects: int = 0
     disconnects: int = 0
+    central_restarts: int = 0
     last_ack_at: float | None = None
 
 
@@ -152,7 +157,10 @@ class SyncClient:
             backoff_max_s=settings.reconnect_max_s,
             stop=self._stop,
             name=f"mqtt-{kiosk}",
+            identity=f"kiosk id {kiosk}",
+            farewell=lambda: (status_topic(kiosk), encode_status(kiosk, "offline", now_iso())),
         )
+        self._database = Path(database)
         self._thread = threading.Thread(target=self._run, name=f"sync-{kiosk}", daemon=True)
 
     def _new_client(self) -> mqtt.Client:
@@ -179,7 +187,8 @@ class SyncClient:
                 log.error("broker refused the connection: %s", rc)
                 return
             self.network.connected.set()
-            client.subscribe(topic(self.kiosk, "down", "#"), qos=1)
+            # One SUBSCRIBE, so one SUBACK: only then does the sync start ("connected").
+            client.subscribe([(topic(self.kiosk, "down", "#"), 1), (CENTRAL_TOPICS, 1)])
             client.publish(
                 status_topic(self.kiosk),
                 encode_status(self.kiosk, "online", now_iso()),
@@ -200,6 +209,9 @@ class SyncClient:
         self._events.put(("disconnected", None))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if is_central_topic(msg.topic):
+            self._events.put(("central", (bytes(msg.payload), bool(msg.retain))))
+            return
         self._events.put(("message", (msg.topic, bytes(msg.payload))))
 
     # -- lifecycle ---------------------------------------------------------------
@@ -208,6 +220,8 @@ class SyncClient:
         self.network.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop; a connected client first publishes its retained "offline" (a clean
+        DISCONNECT sends no Last Will), then disconnects."""
         self._stop.set()
         self._events.put(("stop", None))
         self._thread.join(timeout)
@@ -264,6 +278,8 @@ class SyncClient:
         if name == "disconnected":
             self.counters.disconnects += 1
             return self.machine.disconnected()
+        if name == "central":
+            return self._central(*arg, now=now)
         if name == "message":
             mqtt_topic, payload = arg
             if mqtt_topic == acks_topic(self.kiosk):
@@ -278,6 +294,27 @@ class SyncClient:
                 handler(mqtt_topic, payload)
             return []
         return []
+
+    def _central(self, payload: bytes, retained: bool, *, now: float) -> list[Action]:
+        """A collector said it is online. Live (not retained) means it has just
+        (re)subscribed, so what this kiosk published meanwhile may have gone to
+        nobody: start the window again from the outbox instead of waiting out
+        ack_timeout. A retained one only replays the last state on subscribe."""
+        try:
+            msg = decode_object(payload)
+        except EnvelopeError as exc:
+            log.warning("ignored a malformed central presence message: %s", exc.reason)
+            return []
+        if retained or msg.get("state") != "online" or not self.network.connected.is_set():
+            return []
+        self.counters.central_restarts += 1
+        log.info(
+            "collector %s is online (session %s); resending the window from the outbox",
+            msg.get("collector"),
+            msg.get("session"),
+        )
+        self.machine.disconnected()
+        return self.machine.connected(now)
 
     def _execute(self, actions: list[Action], now: float) -> None:
         execute_actions(
@@ -296,11 +333,26 @@ class SyncClient:
 
     def _heartbeat(self) -> None:
         stats = self.outbox.stats()
+        oldest_s = None
+        if stats.oldest_queued_created is not None:
+            try:
+                created = datetime.fromisoformat(stats.oldest_queued_created)
+                oldest_s = max(0, int(time.time() - created.timestamp()))
+            except ValueError:
+                oldest_s = None
+        try:
+            disk_free: int | None = shutil.disk_usage(self._database.parent).free
+        except OSError:
+            disk_free = None
         fields: dict[str, Any] = {
             "queued": stats.queued,
             "rejected": stats.rejected,
             "oldest_queued": stats.oldest_queued_created,
+            "oldest_queued_s": oldest_s,
+            "disk_free_bytes": disk_free,
             "db_bytes": stats.db_bytes,
+            "reconnects": self.network.connects,
+            "identity_conflicts": self.network.identity_conflicts,
         }
         if self.heartbeat_fields is not None:
             fields.update(self.heartbeat_fields())

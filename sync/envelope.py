@@ -255,3 +255,29 @@ def encode_heartbeat(kiosk: str, ts: str, **fields: Any) -> bytes:
 def decode_object(payload: bytes) -> dict[str, Any]:
     """Decode any versioned protocol message to a dict (status, heartbeat, ...)."""
     return _loads_object(payload)
+
+
+# -- central's presence (aps/v1/fleet/down/central/<collector>), docs/protocol.md ----------
+CENTRAL_TOPICS = f"{TOPIC_ROOT}/fleet/down/central/+"
+
+
+def central_topic(collector: str) -> str:
+    """Where one collector says it is online (retained) or offline (its Last Will)."""
+    return f"{TOPIC_ROOT}/fleet/down/central/{collector}"
+
+
+def is_central_topic(mqtt_topic: str) -> bool:
+    return mqtt_topic.startswith(f"{TOPIC_ROOT}/fleet/down/central/")
+
+
+def encode_central(collector: str, state: str, session: str, ts: str) -> bytes:
+    return _dumps(
+        {
+            "v": PROTOCOL_VERSION,
+            "type": "central",
+            "collector": collector,
+            "state": state,
+            "session": session,
+            "ts": ts,
+        }
+    )

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from central.mosquitto import mqtt_toml
+from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
 
 KIOSK = "k-fault-01"
@@ -34,8 +36,14 @@ def fill_outbox(db: Path, n: int, kiosk: str = KIOSK, start: int = 1) -> list[st
 
 
 def write_agent_config(
-    path: Path, db: Path, port: int, kiosk: str = KIOSK, keepalive_s: int = 30, **sync: Any
+    path: Path,
+    db: Path,
+    mqtt: MqttSettings,
+    kiosk: str = KIOSK,
+    keepalive_s: int = 30,
+    **sync: Any,
 ) -> Path:
+    """An agent config connecting with ``mqtt`` (``broker.kiosk(kiosk)`` in tests)."""
     sync_opts = {
         "ack_timeout_s": 2,
         "reconnect_min_s": 0.1,
@@ -52,9 +60,7 @@ def write_agent_config(
         "[agent]",
         f'database = "{db}"',
         "",
-        "[mqtt]",
-        f"port = {port}",
-        "",
+        mqtt_toml(mqtt).replace("[mqtt]\n", f"[mqtt]\nkeepalive_s = {keepalive_s}\n"),
         "[sync]",
         *(f"{k} = {v}" for k, v in sync_opts.items()),
     ]
@@ -62,10 +68,16 @@ def write_agent_config(
     return path
 
 
-def write_central_config(path: Path, db: Path, port: int, client_id: str = "c-test") -> Path:
+def write_central_config(path: Path, db: Path, mqtt: MqttSettings | int) -> Path:
+    """A central config whose collector logs in as ``mqtt`` (``broker.collector()``).
+
+    A bare port number makes a config for commands that never connect.
+    """
+    if isinstance(mqtt, int):
+        mqtt = MqttSettings(port=mqtt, username="aps-collector-1")
     path.write_text(
-        f'[central]\ndatabase = "{db}"\n\n[mqtt]\nport = {port}\n\n'
-        f'[collector]\nclient_id = "{client_id}"\n',
+        f'[central]\ndatabase = "{db}"\n\n{mqtt_toml(mqtt)}\n'
+        f'[collector]\nclient_id = "{mqtt.username}"\n',
         encoding="utf-8",
     )
     return path

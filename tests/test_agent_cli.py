@@ -70,7 +70,9 @@ def test_agent_tells_systemd_it_is_ready_and_pings_the_watchdog(
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
     sock.settimeout(0.2)
-    cfg = stack.write_agent_config(tmp_path / "agent.toml", tmp_path / "kiosk.db", broker.port)
+    cfg = stack.write_agent_config(
+        tmp_path / "agent.toml", tmp_path / "kiosk.db", broker.kiosk(stack.KIOSK)
+    )
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg)],

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,6 @@ from edge_agent.due_date import OfficeRules, WorkCalendar
 from sync.attachments import AttachmentIn, chunk_bodies
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import records_topic
-from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
@@ -104,16 +104,17 @@ def test_photos_resume_after_a_cut_and_arrive_intact(
     desk.outbox.close()
     assert chunks == 64 + 1
 
-    proxy = TcpProxy(broker.port)
+    kiosk_mqtt = broker.kiosk(KIOSK)
+    proxy = TcpProxy(kiosk_mqtt.port)
     collector = Collector(
         store_factory=lambda: SQLiteStore(central_db),
-        mqtt_settings=MqttSettings(port=broker.port),
-        settings=CollectorSettings(client_id="c-att"),
+        mqtt_settings=broker.collector("aps-c-att"),
+        settings=CollectorSettings(client_id="aps-c-att"),
     )
     client = SyncClient(
         database=kiosk_db,
         kiosk=KIOSK,
-        mqtt_settings=MqttSettings(port=proxy.port),
+        mqtt_settings=replace(kiosk_mqtt, port=proxy.port),
         settings=SyncSettings(
             inflight_bytes=1024 * 1024,
             ack_timeout_s=3,

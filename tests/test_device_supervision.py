@@ -6,6 +6,7 @@ the scanner and card reader are real pyserial ports on ptys.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -15,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from central.mosquitto import MosquittoProcess
@@ -30,6 +30,7 @@ from firmware_mocks.card_reader import EmulatedCardReader
 from firmware_mocks.cdc_scanner import EmulatedCdcScanner
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
 from sync.envelope import heartbeat_topic
+from sync.mqtt_link import make_paho_client
 from tests.waiting import wait_until
 
 ID_NUMBER = "087205012345"
@@ -326,7 +327,7 @@ def test_device_health_reaches_the_broker_in_heartbeats(
         {
             "kiosk": {"id": "k-hb", "agency": "000.00.14.H56", "slot": 1},
             "agent": {"database": str(tmp_path / "k.db"), "receipts_dir": str(tmp_path / "r")},
-            "mqtt": {"port": broker.port},
+            "mqtt": dataclasses.asdict(broker.kiosk("k-hb")),
             "sync": {"heartbeat_interval_s": 1},
             "devices": {"printer": "usb://04b8:0e15", "printer_poll_s": 0.1},
         }
@@ -338,9 +339,10 @@ def test_device_health_reaches_the_broker_in_heartbeats(
         with lock:
             seen.append(json.loads(msg.payload))
 
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hb-watcher")
+    watcher = broker.collector("aps-hb-watcher")
+    sub = make_paho_client("aps-hb-watcher", watcher)
     sub.on_message = on_message
-    sub.connect("127.0.0.1", broker.port)
+    sub.connect("127.0.0.1", watcher.port)
     sub.subscribe(heartbeat_topic("k-hb"), qos=0)
     sub.loop_start()
     sup = DeviceSupervisor(cfg.devices, spool_dir=cfg.agent.receipts_dir, usb_backend=usb)

@@ -8,7 +8,6 @@ from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
-from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
 from tests.waiting import wait_until
 
@@ -31,17 +30,16 @@ def test_records_reach_central_once_and_are_acked_after_commit(
     ids = [ob.add("dossier", _dossier(i)).id for i in range(200)]
     ob.close()
 
-    mqtt_settings = MqttSettings(port=broker.port)
     collector = Collector(
         store_factory=lambda: SQLiteStore(central_db),
-        mqtt_settings=mqtt_settings,
+        mqtt_settings=broker.collector(),
         settings=CollectorSettings(),
     )
     collector.start()
     client = SyncClient(
         database=kiosk_db,
         kiosk="k01",
-        mqtt_settings=mqtt_settings,
+        mqtt_settings=broker.kiosk("k01"),
         settings=SyncSettings(ack_timeout_s=5, tick_s=0.05),
     )
     client.start()

@@ -6,6 +6,7 @@ Marked slow: CI runs them; skip locally with -m "not slow".
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,6 @@ from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
-from sync.mqtt_link import MqttSettings
 from tests import stack
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
@@ -44,9 +44,11 @@ def test_kill9_agent_at_many_points_loses_and_doubles_nothing(
     kiosk_db, central_db = tmp_path / "kiosk.db", tmp_path / "central.db"
     ids = stack.fill_outbox(kiosk_db, 500)
     agent_cfg = stack.write_agent_config(
-        tmp_path / "agent.toml", kiosk_db, broker.port, inflight_window=2
+        tmp_path / "agent.toml", kiosk_db, broker.kiosk(stack.KIOSK), inflight_window=2
     )
-    central_cfg = stack.write_central_config(tmp_path / "central.toml", central_db, broker.port)
+    central_cfg = stack.write_central_config(
+        tmp_path / "central.toml", central_db, broker.collector()
+    )
     central = stack.spawn("central.cli", central_cfg, tmp_path / "central.log")
     rng = random.Random(20261126)
     kills: list[tuple[str, int, int]] = []
@@ -94,17 +96,20 @@ def test_kill9_agent_at_many_points_loses_and_doubles_nothing(
 
 
 def _inprocess(
-    kiosk_db: Path, central_db: Path, port: int, collector_port: int | None = None
+    kiosk_db: Path, central_db: Path, broker: MosquittoProcess, kiosk_port: int | None = None
 ) -> tuple[SyncClient, Collector]:
     collector = Collector(
         store_factory=lambda: SQLiteStore(central_db),
-        mqtt_settings=MqttSettings(port=collector_port or port),
-        settings=CollectorSettings(client_id="c-inproc", reconnect_min_s=0.1, reconnect_max_s=1),
+        mqtt_settings=broker.collector("aps-c-inproc"),
+        settings=CollectorSettings(
+            client_id="aps-c-inproc", reconnect_min_s=0.1, reconnect_max_s=1
+        ),
     )
+    kiosk_mqtt = broker.kiosk(stack.KIOSK)
     client = SyncClient(
         database=kiosk_db,
         kiosk=stack.KIOSK,
-        mqtt_settings=MqttSettings(port=port),
+        mqtt_settings=replace(kiosk_mqtt, port=kiosk_port or kiosk_mqtt.port),
         settings=SyncSettings(
             inflight_window=8, ack_timeout_s=2, tick_s=0.05, reconnect_min_s=0.1, reconnect_max_s=1
         ),
@@ -115,7 +120,7 @@ def _inprocess(
 def test_broker_restart_mid_sync(broker: MosquittoProcess, tmp_path: Path) -> None:
     kiosk_db, central_db = tmp_path / "kiosk.db", tmp_path / "central.db"
     ids = stack.fill_outbox(kiosk_db, 500)
-    client, collector = _inprocess(kiosk_db, central_db, broker.port)
+    client, collector = _inprocess(kiosk_db, central_db, broker)
     collector.start()
     client.start()
     try:
@@ -134,9 +139,11 @@ def test_central_killed_mid_sync(broker: MosquittoProcess, tmp_path: Path) -> No
     kiosk_db, central_db = tmp_path / "kiosk.db", tmp_path / "central.db"
     ids = stack.fill_outbox(kiosk_db, 500)
     agent_cfg = stack.write_agent_config(
-        tmp_path / "agent.toml", kiosk_db, broker.port, inflight_window=8
+        tmp_path / "agent.toml", kiosk_db, broker.kiosk(stack.KIOSK), inflight_window=8
     )
-    central_cfg = stack.write_central_config(tmp_path / "central.toml", central_db, broker.port)
+    central_cfg = stack.write_central_config(
+        tmp_path / "central.toml", central_db, broker.collector()
+    )
     agent = stack.spawn("edge_agent.cli", agent_cfg, tmp_path / "agent.log")
     central = stack.spawn("central.cli", central_cfg, tmp_path / "central.log")
     try:
@@ -154,8 +161,8 @@ def test_central_killed_mid_sync(broker: MosquittoProcess, tmp_path: Path) -> No
 def test_kiosk_cut_off_then_back(broker: MosquittoProcess, tmp_path: Path) -> None:
     kiosk_db, central_db = tmp_path / "kiosk.db", tmp_path / "central.db"
     ids = stack.fill_outbox(kiosk_db, 300)
-    proxy = TcpProxy(broker.port)
-    client, collector = _inprocess(kiosk_db, central_db, proxy.port, collector_port=broker.port)
+    proxy = TcpProxy(broker.kiosk(stack.KIOSK).port)
+    client, collector = _inprocess(kiosk_db, central_db, broker, kiosk_port=proxy.port)
     collector.start()
     client.start()
     try:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from click.testing import CliRunner
 
@@ -12,7 +15,9 @@ from central.cli import main as central_cli
 from central.ingest import DeadLetter, FleetUpdate, classify_fleet
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
+from sync.client import SyncClient, SyncSettings
 from sync.envelope import encode_heartbeat, encode_status, heartbeat_topic, status_topic
+from sync.mqtt_link import make_paho_client
 from tests import stack
 from tests.waiting import wait_until
 
@@ -44,9 +49,15 @@ def test_kiosk_heartbeats_then_goes_offline_by_last_will(
     kiosk_db, central_db = tmp_path / "kiosk.db", tmp_path / "central.db"
     stack.fill_outbox(kiosk_db, 3)
     agent_cfg = stack.write_agent_config(
-        tmp_path / "agent.toml", kiosk_db, broker.port, keepalive_s=5, heartbeat_interval_s=1
+        tmp_path / "agent.toml",
+        kiosk_db,
+        broker.kiosk(stack.KIOSK),
+        keepalive_s=5,
+        heartbeat_interval_s=1,
     )
-    central_cfg = stack.write_central_config(tmp_path / "central.toml", central_db, broker.port)
+    central_cfg = stack.write_central_config(
+        tmp_path / "central.toml", central_db, broker.collector()
+    )
     central = stack.spawn("central.cli", central_cfg, tmp_path / "central.log")
     agent = stack.spawn("edge_agent.cli", agent_cfg, tmp_path / "agent.log")
     try:
@@ -70,3 +81,63 @@ def test_kiosk_heartbeats_then_goes_offline_by_last_will(
     store = SQLiteStore(central_db)
     assert store.count() == 3
     store.close()
+
+
+def test_a_cleanly_stopped_kiosk_says_offline_and_heartbeats_carry_the_promised_fields(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    seen: list[tuple[str, dict[str, object], bool]] = []
+    lock = threading.Lock()
+    watcher_settings = broker.collector("aps-fleet-watcher")
+
+    def watch() -> mqtt.Client:
+        c = make_paho_client("aps-fleet-watcher", watcher_settings)
+
+        def on_message(cl: Any, u: Any, m: mqtt.MQTTMessage) -> None:
+            with lock:
+                seen.append((m.topic, json.loads(m.payload), bool(m.retain)))
+
+        c.on_message = on_message
+        c.connect("127.0.0.1", watcher_settings.port)
+        c.subscribe([(status_topic(stack.KIOSK), 1), (heartbeat_topic(stack.KIOSK), 0)])
+        c.loop_start()
+        return c
+
+    def last(topic: str) -> dict[str, object] | None:
+        with lock:
+            bodies = [body for t, body, _ in seen if t == topic]
+        return bodies[-1] if bodies else None
+
+    watcher = watch()
+    stack.fill_outbox(tmp_path / "kiosk.db", 2)  # no collector runs: they stay queued
+    client = SyncClient(
+        database=tmp_path / "kiosk.db",
+        kiosk=stack.KIOSK,
+        mqtt_settings=broker.kiosk(stack.KIOSK),
+        settings=SyncSettings(heartbeat_interval_s=0.2, tick_s=0.05),
+    )
+    client.start()
+    try:
+        wait_until(lambda: (last(heartbeat_topic(stack.KIOSK)) or {}).get("queued") == 2, 30, "hb")
+        hb = last(heartbeat_topic(stack.KIOSK)) or {}
+        assert isinstance(hb["disk_free_bytes"], int) and hb["disk_free_bytes"] > 0
+        assert isinstance(hb["oldest_queued_s"], int) and 0 <= hb["oldest_queued_s"] < 3600
+        assert hb["identity_conflicts"] == 0
+        wait_until(
+            lambda: (last(status_topic(stack.KIOSK)) or {}).get("state") == "online", 30, "online"
+        )
+    finally:
+        client.stop()  # a clean DISCONNECT: the broker sends no Last Will
+    wait_until(
+        lambda: (last(status_topic(stack.KIOSK)) or {}).get("state") == "offline", 30, "offline"
+    )
+    watcher.loop_stop()
+    watcher.disconnect()
+    # and it is retained: whoever looks later sees the kiosk offline
+    seen.clear()
+    late = watch()
+    try:
+        wait_until(lambda: last(status_topic(stack.KIOSK)) is not None, 30, "retained status")
+        assert (last(status_topic(stack.KIOSK)) or {})["state"] == "offline"
+    finally:
+        late.loop_stop()

@@ -15,7 +15,6 @@ from edge_agent.catalogue import bundled_catalogue
 from edge_agent.dossiers import Applicant, DossierDesk
 from edge_agent.due_date import OfficeRules, WorkCalendar
 from sync.client import SyncClient, SyncSettings
-from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
 from tests.waiting import wait_until
 
@@ -53,13 +52,13 @@ def test_full_database_refuses_filing_and_drains(broker: MosquittoProcess, tmp_p
 
     collector = Collector(
         store_factory=lambda: SQLiteStore(central_db),
-        mqtt_settings=MqttSettings(port=broker.port),
-        settings=CollectorSettings(client_id="c-full"),
+        mqtt_settings=broker.collector("aps-c-full"),
+        settings=CollectorSettings(client_id="aps-c-full"),
     )
     client = SyncClient(
         database=db,
         kiosk=KIOSK,
-        mqtt_settings=MqttSettings(port=broker.port),
+        mqtt_settings=broker.kiosk(KIOSK),
         settings=SyncSettings(ack_timeout_s=5, tick_s=0.05, retention_s=0),
         outbox_options={"max_db_bytes": 256 * 1024, "min_free_disk_bytes": 0},
     )

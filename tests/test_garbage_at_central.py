@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
@@ -15,14 +14,14 @@ from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import records_topic
 from sync.ids import new_stream_id, new_ulid
-from sync.mqtt_link import MqttSettings
+from sync.mqtt_link import MqttSettings, make_paho_client
 from tests import stack
 from tests.waiting import wait_until
 
 
-def _publisher(port: int, client_id: str) -> mqtt.Client:
-    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id)
-    c.connect("127.0.0.1", port)
+def _publisher(settings: MqttSettings, client_id: str) -> mqtt.Client:
+    c = make_paho_client(client_id, settings)
+    c.connect("127.0.0.1", settings.port)
     c.loop_start()
     return c
 
@@ -33,12 +32,12 @@ def test_garbage_is_dead_lettered_and_good_records_still_flow(
     central_db, kiosk_db = tmp_path / "central.db", tmp_path / "kiosk.db"
     collector = Collector(
         store_factory=lambda: SQLiteStore(central_db),
-        mqtt_settings=MqttSettings(port=broker.port),
-        settings=CollectorSettings(client_id="c-garbage"),
+        mqtt_settings=broker.collector("aps-c-garbage"),
+        settings=CollectorSettings(client_id="aps-c-garbage"),
     )
     collector.start()
     wait_until(collector.network.connected.is_set, 30, "collector connected")
-    evil = _publisher(broker.port, "evil")
+    evil = _publisher(broker.kiosk("k-evil"), "evil")  # a real kiosk credential, gone bad
     good_envelope = {
         "v": 1,
         "type": "record",
@@ -89,7 +88,7 @@ def test_garbage_is_dead_lettered_and_good_records_still_flow(
         client = SyncClient(
             database=kiosk_db,
             kiosk=stack.KIOSK,
-            mqtt_settings=MqttSettings(port=broker.port),
+            mqtt_settings=broker.kiosk(stack.KIOSK),
             settings=SyncSettings(ack_timeout_s=5, tick_s=0.05),
         )
         client.start()

@@ -10,7 +10,6 @@ from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
-from sync.mqtt_link import MqttSettings
 from tests import stack
 from tests.waiting import wait_until
 
@@ -25,19 +24,21 @@ def test_two_collectors_share_records_and_each_is_stored_once(
     collectors = [
         Collector(
             store_factory=lambda: SQLiteStore(central_db),
-            mqtt_settings=MqttSettings(port=broker.port),
-            settings=CollectorSettings(client_id=f"c-shared-{n}", shared_group="aps-collectors"),
+            mqtt_settings=broker.collector(f"aps-collector-{n}"),
+            settings=CollectorSettings(
+                client_id=f"aps-collector-{n}", shared_group="aps-collectors"
+            ),
         )
         for n in (1, 2)
     ]
     for c in collectors:
         c.start()
     for c in collectors:
-        wait_until(c.network.connected.is_set, 30, "collector connected")
+        wait_until(c.online.is_set, 30, "collector subscribed")
     client = SyncClient(
         database=kiosk_db,
         kiosk=stack.KIOSK,
-        mqtt_settings=MqttSettings(port=broker.port),
+        mqtt_settings=broker.kiosk(stack.KIOSK),
         settings=SyncSettings(inflight_window=16, ack_timeout_s=5, tick_s=0.05),
     )
     client.start()
