@@ -11,13 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from click.testing import CliRunner
 
-from central.mosquitto import MosquittoProcess
+from central.mosquitto import MosquittoProcess, mqtt_toml
 from edge_agent.cli import main as agent_cli
 from sync.envelope import heartbeat_topic
+from sync.mqtt_link import make_paho_client
 from sync.outbox import Outbox
 from tests import stack
 from tests.waiting import wait_until
@@ -113,7 +113,7 @@ def test_agent_with_a_printer_logs_with_timestamps_or_priorities_and_a_fault_onc
         f'[kiosk]\nid = "{stack.KIOSK}"\nagency = "000.00.14.H56"\nslot = 1\n'
         f'[agent]\ndatabase = "{tmp_path / "kiosk.db"}"\n'
         f'receipts_dir = "{tmp_path / "receipts"}"\nlog_level = "INFO"\n'
-        f"[mqtt]\nport = {broker.port}\n[sync]\nheartbeat_interval_s = 1\n"
+        f"{mqtt_toml(broker.kiosk(stack.KIOSK))}\n[sync]\nheartbeat_interval_s = 1\n"
         '[devices]\nprinter = "usb://04b8:0e15"\nprinter_poll_s = 0.1\n',
         encoding="utf-8",
     )
@@ -122,9 +122,10 @@ def test_agent_with_a_printer_logs_with_timestamps_or_priorities_and_a_fault_onc
     err = tmp_path / "agent.err"
     env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
     heartbeats: list[bytes] = []
-    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hb-watch")
+    watcher_settings = broker.collector("aps-hb-watcher")
+    watcher = make_paho_client("aps-hb-watcher", watcher_settings)
     watcher.on_message = lambda client, userdata, msg: heartbeats.append(msg.payload)
-    watcher.connect("127.0.0.1", broker.port)
+    watcher.connect("127.0.0.1", watcher_settings.port)
     watcher.subscribe(heartbeat_topic(stack.KIOSK), qos=0)
     watcher.loop_start()
     with err.open("wb") as fh:
