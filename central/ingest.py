@@ -117,7 +117,7 @@ def classify(
             record_id=record.id,
         )
     try:
-        check_body(record.kind, record.body)
+        check_body(record.kind, record.body, bounds_checked=True)  # decode_record did
     except SchemaError as exc:
         return _dead(
             topic,

@@ -25,7 +25,9 @@ from sync.schemas import (
     MAX_REASON_CHARS,
     bounded_reason,
     check_json_bounds,
+    int_within_bounds,
     parse_datetime,
+    shape_within_bounds,
     unix_seconds,
 )
 
@@ -113,8 +115,17 @@ def _no_constant(text: str) -> Any:
 def _loads_object(payload: bytes) -> dict[str, Any]:
     # ValueError also covers integers over Python's int-string limit, and the
     # NaN/Infinity refused below; a store must be able to keep what we accept.
+    big_ints = False
     try:
-        obj = json.loads(payload.decode("utf-8"), parse_float=_finite, parse_constant=_no_constant)
+        text = payload.decode("utf-8")
+        try:
+            obj = json.loads(
+                text, parse_float=_finite, parse_constant=_no_constant, parse_int=int_within_bounds
+            )
+        except OverflowError:
+            # An integer outside SQLite's range: parse again to say where it is.
+            big_ints = True
+            obj = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
         if b"\\u" in payload:
             # A \uD800-style escape decodes to a lone surrogate, which is not
             # text: it cannot be written as UTF-8 (or to any database).
@@ -128,7 +139,9 @@ def _loads_object(payload: bytes) -> dict[str, Any]:
         raise EnvelopeError(bounded_reason(f"unknown-version: {version!r}"))
     # The generic bounds, for every kind of message, before any field is read
     # (after the version: another version may have other bounds).
-    problem = check_json_bounds(obj)
+    problem = None
+    if big_ints or not shape_within_bounds(payload):
+        problem = check_json_bounds(obj)
     if problem is not None:
         raise EnvelopeError(bounded_reason(f"bad-envelope: {problem.describe('')}"))
     return obj

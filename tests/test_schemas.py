@@ -60,13 +60,14 @@ from sync.schemas import (
     MAX_CHUNKS,
     MAX_JSON_DEPTH,
     MAX_JSON_ITEMS,
-    MAX_JSON_KEY_CHARS,
+    MAX_JSON_STRING_CHARS,
     MAX_REASON_CHARS,
     MESSAGE_CHARS,
     PHONE_CHARS,
     TOPIC_CHARS,
     SchemaError,
     check_body,
+    check_json_bounds,
     parse_datetime,
 )
 
@@ -405,7 +406,6 @@ def nested(depth: int) -> Any:
     extra=st.one_of(
         st.integers(-3, 3).map(lambda d: ("depth", MAX_JSON_DEPTH - 2 + d)),
         st.integers(-3, 3).map(lambda d: ("items", MAX_JSON_ITEMS + d)),
-        st.integers(-3, 3).map(lambda d: ("key", MAX_JSON_KEY_CHARS + d)),
         st.sampled_from([INT64_MIN - 1, INT64_MIN, INT64_MAX, INT64_MAX + 1, -(2**70)]).map(
             lambda v: ("int", v)
         ),
@@ -421,9 +421,6 @@ def test_unknown_fields_are_generically_bounded(outbox: Outbox, extra: tuple[str
     elif what == "items":
         body["x"] = list(range(n))
         ok = n <= MAX_JSON_ITEMS
-    elif what == "key":
-        body["k" * n] = 1
-        ok = n <= MAX_JSON_KEY_CHARS
     else:
         body["x"] = n
         ok = INT64_MIN <= n <= INT64_MAX
@@ -657,3 +654,33 @@ def test_dead_letter_reasons_are_bounded() -> None:
     env["kind"] = "k" * 10_000
     item = classify(TOPIC, json.dumps(env).encode())
     assert isinstance(item, DeadLetter) and len(item.reason) <= MAX_REASON_CHARS
+
+
+json_like = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.floats()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.text(max_size=3)
+    | st.just("s" * (MAX_JSON_STRING_CHARS + 1)),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner)
+        | st.dictionaries(st.text(max_size=3) | st.just("k" * 65), inner, max_size=3)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_like, level=st.integers(1, 3))
+def test_generic_bounds_fast_path_agrees_with_the_thorough_walk(value: Any, level: int) -> None:
+    from sync.schemas import _walk, _within_bounds
+
+    try:
+        _walk(value, level)
+        thorough = True
+    except Exception:
+        thorough = False
+    assert _within_bounds(value, level) is thorough
+    assert (check_json_bounds(value, level=level) is None) is thorough
