@@ -106,8 +106,10 @@ APPLICANT_LABELS = {
 TO_COUNTER = " Xin mời Ông/Bà kiểm tra lại hoặc đến quầy Một cửa để được hỗ trợ."
 
 
-def _label(problem: FieldProblem, proc: Procedure) -> str:
+def _label(problem: FieldProblem, proc: Procedure, kind: str) -> str:
     path = problem.path
+    if kind == "chunk":
+        return "Ảnh giấy tờ"
     if len(path) >= 2 and path[0] == "applicant" and isinstance(path[1], str):
         return APPLICANT_LABELS.get(path[1], "Thông tin người nộp")
     if len(path) >= 2 and path[0] == "form":
@@ -118,9 +120,9 @@ def _label(problem: FieldProblem, proc: Procedure) -> str:
     return "Hồ sơ"
 
 
-def refusal_message_vi(problem: FieldProblem, proc: Procedure) -> str:
+def refusal_message_vi(problem: FieldProblem, proc: Procedure, kind: str = "dossier") -> str:
     """The citizen-facing sentence for a schema failure: the field in plain words, the rule."""
-    label = _label(problem, proc)
+    label = _label(problem, proc, kind)
     code, limit = problem.code, problem.limit
     if code == "too-long" and limit is not None:
         text = f"«{label}» dài quá {limit} ký tự."
@@ -274,7 +276,7 @@ class DossierDesk:
         except SchemaError as exc:
             # Nothing was committed (the transaction rolled back): nothing promised.
             log.warning("filing refused: %s", exc.first.describe(root=""))
-            raise DossierRefused(exc.first, refusal_message_vi(exc.first, proc)) from exc
+            raise DossierRefused(exc.first, refusal_message_vi(exc.first, proc, exc.kind)) from exc
         log.info(
             "dossier %s filed (procedure %s, applicant id %s, seq %d)",
             code,

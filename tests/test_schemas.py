@@ -635,7 +635,13 @@ def test_bad_acks_are_refused(payload: bytes) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(reason=st.text(max_size=2 * MAX_REASON_CHARS), n=st.integers(1, 3))
+@given(
+    reason=st.text(max_size=20)
+    | st.builds(
+        lambda t, n: (t or "ố") * n, st.text(max_size=3), st.integers(0, 2 * MAX_REASON_CHARS)
+    ),
+    n=st.integers(1, 3),
+)
 def test_central_never_sends_an_ack_the_kiosk_refuses(reason: str, n: int) -> None:
     """Ack.encode cuts reasons to what decode_ack accepts, whatever central wrote."""
     ack = Ack(
