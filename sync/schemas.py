@@ -16,7 +16,7 @@ Two depths, both sans-I/O:
    strings, keys and containers bounded by length, and nesting bounded by
    depth. ``sync.envelope`` applies it at decode, before anyone looks at a
    field.
-2. Per-kind schemas (pydantic models, strict: no coercion, ``"7"`` is not 7)
+2. Per-kind schemas (pydantic TypedDicts, strict: no coercion, ``"7"`` is not 7)
    bound every field the protocol names: lengths, patterns, ranges, item
    counts. Fields a schema does not name are ignored (docs/protocol.md,
    "Versioning"), but the generic bounds still hold for them.
@@ -95,6 +95,7 @@ MAX_DEVICES = 16
 DEVICE_STATE_CHARS = 32
 DEVICE_ERROR_CHARS = 2000
 
+# The same values as the Literal types of RatingBody and FeedbackBody (a test checks).
 RATING_LEVELS = ("rat_hai_long", "hai_long", "khong_hai_long")
 FEEDBACK_CATEGORIES = ("feedback", "petition")
 
@@ -250,7 +251,7 @@ def shape_within_bounds(payload: bytes) -> bool:
 
 
 def int_within_bounds(text: str) -> int:
-    """``parse_int`` for json.loads: the integer, or ValueError outside SQLite's range."""
+    """``parse_int`` for json.loads: the integer; OverflowError outside SQLite's range."""
     value = int(text)
     if len(text) >= 19 and not INT64_MIN <= value <= INT64_MAX:
         raise OverflowError(text)

@@ -690,3 +690,12 @@ def test_generic_bounds_fast_path_agrees_with_the_thorough_walk(value: Any, leve
         thorough = False
     assert _within_bounds(value, level) is thorough
     assert (check_json_bounds(value, level=level) is None) is thorough
+
+
+def test_the_choice_constants_match_the_schemas() -> None:
+    from typing import get_args, get_type_hints
+
+    from sync.schemas import FEEDBACK_CATEGORIES, RATING_LEVELS, FeedbackBody, RatingBody
+
+    assert get_args(get_type_hints(RatingBody)["level"]) == RATING_LEVELS
+    assert get_args(get_type_hints(FeedbackBody)["category"]) == FEEDBACK_CATEGORIES
