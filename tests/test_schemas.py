@@ -699,3 +699,32 @@ def test_the_choice_constants_match_the_schemas() -> None:
 
     assert get_args(get_type_hints(RatingBody)["level"]) == RATING_LEVELS
     assert get_args(get_type_hints(FeedbackBody)["category"]) == FEEDBACK_CATEGORIES
+
+
+@FUZZ
+@given(
+    seq=st.integers(-2, 2) | st.integers(INT64_MAX - 2, INT64_MAX + 2) | st.just(2**64),
+    kiosk_len=st.integers(1, 3) | st.integers(61, 65),
+    created_pad=st.integers(0, 16),
+)
+def test_envelope_fields_at_and_past_their_bounds(
+    seq: int, kiosk_len: int, created_pad: int
+) -> None:
+    kiosk = ("k" + "0" * 70)[:kiosk_len]
+    created = "2026-11-26T09:15:02." + "1" * created_pad + "+07:00"  # 26 + pad characters
+    env = {
+        "v": 1,
+        "type": "record",
+        "kind": "rating",
+        "kiosk": kiosk,
+        "stream": STREAM,
+        "seq": seq,
+        "id": new_ulid(),
+        "created": created,
+        "body": {"level": "hai_long"},
+    }
+    item = classify(records_topic(kiosk), json.dumps(env).encode())
+    ok = 1 <= seq <= INT64_MAX and 2 <= kiosk_len <= 63 and 1 <= created_pad <= 6
+    assert isinstance(item, Accept) is ok, (item, seq, kiosk_len, created_pad)
+    if not ok:
+        assert isinstance(item, DeadLetter) and item.reason.startswith("bad-envelope: ")
