@@ -134,7 +134,7 @@ def classify(
 def _usable_id(payload: bytes, topic_kiosk: str | None) -> str | None:
     try:
         obj = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(obj, dict) or obj.get("v") != 1 or obj.get("type") != "record":
         return None
