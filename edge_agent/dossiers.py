@@ -76,7 +76,7 @@ class Applicant:
         """
 
         def opt(value: str | None) -> str | None:
-            return normalize_text(value) or None if value is not None else None
+            return None if value is None else (normalize_text(value) or None)
 
         return Applicant(
             full_name=normalize_text(self.full_name),
@@ -124,12 +124,12 @@ def refusal_message_vi(problem: FieldProblem, proc: Procedure, kind: str = "doss
     """The citizen-facing sentence for a schema failure: the field in plain words, the rule."""
     label = _label(problem, proc, kind)
     code, limit = problem.code, problem.limit
-    if code == "too-long" and limit is not None:
-        text = f"«{label}» dài quá {limit} ký tự."
-    elif code in ("missing", "too-short"):
+    if code in ("missing", "too-short"):
         text = f"Vui lòng nhập «{label}»."
     elif problem.path == ("applicant", "id_number"):
         text = f"«{label}» phải gồm 12 chữ số (CCCD) hoặc 9 chữ số (CMND)."
+    elif code == "too-long" and limit is not None:
+        text = f"«{label}» dài quá {limit} ký tự."
     elif problem.path == ("applicant", "phone"):
         text = f"«{label}» chỉ gồm chữ số, có thể bắt đầu bằng dấu +."
     elif code in ("control-char", "not-nfc"):

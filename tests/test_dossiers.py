@@ -170,7 +170,7 @@ def test_logs_carry_only_the_masked_id_number(
         (
             Applicant(full_name=NAME, id_number="1" * 5000),
             "applicant.id_number",
-            "«Số định danh cá nhân» dài quá 12 ký tự.",
+            "«Số định danh cá nhân» phải gồm 12 chữ số (CCCD) hoặc 9 chữ số (CMND).",
         ),
         (
             Applicant(full_name=NAME, id_number="08720500123"),
@@ -276,3 +276,41 @@ def test_the_outbox_refuses_any_kind_central_would_refuse(tmp_path: Path) -> Non
             ob.add(kind, body)
     assert ob.stats().queued == 0 and ob.records() == []
     ob.close()
+
+
+def test_a_250_character_name_from_a_card_qr_is_refused_before_anything_is_printed(
+    tmp_path: Path,
+) -> None:
+    """Issue 6, item 17: before, it was filed and printed, then refused by central."""
+    from drivers.cccd_qr import parse_cccd_qr
+    from drivers.printer import ReceiptPrinter
+    from edge_agent.config import AgentConfig
+    from edge_agent.receipts import file_and_print
+    from firmware_mocks.usb_printer import EmulatedUsbPrinter
+
+    long_name = ("Nguyễn Thị Ngọc Hường " * 12)[:250]
+    qr = f"{ID}||{long_name}|01021990|Nữ|Phường 1, TP. Sa Đéc, Đồng Tháp|15082021"
+    identity = parse_cccd_qr(qr)
+    assert len(identity.full_name) == 250
+    applicant = Applicant(
+        full_name=identity.full_name,
+        id_number=identity.id_number,
+        date_of_birth=identity.date_of_birth.isoformat(),
+        address=identity.address,
+    )
+    cfg = AgentConfig.model_validate(
+        {
+            "kiosk": {"id": "k-desk-01", "agency": "000.00.14.H56", "slot": 4},
+            "agent": {"database": str(tmp_path / "k.db"), "receipts_dir": str(tmp_path / "r")},
+        }
+    )
+    desk = _desk(tmp_path)
+    usb = EmulatedUsbPrinter()
+    printer = ReceiptPrinter("usb://04b8:0e15", spool_dir=tmp_path / "spool", usb_backend=usb)
+    with pytest.raises(DossierRefused) as err:
+        file_and_print(desk, printer, cfg, "2.000884", applicant, {"ten_van_ban": "Giấy uỷ quyền"})
+    assert err.value.field == "applicant.full_name"
+    assert err.value.message_vi.startswith("«Họ và tên» dài quá 200 ký tự.")
+    assert usb.received == b"" and printer.unprinted() == []
+    assert desk.outbox.stats().queued == 0
+    desk.outbox.close()
