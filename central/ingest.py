@@ -9,9 +9,6 @@ resending it. Nothing here raises on input, whatever the bytes.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +22,10 @@ from sync.envelope import (
     kiosk_of_topic,
 )
 from sync.ids import ULID_RE
+from sync.schemas import SchemaError, bounded_reason, check_body, check_fleet_message
 
 PAYLOAD_HEAD_BYTES = 4096
-RATING_LEVELS = frozenset({"rat_hai_long", "hai_long", "khong_hai_long"})
+MAX_FLEET_BYTES = PAYLOAD_HEAD_BYTES * 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +50,7 @@ def _dead(topic: str, payload: bytes, reason: str, **kw: Any) -> DeadLetter:
     return DeadLetter(
         topic=topic,
         topic_kiosk=kiosk_of_topic(topic),
-        reason=reason,
+        reason=bounded_reason(reason),
         payload_len=len(payload),
         payload_head=payload[:PAYLOAD_HEAD_BYTES],
         **kw,
@@ -69,74 +67,31 @@ class FleetUpdate:
 
 
 def classify_fleet(topic: str, payload: bytes) -> FleetUpdate | DeadLetter:
-    """Status and heartbeat messages: versioned, from the topic's own kiosk."""
+    """Status and heartbeat messages: versioned, from the topic's own kiosk, bounded.
+
+    Every field the protocol names is checked against its schema
+    (``sync.schemas.HeartbeatMessage``, ``StatusMessage``): a heartbeat whose
+    ``queued`` is 2^64 is dead-lettered naming the field, never stored.
+    """
     topic_kiosk = kiosk_of_topic(topic)
     kind = topic.rsplit("/", 1)[-1]
-    if len(payload) > PAYLOAD_HEAD_BYTES * 16:
-        return _dead(topic, payload, f"oversize: {len(payload)} bytes for a {kind}")
+    if len(payload) > MAX_FLEET_BYTES:
+        return _dead(
+            topic, payload, f"oversize: {len(payload)} bytes > limit {MAX_FLEET_BYTES} for a {kind}"
+        )
     try:
         obj = decode_object(payload)
     except EnvelopeError as exc:
         return _dead(topic, payload, exc.reason)
-    if obj.get("type") != kind:
+    if obj.get("type") != kind or kind not in ("status", "heartbeat"):
         return _dead(topic, payload, f"bad-envelope: type: expected {kind!r}")
     if obj.get("kiosk") != topic_kiosk or topic_kiosk is None:
         return _dead(topic, payload, f"kiosk-mismatch: {kind} names {obj.get('kiosk')!r}")
-    if kind == "status" and obj.get("state") not in ("online", "offline"):
-        return _dead(topic, payload, "bad-envelope: state: expected 'online' or 'offline'")
+    try:
+        check_fleet_message(kind, obj)
+    except SchemaError as exc:
+        return _dead(topic, payload, exc.reason)
     return FleetUpdate(kiosk=topic_kiosk, type=kind, body=obj)
-
-
-class BodyError(ValueError):
-    pass
-
-
-def _need(body: dict[str, Any], name: str, kind: type, *, max_len: int | None = None) -> Any:
-    if name not in body:
-        raise BodyError(f"body.{name}: missing")
-    value = body[name]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise BodyError(f"body.{name}: expected {kind.__name__}")
-    if max_len is not None and isinstance(value, str) and len(value) > max_len:
-        raise BodyError(f"body.{name}: longer than {max_len} characters")
-    return value
-
-
-def check_body(record: Record) -> None:
-    """Check the kind-specific body (docs/protocol.md, "Kinds"); raise BodyError."""
-    body = record.body
-    if record.kind == "dossier":
-        _need(body, "code", str, max_len=64)
-        _need(body, "procedure", str, max_len=64)
-        _need(body, "form", dict)
-        applicant = _need(body, "applicant", dict)
-        _need(applicant, "full_name", str, max_len=200)
-        attachments = body.get("attachments", [])
-        if not isinstance(attachments, list):
-            raise BodyError("body.attachments: expected a list")
-    elif record.kind == "support":
-        _need(body, "message", str, max_len=4000)
-    elif record.kind == "feedback":
-        if body.get("category") not in ("feedback", "petition"):
-            raise BodyError("body.category: expected 'feedback' or 'petition'")
-        _need(body, "message", str, max_len=4000)
-    elif record.kind == "rating":
-        if body.get("level") not in RATING_LEVELS:
-            raise BodyError(f"body.level: expected one of {sorted(RATING_LEVELS)}")
-    elif record.kind == "chunk":
-        _need(body, "att", str)
-        index = _need(body, "index", int)
-        total = _need(body, "total", int)
-        if not 0 <= index < total:
-            raise BodyError("body.index: must be 0 <= index < total")
-        data = _need(body, "data", str)
-        digest = _need(body, "sha256", str)
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            raise BodyError("body.data: not base64") from None
-        if hashlib.sha256(raw).hexdigest() != digest:
-            raise BodyError("chunk-hash-mismatch: body.sha256 does not match body.data")
 
 
 def classify(
@@ -162,15 +117,12 @@ def classify(
             record_id=record.id,
         )
     try:
-        check_body(record)
-    except BodyError as exc:
-        reason = str(exc)
-        if not reason.startswith("chunk-hash-mismatch"):
-            reason = f"bad-body: {reason}"
+        check_body(record.kind, record.body, bounds_checked=True)  # decode_record did
+    except SchemaError as exc:
         return _dead(
             topic,
             payload,
-            reason,
+            exc.reason,
             record_id=record.id,
             reject=True,
             stream=record.stream,
@@ -182,7 +134,7 @@ def classify(
 def _usable_id(payload: bytes, topic_kiosk: str | None) -> str | None:
     try:
         obj = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(obj, dict) or obj.get("v") != 1 or obj.get("type") != "record":
         return None

@@ -1,15 +1,21 @@
 """Filing a dossier: validate, number, commit durably, then (only then) promise.
 
-``DossierDesk.file()`` validates the form against the procedure's schema,
-gives the dossier its national code (``<agency>-<YYMMDD>-<slot*1000+n>``,
+``DossierDesk.file()`` normalises what the citizen or the card gave (NFC,
+whitespace), validates the form against the procedure's schema, gives the
+dossier its national code (``<agency>-<YYMMDD>-<slot*1000+n>``,
 docs/protocol.md), computes the due date, and commits the kiosk's dossier row
 and the outbox record in ONE transaction with ``synchronous=FULL``. It returns
 only after that commit, so whatever it returns (the code on screen, the
-receipt) is backed by a durable record (invariant 1).
+receipt) is backed by a durable record (invariant 1). The outbox holds the
+body to the shared record schema (sync/schemas.py) before queueing it, so a
+dossier central would refuse (a 250-character name from a card QR, an ID
+number that is not 9 or 12 digits, a bidi override) is refused here, with a
+Vietnamese message naming the field, before anything is printed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +24,11 @@ from typing import Any
 
 from drivers.identity import mask_id
 from edge_agent import CitizenError
-from edge_agent.catalogue import Catalogue
+from edge_agent.catalogue import Catalogue, Procedure
 from edge_agent.due_date import WorkCalendar, compute_due
 from sync.attachments import AttachmentIn, AttachmentTooLarge, add_chunks, describe
 from sync.outbox import Outbox, OutboxFull, RecordTooLarge
+from sync.schemas import FieldProblem, SchemaError, normalize_text
 
 log = logging.getLogger("aps.dossiers")
 
@@ -60,6 +67,80 @@ class Applicant:
 
     def __repr__(self) -> str:
         return f"Applicant(full_name={self.full_name!r}, id_number={mask_id(self.id_number)!r})"
+
+    def normalized(self) -> Applicant:
+        """NFC, whitespace collapsed and trimmed; an empty optional field is left out.
+
+        What the card or the citizen gave is not otherwise changed: control and
+        format characters stay, for the schema to refuse with a clear message.
+        """
+
+        def opt(value: str | None) -> str | None:
+            return None if value is None else (normalize_text(value) or None)
+
+        return Applicant(
+            full_name=normalize_text(self.full_name),
+            id_number="".join(normalize_text(self.id_number).split()),
+            date_of_birth=opt(self.date_of_birth),
+            phone=opt(self.phone),
+            address=opt(self.address),
+        )
+
+
+class DossierRefused(CitizenError):
+    """A dossier breaks the shared record schema; ``field`` is its dotted path."""
+
+    def __init__(self, problem: FieldProblem, message_vi: str) -> None:
+        super().__init__(problem.describe(root=""), message_vi)
+        self.field = problem.where(root="")
+        self.problem = problem
+
+
+APPLICANT_LABELS = {
+    "full_name": "Họ và tên",
+    "id_number": "Số định danh cá nhân",
+    "date_of_birth": "Ngày sinh",
+    "phone": "Số điện thoại",
+    "address": "Địa chỉ",
+}
+TO_COUNTER = " Xin mời Ông/Bà kiểm tra lại hoặc đến quầy Một cửa để được hỗ trợ."
+
+
+def _label(problem: FieldProblem, proc: Procedure, kind: str) -> str:
+    path = problem.path
+    if kind == "chunk":
+        return "Ảnh giấy tờ"
+    if len(path) >= 2 and path[0] == "applicant" and isinstance(path[1], str):
+        return APPLICANT_LABELS.get(path[1], "Thông tin người nộp")
+    if len(path) >= 2 and path[0] == "form":
+        labels = {f.name: f.label for f in proc.form}
+        return labels.get(str(path[1]), "Thông tin trong mẫu đơn")
+    if path and path[0] == "attachments":
+        return "Ảnh giấy tờ"
+    return "Hồ sơ"
+
+
+def refusal_message_vi(problem: FieldProblem, proc: Procedure, kind: str = "dossier") -> str:
+    """The citizen-facing sentence for a schema failure: the field in plain words, the rule."""
+    label = _label(problem, proc, kind)
+    code, limit = problem.code, problem.limit
+    if code in ("missing", "too-short"):
+        text = f"Vui lòng nhập «{label}»."
+    elif problem.path == ("applicant", "id_number"):
+        text = f"«{label}» phải gồm 12 chữ số (CCCD) hoặc 9 chữ số (CMND)."
+    elif code == "too-long" and limit is not None:
+        text = f"«{label}» dài quá {limit} ký tự."
+    elif problem.path == ("applicant", "phone"):
+        text = f"«{label}» chỉ gồm chữ số, có thể bắt đầu bằng dấu +."
+    elif code in ("control-char", "not-nfc"):
+        text = f"«{label}» có ký tự ẩn hoặc ký tự điều khiển không hợp lệ."
+    elif code in ("date", "datetime"):
+        text = f"«{label}» không phải ngày hợp lệ."
+    elif code == "too-many" and limit is not None:
+        text = f"«{label}» có quá {limit} mục."
+    else:
+        text = f"«{label}» không hợp lệ."
+    return text + TO_COUNTER
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,8 +187,16 @@ class DossierDesk:
         attachments: Sequence[AttachmentIn] = (),
     ) -> Filed:
         proc = self.catalogue.get(procedure_code)
-        clean = proc.validate(form)
-        if not applicant.full_name.strip():
+        # The data boundary: NFC for everything the citizen or the card gave.
+        applicant = applicant.normalized()
+        clean = proc.validate(
+            {k: normalize_text(v) if isinstance(v, str) else v for k, v in form.items()}
+        )
+        attachments = [
+            dataclasses.replace(a, name=normalize_text(a.name), mime=a.mime.strip())
+            for a in attachments
+        ]
+        if not applicant.full_name:
             raise CitizenError("applicant.full_name: empty", "Thiếu họ tên người nộp.")
         received = now or datetime.now(self.tz).astimezone(self.tz)
         due = compute_due(
@@ -184,6 +273,10 @@ class DossierDesk:
             raise CitizenError(
                 str(exc), "Hồ sơ quá lớn để gửi từ máy. Xin mời Ông/Bà đến quầy Một cửa."
             ) from exc
+        except SchemaError as exc:
+            # Nothing was committed (the transaction rolled back): nothing promised.
+            log.warning("filing refused: %s", exc.first.describe(root=""))
+            raise DossierRefused(exc.first, refusal_message_vi(exc.first, proc, exc.kind)) from exc
         log.info(
             "dossier %s filed (procedure %s, applicant id %s, seq %d)",
             code,

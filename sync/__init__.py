@@ -3,6 +3,7 @@
 Shared by the kiosk agent and central (central may import these):
 
 - :mod:`sync.envelope` frames and validates protocol messages (sans-I/O).
+- :mod:`sync.schemas` is one schema per record kind and the bounds of every message (sans-I/O).
 - :mod:`sync.attachments`, :mod:`sync.ids`: attachment chunking, record and stream ids.
 - :mod:`sync.mqtt_link` is the reconnecting MQTT link both sides use.
 - :mod:`sync.config` is the typed TOML loader and the ``[mqtt]`` section.

@@ -3,6 +3,11 @@
 Sans-I/O: bytes in, frozen dataclasses out (or :class:`EnvelopeError` naming
 the field and the rule), and back. Both the kiosk and central use this
 module, so the two sides cannot disagree about the shape of a message.
+
+Every decoded message is held to the generic bounds of :mod:`sync.schemas`
+(integers in SQLite's range, strings, keys and containers bounded, nesting
+bounded by depth) before any field is looked at; the per-kind body schemas
+are :func:`sync.schemas.check_body`.
 """
 
 from __future__ import annotations
@@ -11,10 +16,20 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sync import SyncError
 from sync.ids import STREAM_RE, ULID_RE
+from sync.schemas import (
+    MAX_REASON_CHARS,
+    bounded_reason,
+    check_json_bounds,
+    int_within_bounds,
+    parse_datetime,
+    shape_within_bounds,
+    unix_seconds,
+)
 
 PROTOCOL_VERSION = 1
 TOPIC_ROOT = f"aps/v{PROTOCOL_VERSION}"
@@ -23,6 +38,8 @@ RESERVED_KIOSK_IDS = frozenset({"fleet"})
 RECORD_KINDS = frozenset({"dossier", "support", "feedback", "rating", "chunk"})
 MAX_RECORD_BYTES = 256 * 1024
 MAX_ACK_IDS = 1000
+# 1,000 ids with reasons of MAX_REASON_CHARS characters (up to 4 UTF-8 bytes each) fit.
+MAX_ACK_BYTES = 2 * 1024 * 1024
 MAX_SEQ = 2**63 - 1  # a signed 64-bit integer in every store
 
 
@@ -42,7 +59,9 @@ def check_kiosk_id(kiosk: str) -> str:
     """Return ``kiosk`` if it is a valid kiosk id, else raise EnvelopeError."""
     if not isinstance(kiosk, str) or not KIOSK_ID_RE.match(kiosk):
         raise EnvelopeError(
-            f"bad-envelope: kiosk: {kiosk!r} is not 2-63 characters of a-z, 0-9 and '-'"
+            bounded_reason(
+                f"bad-envelope: kiosk: {kiosk!r} is not 2-63 characters of a-z, 0-9 and '-'"
+            )
         )
     if kiosk in RESERVED_KIOSK_IDS:
         raise EnvelopeError(f"bad-envelope: kiosk: {kiosk!r} is reserved")
@@ -96,8 +115,17 @@ def _no_constant(text: str) -> Any:
 def _loads_object(payload: bytes) -> dict[str, Any]:
     # ValueError also covers integers over Python's int-string limit, and the
     # NaN/Infinity refused below; a store must be able to keep what we accept.
+    big_ints = False
     try:
-        obj = json.loads(payload.decode("utf-8"), parse_float=_finite, parse_constant=_no_constant)
+        text = payload.decode("utf-8")
+        try:
+            obj = json.loads(
+                text, parse_float=_finite, parse_constant=_no_constant, parse_int=int_within_bounds
+            )
+        except OverflowError:
+            # An integer outside SQLite's range: parse again to say where it is.
+            big_ints = True
+            obj = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
         if b"\\u" in payload:
             # A \uD800-style escape decodes to a lone surrogate, which is not
             # text: it cannot be written as UTF-8 (or to any database).
@@ -108,7 +136,14 @@ def _loads_object(payload: bytes) -> dict[str, Any]:
         raise EnvelopeError("not-an-object")
     version = obj.get("v")
     if version != PROTOCOL_VERSION or isinstance(version, bool):
-        raise EnvelopeError(f"unknown-version: {version!r}")
+        raise EnvelopeError(bounded_reason(f"unknown-version: {version!r}"))
+    # The generic bounds, for every kind of message, before any field is read
+    # (after the version: another version may have other bounds).
+    problem = None
+    if big_ints or not shape_within_bounds(payload):
+        problem = check_json_bounds(obj)
+    if problem is not None:
+        raise EnvelopeError(bounded_reason(f"bad-envelope: {problem.describe('')}"))
     return obj
 
 
@@ -135,7 +170,7 @@ class Record:
 
     def __post_init__(self) -> None:
         if self.kind not in RECORD_KINDS:
-            raise EnvelopeError(f"unknown-kind: {self.kind!r}")
+            raise EnvelopeError(bounded_reason(f"unknown-kind: {self.kind!r}"))
         check_kiosk_id(self.kiosk)
         if not STREAM_RE.match(self.stream):
             raise EnvelopeError("bad-envelope: stream: expected 16 lower-case hex digits")
@@ -143,6 +178,27 @@ class Record:
             raise EnvelopeError(f"bad-envelope: seq: must be 1 to {MAX_SEQ}")
         if not ULID_RE.match(self.id):
             raise EnvelopeError("bad-envelope: id: expected a 26-character ULID")
+        if not isinstance(self.created, str) or parse_datetime(self.created) is None:
+            # Format only: a wrong but well-formed clock (9999, 1970) is not refused.
+            raise EnvelopeError(
+                "bad-envelope: created: expected an ISO 8601 date-time with a UTC offset,"
+                " e.g. 2026-11-26T09:15:02.123+07:00"
+            )
+
+    def created_at(self) -> datetime:
+        """``created`` parsed: an aware datetime with the kiosk's UTC offset.
+
+        Valid by construction. The instant may be implausible (a kiosk without
+        a real-time clock); compare it with central's clock, never refuse it.
+        """
+        parsed = parse_datetime(self.created)
+        if parsed is None:  # pragma: no cover - refused in __post_init__
+            raise EnvelopeError("bad-envelope: created: not a date-time")
+        return parsed
+
+    def created_unix(self) -> float:
+        """``created`` as seconds since 1970-01-01T00:00Z; never raises or overflows."""
+        return unix_seconds(self.created_at())
 
     def encode(self) -> bytes:
         return _dumps(
@@ -166,10 +222,12 @@ def decode_record(payload: bytes, *, max_bytes: int = MAX_RECORD_BYTES) -> Recor
         raise EnvelopeError(f"oversize: {len(payload)} bytes > limit {max_bytes}")
     obj = _loads_object(payload)
     if obj.get("type") != "record":
-        raise EnvelopeError(f"bad-envelope: type: expected 'record', got {obj.get('type')!r}")
+        raise EnvelopeError(
+            bounded_reason(f"bad-envelope: type: expected 'record', got {obj.get('type')!r}")
+        )
     kind = _field(obj, "kind", str)
     if kind not in RECORD_KINDS:
-        raise EnvelopeError(f"unknown-kind: {kind!r}")
+        raise EnvelopeError(bounded_reason(f"unknown-kind: {kind!r}"))
     return Record(
         kind=kind,
         kiosk=check_kiosk_id(_field(obj, "kiosk", str)),
@@ -199,12 +257,15 @@ class Ack:
             raise EnvelopeError(f"bad-envelope: ack: more than {MAX_ACK_IDS} ids; split it")
 
     def encode(self) -> bytes:
+        # Reasons are cut to MAX_REASON_CHARS, which decode_ack holds them to.
         return _dumps(
             {
                 "v": PROTOCOL_VERSION,
                 "type": "ack",
                 "acked": list(self.acked),
-                "rejected": [{"id": r.id, "reason": r.reason} for r in self.rejected],
+                "rejected": [
+                    {"id": r.id, "reason": bounded_reason(r.reason)} for r in self.rejected
+                ],
             }
         )
 
@@ -224,21 +285,39 @@ def split_ack(acked: list[str], rejected: list[Rejection]) -> list[Ack]:
     return out
 
 
-def decode_ack(payload: bytes) -> Ack:
+def decode_ack(payload: bytes, *, max_bytes: int = MAX_ACK_BYTES) -> Ack:
+    """Parse an ack batch: at most MAX_ACK_IDS ULIDs, reasons of at most MAX_REASON_CHARS."""
+    if len(payload) > max_bytes:
+        raise EnvelopeError(f"oversize: {len(payload)} bytes > limit {max_bytes}")
     obj = _loads_object(payload)
     if obj.get("type") != "ack":
-        raise EnvelopeError(f"bad-envelope: type: expected 'ack', got {obj.get('type')!r}")
+        raise EnvelopeError(
+            bounded_reason(f"bad-envelope: type: expected 'ack', got {obj.get('type')!r}")
+        )
     acked = obj.get("acked", [])
     rejected = obj.get("rejected", [])
-    if not isinstance(acked, list) or not all(isinstance(i, str) for i in acked):
-        raise EnvelopeError("bad-envelope: acked: expected a list of ids")
+    if not isinstance(acked, list) or not all(
+        isinstance(i, str) and ULID_RE.match(i) for i in acked
+    ):
+        raise EnvelopeError("bad-envelope: acked: expected a list of 26-character ULIDs")
     if not isinstance(rejected, list):
         raise EnvelopeError("bad-envelope: rejected: expected a list")
+    if len(acked) + len(rejected) > MAX_ACK_IDS:
+        raise EnvelopeError(f"bad-envelope: ack: more than {MAX_ACK_IDS} ids")
     rej: list[Rejection] = []
     for item in rejected:
         if not isinstance(item, dict):
             raise EnvelopeError("bad-envelope: rejected: expected objects")
-        rej.append(Rejection(id=_field(item, "id", str), reason=str(item.get("reason", ""))))
+        rid = _field(item, "id", str)
+        if not ULID_RE.match(rid):
+            raise EnvelopeError("bad-envelope: rejected.id: expected a 26-character ULID")
+        reason = item.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+            raise EnvelopeError(
+                f"bad-envelope: rejected.reason: expected text of at most {MAX_REASON_CHARS}"
+                " characters"
+            )
+        rej.append(Rejection(id=rid, reason=reason))
     return Ack(acked=tuple(acked), rejected=tuple(rej))
 
 

@@ -46,6 +46,7 @@ from sync import SyncError
 from sync.envelope import MAX_RECORD_BYTES, Record, check_kiosk_id
 from sync.files import create_private_file, why_unopenable
 from sync.ids import new_stream_id, new_ulid
+from sync.schemas import check_body
 
 SCHEMA_VERSION = 1
 
@@ -135,7 +136,13 @@ class Transaction:
         self.records: list[Record] = []
 
     def add(self, kind: str, body: dict[str, Any]) -> Record:
-        """Queue one record in this transaction; returns it with seq and id set."""
+        """Queue one record in this transaction; returns it with seq and id set.
+
+        The body is checked against its kind's schema first (sync/schemas.py,
+        shared with central): :class:`sync.schemas.SchemaError` names the field,
+        so nothing is queued that central would refuse.
+        """
+        check_body(kind, body)
         ob = self._outbox
         record = Record(
             kind=kind,

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from sync.envelope import (
     records_topic,
 )
 from sync.ids import STREAM_RE, ULID_RE, new_ulid
+from sync.schemas import check_json_bounds
 
 KIOSK = "sadec-p1-k01"
 OTHER = "sadec-p1-k02"
@@ -205,8 +207,11 @@ def test_one_poisoned_message_does_not_sink_a_batch(tmp_path: Path) -> None:
 
 # -- round trip --------------------------------------------------------------------
 
+OFFSETS = [timezone(timedelta(minutes=m)) for m in (-14 * 60, -5 * 60 - 30, 0, 7 * 60, 14 * 60)]
+OFFSETS.append(UTC)
+# Bodies within the generic bounds (the round trip is about framing, not bounds).
 bodies = st.dictionaries(st.text(max_size=10), json_values, max_size=5).filter(
-    lambda b: _utf8_json(b)
+    lambda b: _utf8_json(b) and check_json_bounds(b, level=2) is None
 )
 
 
@@ -225,7 +230,8 @@ def _utf8_json(body: dict[str, Any]) -> bool:
     rid=st.from_regex(r"\A[0-7][0-9A-HJKMNP-TV-Z]{25}\Z"),
     stream=st.from_regex(r"\A[0-9a-f]{16}\Z"),
     kiosk=st.from_regex(r"\A[a-z0-9][a-z0-9-]{1,62}\Z").filter(lambda k: k != "fleet"),
-    created=st.text(max_size=40).filter(lambda t: _utf8_json({"t": t})),
+    when=st.datetimes(timezones=st.sampled_from(OFFSETS)),
+    timespec=st.sampled_from(["minutes", "seconds", "milliseconds", "microseconds"]),
     body=bodies,
 )
 def test_record_round_trip(
@@ -234,14 +240,22 @@ def test_record_round_trip(
     rid: str,
     stream: str,
     kiosk: str,
-    created: str,
+    when: datetime,
+    timespec: str,
     body: dict[str, Any],
 ) -> None:
+    created = when.isoformat(timespec=timespec)  # what the kiosk writes, any clock
     rec = Record(kind=kind, kiosk=kiosk, stream=stream, seq=seq, id=rid, created=created, body=body)
     payload = rec.encode()
     assert decode_record(payload) == rec
     assert decode_record(payload).body == body
     assert json.loads(payload)["v"] == 1
+    # The parsed instant, exposed for the skew check (h-store), never raises.
+    parsed = decode_record(payload).created_at()
+    assert parsed.utcoffset() == when.utcoffset()
+    assert parsed.replace(tzinfo=None) - when.replace(tzinfo=None) < timedelta(minutes=1)
+    naive_utc = when.replace(tzinfo=None) - (when.utcoffset() or timedelta(0))
+    assert abs(rec.created_unix() - (naive_utc - datetime(1970, 1, 1)).total_seconds()) < 60
 
 
 # -- each kind of garbage, through classify and the store --------------------------
@@ -263,7 +277,9 @@ def test_garbage_is_dead_lettered_with_reasons_and_only_own_ids_rejected(
 ) -> None:
     store = SQLiteStore(tmp_path / "central.db")
     unknown_kind = _envelope(kind="complaint")
-    bad_body = _envelope(kind="dossier", body={"code": "X", "procedure": "P", "form": {}})
+    bad_body = _envelope(
+        kind="dossier", body={"code": "000.00.14.H56-261126-3017", "procedure": "P", "form": {}}
+    )
     bad_chunk = _envelope(kind="chunk", body=_chunk_body(b"photo", digest="0" * 64))
     foreign = _envelope(kiosk=OTHER)
     foreign_unknown_kind = _envelope(kiosk=OTHER, kind="complaint")

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -166,7 +167,9 @@ class SyncSystem(RuleBasedStateMachine):
             made = []
             for kind in kinds:
                 if kind == "bad-rating":
-                    rec = tx.add("rating", dict(BAD_RATING))
+                    # As an older agent without the shared schema queued it: central parks it.
+                    with mock.patch("sync.outbox.check_body"):
+                        rec = tx.add("rating", dict(BAD_RATING))
                 else:
                     bodies = VALID_BODIES[kind]
                     rec = tx.add(kind, dict(bodies[variant % len(bodies)]))
