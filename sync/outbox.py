@@ -65,6 +65,25 @@ class OutboxCorrupt(OutboxError):
     """The database file failed SQLite's integrity check; it was left untouched."""
 
 
+class IntegrityCheckFailed(sqlite3.DatabaseError):
+    """``PRAGMA quick_check`` found damage (raised by :func:`connect`)."""
+
+
+#: Primary result codes that mean the file itself is damaged or not a database.
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def sqlite_code(exc: sqlite3.Error) -> int | None:
+    """The primary SQLite result code of ``exc`` (``SQLITE_FULL``...), or None.
+
+    Errors are told apart by this code (``sqlite3.Error.sqlite_errorcode``,
+    Python 3.11+), never by their wording, which SQLite may change and which a
+    table name can contain ("no such table: full_names").
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
 @dataclass(frozen=True, kw_only=True)
 class Pending:
     """A queued record as the sync loop sees it."""
@@ -102,7 +121,7 @@ def connect(
         try:
             result = conn.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
-                raise sqlite3.DatabaseError(result)
+                raise IntegrityCheckFailed(result)
         except BaseException:
             conn.close()
             raise
@@ -177,10 +196,16 @@ class Outbox:
             self.db = sqlite_utils.Database(self.conn)
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise
             with contextlib.suppress(Exception):
                 self.conn.close()
+            if not isinstance(exc, IntegrityCheckFailed) and sqlite_code(exc) not in _DAMAGED:
+                raise OutboxError(
+                    f"cannot open kiosk database {self.path}: {exc} "
+                    f"({getattr(exc, 'sqlite_errorname', 'no SQLite code')}). Check "
+                    "agent.database, that its directory exists and the agent's user may write it, "
+                    "and that no "
+                    "other process holds the file locked."
+                ) from exc
             raise OutboxCorrupt(
                 f"kiosk database {self.path} failed SQLite's integrity check ({exc}). "
                 "It was left untouched: stop the agent, copy the file somewhere safe, and run "
@@ -286,7 +311,7 @@ class Outbox:
                 tx = Transaction(self, next_seq=self._check_room() + 1)
                 yield tx
         except sqlite3.OperationalError as exc:
-            if "full" in str(exc):
+            if sqlite_code(exc) == sqlite3.SQLITE_FULL:
                 raise OutboxFull(
                     f"the kiosk database {self.path} is full ({exc}); limit "
                     f"{self.max_db_bytes} bytes (sync.max_db_bytes) or the disk itself. "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.outbox import Outbox, OutboxCorrupt, OutboxFull, RecordTooLarge
+from sync.outbox import Outbox, OutboxCorrupt, OutboxError, OutboxFull, RecordTooLarge
 
 KIOSK = "sadec-p1-k01"
 NO_RESERVE = {"min_free_disk_bytes": 0}
@@ -351,3 +351,28 @@ def test_records_promised_before_sigkill_survive(db: Path) -> None:
     seqs = sorted(r["seq"] for r in stored.values())
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) % 2 == 0
     ob.close()
+
+
+# -- SQLite errors are told apart by their code, not their wording -----------------------
+
+
+def test_sql_error_that_mentions_full_is_not_reported_as_a_full_outbox(db: Path) -> None:
+    # A service's own statement failing inside the transaction ("no such table:
+    # full_names") is a bug to see as it is, not "the kiosk is full" on screen.
+    ob = Outbox(db, KIOSK, **NO_RESERVE)
+    with pytest.raises(sqlite3.OperationalError) as err, ob.transaction() as tx:
+        tx.add("support", _support(1))
+        tx.conn.execute("INSERT INTO full_names VALUES (1)")
+    assert not isinstance(err.value, OutboxFull)
+    assert "full_names" in str(err.value)
+    assert ob.records() == []
+    ob.close()
+
+
+def test_unopenable_path_is_not_reported_as_a_corrupt_database(tmp_path: Path) -> None:
+    path = tmp_path / "no-such-dir" / "kiosk.db"
+    with pytest.raises(OutboxError) as err:
+        Outbox(path, KIOSK, **NO_RESERVE)
+    assert not isinstance(err.value, OutboxCorrupt)
+    msg = str(err.value)
+    assert str(path) in msg and "SQLITE_CANTOPEN" in msg and "salvage" not in msg
