@@ -21,10 +21,11 @@ a queue length limit, a database size limit (``max_page_count``) and a
 free-disk reserve. At each one the write is refused with :class:`OutboxFull`,
 whose message names the limit; nothing committed before is touched, and
 marking records acked still works when the database limit or the free-disk
-reserve is reached (it rewrites rows in place), so a full kiosk drains and
-recovers; a purge checkpoints the WAL so its space goes back to the disk. On a
-disk with no space left at all the WAL cannot grow and acks cannot be recorded
-either: the free-disk reserve is what keeps room for them.
+reserve is reached (acks and purges may take a few MiB past max_db_bytes:
+``Outbox._housekeeping``), so a full kiosk drains and recovers; a purge
+checkpoints the WAL so its space goes back to the disk. On a disk with no
+space left at all the WAL cannot grow and acks cannot be recorded either: the
+free-disk reserve is what keeps room for them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ from sync.envelope import MAX_RECORD_BYTES, Record, check_kiosk_id
 from sync.ids import new_stream_id, new_ulid
 
 SCHEMA_VERSION = 1
+
+#: Page size of a new kiosk database. Every commit writes each page it touches
+#: to the WAL and later, at a checkpoint, to the database file. A filing touches
+#: about seven pages (the outbox row, its id and state indexes, the sequence,
+#: the dossier row, the daily counter) and a record is under 1 KiB, so 1 KiB
+#: pages write about half the bytes of SQLite's default 4 KiB ones: less wear on
+#: an SD card (docs/benchmarks.md). It applies to new files only; an existing
+#: database keeps its page size (docs/benchmarks.md says how to rebuild one).
+PAGE_SIZE = 1024
+
+#: Within this many bytes of the free-disk reserve, every write checks the disk.
+DISK_RECHECK_MARGIN = 64 * 1024**2
 
 
 class OutboxError(SyncError):
@@ -125,6 +138,9 @@ def connect(
         except BaseException:
             conn.close()
             raise
+    # Before WAL: the page size of an empty file can still be chosen; on an
+    # existing one the pragma does nothing.
+    conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -188,6 +204,8 @@ class Outbox:
         self.max_db_bytes = max_db_bytes
         self.min_free_disk_bytes = min_free_disk_bytes
         self.max_record_bytes = max_record_bytes
+        self._disk_free = 0
+        self._disk_checked_at = -1e9
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self.conn = connect(self.path, quick_check=existed and check_integrity)
@@ -213,7 +231,13 @@ class Outbox:
                 "to a new file."
             ) from exc
         page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
-        self.conn.execute(f"PRAGMA max_page_count={max(16, max_db_bytes // page_size)}")
+        self._max_pages = max(16, max_db_bytes // page_size)
+        # Acks and purges rewrite rows (state, done_at) and move index entries,
+        # which can take a few new pages; a kiosk at max_db_bytes must still
+        # record them, or it could never drain. They may use this much beyond
+        # the filing limit (a purge then frees far more than it took).
+        self._housekeeping_pages = (4 * 1024**2 + 2 * max_record_bytes) // page_size
+        self.conn.execute(f"PRAGMA max_page_count={self._max_pages}")
         self.stream = self._meta("stream")
 
     # -- schema -----------------------------------------------------------------
@@ -256,6 +280,17 @@ class Outbox:
         return str(row[0])
 
     @contextlib.contextmanager
+    def _housekeeping(self) -> Iterator[None]:
+        """A write transaction that may go ``_housekeeping_pages`` past max_db_bytes."""
+        self.conn.execute(f"PRAGMA max_page_count={self._max_pages + self._housekeeping_pages}")
+        try:
+            with self._write():
+                yield
+        finally:
+            # Never below the file's current size: SQLite keeps the larger value.
+            self.conn.execute(f"PRAGMA max_page_count={self._max_pages}")
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
@@ -271,6 +306,23 @@ class Outbox:
             raise
 
     # -- writing records --------------------------------------------------------
+    def _free_disk(self) -> int:
+        """Free bytes on the database's disk (statvfs), cached while far from the reserve.
+
+        More than DISK_RECHECK_MARGIN above the reserve, one statvfs a second
+        is enough: no second of filings writes that much, and a disk that fills
+        anyway still refuses cleanly (SQLITE_FULL becomes OutboxFull). Closer,
+        every transaction looks again.
+        """
+        now = time.monotonic()
+        if (
+            now - self._disk_checked_at >= 1.0
+            or self._disk_free - self.min_free_disk_bytes < DISK_RECHECK_MARGIN
+        ):
+            self._disk_free = shutil.disk_usage(self.path.parent).free
+            self._disk_checked_at = now
+        return self._disk_free
+
     def _check_room(self) -> int:
         """Raise OutboxFull at a limit; return the last seq used (inside a transaction)."""
         # Cheap upper bound first (index look-ups); count only near the limit.
@@ -290,7 +342,7 @@ class Outbox:
                 "(sync.max_queued); new filings are refused until the kiosk is back online "
                 "and central has acknowledged them"
             )
-        free = shutil.disk_usage(self.path.parent).free  # one statvfs, about 10 µs
+        free = self._free_disk()
         if free < self.min_free_disk_bytes:
             raise OutboxFull(
                 f"only {free} bytes free on the disk holding {self.path}, the reserve is "
@@ -306,10 +358,17 @@ class Outbox:
         On any exception nothing of the transaction is kept. A full disk or
         database raises :class:`OutboxFull`.
         """
+        conn = self.conn
         try:
-            with self._write():
-                tx = Transaction(self, next_seq=self._check_room() + 1)
-                yield tx
+            # _write() written out: one context manager less on the filing's path.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self, next_seq=self._check_room() + 1)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # see _write
+                    conn.execute("ROLLBACK")
+                raise
         except sqlite3.OperationalError as exc:
             if sqlite_code(exc) == sqlite3.SQLITE_FULL:
                 raise OutboxFull(
@@ -338,7 +397,7 @@ class Outbox:
         if not ids:
             return 0
         now = time.time()
-        with self._write():
+        with self._housekeeping():
             cur = self.conn.executemany(
                 "UPDATE outbox SET state = 'acked', done_at = ? WHERE id = ? AND state = 'queued'",
                 [(now, i) for i in ids],
@@ -349,7 +408,7 @@ class Outbox:
         if not rejections:
             return 0
         now = time.time()
-        with self._write():
+        with self._housekeeping():
             cur = self.conn.executemany(
                 "UPDATE outbox SET state = 'rejected', done_at = ?, reason = ?"
                 " WHERE id = ? AND state = 'queued'",
@@ -360,7 +419,7 @@ class Outbox:
     def purge(self, *, retention_s: float, now: float | None = None) -> int:
         """Delete acked records acknowledged more than ``retention_s`` ago."""
         cutoff = (time.time() if now is None else now) - retention_s
-        with self._write():
+        with self._housekeeping():
             cur = self.conn.execute(
                 "DELETE FROM outbox WHERE state = 'acked' AND done_at < ?", (cutoff,)
             )

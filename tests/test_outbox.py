@@ -376,3 +376,28 @@ def test_unopenable_path_is_not_reported_as_a_corrupt_database(tmp_path: Path) -
     assert not isinstance(err.value, OutboxCorrupt)
     msg = str(err.value)
     assert str(path) in msg and "SQLITE_CANTOPEN" in msg and "salvage" not in msg
+
+
+# -- page size (SD-card wear) --------------------------------------------------------------
+
+
+def test_new_database_uses_small_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    from sync.outbox import PAGE_SIZE
+
+    new = Outbox(tmp_path / "new.db", KIOSK, **NO_RESERVE)
+    new.add("support", _support(1))
+    assert new.conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 1024
+    new.close()
+    # A kiosk's existing 4 KiB-page database (made before this change) opens,
+    # takes records and stays as it is: the page size of a WAL file is fixed.
+    old_path = tmp_path / "old.db"
+    conn = sqlite3.connect(old_path)
+    conn.execute("PRAGMA page_size=4096")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    old = Outbox(old_path, KIOSK, **NO_RESERVE)
+    rec = old.add("support", _support(2))
+    assert old.conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert [r["id"] for r in old.records()] == [rec.id]
+    old.close()
