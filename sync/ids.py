@@ -5,15 +5,16 @@ random bits, written as 26 Crockford base-32 characters. They sort by creation
 time, need no coordination between kiosks, and are the idempotency key at
 central.
 
-Encoding, decoding and the same-millisecond increment come from ``python-ulid``
-(docs/dependencies.md). What we add is the order this process promises: ids
-sort in the order they were made, even when
+Encoding and decoding (Crockford base 32, the 128-bit layout) come from
+``python-ulid`` (docs/dependencies.md). The order is ours: ids sort in the
+order this process made them. Within one millisecond the random part of the
+previous id is incremented (the ULID spec's monotonic rule), and unlike the
+library's own generators we keep that order when
 
 - the clock steps back (a Pi without a real-time clock is set by NTP): the
   millisecond never goes below the last one used;
-- the 80 random bits of one millisecond run out (the library's strict policy
-  refuses): the id moves on to the next millisecond instead of wrapping to a
-  smaller value.
+- the 80 random bits of one millisecond run out: the id moves on to the next
+  millisecond instead of wrapping to a smaller value or raising.
 
 A time that does not fit 48 bits is refused (:class:`IdError`), never wrapped.
 """
@@ -25,7 +26,7 @@ import re
 import threading
 import time
 
-from ulid import ULID, StrictMonotonicPolicy, ULIDGenerator
+from ulid import ULID
 
 from sync import SyncError
 
@@ -33,6 +34,7 @@ ULID_RE = re.compile(r"\A[0-7][0-9A-HJKMNP-TV-Z]{25}\Z")
 STREAM_RE = re.compile(r"\A[0-9a-f]{16}\Z")
 
 MAX_ULID_MS = 2**48 - 1
+_MAX_RANDOM = 2**80 - 1
 
 
 class IdError(SyncError, ValueError):
@@ -45,28 +47,26 @@ class RecordIds:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_ms = -1
-        # Strict: the library raises instead of re-drawing when a millisecond's
-        # randomness runs out, so we can carry into the next millisecond.
-        self._generator = ULIDGenerator(policy=StrictMonotonicPolicy())
+        self._last_random = 0
 
     def new(self, now_ms: int | None = None) -> str:
         ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         with self._lock:
-            ms = max(ms, self._last_ms)
-            for _ in range(2):
-                if not 0 <= ms <= MAX_ULID_MS:
-                    raise IdError(
-                        f"ULID time {ms} ms does not fit 48 bits (0 to {MAX_ULID_MS}): "
-                        "check the kiosk's clock"
-                    )
-                try:
-                    value = self._generator.generate(ms)
-                except ValueError:  # this millisecond's 80 random bits are used up
+            if ms <= self._last_ms:  # same millisecond, or the clock stepped back
+                ms = self._last_ms
+                random = self._last_random + 1
+                if random > _MAX_RANDOM:  # carry into the next millisecond
                     ms += 1
-                    continue
-                self._last_ms = ms
-                return str(value)
-        raise AssertionError("unreachable: a fresh millisecond always has room")  # pragma: no cover
+                    random = int.from_bytes(os.urandom(10), "big")
+            else:
+                random = int.from_bytes(os.urandom(10), "big")
+            if not 0 <= ms <= MAX_ULID_MS:
+                raise IdError(
+                    f"ULID time {ms} ms does not fit 48 bits (0 to {MAX_ULID_MS}): "
+                    "check the kiosk's clock"
+                )
+            self._last_ms, self._last_random = ms, random
+        return str(ULID((ms << 80 | random).to_bytes(16, "big")))
 
 
 _record_ids = RecordIds()
