@@ -37,7 +37,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +115,23 @@ class OutboxStats:
     db_bytes: int
 
 
+_local_zone: tuple[float, tzinfo] = (-1e9, UTC)
+
+
 def _now_iso() -> str:
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+    """Local time with its UTC offset (the envelope's ``created``), to the millisecond.
+
+    ``datetime.now().astimezone()`` looks the zone up on every call; the offset
+    is kept for a minute instead. A change of zone or of summer time shows
+    within that minute, and the instant written is right either way.
+    """
+    global _local_zone
+    checked, zone = _local_zone
+    now = time.monotonic()
+    if now - checked >= 60.0:
+        zone = datetime.now().astimezone().tzinfo or UTC
+        _local_zone = (now, zone)
+    return datetime.now(zone).isoformat(timespec="milliseconds")
 
 
 def connect(
