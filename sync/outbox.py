@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -46,6 +47,8 @@ import sqlite_utils
 from sync import SyncError
 from sync.envelope import MAX_RECORD_BYTES, Record, check_kiosk_id
 from sync.ids import new_stream_id, new_ulid
+
+log = logging.getLogger("aps.outbox")
 
 SCHEMA_VERSION = 1
 
@@ -221,6 +224,8 @@ class Outbox:
         self.max_record_bytes = max_record_bytes
         self._disk_free = 0
         self._disk_checked_at = -1e9
+        #: Called after each commit of new records (the agent wakes its sync).
+        self.on_commit: list[Callable[[], None]] = []
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self.conn = connect(self.path, quick_check=existed and check_integrity)
@@ -392,6 +397,13 @@ class Outbox:
                     "Records already committed are safe and keep syncing."
                 ) from exc
             raise
+        # Committed: whatever a hook does, the records are durable and the
+        # caller's promise stands, so a failing hook is logged, never raised.
+        for hook in self.on_commit:  # e.g. SyncClient.wake
+            try:
+                hook()
+            except Exception:
+                log.exception("outbox on_commit hook failed (the records are committed)")
 
     def add(self, kind: str, body: dict[str, Any]) -> Record:
         """Commit one record on its own; returns it once it is durable."""
@@ -446,6 +458,14 @@ class Outbox:
         return cur.rowcount
 
     # -- reading ------------------------------------------------------------------
+    def data_version(self) -> int:
+        """A number that changes when another connection commits to this database.
+
+        ``PRAGMA data_version``: no read of the tables, so the sync loop can
+        look for records filed by another process without querying the outbox.
+        """
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
     def state_of(self, record_id: str) -> str | None:
         row = self.conn.execute("SELECT state FROM outbox WHERE id = ?", (record_id,)).fetchone()
         return None if row is None else str(row[0])
