@@ -31,6 +31,7 @@ free-disk reserve is what keeps room for them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import shutil
@@ -40,11 +41,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from sync import SyncError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 from sync.envelope import MAX_RECORD_BYTES, Record, check_kiosk_id
 from sync.ids import new_stream_id, new_ulid
 
@@ -229,9 +231,6 @@ class Outbox:
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self.conn = connect(self.path, quick_check=existed and check_integrity)
-            # sqlite-utils for reading and schema introspection; the hot write
-            # path is plain SQL on the same connection.
-            self.db = sqlite_utils.Database(self.conn)
             self._migrate()
         except sqlite3.DatabaseError as exc:
             with contextlib.suppress(Exception):
@@ -458,6 +457,17 @@ class Outbox:
         return cur.rowcount
 
     # -- reading ------------------------------------------------------------------
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection, for reading (the writes are plain SQL).
+
+        Imported on first use: loading it (and its plugins) costs an agent's
+        start about 0.1 s, and the sync loop never reads through it.
+        """
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
     def data_version(self) -> int:
         """A number that changes when another connection commits to this database.
 
