@@ -13,7 +13,9 @@ cost differently). Then the contenders take turns **record by record**, in
 an order that rotates every round, so a burst of slow fsyncs from a noisy
 neighbour hits all three alike. Bytes written are this process's
 ``write_bytes`` from /proc/self/io (what reaches the block layer: SD-card
-wear), read before and after each operation, outside the timed part.
+wear), read before and after each operation, outside the timed part; CPU is
+this process's CPU time per operation (``time.process_time``), which a slow
+fsync does not inflate.
 
 Last line: {"bench", "value", "unit", "baseline", "ratio"} for Outbox.add
 (ratio = ours/raw p50), plus the whole filing's ratio and both write ratios.
@@ -137,6 +139,7 @@ def main() -> None:
         "desk": "DossierDesk.file() (whole filing)",
     }
     times: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, float] = dict.fromkeys(names, 0.0)
     written: dict[str, int] = dict.fromkeys(names, 0)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         d = Path(tmp)
@@ -156,9 +159,11 @@ def main() -> None:
             for name in order:
                 run = ops[name]()
                 w0 = write_bytes()
+                c0 = time.process_time()
                 t0 = time.perf_counter()
                 run()
                 t1 = time.perf_counter()
+                cpu[name] += time.process_time() - c0
                 written[name] += write_bytes() - w0
                 times[name].append(t1 - t0)
         for close in closers:
@@ -178,7 +183,7 @@ def main() -> None:
         p50, p99, mean = stats[k]
         print(
             f"{labels[k]:<36}: p50 {p50:.3f} ms  p99 {p99:.3f} ms  mean {mean:.3f} ms"
-            f"  written {per[k] / 1024:.1f} KiB/op"
+            f"  CPU {cpu[k] / n * 1e6:.0f} µs/op  written {per[k] / 1024:.1f} KiB/op"
             f"  file {db_bytes[k] / (n + args.warm):.0f} B/record"
         )
     r50 = stats["raw"][0]
@@ -189,6 +194,8 @@ def main() -> None:
     print(f"p99 ratio DossierDesk.file / raw  : {stats['desk'][1] / stats['raw'][1]:.2f}")
     w_add = per["outbox"] / per["raw"] if per["raw"] else float("nan")
     w_file = per["desk"] / per["raw"] if per["raw"] else float("nan")
+    print(f"CPU ratio Outbox.add / raw        : {cpu['outbox'] / cpu['raw']:.2f}")
+    print(f"CPU ratio DossierDesk.file / raw  : {cpu['desk'] / cpu['raw']:.2f}")
     print(f"bytes written Outbox.add / raw    : {w_add:.2f}")
     print(f"bytes written file() / raw        : {w_file:.2f}")
     print(
@@ -200,6 +207,8 @@ def main() -> None:
                 "baseline": round(r50, 4),
                 "ratio": round(add_ratio, 3),
                 "file_ratio": round(file_ratio, 3),
+                "cpu_ratio_add": round(cpu["outbox"] / cpu["raw"], 3),
+                "cpu_ratio_file": round(cpu["desk"] / cpu["raw"], 3),
                 "write_bytes_per_filing": round(per["desk"]),
                 "write_bytes_raw": round(per["raw"]),
                 "write_ratio_add": round(w_add, 3),
