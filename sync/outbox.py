@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sync import SyncError
+from sync.envelope import MAX_RECORD_BYTES, Record, check_kiosk_id
+from sync.ids import new_stream_id, new_ulid
 
 if TYPE_CHECKING:
     import sqlite_utils
-from sync.envelope import MAX_RECORD_BYTES, Record, check_kiosk_id
-from sync.ids import new_stream_id, new_ulid
 
 log = logging.getLogger("aps.outbox")
 
@@ -240,8 +240,7 @@ class Outbox:
                     f"cannot open kiosk database {self.path}: {exc} "
                     f"({getattr(exc, 'sqlite_errorname', 'no SQLite code')}). Check "
                     "agent.database, that its directory exists and the agent's user may write it, "
-                    "and that no "
-                    "other process holds the file locked."
+                    "and that no other process holds the file locked."
                 ) from exc
             raise OutboxCorrupt(
                 f"kiosk database {self.path} failed SQLite's integrity check ({exc}). "
