@@ -401,3 +401,49 @@ def test_new_database_uses_small_pages_and_an_old_one_keeps_its_own(tmp_path: Pa
     assert old.conn.execute("PRAGMA page_size").fetchone()[0] == 4096
     assert [r["id"] for r in old.records()] == [rec.id]
     old.close()
+
+
+# -- the free-disk check -------------------------------------------------------------------
+
+
+def _count_statvfs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    import shutil
+
+    from sync import outbox as outbox_module
+
+    calls: list[int] = []
+    real = shutil.disk_usage
+
+    def counting(path: object) -> object:
+        calls.append(1)
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox_module.shutil, "disk_usage", counting)
+    return calls
+
+
+def test_far_from_the_reserve_the_disk_is_not_asked_on_every_filing(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_statvfs(monkeypatch)
+    ob = Outbox(db, KIOSK, **NO_RESERVE)  # every byte of the disk above a zero reserve
+    for i in range(50):
+        ob.add("support", _support(i))
+    # One look a second at most: 50 filings take far less than 50 seconds.
+    assert 1 <= len(calls) < 50
+    ob.close()
+
+
+def test_near_the_reserve_every_filing_asks_the_disk(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    free = shutil.disk_usage(db.parent).free
+    calls = _count_statvfs(monkeypatch)
+    # A reserve just under what is free: within DISK_RECHECK_MARGIN of it.
+    ob = Outbox(db, KIOSK, min_free_disk_bytes=max(0, free - 32 * 1024**2))
+    for i in range(5):
+        ob.add("support", _support(i))
+    assert len(calls) == 5
+    ob.close()
