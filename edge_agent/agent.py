@@ -54,7 +54,8 @@ class Agent:
             kiosk=cfg.kiosk.id,
             mqtt_settings=cfg.mqtt.settings(),
             settings=cfg.sync.settings(),
-            outbox_options=cfg.sync.outbox_options(),
+            # open_desk() has just run quick_check on this file: once per start.
+            outbox_options={**cfg.sync.outbox_options(), "check_integrity": False},
             heartbeat_fields=self._heartbeat_fields,
         )
         self.stop_event = threading.Event()

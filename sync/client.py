@@ -56,7 +56,10 @@ class SyncSettings:
     inflight_window: int = 256
     inflight_bytes: int = 4 * 1024 * 1024
     ack_timeout_s: float = 30.0
-    tick_s: float = 0.2
+    #: How often the idle sync looks for records committed by another process
+    #: (PRAGMA data_version, no outbox read); commits in this process wake it
+    #: at once through SyncClient.wake (Outbox.on_commit).
+    tick_s: float = 2.0
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 300.0
     heartbeat_interval_s: float = 60.0
@@ -162,6 +165,8 @@ class SyncClient:
         )
         self._database = Path(database)
         self._thread = threading.Thread(target=self._run, name=f"sync-{kiosk}", daemon=True)
+        now = time.monotonic()
+        self._next_poll = self._next_heartbeat = self._next_purge = now
 
     def _new_client(self) -> mqtt.Client:
         client = make_paho_client(self.kiosk, self._mqtt_settings)
@@ -237,31 +242,56 @@ class SyncClient:
         self._events.put(("tick", None))
 
     # -- sync thread ---------------------------------------------------------------
+    def _next_wake(self, now: float) -> float:
+        """Seconds the idle sync thread may sleep: until its nearest deadline.
+
+        The deadlines: a record due for retransmission, the next heartbeat or
+        purge, and the next look for records committed by another process
+        (``tick_s``). Everything else (a commit in this process through
+        :meth:`wake`, an ack or message, a (dis)connect) is an event that ends
+        the sleep at once. Nothing polls the outbox in between.
+        """
+        deadline = min(self._next_poll, self._next_heartbeat, self._next_purge)
+        retransmit = self.machine.next_deadline()
+        if retransmit is not None:
+            deadline = min(deadline, retransmit)
+        return max(0.0, deadline - now)
+
     def _run(self) -> None:
-        next_tick = time.monotonic()
-        next_heartbeat = time.monotonic()
-        next_purge = time.monotonic()
+        now = time.monotonic()
+        self._next_poll = self._next_heartbeat = self._next_purge = now
+        seen_version: int | None = None
         while not self._stop.is_set():
-            timeout = max(0.0, next_tick - time.monotonic())
             try:
-                name, arg = self._events.get(timeout=timeout)
+                name, arg = self._events.get(timeout=self._next_wake(time.monotonic()))
             except queue.Empty:
-                name, arg = "tick", None
+                name, arg = "timer", None
             try:
                 now = time.monotonic()
                 actions = self._dispatch(name, arg, now)
-                if now >= next_tick or name == "tick":
+                retransmit = self.machine.next_deadline()
+                look = name == "tick"  # wake(): this process committed records
+                if now >= self._next_poll:
+                    # Records filed by another process: look only if something
+                    # committed since the last look (no read of the outbox).
+                    version = self.outbox.data_version()
+                    look = look or version != seen_version
+                    seen_version = version
+                    self._next_poll = now + self.settings.tick_s
+                if look or (retransmit is not None and now >= retransmit):
                     actions += self.machine.tick(now)
-                    next_tick = now + self.settings.tick_s
                 self._execute(actions, now)
-                if now >= next_heartbeat and self.network.connected.is_set():
-                    self._heartbeat()
-                    next_heartbeat = now + self.settings.heartbeat_interval_s
-                if now >= next_purge:
+                if now >= self._next_heartbeat:
+                    if self.network.connected.is_set():
+                        self._heartbeat()
+                        self._next_heartbeat = now + self.settings.heartbeat_interval_s
+                    else:  # due while offline: try again at the next look
+                        self._next_heartbeat = now + self.settings.tick_s
+                if now >= self._next_purge:
                     purged = self.outbox.purge(retention_s=self.settings.retention_s)
                     if purged:
                         log.info("purged %d synced records older than the retention", purged)
-                    next_purge = now + self.settings.purge_interval_s
+                    self._next_purge = now + self.settings.purge_interval_s
             except Exception:
                 # The outbox is the truth; forget the window and start over from it.
                 log.exception("sync step failed; resuming from the outbox")

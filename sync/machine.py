@@ -181,6 +181,12 @@ class SyncMachine:
             self._forget(rej.id)
         return actions + self._maybe_fetch()
 
+    def next_deadline(self) -> float | None:
+        """When the oldest unacknowledged record is due again (tick then), or None."""
+        if self.state is not LinkState.ONLINE or not self._inflight:
+            return None
+        return min(fl.sent_at for fl in self._inflight.values()) + self.ack_timeout
+
     def tick(self, now: float) -> list[Action]:
         """Time passed: retransmit what timed out; look for new records."""
         if self.state is not LinkState.ONLINE:

@@ -27,6 +27,9 @@ from tenacity import RetryCallState, wait_random_exponential
 
 log = logging.getLogger("aps.mqtt")
 
+#: Longest sleep of a connected, idle network thread (one wake-up a second).
+LOOP_TIMEOUT_S = 1.0
+
 
 @dataclass(frozen=True, kw_only=True)
 class MqttSettings:
@@ -208,7 +211,9 @@ class NetworkLoop:
             self.connects += 1
             up_since = time.monotonic()
             while not self.stop.is_set():
-                rc = self.client.loop(timeout=0.1)
+                # paho's select also wakes on traffic and on any publish from
+                # another thread; the timeout only bounds how long stop waits.
+                rc = self.client.loop(timeout=LOOP_TIMEOUT_S)
                 if rc != mqtt.MQTT_ERR_SUCCESS:
                     break
             else:

@@ -21,26 +21,27 @@ a queue length limit, a database size limit (``max_page_count``) and a
 free-disk reserve. At each one the write is refused with :class:`OutboxFull`,
 whose message names the limit; nothing committed before is touched, and
 marking records acked still works when the database limit or the free-disk
-reserve is reached (it rewrites rows in place), so a full kiosk drains and
-recovers; a purge checkpoints the WAL so its space goes back to the disk. On a
-disk with no space left at all the WAL cannot grow and acks cannot be recorded
-either: the free-disk reserve is what keeps room for them.
+reserve is reached (acks and purges may take a few MiB past max_db_bytes:
+``Outbox._housekeeping``), so a full kiosk drains and recovers; a purge
+checkpoints the WAL so its space goes back to the disk. On a disk with no
+space left at all the WAL cannot grow and acks cannot be recorded either: the
+free-disk reserve is what keeps room for them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from sync import SyncError
 from sync.envelope import MAX_RECORD_BYTES, Record, check_kiosk_id
@@ -48,7 +49,24 @@ from sync.files import create_private_file, why_unopenable
 from sync.ids import new_stream_id, new_ulid
 from sync.schemas import check_body
 
+if TYPE_CHECKING:
+    import sqlite_utils
+
+log = logging.getLogger("aps.outbox")
+
 SCHEMA_VERSION = 1
+
+#: Page size of a new kiosk database. Every commit writes each page it touches
+#: to the WAL and later, at a checkpoint, to the database file. A filing touches
+#: about seven pages (the outbox row, its id and state indexes, the sequence,
+#: the dossier row, the daily counter) and a record is under 1 KiB, so 1 KiB
+#: pages write about half the bytes of SQLite's default 4 KiB ones: less wear on
+#: an SD card (docs/benchmarks.md). It applies to new files only; an existing
+#: database keeps its page size (docs/benchmarks.md says how to rebuild one).
+PAGE_SIZE = 1024
+
+#: Within this many bytes of the free-disk reserve, every write checks the disk.
+DISK_RECHECK_MARGIN = 64 * 1024**2
 
 
 class OutboxError(SyncError):
@@ -75,6 +93,25 @@ class OutboxMissing(OutboxUnopenable):
     """No kiosk database at the path; opening read-only never creates one."""
 
 
+class IntegrityCheckFailed(sqlite3.DatabaseError):
+    """``PRAGMA quick_check`` found damage (raised by :func:`connect`)."""
+
+
+#: Primary result codes that mean the file itself is damaged or not a database.
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def sqlite_code(exc: sqlite3.Error) -> int | None:
+    """The primary SQLite result code of ``exc`` (``SQLITE_FULL``...), or None.
+
+    Errors are told apart by this code (``sqlite3.Error.sqlite_errorcode``,
+    Python 3.11+), never by their wording, which SQLite may change and which a
+    table name can contain ("no such table: full_names").
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
 @dataclass(frozen=True, kw_only=True)
 class Pending:
     """A queued record as the sync loop sees it."""
@@ -93,8 +130,23 @@ class OutboxStats:
     db_bytes: int
 
 
+_local_zone: tuple[float, tzinfo] = (-1e9, UTC)
+
+
 def _now_iso() -> str:
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+    """Local time with its UTC offset (the envelope's ``created``), to the millisecond.
+
+    ``datetime.now().astimezone()`` looks the zone up on every call; the offset
+    is kept for a minute instead. A change of zone or of summer time shows
+    within that minute, and the instant written is right either way.
+    """
+    global _local_zone
+    checked, zone = _local_zone
+    now = time.monotonic()
+    if now - checked >= 60.0:
+        zone = datetime.now().astimezone().tzinfo or UTC
+        _local_zone = (now, zone)
+    return datetime.now(zone).isoformat(timespec="milliseconds")
 
 
 def connect(
@@ -116,10 +168,13 @@ def connect(
         try:
             result = conn.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
-                raise sqlite3.DatabaseError(result)
+                raise IntegrityCheckFailed(result)
         except BaseException:
             conn.close()
             raise
+    # Before WAL: the page size of an empty file can still be chosen; on an
+    # existing one the pragma does nothing.
+    conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -189,16 +244,15 @@ class Outbox:
         self.max_db_bytes = max_db_bytes
         self.min_free_disk_bytes = min_free_disk_bytes
         self.max_record_bytes = max_record_bytes
+        self._disk_free = 0
+        self._disk_checked_at = -1e9
+        #: Called after each commit of new records (the agent wakes its sync).
+        self.on_commit: list[Callable[[], None]] = []
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self.conn = connect(self.path, quick_check=existed and check_integrity)
-            # sqlite-utils for reading and schema introspection; the hot write
-            # path is plain SQL on the same connection.
-            self.db = sqlite_utils.Database(self.conn)
             self._migrate()
         except (sqlite3.DatabaseError, OSError) as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise
             with contextlib.suppress(Exception):
                 self.conn.close()
             # A path that cannot be opened is not a damaged database: say what it is.
@@ -208,6 +262,13 @@ class Outbox:
                     f"cannot open kiosk database {self.path}: {reason or exc}; check "
                     "agent.database in the agent's configuration"
                 ) from exc
+            if not isinstance(exc, IntegrityCheckFailed) and sqlite_code(exc) not in _DAMAGED:
+                raise OutboxError(
+                    f"cannot open kiosk database {self.path}: {exc} "
+                    f"({getattr(exc, 'sqlite_errorname', 'no SQLite code')}). Check "
+                    "agent.database, that its directory exists and the agent's user may write it, "
+                    "and that no other process holds the file locked."
+                ) from exc
             raise OutboxCorrupt(
                 f"kiosk database {self.path} failed SQLite's integrity check ({exc}). "
                 "It was left untouched: stop the agent, copy the file somewhere safe, and run "
@@ -215,7 +276,13 @@ class Outbox:
                 "to a new file."
             ) from exc
         page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
-        self.conn.execute(f"PRAGMA max_page_count={max(16, max_db_bytes // page_size)}")
+        self._max_pages = max(16, max_db_bytes // page_size)
+        # Acks and purges rewrite rows (state, done_at) and move index entries,
+        # which can take a few new pages; a kiosk at max_db_bytes must still
+        # record them, or it could never drain. They may use this much beyond
+        # the filing limit (a purge then frees far more than it took).
+        self._housekeeping_pages = (4 * 1024**2 + 2 * max_record_bytes) // page_size
+        self.conn.execute(f"PRAGMA max_page_count={self._max_pages}")
         self.stream = self._meta("stream")
 
     # -- schema -----------------------------------------------------------------
@@ -258,6 +325,17 @@ class Outbox:
         return str(row[0])
 
     @contextlib.contextmanager
+    def _housekeeping(self) -> Iterator[None]:
+        """A write transaction that may go ``_housekeeping_pages`` past max_db_bytes."""
+        self.conn.execute(f"PRAGMA max_page_count={self._max_pages + self._housekeeping_pages}")
+        try:
+            with self._write():
+                yield
+        finally:
+            # Never below the file's current size: SQLite keeps the larger value.
+            self.conn.execute(f"PRAGMA max_page_count={self._max_pages}")
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
@@ -273,6 +351,23 @@ class Outbox:
             raise
 
     # -- writing records --------------------------------------------------------
+    def _free_disk(self) -> int:
+        """Free bytes on the database's disk (statvfs), cached while far from the reserve.
+
+        More than DISK_RECHECK_MARGIN above the reserve, one statvfs a second
+        is enough: no second of filings writes that much, and a disk that fills
+        anyway still refuses cleanly (SQLITE_FULL becomes OutboxFull). Closer,
+        every transaction looks again.
+        """
+        now = time.monotonic()
+        if (
+            now - self._disk_checked_at >= 1.0
+            or self._disk_free - self.min_free_disk_bytes < DISK_RECHECK_MARGIN
+        ):
+            self._disk_free = shutil.disk_usage(self.path.parent).free
+            self._disk_checked_at = now
+        return self._disk_free
+
     def _check_room(self) -> int:
         """Raise OutboxFull at a limit; return the last seq used (inside a transaction)."""
         # Cheap upper bound first (index look-ups); count only near the limit.
@@ -292,7 +387,7 @@ class Outbox:
                 "(sync.max_queued); new filings are refused until the kiosk is back online "
                 "and central has acknowledged them"
             )
-        free = shutil.disk_usage(self.path.parent).free  # one statvfs, about 10 µs
+        free = self._free_disk()
         if free < self.min_free_disk_bytes:
             raise OutboxFull(
                 f"only {free} bytes free on the disk holding {self.path}, the reserve is "
@@ -308,18 +403,32 @@ class Outbox:
         On any exception nothing of the transaction is kept. A full disk or
         database raises :class:`OutboxFull`.
         """
+        conn = self.conn
         try:
-            with self._write():
-                tx = Transaction(self, next_seq=self._check_room() + 1)
-                yield tx
+            # _write() written out: one context manager less on the filing's path.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self, next_seq=self._check_room() + 1)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # see _write
+                    conn.execute("ROLLBACK")
+                raise
         except sqlite3.OperationalError as exc:
-            if "full" in str(exc):
+            if sqlite_code(exc) == sqlite3.SQLITE_FULL:
                 raise OutboxFull(
                     f"the kiosk database {self.path} is full ({exc}); limit "
                     f"{self.max_db_bytes} bytes (sync.max_db_bytes) or the disk itself. "
                     "Records already committed are safe and keep syncing."
                 ) from exc
             raise
+        # Committed: whatever a hook does, the records are durable and the
+        # caller's promise stands, so a failing hook is logged, never raised.
+        for hook in self.on_commit:  # e.g. SyncClient.wake
+            try:
+                hook()
+            except Exception:
+                log.exception("outbox on_commit hook failed (the records are committed)")
 
     def add(self, kind: str, body: dict[str, Any]) -> Record:
         """Commit one record on its own; returns it once it is durable."""
@@ -340,7 +449,7 @@ class Outbox:
         if not ids:
             return 0
         now = time.time()
-        with self._write():
+        with self._housekeeping():
             cur = self.conn.executemany(
                 "UPDATE outbox SET state = 'acked', done_at = ? WHERE id = ? AND state = 'queued'",
                 [(now, i) for i in ids],
@@ -351,7 +460,7 @@ class Outbox:
         if not rejections:
             return 0
         now = time.time()
-        with self._write():
+        with self._housekeeping():
             cur = self.conn.executemany(
                 "UPDATE outbox SET state = 'rejected', done_at = ?, reason = ?"
                 " WHERE id = ? AND state = 'queued'",
@@ -362,7 +471,7 @@ class Outbox:
     def purge(self, *, retention_s: float, now: float | None = None) -> int:
         """Delete acked records acknowledged more than ``retention_s`` ago."""
         cutoff = (time.time() if now is None else now) - retention_s
-        with self._write():
+        with self._housekeeping():
             cur = self.conn.execute(
                 "DELETE FROM outbox WHERE state = 'acked' AND done_at < ?", (cutoff,)
             )
@@ -374,6 +483,25 @@ class Outbox:
         return cur.rowcount
 
     # -- reading ------------------------------------------------------------------
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection, for reading (the writes are plain SQL).
+
+        Imported on first use: loading it (and its plugins) costs an agent's
+        start about 0.1 s, and the sync loop never reads through it.
+        """
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
+    def data_version(self) -> int:
+        """A number that changes when another connection commits to this database.
+
+        ``PRAGMA data_version``: no read of the tables, so the sync loop can
+        look for records filed by another process without querying the outbox.
+        """
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
     def state_of(self, record_id: str) -> str | None:
         row = self.conn.execute("SELECT state FROM outbox WHERE id = ?", (record_id,)).fetchone()
         return None if row is None else str(row[0])

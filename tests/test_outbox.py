@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.outbox import Outbox, OutboxCorrupt, OutboxFull, RecordTooLarge
+from sync.outbox import Outbox, OutboxCorrupt, OutboxError, OutboxFull, RecordTooLarge
 
 KIOSK = "sadec-p1-k01"
 NO_RESERVE = {"min_free_disk_bytes": 0}
@@ -350,4 +350,100 @@ def test_records_promised_before_sigkill_survive(db: Path) -> None:
     # Both records of every transaction, or neither: seqs come in pairs.
     seqs = sorted(r["seq"] for r in stored.values())
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) % 2 == 0
+    ob.close()
+
+
+# -- SQLite errors are told apart by their code, not their wording -----------------------
+
+
+def test_sql_error_that_mentions_full_is_not_reported_as_a_full_outbox(db: Path) -> None:
+    # A service's own statement failing inside the transaction ("no such table:
+    # full_names") is a bug to see as it is, not "the kiosk is full" on screen.
+    ob = Outbox(db, KIOSK, **NO_RESERVE)
+    with pytest.raises(sqlite3.OperationalError) as err, ob.transaction() as tx:
+        tx.add("support", _support(1))
+        tx.conn.execute("INSERT INTO full_names VALUES (1)")
+    assert not isinstance(err.value, OutboxFull)
+    assert "full_names" in str(err.value)
+    assert ob.records() == []
+    ob.close()
+
+
+def test_unopenable_path_is_not_reported_as_a_corrupt_database(tmp_path: Path) -> None:
+    path = tmp_path / "no-such-dir" / "kiosk.db"
+    with pytest.raises(OutboxError) as err:
+        Outbox(path, KIOSK, **NO_RESERVE)
+    assert not isinstance(err.value, OutboxCorrupt)
+    msg = str(err.value)
+    assert str(path) in msg and "SQLITE_CANTOPEN" in msg and "salvage" not in msg
+
+
+# -- page size (SD-card wear) --------------------------------------------------------------
+
+
+def test_new_database_uses_small_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    from sync.outbox import PAGE_SIZE
+
+    new = Outbox(tmp_path / "new.db", KIOSK, **NO_RESERVE)
+    new.add("support", _support(1))
+    assert new.conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 1024
+    new.close()
+    # A kiosk's existing 4 KiB-page database (made before this change) opens,
+    # takes records and stays as it is: the page size of a WAL file is fixed.
+    old_path = tmp_path / "old.db"
+    conn = sqlite3.connect(old_path)
+    conn.execute("PRAGMA page_size=4096")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    old = Outbox(old_path, KIOSK, **NO_RESERVE)
+    rec = old.add("support", _support(2))
+    assert old.conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert [r["id"] for r in old.records()] == [rec.id]
+    old.close()
+
+
+# -- the free-disk check -------------------------------------------------------------------
+
+
+def _count_statvfs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    import shutil
+
+    from sync import outbox as outbox_module
+
+    calls: list[int] = []
+    real = shutil.disk_usage
+
+    def counting(path: object) -> object:
+        calls.append(1)
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(outbox_module.shutil, "disk_usage", counting)
+    return calls
+
+
+def test_far_from_the_reserve_the_disk_is_not_asked_on_every_filing(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _count_statvfs(monkeypatch)
+    ob = Outbox(db, KIOSK, **NO_RESERVE)  # every byte of the disk above a zero reserve
+    for i in range(50):
+        ob.add("support", _support(i))
+    # One look a second at most: 50 filings take far less than 50 seconds.
+    assert 1 <= len(calls) < 50
+    ob.close()
+
+
+def test_near_the_reserve_every_filing_asks_the_disk(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    free = shutil.disk_usage(db.parent).free
+    calls = _count_statvfs(monkeypatch)
+    # A reserve just under what is free: within DISK_RECHECK_MARGIN of it.
+    ob = Outbox(db, KIOSK, min_free_disk_bytes=max(0, free - 32 * 1024**2))
+    for i in range(5):
+        ob.add("support", _support(i))
+    assert len(calls) == 5
     ob.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 
 import pytest
@@ -19,15 +18,45 @@ from drivers.vietqr import (
 )
 
 
-def test_crc_check_value() -> None:
-    assert crc16_ccitt_false(b"123456789") == 0x29B1
-    assert crc16_ccitt_false(b"") == 0xFFFF
+def _crc16_bitwise(data: bytes) -> int:
+    """The CRC spelled out bit by bit from its definition: an independent reference."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+@pytest.mark.parametrize(
+    ("data", "crc"),
+    [
+        (b"123456789", 0x29B1),  # the catalogue check value of CRC-16/CCITT-FALSE
+        (b"", 0xFFFF),
+        (b"A", 0xB915),
+        (bytes(range(256)), 0x3FBD),
+    ],
+)
+def test_crc_vectors(data: bytes, crc: int) -> None:
+    assert crc16_ccitt_false(data) == crc
+    assert _crc16_bitwise(data) == crc
 
 
 @given(st.binary(max_size=300))
-def test_crc_matches_independent_implementation(data: bytes) -> None:
-    # binascii.crc_hqx is CRC-CCITT with a caller-chosen initial value.
-    assert crc16_ccitt_false(data) == binascii.crc_hqx(data, 0xFFFF)
+def test_crc_matches_the_bitwise_definition(data: bytes) -> None:
+    assert crc16_ccitt_false(data) == _crc16_bitwise(data)
+
+
+def test_exact_static_payload() -> None:
+    # Fixed vector: every character, the CRC included, written out by hand.
+    assert build_payload("970415", "1010101010") == (
+        "000201010211"
+        "38540010A00000072701240006970415011010101010100208QRIBFTTA"
+        "5303704"
+        "5802VN"
+        "630479FD"
+    )
 
 
 def test_exact_payload_with_amount_and_purpose() -> None:
@@ -48,7 +77,8 @@ def test_exact_payload_with_amount_and_purpose() -> None:
         "0828HS 000.00.14.H56-261126-0001"
         "6304"
     )
-    assert payload == body + f"{binascii.crc_hqx(body.encode(), 0xFFFF):04X}"
+    assert payload == body + "B221"
+    assert _crc16_bitwise(body.encode()) == 0xB221
 
 
 def test_static_payload_has_no_amount() -> None:
