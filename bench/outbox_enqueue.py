@@ -45,7 +45,23 @@ FORM = {"muc_dich": "Đăng ký kết hôn", "tinh_trang": "Chưa kết hôn"}
 APPLICANT = Applicant(
     full_name="Nguyễn Thị Ngọc Hường", id_number="087205000123", phone="0912345678"
 )
-BODY = {"form": FORM, "applicant": {"full_name": APPLICANT.full_name}}
+# What DossierDesk.file() queues for this filing (a body central accepts).
+BODY = {
+    "code": "000.00.14.H56-261201-1001",
+    "procedure": "1.000894",
+    "procedure_version": 1,
+    "form": FORM,
+    "applicant": {
+        "full_name": APPLICANT.full_name,
+        "id_number": APPLICANT.id_number,
+        "phone": APPLICANT.phone,
+    },
+    "fee_vnd": 0,
+    "received_at": "2026-12-01T09:00:00+07:00",
+    "due": "2026-12-01T17:00+07:00",
+    "due_rule": "same-day",
+    "attachments": [],
+}
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 #: Prepares one operation (untimed) and returns it, ready to be timed.
