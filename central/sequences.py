@@ -110,8 +110,10 @@ class StreamBook:
 
     def claim(self, kiosk: str, stream: str, seq: int) -> Claim:
         """Account ``seq`` if it is new; say why not otherwise."""
-        self.load({(kiosk, stream)})
-        st = self._streams[(kiosk, stream)]
+        st = self._streams.get((kiosk, stream))
+        if st is None:
+            self.load({(kiosk, stream)})
+            st = self._streams[(kiosk, stream)]
         if seq > st.max_seq:
             if seq - st.max_seq > self.max_seq_jump:
                 return Claim.JUMP
