@@ -119,6 +119,11 @@ def test_a_gap_of_a_hundred_million_is_one_range(tmp_path: Path) -> None:
     assert state.gaps == ((2, 5 * 10**7 - 1), (5 * 10**7 + 1, 10**8 + 1), (10**8 + 3, MAX_SEQ - 1))
     assert state.missing_count == MAX_SEQ - 4 and state.max_seq == MAX_SEQ
     store.close()
+    cfg = stack.write_central_config(tmp_path / "central.toml", tmp_path / "central.db", 1883)
+    out = CliRunner().invoke(central_cli, ["status", "--config", str(cfg)])
+    assert out.exit_code == 0, out.output
+    [shown] = json.loads(out.output)["streams"]
+    assert shown["missing_count"] == MAX_SEQ - 4 and len(shown["gaps"]) == 3
 
 
 def _instructions(store: SQLiteStore, batch: list[tuple[str, bytes]]) -> int:
