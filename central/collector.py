@@ -10,8 +10,12 @@ network thread blocks, and the broker holds the rest (back-pressure, not
 loss). The writer thread takes up to ``batch_max`` messages (waiting at most
 ``batch_wait_s`` for more), classifies each one (:mod:`central.ingest`),
 commits the batch in one transaction, and only then publishes one ack
-message per kiosk. If the commit fails nothing is acked, and the kiosks send
-those records again after their ack timeout.
+message per kiosk. If the commit fails because of one message, the batch is
+committed in halves down to that message, which is dead-lettered with its
+sender (:mod:`central.isolation`); everyone else is acked. If the store is
+down (disk full, I/O error) nothing is acked, and the kiosks send those
+records again after their ack timeout. The service feeds systemd's watchdog
+only while the writer loop comes round (:meth:`Collector.writer_stalled_for`).
 
 Several collectors can share the load: with ``shared_group`` set they
 subscribe to ``$share/<group>/aps/v1/+/up/records``.
