@@ -63,7 +63,8 @@ class CollectorSection(Section):
         description="A record whose seq is more than this past the highest seq central holds "
         "for its stream is parked (dead-lettered and rejected, reason `seq-jump`) instead of "
         "stored: no kiosk sends that many records in one go, and storing it would open a gap "
-        "of that size.",
+        "of that size. A stream central has never seen starts from 0, so before re-ingesting "
+        "into a new or restored central.db from kiosks that have sent more than this, raise it.",
     )
 
     def settings(self) -> CollectorSettings:
