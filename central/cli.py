@@ -86,32 +86,56 @@ def check_config(config_path: str) -> None:
 @config_option
 def status(config_path: str) -> None:
     """Print records held, per-kiosk sequence state (gaps) and dead letters, as JSON."""
+    # Every list is bounded by [alerts] report_limit; what is not listed is counted.
     cfg = _load(config_path)
     store = _open_store(cfg, config_path)
+    limit, after, now = cfg.alerts.report_limit, cfg.alerts.gap_alert_after_s, time.time()
     streams = [
         {
             "kiosk": s.kiosk,
             "stream": s.stream,
             "contiguous_seq": s.contiguous_seq,
             "max_seq": s.max_seq,
-            "missing": list(s.missing[:50]),
-            "gap_open_s": None if s.gap_since is None else round(time.time() - s.gap_since),
+            "missing_count": s.missing_count,
+            "gaps": [list(g) for g in s.gaps],
+            "gaps_not_listed": s.gap_count - len(s.gaps),
+            "gap_open_s": None if s.gap_since is None else round(now - s.gap_since),
         }
-        for s in store.streams()
+        for s in store.streams(limit=limit, max_ranges=limit)
     ]
+    stale = store.stale_gap_count(after, now=now)
     alerts = [
-        f"kiosk {g.kiosk}: {len(g.missing)} records committed on the kiosk have not reached "
-        f"central for over {cfg.alerts.gap_alert_after_s:.0f} s"
-        for g in store.stale_gaps(cfg.alerts.gap_alert_after_s)
+        f"kiosk {g.kiosk}: {g.missing_count} records committed on the kiosk have not reached "
+        f"central for over {after:.0f} s (stream {g.stream}, {g.gap_count} gap ranges)"
+        for g in store.stale_gaps(after, now=now, limit=limit, max_ranges=0)
     ]
+    if stale > len(alerts):
+        alerts.append(f"and {stale - len(alerts)} more streams with gaps older than {after:.0f} s")
+    total_streams = store.stream_count()
     click.echo(
         json.dumps(
             {
                 "records": store.count(),
                 "dossiers": store.count("dossier"),
                 "streams": streams,
+                "streams_total": total_streams,
+                "streams_with_gaps": store.stream_count(with_gaps=True),
+                "streams_not_listed": total_streams - len(streams),
                 "alerts": alerts,
-                "dead_letters": len(store.dead_letters()),
+                "dead_letters": store.dead_letter_count(),
+                "id_conflicts": {
+                    "count": store.counter("id_conflicts"),
+                    "latest": store.conflicts(limit),
+                },
+                "seq_jumps_parked": store.counter("seq_jumps_parked"),
+                "clock_skew": [
+                    {
+                        "kiosk": k["kiosk"],
+                        "skew_s": k["clock_skew_s"],
+                        "measured_s_ago": round(now - k["clock_skew_at"]),
+                    }
+                    for k in store.clock_skews(limit)
+                ],
             },
             ensure_ascii=False,
         )

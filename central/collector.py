@@ -10,8 +10,12 @@ network thread blocks, and the broker holds the rest (back-pressure, not
 loss). The writer thread takes up to ``batch_max`` messages (waiting at most
 ``batch_wait_s`` for more), classifies each one (:mod:`central.ingest`),
 commits the batch in one transaction, and only then publishes one ack
-message per kiosk. If the commit fails nothing is acked, and the kiosks send
-those records again after their ack timeout.
+message per kiosk. If the commit fails because of one message, the batch is
+committed in halves down to that message, which is dead-lettered with its
+sender (:mod:`central.isolation`); everyone else is acked. If the store is
+down (disk full, I/O error) nothing is acked, and the kiosks send those
+records again after their ack timeout. The service feeds systemd's watchdog
+only while the writer loop comes round (:meth:`Collector.writer_stalled_for`).
 
 Several collectors can share the load: with ``shared_group`` set they
 subscribe to ``$share/<group>/aps/v1/+/up/records``.
@@ -25,13 +29,14 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from central.ingest import Accept, DeadLetter, FleetUpdate, classify, classify_fleet
+from central.isolation import Message, commit_isolating
 from central.store import IngestOutcome, Store
 from sync.envelope import (
     MAX_RECORD_BYTES,
@@ -99,6 +104,7 @@ class Collector:
             target=self._run_writer, name="collector-writer", daemon=True
         )
         self.idle = threading.Event()
+        self._writer_progress_at = time.monotonic()
 
     @property
     def subscriptions(self) -> list[str]:
@@ -205,10 +211,18 @@ class Collector:
                     break
         return batch
 
+    def writer_alive(self) -> bool:
+        return self._writer.is_alive()
+
+    def writer_stalled_for(self, now: float | None = None) -> float:
+        """Seconds since the writer loop last came round (idle, it does every 0.2 s)."""
+        return (time.monotonic() if now is None else now) - self._writer_progress_at
+
     def _run_writer(self) -> None:
         store = self._store_factory()
         try:
             while not self._stop.is_set():
+                self._writer_progress_at = time.monotonic()
                 batch = self._take_batch()
                 if batch:
                     self._handle(store, batch)
@@ -234,6 +248,10 @@ class Collector:
         for item in result.items:
             if isinstance(item, DeadLetter):
                 log.warning("dead letter from %s: %s", item.topic, item.reason)
+        for kiosk, rejections in outcome.rejected.items():
+            for r in rejections:
+                if r.reason.startswith("seq-jump"):
+                    log.warning("kiosk %s record %s parked: %s", kiosk, r.id, r.reason)
         # Only now, after the commit, do acks go out (invariant 3).
         for ack_topic, payload in result.acks:
             self.network.client.publish(ack_topic, payload, qos=1)
@@ -245,6 +263,7 @@ class BatchResult:
     items: list[Accept | DeadLetter | FleetUpdate]
     outcome: IngestOutcome
     acks: list[tuple[str, bytes]]
+    poisoned: list[DeadLetter] = field(default_factory=list)
 
 
 def classify_message(
@@ -260,19 +279,46 @@ def process_batch(
 ) -> BatchResult:
     """Classify a batch, commit it, and only then build the acks (the collector's step).
 
-    Raises whatever the store raised if the commit failed: then nothing is
+    A batch whose commit fails for a reason that may belong to one message is
+    committed in halves, down to single messages (:func:`commit_isolating`):
+    the culprits are dead-lettered with their reason and sender, the rest is
+    committed and acked. If the store is down (disk full, I/O error) or fails
+    for everyone, this raises whatever the store raised and nothing is
     acked. :class:`Collector` publishes the returned acks; the stateful test
     delivers them over its in-memory link, so both run this code.
     """
-    items: list[Accept | DeadLetter | FleetUpdate] = []
+    messages: list[Message] = []
     for mqtt_topic, payload in batch:
         try:
-            items.append(classify_message(mqtt_topic, payload, max_record_bytes=max_record_bytes))
+            item = classify_message(mqtt_topic, payload, max_record_bytes=max_record_bytes)
         except Exception:  # classify must not raise; if it does, keep going
             log.exception("classify raised on a message from %s", mqtt_topic)
-    outcome = store.ingest(items)  # returns after COMMIT
+            continue
+        messages.append(Message(topic=mqtt_topic, payload=payload, item=item))
+    outcome, poisoned = commit_isolating(store, messages)  # returns after COMMIT
+    _log_refusals(outcome)
     acks: list[tuple[str, bytes]] = []
     for kiosk in sorted(set(outcome.acked) | set(outcome.rejected)):
         for ack in split_ack(outcome.acked.get(kiosk, []), outcome.rejected.get(kiosk, [])):
             acks.append((acks_topic(kiosk), ack.encode()))
-    return BatchResult(items=items, outcome=outcome, acks=acks)
+    return BatchResult(
+        items=[m.item for m in messages], outcome=outcome, acks=acks, poisoned=poisoned
+    )
+
+
+MAX_LOGGED_PER_BATCH = 10
+
+
+def _log_refusals(outcome: IngestOutcome) -> None:
+    """Warn about id conflicts (first kept, still acked), at most a few lines per batch."""
+    for kiosk, rid in outcome.conflicts[:MAX_LOGGED_PER_BATCH]:
+        log.warning(
+            "id-conflict: kiosk %s sent record %s again with another body; the first one is "
+            "kept, the replay dead-lettered and acked",
+            kiosk,
+            rid,
+        )
+    if len(outcome.conflicts) > MAX_LOGGED_PER_BATCH:
+        log.warning(
+            "id-conflict: and %d more in this batch", len(outcome.conflicts) - MAX_LOGGED_PER_BATCH
+        )

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from central.collector import CollectorSettings
+from central.sequences import DEFAULT_MAX_SEQ_JUMP
 from sync.config import MqttSection, Section, load
 
 
@@ -26,6 +27,14 @@ class AlertsSection(Section):
         gt=0,
         description="A sequence gap (records a kiosk committed that central lacks) still "
         "open after this many seconds is logged as an alert and shown by `aps-central status`.",
+    )
+    report_limit: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="At most this many streams, gap ranges per stream, conflicts and kiosks "
+        "are listed by `aps-central status` and by the gap alert log lines; the rest is "
+        "counted (`more`), so no report grows with the damage.",
     )
 
 
@@ -47,6 +56,16 @@ class CollectorSection(Section):
     )
     queue_max: int = Field(20_000, ge=100, description="Messages buffered before back-pressure.")
     max_record_kb: int = Field(256, ge=1, description="Larger records are dead-lettered.")
+    max_seq_jump: int = Field(
+        DEFAULT_MAX_SEQ_JUMP,
+        ge=1,
+        le=2**62,
+        description="A record whose seq is more than this past the highest seq central holds "
+        "for its stream is parked (dead-lettered and rejected, reason `seq-jump`) instead of "
+        "stored: no kiosk sends that many records in one go, and storing it would open a gap "
+        "of that size. A stream central has never seen starts from 0, so before re-ingesting "
+        "into a new or restored central.db from kiosks that have sent more than this, raise it.",
+    )
 
     def settings(self) -> CollectorSettings:
         return CollectorSettings(

@@ -1,31 +1,52 @@
-"""The central process: collector(s) and store, until stopped."""
+"""The central process: collector(s) and store, until stopped.
+
+Under systemd (``Type=notify``) it says READY=1 once the collector runs and
+pings the watchdog (WATCHDOG=1) only while the collector's writer loop makes
+progress: a writer stuck in a commit, or dead, stops the pings and systemd
+restarts the service after ``WatchdogSec``.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 from central.collector import Collector
 from central.config import CentralConfig
 from central.store import SQLiteStore
 from sync.files import make_private_dir
+from sync.systemd_notify import Notifier
 
 log = logging.getLogger("aps.central")
 
+REPORT_EVERY_S = 30.0
+DEFAULT_WRITER_STALL_S = 60.0
+
+
+def format_ranges(gaps: tuple[tuple[int, int], ...]) -> str:
+    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in gaps)
+
 
 class CentralService:
-    def __init__(self, cfg: CentralConfig) -> None:
+    def __init__(self, cfg: CentralConfig, notifier: Notifier | None = None) -> None:
         self.cfg = cfg
-        make_private_dir(cfg.central.database.parent)  # 0700: the store holds citizen data
-        SQLiteStore(cfg.central.database).close()  # create the schema before the broker speaks
+        db, jump = cfg.central.database, cfg.collector.max_seq_jump
+        make_private_dir(db.parent)  # 0700: the store holds citizen data
+        SQLiteStore(db, max_seq_jump=jump).close()  # create the schema before the broker speaks
         self.collector = Collector(
-            store_factory=lambda: SQLiteStore(cfg.central.database),
+            store_factory=lambda: SQLiteStore(db, max_seq_jump=jump),
             mqtt_settings=cfg.mqtt.settings(),
             settings=cfg.collector.settings(),
         )
+        self.notifier = Notifier() if notifier is None else notifier
+        # The writer counts as stuck after half the watchdog period without
+        # progress (systemd then restarts us within another WatchdogSec).
+        self.writer_stall_s = self.notifier.watchdog_interval_s or DEFAULT_WRITER_STALL_S
         self.stop_event = threading.Event()
+        self._pinging = True
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -38,39 +59,80 @@ class CentralService:
             self.cfg.mqtt.host,
             self.cfg.mqtt.port,
         )
-        store = SQLiteStore(self.cfg.central.database)
+        self.notifier.ready(f"collector {self.cfg.collector.client_id} running")
+        tick = min(self.notifier.watchdog_interval_s or 5.0, 5.0)
+        next_report = time.monotonic() + REPORT_EVERY_S
+        store = SQLiteStore(self.cfg.central.database, max_seq_jump=self.cfg.collector.max_seq_jump)
         try:
-            while not self.stop_event.wait(30):
-                c = self.collector.counters
-                log.info(
-                    "received %d, stored %d, duplicates %d, dead letters %d, batches %d",
-                    c.received,
-                    c.stored,
-                    c.duplicates,
-                    c.dead_letters,
-                    c.batches,
-                )
-                self.log_gap_alerts(store)
+            while not self.stop_event.wait(tick):
+                self.feed_watchdog()
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + REPORT_EVERY_S
+                    self._report(store)
         finally:
             store.close()
+        self.notifier.stopping()
         self.collector.stop()
         log.info("central stopped")
         return 0
 
+    def feed_watchdog(self, now: float | None = None) -> bool:
+        """Ping the watchdog if the writer loop made progress lately; True if it pinged."""
+        stalled_for = self.collector.writer_stalled_for(now)
+        alive = self.collector.writer_alive()
+        if alive and stalled_for < self.writer_stall_s:
+            if not self._pinging:
+                log.warning("collector writer is making progress again; watchdog fed")
+            self._pinging = True
+            self.notifier.watchdog()
+            c = self.collector.counters
+            self.notifier.status(f"stored {c.stored}, batches {c.batches}, errors {c.store_errors}")
+            return True
+        if self._pinging:
+            log.error(
+                "collector writer %s for %.0f s: not feeding the watchdog",
+                "made no progress" if alive else "is dead",
+                stalled_for,
+            )
+        self._pinging = False
+        return False
+
+    def _report(self, store: SQLiteStore) -> None:
+        c = self.collector.counters
+        log.info(
+            "received %d, stored %d, duplicates %d, dead letters %d, batches %d",
+            c.received,
+            c.stored,
+            c.duplicates,
+            c.dead_letters,
+            c.batches,
+        )
+        self.log_gap_alerts(store)
+
     def log_gap_alerts(self, store: SQLiteStore, now: float | None = None) -> int:
-        """Log one ALERT line per stream whose gap is older than the threshold."""
-        after = self.cfg.alerts.gap_alert_after_s
-        gaps = store.stale_gaps(after, now=now)
-        for gap in gaps:
+        """Log one ALERT line per stale gap (at most ``report_limit``); returns how many."""
+        after, limit = self.cfg.alerts.gap_alert_after_s, self.cfg.alerts.report_limit
+        total = store.stale_gap_count(after, now=now)
+        if not total:
+            return 0
+        for gap in store.stale_gaps(after, now=now, limit=limit, max_ranges=5):
+            more = gap.gap_count - len(gap.gaps)
             log.warning(
-                "ALERT kiosk %s stream %s: seqs %s were committed on the kiosk but have not "
-                "reached central for over %.0f s",
+                "ALERT kiosk %s stream %s: %d seqs in %d ranges (%s%s) were committed on the "
+                "kiosk but have not reached central for over %.0f s",
                 gap.kiosk,
                 gap.stream,
-                list(gap.missing[:20]),
+                gap.missing_count,
+                gap.gap_count,
+                format_ranges(gap.gaps),
+                f" and {more} more ranges" if more > 0 else "",
                 after,
             )
-        return len(gaps)
+        if total > limit:
+            log.warning(
+                "ALERT and %d more streams with gaps older than %.0f s", total - limit, after
+            )
+        return total
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_event.set()

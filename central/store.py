@@ -8,24 +8,33 @@ Every batch is one transaction: records inserted idempotently (keyed by
 ``(kiosk, id)``), dead letters written, per-stream sequence state advanced.
 The collector acks only what :meth:`Store.ingest` returned, after it
 returned, so an ack always follows a commit (invariant 3).
+
+A batch costs O(batch), whatever the history held: existing ids are looked up
+in one query, new records go in with one ``executemany``, and sequence state
+is kept per stream as ranges (:mod:`central.sequences`). A replay of an id
+with another body is an ``id-conflict`` (dead-lettered, counted, still acked);
+the hash compared is the SHA-256 of the stored body text, never a re-parse.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
 from central import CentralError
 from central.attachments import SCHEMA as ATTACHMENTS_SCHEMA
 from central.attachments import assemble_if_complete
-from central.ingest import Accept, DeadLetter, FleetUpdate
-from sync.envelope import Rejection
+from central.ingest import PAYLOAD_HEAD_BYTES, Accept, DeadLetter, FleetUpdate
+from central.sequences import DEFAULT_MAX_SEQ_JUMP, Claim, StreamBook, migrate
+from central.sequences import SCHEMA as SEQUENCES_SCHEMA
+from sync.envelope import Record, Rejection, records_topic
 from sync.files import create_private_file, why_unopenable
 
 
@@ -36,26 +45,55 @@ class IngestOutcome:
     stored: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    parked: int = 0
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
     attachments: Counter[str] = field(default_factory=Counter)
+
+    def absorb(self, other: IngestOutcome) -> None:
+        """Add ``other`` (another committed part of the same batch) to this outcome."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(mine, Counter):
+                mine.update(theirs)
+            elif isinstance(mine, dict):
+                for key, values in theirs.items():
+                    mine.setdefault(key, []).extend(values)
+            elif isinstance(mine, list):
+                mine.extend(theirs)
+            else:
+                setattr(self, f.name, mine + theirs)
 
 
 @dataclass(frozen=True, kw_only=True)
 class StreamState:
+    """Sequence state of one ``(kiosk, stream)``.
+
+    ``gaps`` holds at most the first ``max_ranges`` open ranges ``(lo, hi)``
+    (both inclusive) asked for; ``gap_count`` and ``missing_count`` count all
+    of them, so a report can say how many more there are.
+    """
+
     kiosk: str
     stream: str
     contiguous_seq: int
     max_seq: int
-    missing: tuple[int, ...]
+    gaps: tuple[tuple[int, int], ...] = ()
+    gap_count: int = 0
+    missing_count: int = 0
     gap_since: float | None = None
 
 
 class Store(Protocol):
     def ingest(self, items: Sequence[Accept | DeadLetter | FleetUpdate]) -> IngestOutcome: ...
 
-    def streams(self, kiosk: str | None = None) -> list[StreamState]: ...
+    def streams(
+        self, kiosk: str | None = None, *, limit: int | None = None, max_ranges: int = ...
+    ) -> list[StreamState]: ...
 
     def close(self) -> None: ...
 
+
+REPORT_RANGES = 20  # gap ranges listed per stream by default
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -67,6 +105,7 @@ CREATE TABLE IF NOT EXISTS records (
     created TEXT NOT NULL,
     received_at REAL NOT NULL,
     body TEXT NOT NULL,
+    sha BLOB,
     PRIMARY KEY (kiosk, id),
     UNIQUE (kiosk, stream, seq)
 );
@@ -79,8 +118,11 @@ CREATE TABLE IF NOT EXISTS streams (
     gap_since REAL,
     first_seen REAL NOT NULL,
     updated REAL NOT NULL,
+    missing_count INTEGER NOT NULL DEFAULT 0,
+    gap_count INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kiosk, stream)
 );
+CREATE INDEX IF NOT EXISTS streams_gap_since ON streams (gap_since) WHERE gap_since IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dead_letters (
     n INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -109,126 +151,100 @@ CREATE TABLE IF NOT EXISTS kiosks (
     queued INTEGER,
     oldest_queued TEXT,
     devices TEXT,
-    heartbeat TEXT
+    heartbeat TEXT,
+    clock_skew_s REAL,
+    clock_skew_at REAL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
+# Columns added since the first schema; older databases get them by ALTER TABLE.
+ADDED_COLUMNS = {
+    "records": {"sha": "BLOB"},
+    "kiosks": {"clock_skew_s": "REAL", "clock_skew_at": "REAL"},
+}
 
-# Seqs central has accounted for in one stream: stored records and parked
-# (rejected) ones. Parameters: kiosk, stream, kiosk, stream.
-ACCOUNTED_SEQS = (
-    "SELECT seq FROM records WHERE kiosk = ? AND stream = ?"
-    " UNION ALL SELECT seq FROM rejected_records WHERE kiosk = ? AND stream = ? AND seq IS NOT NULL"
-)
+
+def body_text(body: dict[str, Any]) -> str:
+    """The stored text of a body (compact JSON, keys in the order received)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def body_sha(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
 
 
 class SQLiteStore:
     """The default store: one SQLite file, WAL, synchronous=FULL."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, max_seq_jump: int = DEFAULT_MAX_SEQ_JUMP) -> None:
         self.path = Path(path)
         create_private_file(self.path)  # 0600, and so its -wal/-shm: citizen data
+        self.max_seq_jump = max_seq_jump
         self.conn = sqlite3.connect(
             str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
         )
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
+        had_gap_table = self._has_table("stream_gaps")
         self.conn.executescript(SCHEMA)
         self.conn.executescript(ATTACHMENTS_SCHEMA)
+        self.conn.executescript(SEQUENCES_SCHEMA)
+        for table, columns in ADDED_COLUMNS.items():
+            self._add_columns(table, columns)
+        if not had_gap_table:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrate(self.conn, had_gap_table)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+
+    def _has_table(self, name: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        return row is not None
+
+    def _add_columns(self, table: str, columns: dict[str, str]) -> None:
+        have = {r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl in columns.items():
+            if name not in have:
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     def ingest(self, items: Sequence[Accept | DeadLetter | FleetUpdate]) -> IngestOutcome:
         out = IngestOutcome()
         now = time.time()
-        touched: set[tuple[str, str]] = set()
-        atts: set[tuple[str, str]] = set()
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
+            book = StreamBook(c, now, self.max_seq_jump)
+            records = []
             for item in items:
                 if isinstance(item, FleetUpdate):
                     self._fleet(item, now)
-                    continue
-                if isinstance(item, DeadLetter):
-                    self._dead(item, now)
-                    out.dead_letters += 1
-                    if item.reject and item.record_id and item.topic_kiosk:
-                        out.rejected[item.topic_kiosk].append(
-                            Rejection(id=item.record_id, reason=item.reason)
-                        )
-                        # A parked record's seq is accounted for: not a gap.
-                        c.execute(
-                            "INSERT OR IGNORE INTO rejected_records"
-                            " (kiosk, id, stream, seq, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
-                            (
-                                item.topic_kiosk,
-                                item.record_id,
-                                item.stream,
-                                item.seq,
-                                item.reason,
-                                now,
-                            ),
-                        )
-                        if item.stream is not None and item.seq is not None:
-                            touched.add((item.topic_kiosk, item.stream))
-                    continue
-                r = item.record
-                cur = c.execute(
-                    "INSERT OR IGNORE INTO records"
-                    " (kiosk, id, stream, seq, kind, created, received_at, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        r.kiosk,
-                        r.id,
-                        r.stream,
-                        r.seq,
-                        r.kind,
-                        r.created,
-                        now,
-                        json.dumps(r.body, ensure_ascii=False, separators=(",", ":")),
-                    ),
-                )
-                if cur.rowcount == 1:
-                    out.stored += 1
-                    out.acked[r.kiosk].append(r.id)
-                    touched.add((r.kiosk, r.stream))
-                    if r.kind == "chunk":
-                        atts.add((r.kiosk, str(r.body["att"])))
-                    continue
-                same = c.execute(
-                    "SELECT 1 FROM records WHERE kiosk = ? AND id = ?", (r.kiosk, r.id)
-                ).fetchone()
-                if same:
-                    out.duplicates += 1
-                    out.acked[r.kiosk].append(r.id)
+                elif isinstance(item, DeadLetter):
+                    self._dead_letter(item, out, book, now)
                 else:
-                    reason = f"seq-conflict: seq {r.seq} of stream {r.stream} is another record"
-                    self._dead(
-                        DeadLetter(
-                            topic=f"aps/v1/{r.kiosk}/up/records",
-                            topic_kiosk=r.kiosk,
-                            reason=reason,
-                            payload_len=0,
-                            payload_head=b"",
-                            record_id=r.id,
-                            reject=True,
-                        ),
-                        now,
-                    )
-                    out.dead_letters += 1
-                    out.rejected[r.kiosk].append(Rejection(id=r.id, reason=reason))
-            for kiosk, stream in touched:
-                self._advance(kiosk, stream, now)
+                    records.append(item.record)
+            atts = self._store_records(records, out, book, now) if records else set()
+            book.flush()
             for kiosk, att in atts:
                 status = assemble_if_complete(c, kiosk, att, now)
                 if status is not None:
                     out.attachments[status] += 1
-            if out.duplicates:
-                c.execute(
-                    "INSERT INTO counters (name, value) VALUES ('duplicates_received', ?)"
-                    " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-                    (out.duplicates,),
-                )
+            counts = {
+                "duplicates_received": out.duplicates,
+                "id_conflicts": len(out.conflicts),
+                "seq_jumps_parked": out.parked,
+            }
+            c.executemany(
+                "INSERT INTO counters (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                [(name, n) for name, n in counts.items() if n],
+            )
             c.execute("COMMIT")
         except BaseException:
             # On SQLITE_FULL SQLite has already rolled back by itself; a second
@@ -237,6 +253,134 @@ class SQLiteStore:
                 c.execute("ROLLBACK")
             raise
         return out
+
+    def _dead_letter(
+        self, item: DeadLetter, out: IngestOutcome, book: StreamBook, now: float
+    ) -> None:
+        self._dead(item, now)
+        out.dead_letters += 1
+        if not (item.reject and item.record_id and item.topic_kiosk):
+            return
+        out.rejected[item.topic_kiosk].append(Rejection(id=item.record_id, reason=item.reason))
+        # A parked record's seq is accounted for (not a gap), unless it is
+        # implausibly far ahead: then it would open a gap of that size.
+        seq = item.seq
+        if (
+            item.stream is not None
+            and seq is not None
+            and book.claim(item.topic_kiosk, item.stream, seq) is Claim.JUMP
+        ):
+            seq = None
+        self.conn.execute(
+            "INSERT OR IGNORE INTO rejected_records"
+            " (kiosk, id, stream, seq, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+            (item.topic_kiosk, item.record_id, item.stream, seq, item.reason, now),
+        )
+
+    def _known_ids(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+        """Body hashes of the ``(kiosk, id)`` already stored, in one query per 2,000."""
+        known: dict[tuple[str, str], bytes] = {}
+        for start in range(0, len(keys), 2000):
+            part = keys[start : start + 2000]
+            values = ", ".join("(?, ?)" for _ in part)
+            for kiosk, rid, sha, body in self.conn.execute(
+                "SELECT r.kiosk, r.id, r.sha, CASE WHEN r.sha IS NULL THEN r.body END"
+                f" FROM (VALUES {values}) AS v"
+                " JOIN records r ON r.kiosk = v.column1 AND r.id = v.column2",
+                [x for key in part for x in key],
+            ):
+                known[(kiosk, rid)] = body_sha(body) if sha is None else bytes(sha)
+        return known
+
+    def _store_records(
+        self, records: list[Record], out: IngestOutcome, book: StreamBook, now: float
+    ) -> set[tuple[str, str]]:
+        book.load({(r.kiosk, r.stream) for r in records})
+        known = self._known_ids(list({(r.kiosk, r.id) for r in records}))
+        rows = []
+        atts: set[tuple[str, str]] = set()
+        lag: dict[str, float] = {}
+        for r in records:
+            text = body_text(r.body)
+            sha = body_sha(text)
+            key = (r.kiosk, r.id)
+            stored = known.get(key)
+            if stored is not None:
+                if stored == sha:
+                    out.duplicates += 1
+                else:
+                    self._conflict(r, text, now)
+                    out.dead_letters += 1
+                    out.conflicts.append(key)
+                out.acked[r.kiosk].append(r.id)  # first wins; the kiosk stops resending
+                continue
+            claim = book.claim(r.kiosk, r.stream, r.seq)
+            if claim is Claim.NEW:
+                known[key] = sha
+                rows.append((r.kiosk, r.id, r.stream, r.seq, r.kind, r.created, now, text, sha))
+                out.stored += 1
+                out.acked[r.kiosk].append(r.id)
+                if r.kind == "chunk":
+                    atts.add((r.kiosk, str(r.body["att"])))
+                # Every Record's created is a valid instant (sync.schemas); a wrong
+                # clock is recorded as skew, never refused.
+                created = r.created_unix()
+                lag[r.kiosk] = min(lag.get(r.kiosk, now - created), now - created)
+                continue
+            if claim is Claim.JUMP:
+                out.parked += 1
+                reason = (
+                    f"seq-jump: seq {r.seq} of stream {r.stream} is more than "
+                    f"{book.max_seq_jump} past its highest seq {book.highest(r.kiosk, r.stream)};"
+                    " parked (see [collector] max_seq_jump)"
+                )
+            else:
+                reason = f"seq-conflict: seq {r.seq} of stream {r.stream} is another record"
+            self._dead_letter(
+                DeadLetter(
+                    topic=records_topic(r.kiosk),
+                    topic_kiosk=r.kiosk,
+                    reason=reason,
+                    payload_len=len(text),
+                    payload_head=text.encode("utf-8")[:PAYLOAD_HEAD_BYTES],
+                    record_id=r.id,
+                    reject=True,
+                    stream=r.stream,
+                    seq=None,
+                ),
+                out,
+                book,
+                now,
+            )
+        self.conn.executemany(
+            "INSERT INTO records (kiosk, id, stream, seq, kind, created, received_at, body, sha)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        # Clock skew: the smallest (receive time - created) of the kiosk's new
+        # records in this batch: its clock error plus the delivery delay;
+        # negative when the kiosk's clock is ahead of central's.
+        self.conn.executemany(
+            "INSERT INTO kiosks (kiosk, clock_skew_s, clock_skew_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (kiosk) DO UPDATE SET clock_skew_s = excluded.clock_skew_s,"
+            " clock_skew_at = excluded.clock_skew_at",
+            [(kiosk, round(s, 3), now) for kiosk, s in lag.items()],
+        )
+        return atts
+
+    def _conflict(self, r: Record, text: str, now: float) -> None:
+        self._dead(
+            DeadLetter(
+                topic=records_topic(r.kiosk),
+                topic_kiosk=r.kiosk,
+                reason=f"id-conflict: record {r.id} was stored before with another body;"
+                " the first one is kept",
+                payload_len=len(text),
+                payload_head=text.encode("utf-8")[:PAYLOAD_HEAD_BYTES],
+                record_id=r.id,
+            ),
+            now,
+        )
 
     def _fleet(self, u: FleetUpdate, now: float) -> None:
         c = self.conn
@@ -284,71 +428,109 @@ class SQLiteStore:
             (now, d.topic, d.topic_kiosk, d.reason, d.record_id, d.payload_len, d.payload_head),
         )
 
-    def _advance(self, kiosk: str, stream: str, now: float) -> None:
-        c = self.conn
-        c.execute(
-            "INSERT OR IGNORE INTO streams (kiosk, stream, first_seen, updated)"
-            " VALUES (?, ?, ?, ?)",
-            (kiosk, stream, now, now),
-        )
-        contiguous = c.execute(
-            "SELECT contiguous_seq FROM streams WHERE kiosk = ? AND stream = ?", (kiosk, stream)
-        ).fetchone()[0]
-        while True:
-            rows = c.execute(
-                f"SELECT seq FROM ({ACCOUNTED_SEQS}) WHERE seq > ? ORDER BY seq LIMIT 500",
-                (kiosk, stream, kiosk, stream, contiguous),
-            ).fetchall()
-            moved = False
-            for (seq,) in rows:
-                if seq != contiguous + 1:
-                    break
-                contiguous = seq
-                moved = True
-            if not moved or len(rows) < 500:
-                break
-        max_seq = c.execute(
-            f"SELECT max(seq) FROM ({ACCOUNTED_SEQS})", (kiosk, stream, kiosk, stream)
-        ).fetchone()[0]
-        c.execute(
-            "UPDATE streams SET contiguous_seq = ?, max_seq = ?, updated = ?,"
-            " gap_since = CASE WHEN ? < ? THEN coalesce(gap_since, ?) END"
-            " WHERE kiosk = ? AND stream = ?",
-            (contiguous, max_seq or 0, now, contiguous, max_seq or 0, now, kiosk, stream),
-        )
-
     # -- reading ------------------------------------------------------------------
-    def streams(self, kiosk: str | None = None) -> list[StreamState]:
-        sql = "SELECT kiosk, stream, contiguous_seq, max_seq, gap_since FROM streams"
-        args: tuple[Any, ...] = ()
+    def streams(
+        self, kiosk: str | None = None, *, limit: int | None = None, max_ranges: int = REPORT_RANGES
+    ) -> list[StreamState]:
+        """Streams with open gaps first (oldest gap first), each with its first gap ranges."""
+        sql = (
+            "SELECT kiosk, stream, contiguous_seq, max_seq, gap_count, missing_count, gap_since"
+            " FROM streams"
+        )
+        args: list[Any] = []
         if kiosk is not None:
             sql += " WHERE kiosk = ?"
-            args = (kiosk,)
-        out = []
-        for k, s, contiguous, max_seq, gap_since in self.conn.execute(sql, args).fetchall():
-            present = {
-                row[0]
-                for row in self.conn.execute(
-                    f"SELECT seq FROM ({ACCOUNTED_SEQS}) WHERE seq > ?", (k, s, k, s, contiguous)
-                )
-            }
-            missing = tuple(q for q in range(contiguous + 1, max_seq + 1) if q not in present)
-            out.append(
-                StreamState(
-                    kiosk=k,
-                    stream=s,
-                    contiguous_seq=contiguous,
-                    max_seq=max_seq,
-                    gap_since=gap_since,
-                    missing=missing,
+            args.append(kiosk)
+        sql += " ORDER BY gap_since IS NULL, gap_since, kiosk, stream"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [self._state(row, max_ranges) for row in self.conn.execute(sql, args).fetchall()]
+
+    def _state(self, row: tuple[Any, ...], max_ranges: int) -> StreamState:
+        k, s, contiguous, max_seq, gap_count, missing, gap_since = row
+        gaps: tuple[tuple[int, int], ...] = ()
+        if gap_count:
+            gaps = tuple(
+                (lo, hi)
+                for lo, hi in self.conn.execute(
+                    "SELECT lo, hi FROM stream_gaps WHERE kiosk = ? AND stream = ?"
+                    " ORDER BY lo LIMIT ?",
+                    (k, s, max_ranges),
                 )
             )
-        return out
+        return StreamState(
+            kiosk=k,
+            stream=s,
+            contiguous_seq=contiguous,
+            max_seq=max_seq,
+            gaps=gaps,
+            gap_count=gap_count,
+            missing_count=missing,
+            gap_since=gap_since,
+        )
 
-    def stale_gaps(self, older_than_s: float, now: float | None = None) -> list[StreamState]:
-        """Streams with a gap open for longer than ``older_than_s``: an alert."""
+    def stream_count(self, *, with_gaps: bool = False) -> int:
+        sql = "SELECT count(*) FROM streams"
+        if with_gaps:
+            sql += " WHERE gap_since IS NOT NULL"
+        return int(self.conn.execute(sql).fetchone()[0])
+
+    def stale_gaps(
+        self,
+        older_than_s: float,
+        now: float | None = None,
+        *,
+        limit: int | None = None,
+        max_ranges: int = REPORT_RANGES,
+    ) -> list[StreamState]:
+        """Streams with a gap open for longer than ``older_than_s`` (an alert), oldest first."""
         cutoff = (time.time() if now is None else now) - older_than_s
-        return [g for g in self.streams() if g.gap_since is not None and g.gap_since < cutoff]
+        sql = (
+            "SELECT kiosk, stream, contiguous_seq, max_seq, gap_count, missing_count, gap_since"
+            " FROM streams WHERE gap_since IS NOT NULL AND gap_since < ? ORDER BY gap_since"
+        )
+        args: list[Any] = [cutoff]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [self._state(row, max_ranges) for row in self.conn.execute(sql, args).fetchall()]
+
+    def stale_gap_count(self, older_than_s: float, now: float | None = None) -> int:
+        cutoff = (time.time() if now is None else now) - older_than_s
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM streams WHERE gap_since IS NOT NULL AND gap_since < ?",
+                (cutoff,),
+            ).fetchone()[0]
+        )
+
+    def counter(self, name: str) -> int:
+        row = self.conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def conflicts(self, limit: int = REPORT_RANGES) -> list[dict[str, Any]]:
+        """The latest ``id-conflict`` dead letters, newest first."""
+        cur = self.conn.execute(
+            "SELECT n, at, topic_kiosk AS kiosk, record_id, reason FROM dead_letters"
+            " WHERE reason LIKE 'id-conflict:%' ORDER BY n DESC LIMIT ?",
+            (limit,),
+        )
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def clock_skews(self, limit: int = REPORT_RANGES) -> list[dict[str, Any]]:
+        """Kiosks by the size of their last measured clock skew, largest first."""
+        cur = self.conn.execute(
+            "SELECT kiosk, clock_skew_s, clock_skew_at FROM kiosks"
+            " WHERE clock_skew_s IS NOT NULL ORDER BY abs(clock_skew_s) DESC, kiosk LIMIT ?",
+            (limit,),
+        )
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def dead_letter_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
 
     def count(self, kind: str | None = None) -> int:
         if kind is None:
@@ -420,6 +602,7 @@ class SQLiteStore:
             raise StoreError(f"{p} is not a readable central database ({exc})") from exc
         store = cls.__new__(cls)
         store.path, store.conn = p, conn
+        store.max_seq_jump = DEFAULT_MAX_SEQ_JUMP
         return store
 
 

@@ -15,10 +15,10 @@ from edge_agent.config import AgentConfig
 from edge_agent.devices import DeviceSupervisor
 from edge_agent.dossiers import DossierDesk
 from edge_agent.due_date import OfficeRules, WorkCalendar
-from edge_agent.systemd_notify import Notifier
 from sync.client import SyncClient
 from sync.files import make_private_dir
 from sync.outbox import Outbox
+from sync.systemd_notify import Notifier
 
 log = logging.getLogger("aps.agent")
 

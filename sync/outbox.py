@@ -584,6 +584,5 @@ class Outbox:
         ob.path, ob.kiosk, ob.conn = p, str(meta.get("kiosk", "")), conn
         ob.max_queued, ob.max_db_bytes = 0, 0
         ob.min_free_disk_bytes, ob.max_record_bytes = 0, 0
-        ob.db = sqlite_utils.Database(conn)
-        ob.stream = str(meta["stream"])
+        ob.stream = str(meta["stream"])  # ob.db (sqlite-utils) is made on first use
         return ob

@@ -52,7 +52,7 @@ def test_records_reach_central_once_and_are_acked_after_commit(
         assert acked == set(ids)
         assert set(central.record_ids("k01")) == set(ids)
         [stream] = central.streams("k01")
-        assert stream.contiguous_seq == 200 and stream.missing == ()
+        assert stream.contiguous_seq == 200 and stream.gaps == ()
     finally:
         client.stop()
         collector.stop()

@@ -348,7 +348,7 @@ def test_duplicates_are_acked_again_but_stored_once(tmp_path: Path) -> None:
     assert first.acked[KIOSK] == [envs[0]["id"], envs[0]["id"], envs[2]["id"]]
     assert first.stored == 2 and first.duplicates == 1
     [state] = store.streams(KIOSK)
-    assert (state.contiguous_seq, state.max_seq, state.missing) == (1, 3, (2,))
+    assert (state.contiguous_seq, state.max_seq, state.gaps) == (1, 3, ((2, 2),))
 
     store.close()
     store = SQLiteStore(tmp_path / "central.db")  # a restarted collector
@@ -357,7 +357,7 @@ def test_duplicates_are_acked_again_but_stored_once(tmp_path: Path) -> None:
     assert again.stored == 1 and again.duplicates == 2
     assert sorted(store.record_ids(KIOSK)) == sorted(e["id"] for e in envs)
     [state] = store.streams(KIOSK)
-    assert (state.contiguous_seq, state.max_seq, state.missing) == (3, 3, ())
+    assert (state.contiguous_seq, state.max_seq, state.gaps) == (3, 3, ())
     rows = store.conn.execute("SELECT id, count(*) FROM records GROUP BY id").fetchall()
     assert all(n == 1 for _, n in rows)
 
@@ -388,5 +388,5 @@ def test_full_central_database_fails_the_batch_cleanly_and_recovers(tmp_path: Pa
     outcome = store.ingest([classify(TOPIC, p) for p in batch])
     assert outcome.stored == 5 and len(outcome.acked[KIOSK]) == 5
     [state] = store.streams(KIOSK)
-    assert state.contiguous_seq == seq + 5 and state.missing == ()
+    assert state.contiguous_seq == seq + 5 and state.gaps == ()
     store.close()

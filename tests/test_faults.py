@@ -31,7 +31,7 @@ def _assert_exactly_once(central_db: Path, kiosk_db: Path, ids: list[str]) -> No
     store = SQLiteStore(central_db)
     try:
         [stream] = store.streams(stack.KIOSK)
-        assert stream.contiguous_seq == len(ids) and stream.missing == ()
+        assert stream.contiguous_seq == len(ids) and stream.gaps == ()
     finally:
         store.close()
     states = stack.kiosk_states(kiosk_db)

@@ -32,7 +32,7 @@ def test_gap_opens_alerts_and_closes(tmp_path: Path, caplog: pytest.LogCaptureFi
     topic = records_topic(stack.KIOSK)
     store.ingest([classify(topic, recs[0].encode()), classify(topic, recs[2].encode())])
     [state] = store.streams(stack.KIOSK)
-    assert state.missing == (2,) and state.gap_since is not None
+    assert state.gaps == ((2, 2),) and state.missing_count == 1 and state.gap_since is not None
     assert store.stale_gaps(60) == []  # just opened: not an alert yet
     later = state.gap_since + 61
     assert [g.stream for g in store.stale_gaps(60, now=later)] == [state.stream]
@@ -41,7 +41,7 @@ def test_gap_opens_alerts_and_closes(tmp_path: Path, caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.WARNING, logger="aps.central"):
         assert service.log_gap_alerts(store) == 0
         assert service.log_gap_alerts(store, now=later) == 1
-    assert "ALERT kiosk k-fault-01" in caplog.text and "[2]" in caplog.text
+    assert "ALERT kiosk k-fault-01" in caplog.text and "1 seqs in 1 ranges (2)" in caplog.text
     # The CLI reads the real clock: make the gap a minute old instead of waiting.
     store.conn.execute("UPDATE streams SET gap_since = gap_since - 61")
     status = json.loads(
@@ -51,6 +51,6 @@ def test_gap_opens_alerts_and_closes(tmp_path: Path, caplog: pytest.LogCaptureFi
 
     store.ingest([classify(topic, recs[1].encode())])  # the missing record arrives
     [state] = store.streams(stack.KIOSK)
-    assert state.missing == () and state.gap_since is None
+    assert state.gaps == () and state.missing_count == 0 and state.gap_since is None
     assert store.stale_gaps(0.0, now=time.time() + 3600) == []
     store.close()

@@ -408,7 +408,7 @@ class SyncSystem(RuleBasedStateMachine):
             # Rejected records are parked, never stored, but their seqs are
             # accounted for: no gaps, whatever was rejected.
             n = len(self.committed)
-            assert state.contiguous_seq == n and state.max_seq == n and state.missing == ()
+            assert state.contiguous_seq == n and state.max_seq == n and state.gaps == ()
         finally:
             for closable in (self.outbox, self.store):
                 if closable is not None:

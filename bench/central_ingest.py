@@ -1,0 +1,407 @@
+"""Central's ingest rate from many kiosks, against a bare paho subscriber in the same run.
+
+Ours: ``aps-central run`` (a separate process: one collector, SQLite store,
+synchronous=FULL) subscribed to ``aps/v1/+/up/records``; its rate is counted
+from its database (records held, polled every 20 ms).
+Baseline, same run, same broker, same messages: a bare paho subscriber (its
+own process, QoS 1, persistent session) that only counts what it receives.
+Both subscribe, go away, a publisher process sends ``--records`` record
+envelopes from ``--kiosks`` kiosks' topics (QoS 1, round robin) into their
+queued sessions, then both come back at once and drain: rates are taken from
+10% to 90% of the records, so start-up and the publisher's speed count for
+neither. CPU per record over the same span (``/proc`` for central, the
+subscriber's own ``process_time``).
+
+Also printed: the cost of one 256-record batch (classify, ingest, commit)
+with 1,000 and with 200,000 records held in the stream, measured
+interleaved (batch on the small store, batch on the big one, ...) so that
+disk drift hits both alike; and the resident memory of ``aps-central
+status`` over a store holding a stream whose gaps span 10^8 and 2^63 seqs.
+Last line: {"bench", "value", "unit", "baseline", "ratio"} (records/s; ratio = ours/bare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from central.collector import process_batch
+from central.mosquitto import MosquittoProcess
+from central.store import SQLiteStore
+from sync.envelope import MAX_SEQ, Record, records_topic
+from sync.ids import new_stream_id, new_ulid
+
+TOPIC_FILTER = "aps/v1/+/up/records"
+
+BARE_SUBSCRIBER = """
+import sys, time, threading
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+port, n, topic, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+marks = {n // 10: "from", n - n // 10: "to"}
+got = [0]
+done = threading.Event()
+def on_message(c, u, m):
+    got[0] += 1
+    if got[0] in marks:
+        print(marks[got[0]], repr(time.time()), repr(time.process_time()), flush=True)
+    if got[0] == n:
+        done.set()
+def on_subscribe(*a):
+    if mode == "subscribe":
+        done.set()
+c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-bare",
+                clean_session=False)
+c.max_inflight_messages_set(1000)
+c.on_message = on_message
+c.on_subscribe = on_subscribe
+c.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+c.connect("127.0.0.1", port)
+c.loop_start()
+done.wait()
+c.disconnect()
+c.loop_stop()
+"""
+
+
+def body(i: int) -> dict[str, object]:
+    return {
+        "code": f"000.00.14.H56-261126-{i % 10000:04d}",
+        "procedure": "1.004873",
+        "form": {"muc_dich": "Đăng ký kết hôn", "tinh_trang": "Chưa kết hôn"},
+        "applicant": {
+            "full_name": "Nguyễn Thị Ngọc Hường",
+            "id_number": "087205000123",
+            "phone": "0912345678",
+            "address": "Phường 1, TP. Sa Đéc, Đồng Tháp",
+        },
+        "fee_vnd": 15000,
+        "received_at": "2026-11-26T09:00:00+07:00",
+        "due": "2026-12-01T16:00+07:00",
+        "attachments": [],
+    }
+
+
+def record(kiosk: str, stream: str, seq: int) -> Record:
+    return Record(
+        kind="dossier",
+        kiosk=kiosk,
+        stream=stream,
+        seq=seq,
+        id=new_ulid(),
+        created="2026-11-26T09:15:02.123+07:00",
+        body=body(seq),
+    )
+
+
+def fleet_payloads(kiosks: int, records: int) -> list[tuple[str, bytes]]:
+    names = [f"bench-k{k:03d}" for k in range(kiosks)]
+    streams = {k: new_stream_id() for k in names}
+    out = []
+    for i in range(records):
+        kiosk = names[i % kiosks]
+        out.append((records_topic(kiosk), record(kiosk, streams[kiosk], i // kiosks + 1).encode()))
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, in clock ticks
+
+
+PROBE = """
+import sys
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-probe")
+c.connect("127.0.0.1", int(sys.argv[1]))
+c.loop_start()
+c.publish(sys.argv[2], sys.stdin.buffer.read(), qos=1).wait_for_publish(30)
+c.disconnect()
+c.loop_stop()
+"""
+
+PUBLISHER = """
+import sys, json, threading, time
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+port, path = int(sys.argv[1]), sys.argv[2]
+msgs = [(t, bytes.fromhex(p)) for t, p in json.load(open(path))]
+c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-pub")
+c.max_inflight_messages_set(1000)
+# Never more than the in-flight window queued inside paho (its queue is O(n) per ack).
+window = threading.Semaphore(1000)
+c.on_publish = lambda *a: window.release()
+c.connect("127.0.0.1", port)
+c.loop_start()
+print(f"start {time.time()!r}", flush=True)
+for t, p in msgs:
+    window.acquire()
+    c.publish(t, p, qos=1)
+for _ in range(1000):
+    window.acquire()
+print(f"published {time.time()!r}", flush=True)
+c.loop_stop()
+"""
+
+
+def _run_central(cfg: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "central.cli", "run", "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _bare(port: int, records: int, mode: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", BARE_SUBSCRIBER, str(port), str(records), TOPIC_FILTER, mode],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def ingest_rate(
+    work: Path, kiosks: int, records: int, batch_max: int | None = None
+) -> dict[str, float]:
+    """Both subscribers drain the same queued messages at once; rates over 10%..90%.
+
+    The messages are published while both are away (persistent sessions), so
+    the publisher's own speed does not cap either subscriber.
+    """
+    payloads = fleet_payloads(kiosks, records)
+    msgs_file = work / "msgs.json"
+    msgs_file.write_text(json.dumps([(t, p.hex()) for t, p in payloads]))
+    central_db = work / "central.db"
+    total = records
+    with MosquittoProcess(work / "broker") as broker:
+        cfg = work / "central.toml"
+        cfg.write_text(
+            f'[central]\ndatabase = "{central_db}"\nlog_level = "WARNING"\n'
+            f'[mqtt]\nport = {broker.port}\n[collector]\nclient_id = "bench-central"\n'
+            + (f"batch_max = {batch_max}\n" if batch_max else "")
+        )
+        # 1. Both subscribe once (persistent sessions), then go away. A probe
+        # record stored by central shows that its subscription is in place.
+        _bare(broker.port, records, "subscribe").wait(60)
+        central = _run_central(cfg)
+        probe_kiosk = "bench-probe"
+        probe = record(probe_kiosk, new_stream_id(), 1).encode()
+        store = SQLiteStore(central_db)
+        deadline, sent = time.time() + 120, 0
+        while store.count() == 0 and time.time() < deadline:
+            sent += 1
+            subprocess.run(
+                [sys.executable, "-c", PROBE, str(broker.port), records_topic(probe_kiosk)],
+                input=probe,
+                check=True,
+                timeout=60,
+            )
+            time.sleep(0.5)
+        if store.count() != 1:
+            raise SystemExit("aps-central did not subscribe")
+        central.terminate()
+        central.wait(15)
+        # 2. The fleet publishes; the broker queues for both.
+        pub = subprocess.run(
+            [sys.executable, "-c", PUBLISHER, str(broker.port), str(msgs_file)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=900,
+        )
+        t_pub = [float(line.split()[1]) for line in pub.stdout.splitlines()]
+        # 3. Both come back at once and drain.
+        # Every probe copy waits in the bare subscriber's session; central holds one.
+        central, bare = _run_central(cfg), _bare(broker.port, records + sent, "drain")
+        lo, hi = records // 10, records - records // 10
+        records += 1
+        try:
+            marks: dict[str, tuple[float, float]] = {}
+            deadline = time.time() + 900
+            while "to" not in marks and time.time() < deadline:
+                held = store.count()
+                for name, at in (("from", lo), ("to", hi)):
+                    if held >= at and name not in marks:
+                        marks[name] = (time.time(), cpu_s(central.pid))
+                time.sleep(0.02)
+            assert bare.stdout is not None
+            bare_marks = {}
+            for line in bare.stdout:
+                name, at, cpu = line.split()
+                bare_marks[name] = (float(at), float(cpu))
+            bare.wait(60)
+            while store.count() < records and time.time() < deadline:
+                time.sleep(0.05)
+            held = store.count()
+        finally:
+            store.close()
+            central.terminate()
+            central.wait(15)
+            if bare.poll() is None:
+                bare.kill()
+    if held != records:
+        raise SystemExit(f"central holds {held} records, expected {records}")
+    records = total
+
+    def rate(m: dict[str, tuple[float, float]], span: int) -> tuple[float, float]:
+        (t0, c0), (t1, c1) = m["from"], m["to"]
+        return span / (t1 - t0), (c1 - c0) / span * 1e6
+
+    ours, cpu_ours = rate(marks, hi - lo)
+    n_bare = total + sent
+    bare_rate, cpu_bare = rate(bare_marks, (n_bare - n_bare // 10) - n_bare // 10)
+    return {
+        "ours": ours,
+        "bare": bare_rate,
+        "published": records / (t_pub[1] - t_pub[0]),
+        "cpu_us_ours": cpu_ours,
+        "cpu_us_bare": cpu_bare,
+        "payload": float(len(payloads[0][1])),
+    }
+
+
+def batch_cost(work: Path, rounds: int) -> dict[str, float]:
+    """ms per 256-record batch with 1,000 vs 200,000 records held, interleaved."""
+    kiosk, topic = "bench-hist", records_topic("bench-hist")
+    stores, seqs, streams = {}, {}, {}
+    for held in (1_000, 200_000):
+        store = SQLiteStore(work / f"held-{held}.db")
+        stream, seq = new_stream_id(), 0
+        while seq < held:
+            n = min(5000, held - seq)
+            part = [(topic, record(kiosk, stream, seq + i + 1).encode()) for i in range(n)]
+            process_batch(store, part)
+            seq += n
+        stores[held], seqs[held], streams[held] = store, seq, stream
+    times: dict[int, list[float]] = {1_000: [], 200_000: []}
+    for _ in range(rounds):
+        for held, store in stores.items():
+            part = [
+                (topic, record(kiosk, streams[held], seqs[held] + i + 1).encode())
+                for i in range(256)
+            ]
+            seqs[held] += 256
+            t = time.perf_counter()
+            process_batch(store, part)
+            times[held].append(time.perf_counter() - t)
+    for store in stores.values():
+        store.close()
+    return {held: statistics.median(ts) * 1000 for held, ts in times.items()}  # type: ignore[misc]
+
+
+STATUS_RSS = """
+import resource, sys
+from central.cli import main
+try:
+    main(["status", "--config", sys.argv[1]])
+except SystemExit:
+    pass
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")]
+print(hwm[0], file=sys.stderr)
+"""
+
+
+def gap_memory(work: Path) -> dict[str, float]:
+    """Resident memory of `aps-central status` over streams gapped by 10^8 and up to 2^63-1."""
+    db = work / "gaps.db"
+    parked = SQLiteStore(db)  # default [collector] max_seq_jump: the far seq is parked
+    stream = new_stream_id()
+    kiosk, topic = "bench-gap", records_topic("bench-gap")
+    parked_out = process_batch(
+        parked,
+        [
+            (topic, record(kiosk, stream, 1).encode()),
+            (topic, record(kiosk, stream, MAX_SEQ).encode()),
+        ],
+    )
+    parked.close()
+    lifted = SQLiteStore(db, max_seq_jump=MAX_SEQ)  # limit lifted: the gaps really exist
+    other = new_stream_id()
+    process_batch(
+        lifted,
+        [
+            (topic, record(kiosk, other, 1).encode()),
+            (topic, record(kiosk, other, 10**8 + 2).encode()),
+            (topic, record(kiosk, other, MAX_SEQ).encode()),
+        ],
+    )
+    [state] = [s for s in lifted.streams(kiosk) if s.stream == other]
+    lifted.close()
+    cfg = work / "gaps.toml"
+    cfg.write_text(f'[central]\ndatabase = "{db}"\n')
+    out = subprocess.run(
+        [sys.executable, "-c", STATUS_RSS, str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    json.loads(out.stdout)
+    rss_kib = int(out.stderr.strip().splitlines()[-1])
+    return {
+        "parked": float(parked_out.outcome.parked),
+        "missing": float(state.missing_count),
+        "ranges": float(state.gap_count),
+        "status_rss_mib": rss_kib / 1024,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--kiosks", type=int, default=200)
+    ap.add_argument("--records", type=int, default=50_000)
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved batches per store")
+    ap.add_argument("--batch-max", type=int, default=None, help="[collector] batch_max")
+    ap.add_argument("--dir", default=None, help="Directory for the databases (default: a temp dir)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        work = Path(tmp)
+        (work / "rate").mkdir()
+        rate = ingest_rate(work / "rate", args.kiosks, args.records, args.batch_max)
+        cost = batch_cost(work, args.rounds)
+        mem = gap_memory(work)
+    ratio = rate["ours"] / rate["bare"]
+    print(f"records: {args.records} from {args.kiosks} kiosks, payload {rate['payload']:.0f} bytes")
+    print(f"published (PUBACKs)           : {rate['published']:,.0f} msg/s")
+    print(
+        f"bare paho subscriber          : {rate['bare']:,.0f} msg/s, "
+        f"{rate['cpu_us_bare']:.0f} µs CPU per message"
+    )
+    print(
+        f"aps-central (held, committed) : {rate['ours']:,.0f} records/s, "
+        f"{rate['cpu_us_ours']:.0f} µs CPU per record (ratio {ratio:.2f})"
+    )
+    print(
+        f"256-record batch, median of {args.rounds}: {cost[1_000]:.1f} ms with 1,000 held, "
+        f"{cost[200_000]:.1f} ms with 200,000 held ({cost[200_000] / cost[1_000]:.2f}x)"
+    )
+    print(
+        f"seq 2^63-1 after seq 1: parked {mem['parked']:.0f}; with the limit lifted, "
+        f"{mem['missing']:.3g} seqs missing in {mem['ranges']:.0f} ranges; "
+        f"aps-central status max RSS {mem['status_rss_mib']:.0f} MiB"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "central_ingest",
+                "value": round(rate["ours"], 1),
+                "unit": "records/s",
+                "baseline": round(rate["bare"], 1),
+                "ratio": round(ratio, 3),
+                "batch_ms_1k": round(cost[1_000], 2),
+                "batch_ms_200k": round(cost[200_000], 2),
+                "status_rss_mib": round(mem["status_rss_mib"], 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
