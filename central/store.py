@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from central.attachments import SCHEMA as ATTACHMENTS_SCHEMA
-from central.attachments import assemble_if_complete
+from central import attachments
+from central.attachments import AttachmentLimits
 from central.ingest import Accept, DeadLetter, FleetUpdate
 from sync.envelope import Rejection
 
@@ -124,7 +124,9 @@ ACCOUNTED_SEQS = (
 class SQLiteStore:
     """The default store: one SQLite file, WAL, synchronous=FULL."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self, path: Path | str, *, attachment_limits: AttachmentLimits | None = None
+    ) -> None:
         self.path = Path(path)
         self.conn = sqlite3.connect(
             str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
@@ -132,16 +134,19 @@ class SQLiteStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
-        self.conn.executescript(ATTACHMENTS_SCHEMA)
+        # [attachments] hook: limits for screen_chunks; chunk tables (central/attachments.py).
+        self.attachment_limits = attachment_limits or AttachmentLimits()
+        attachments.migrate(self.conn)
 
     def ingest(self, items: Sequence[Accept | DeadLetter | FleetUpdate]) -> IngestOutcome:
         out = IngestOutcome()
         now = time.time()
         touched: set[tuple[str, str]] = set()
-        atts: set[tuple[str, str]] = set()
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
+            # [attachments] hook: chunks over the limits or at odds with their file -> rejected.
+            items = attachments.screen_chunks(c, items, self.attachment_limits)
             for item in items:
                 if isinstance(item, FleetUpdate):
                     self._fleet(item, now)
@@ -189,8 +194,9 @@ class SQLiteStore:
                     out.stored += 1
                     out.acked[r.kiosk].append(r.id)
                     touched.add((r.kiosk, r.stream))
-                    if r.kind == "chunk":
-                        atts.add((r.kiosk, str(r.body["att"])))
+                    # [attachments] hook: O(1) work per stored chunk; assembles the last.
+                    if r.kind == "chunk" and (status := attachments.add_chunk(c, r, now)):
+                        out.attachments[status] += 1
                     continue
                 same = c.execute(
                     "SELECT 1 FROM records WHERE kiosk = ? AND id = ?", (r.kiosk, r.id)
@@ -216,10 +222,6 @@ class SQLiteStore:
                     out.rejected[r.kiosk].append(Rejection(id=r.id, reason=reason))
             for kiosk, stream in touched:
                 self._advance(kiosk, stream, now)
-            for kiosk, att in atts:
-                status = assemble_if_complete(c, kiosk, att, now)
-                if status is not None:
-                    out.attachments[status] += 1
             if out.duplicates:
                 c.execute(
                     "INSERT INTO counters (name, value) VALUES ('duplicates_received', ?)"

@@ -18,8 +18,11 @@ from sync import SyncError
 from sync.ids import new_ulid
 from sync.outbox import Transaction
 
+# Shared by the kiosk (which refuses to file over them) and central (which
+# refuses chunks over them, central/attachments.py): one set of numbers.
 CHUNK_BYTES = 96 * 1024
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_ATTACHMENT_CHUNKS = -(-MAX_ATTACHMENT_BYTES // CHUNK_BYTES)  # 107
 
 
 class AttachmentTooLarge(SyncError):
