@@ -9,6 +9,7 @@ import time
 import click
 
 from central.config import CentralConfig, load_central_config
+from central.quotas import report as quota_report
 from central.store import SQLiteStore
 from sync.config import ConfigError, markdown_reference
 
@@ -77,6 +78,7 @@ def status(config_path: str) -> None:
                 "streams": streams,
                 "alerts": alerts,
                 "dead_letters": len(store.dead_letters()),
+                "quotas": quota_report(store.conn, cfg.quotas.settings()),
             },
             ensure_ascii=False,
         )

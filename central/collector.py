@@ -30,6 +30,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from central.ingest import Accept, DeadLetter, FleetUpdate, classify, classify_fleet
+from central.quotas import Quotas
 from central.store import IngestOutcome, Store
 from sync.envelope import MAX_RECORD_BYTES, TOPIC_ROOT, acks_topic, split_ack
 from sync.mqtt_link import MqttSettings, NetworkLoop, make_paho_client
@@ -67,8 +68,10 @@ class Collector:
         store_factory: Callable[[], Store],
         mqtt_settings: MqttSettings,
         settings: CollectorSettings,
+        quotas: Quotas | None = None,
     ) -> None:
         self.settings = settings
+        self.quotas = quotas  # [quotas] hook: per-kiosk rate limits and storage quotas
         self._store_factory = store_factory
         self._mqtt_settings = mqtt_settings
         self.counters = CollectorCounters()
@@ -118,6 +121,9 @@ class Collector:
             log.exception("on_connect failed")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # [quotas] hook: over its rate, a kiosk's message is dropped unparsed, unacked.
+        if self.quotas is not None and not self.quotas.admit(msg.topic, len(msg.payload)):
+            return
         # Blocking here when the queue is full is the back-pressure we want.
         self._queue.put((msg.topic, bytes(msg.payload)))
 
@@ -171,7 +177,9 @@ class Collector:
     def _handle(self, store: Store, batch: list[tuple[str, bytes]]) -> None:
         self.counters.received += len(batch)
         try:
-            result = process_batch(store, batch, max_record_bytes=self.settings.max_record_bytes)
+            result = process_batch(
+                store, batch, max_record_bytes=self.settings.max_record_bytes, quotas=self.quotas
+            )
         except Exception:
             self.counters.store_errors += 1
             log.exception(
@@ -209,7 +217,11 @@ def classify_message(
 
 
 def process_batch(
-    store: Store, batch: list[tuple[str, bytes]], *, max_record_bytes: int = MAX_RECORD_BYTES
+    store: Store,
+    batch: list[tuple[str, bytes]],
+    *,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    quotas: Quotas | None = None,
 ) -> BatchResult:
     """Classify a batch, commit it, and only then build the acks (the collector's step).
 
@@ -223,6 +235,8 @@ def process_batch(
             items.append(classify_message(mqtt_topic, payload, max_record_bytes=max_record_bytes))
         except Exception:  # classify must not raise; if it does, keep going
             log.exception("classify raised on a message from %s", mqtt_topic)
+    if quotas is not None:  # [quotas] hook: kiosks at their quota are left unacked
+        items = quotas.screen(store, items)
     outcome = store.ingest(items)  # returns after COMMIT
     acks: list[tuple[str, bytes]] = []
     for kiosk in sorted(set(outcome.acked) | set(outcome.rejected)):

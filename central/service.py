@@ -7,6 +7,7 @@ import signal
 import threading
 from types import FrameType
 
+from central import quotas
 from central.collector import Collector
 from central.config import CentralConfig
 from central.store import SQLiteStore
@@ -19,10 +20,12 @@ class CentralService:
         self.cfg = cfg
         cfg.central.database.parent.mkdir(parents=True, exist_ok=True)
         SQLiteStore(cfg.central.database).close()  # create the schema before the broker speaks
+        limits = cfg.attachments.limits()  # [quotas] hook: attachment limits and quotas
         self.collector = Collector(
-            store_factory=lambda: SQLiteStore(cfg.central.database),
+            store_factory=lambda: SQLiteStore(cfg.central.database, attachment_limits=limits),
             mqtt_settings=cfg.mqtt.settings(),
             settings=cfg.collector.settings(),
+            quotas=quotas.Quotas(cfg.quotas.settings()),
         )
         self.stop_event = threading.Event()
 
@@ -50,11 +53,27 @@ class CentralService:
                     c.batches,
                 )
                 self.log_gap_alerts(store)
+                self.housekeep(store)
         finally:
+            self.collector.stop()
+            self.housekeep(store)  # [quotas] hook: the last counters
             store.close()
-        self.collector.stop()
         log.info("central stopped")
         return 0
+
+    def housekeep(self, store: SQLiteStore, now: float | None = None) -> quotas.Housekeeping | None:
+        """[quotas] hook: counters to the database, expiry, quota alerts (every 30 s)."""
+        try:
+            return quotas.housekeep(
+                store.conn,
+                self.collector.quotas,
+                self.cfg.quotas.settings(),
+                self.cfg.attachments.limits(),
+                now=now,
+            )
+        except Exception:  # the collector keeps running; next round tries again
+            log.exception("housekeeping failed (counters kept for the next round)")
+            return None
 
     def log_gap_alerts(self, store: SQLiteStore, now: float | None = None) -> int:
         """Log one ALERT line per stream whose gap is older than the threshold."""

@@ -16,12 +16,12 @@ import json
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from central import attachments
+from central import attachments, quotas
 from central.attachments import AttachmentLimits
 from central.ingest import Accept, DeadLetter, FleetUpdate
 from sync.envelope import Rejection
@@ -137,6 +137,7 @@ class SQLiteStore:
         # [attachments] hook: limits for screen_chunks; chunk tables (central/attachments.py).
         self.attachment_limits = attachment_limits or AttachmentLimits()
         attachments.migrate(self.conn)
+        quotas.migrate(self.conn)  # [quotas] hook: usage triggers, dead-letter dedup columns
 
     def ingest(self, items: Sequence[Accept | DeadLetter | FleetUpdate]) -> IngestOutcome:
         out = IngestOutcome()
@@ -276,12 +277,16 @@ class SQLiteStore:
         return out
 
     def _dead(self, d: DeadLetter, now: float) -> None:
-        self.conn.execute(
-            "INSERT INTO dead_letters"
-            " (at, topic, topic_kiosk, reason, record_id, payload_len, payload_head)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (now, d.topic, d.topic_kiosk, d.reason, d.record_id, d.payload_len, d.payload_head),
-        )
+        # [quotas] hook: deduplicated (same kiosk, reason, id, payload -> one row, counted).
+        quotas.record_dead_letter(self.conn, d, now)
+
+    def quota_usage(self, kiosks: Collection[str]) -> dict[str, quotas.Usage]:
+        """[quotas] hook: what each kiosk holds (records, bytes, dead letters)."""
+        return quotas.read_usage(self.conn, kiosks)
+
+    def held_ids(self, kiosk: str, ids: Collection[str]) -> set[str]:
+        """[quotas] hook: which of these record ids central already holds."""
+        return quotas.read_held_ids(self.conn, kiosk, ids)
 
     def _advance(self, kiosk: str, stream: str, now: float) -> None:
         c = self.conn
@@ -381,7 +386,7 @@ class SQLiteStore:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         cur = self.conn.execute(
-            "SELECT n, at, topic, topic_kiosk, reason, record_id, payload_len"
+            "SELECT n, at, topic, topic_kiosk, reason, record_id, payload_len, count, last_at"
             " FROM dead_letters ORDER BY n"
         )
         cols = [d[0] for d in cur.description]
