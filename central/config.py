@@ -115,8 +115,9 @@ class AttachmentsSection(Section):
     max_attachment_bytes: int = Field(
         MAX_ATTACHMENT_BYTES,
         ge=1,
+        le=1_000_000_000,
         description="Largest file central accepts; a chunk whose file_size is over it is "
-        "rejected. Keep it at least the kiosks' limit.",
+        "rejected. Keep it at least the kiosks' limit; at most 10^9 (SQLite's largest blob).",
     )
     max_chunks: int = Field(
         MAX_ATTACHMENT_CHUNKS,
