@@ -260,3 +260,17 @@ def test_a_database_of_the_earlier_layout_is_upgraded_in_place(tmp_path: Path) -
     assert store.attachment_data(KIOSK, half_att) == half_data
     assert expire_incomplete(store.conn, older_than_s=0, now=1e12) == 0  # 'expired' allowed
     store.close()
+
+
+def test_an_attachment_completes_across_a_restart_of_central(tmp_path: Path) -> None:
+    """Nothing of an attachment in progress lives in memory: a new store finishes it."""
+    db, att, data = tmp_path / "c.db", new_ulid(), os.urandom(1000)
+    recs = [chunk_record(b) for b in chunk_bodies(att, data, 100)]
+    store = SQLiteStore(db)
+    ingest(store, recs[5:])
+    store.conn.close()  # abandoned, not a clean shutdown of anything in flight
+    store = SQLiteStore(db)
+    out = ingest(store, recs[:5])
+    assert out.attachments["complete"] == 1
+    assert store.attachment_data(KIOSK, att) == data
+    store.close()
