@@ -378,11 +378,8 @@ class SQLiteStore:
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     def attachment_data(self, kiosk: str, att: str) -> bytes | None:
-        row = self.conn.execute(
-            "SELECT data FROM attachments WHERE kiosk = ? AND att = ? AND status = 'complete'",
-            (kiosk, att),
-        ).fetchone()
-        return None if row is None else bytes(row[0])
+        # [attachments] hook: a complete file is kept in its chunks.
+        return attachments.read_file(self.conn, kiosk, att)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         cur = self.conn.execute(

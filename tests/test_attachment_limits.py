@@ -252,6 +252,7 @@ def test_a_database_of_the_earlier_layout_is_upgraded_in_place(tmp_path: Path) -
         "ALTER TABLE attachments RENAME TO a_new;" + OLD_ATTACHMENTS_TABLE + ""
         "INSERT INTO attachments SELECT * FROM a_new; DROP TABLE a_new;"
     )
+    c.execute("UPDATE attachments SET data = ? WHERE att = ?", (done_data, done_att))
     store.close()
     store = SQLiteStore(db)
     assert store.attachment_data(KIOSK, done_att) == done_data
