@@ -52,6 +52,7 @@ log = logging.getLogger("aps.quotas")
 
 MiB = 1024 * 1024
 NO_KIOSK = ""  # usage and counters of messages whose topic names no kiosk
+UNTRACKED = "(untracked)"  # counters of kiosks beyond max_tracked_kiosks
 REPORT_MAX_KIOSKS = 50
 QUIET_LOG_S = 60.0
 
@@ -167,6 +168,7 @@ class Quotas:
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._pending = _Pending()
         self._logged: dict[tuple[str, str], float] = {}
+        self._tracked: set[str] = set()  # kiosks with counters; the keys of what follows
         # Since start, for tests and the counters log line: (kiosk, event) -> count.
         self.totals: dict[tuple[str, str], int] = {}
         self.admitted: dict[str, int] = {}
@@ -195,7 +197,8 @@ class Quotas:
             if b.messages >= 1.0 and b.bytes >= size:
                 b.messages -= 1.0
                 b.bytes -= size
-                self.admitted[kiosk] = self.admitted.get(kiosk, 0) + 1
+                key = self._key(kiosk)
+                self.admitted[key] = self.admitted.get(key, 0) + 1
                 return True
             self._count(kiosk, "rate", size)
         return False
@@ -236,8 +239,18 @@ class Quotas:
                 out.append(item)
         return out
 
+    def _key(self, kiosk: str) -> str:
+        """``kiosk``, or UNTRACKED once max_tracked_kiosks have counters (memory stays bounded)."""
+        if kiosk in self._tracked:
+            return kiosk
+        if len(self._tracked) < self.settings.max_tracked_kiosks:
+            self._tracked.add(kiosk)
+            return kiosk
+        return UNTRACKED
+
     def _count(self, kiosk: str, event: str, size: int) -> None:
         # Caller holds the lock.
+        kiosk = self._key(kiosk)
         now = time.time()
         t = self._pending.tallies.get((kiosk, event))
         if t is None:

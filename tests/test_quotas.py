@@ -194,3 +194,13 @@ def test_status_shows_quotas(tmp_path: Path) -> None:
     [k] = quotas["kiosks"]
     assert k["kiosk"] == BAD and k["limited"]["rate"]["count"] == 1
     assert any("rate limit" in a for a in quotas["alerts"])
+
+
+def test_counters_of_a_spray_of_kiosk_ids_stay_bounded() -> None:
+    q = Quotas(QuotaSettings(burst_messages=1, messages_per_s=1e-9, max_tracked_kiosks=50))
+    for i in range(500):
+        topic = records_topic(f"k-spray-{i:04d}")
+        assert q.admit(topic, 1) and not q.admit(topic, 1)
+    assert len(q._buckets) <= 50 and len(q.admitted) <= 51 and len(q.totals) <= 51
+    assert q.admitted["k-spray-0000"] == 1 and q.admitted["(untracked)"] == 450
+    assert sum(q.totals.values()) == 500
