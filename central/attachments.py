@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 from central.ingest import Accept, DeadLetter, FleetUpdate
 from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
-from sync.envelope import Record, records_topic
+from sync.envelope import EnvelopeError, Record, records_topic
 from sync.ids import ULID_RE
 
 SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
@@ -103,8 +103,20 @@ class AttachmentLimits:
     expire_after_s: float = 30 * 86400.0
 
 
+def _current(conn: sqlite3.Connection) -> bool:
+    tables = dict(
+        conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN"
+            " ('attachments', 'attachment_progress', 'attachment_chunks')"
+        ).fetchall()
+    )
+    return len(tables) == 3 and "'expired'" in tables["attachments"]
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Create the tables; upgrade a database written by the earlier layout."""
+    if _current(conn):
+        return  # nothing to write (a read-only connection gets this far too)
     conn.execute("BEGIN IMMEDIATE")
     try:
         old = conn.execute(
@@ -142,18 +154,21 @@ def _adopt_stored_chunks(conn: sqlite3.Connection) -> None:
         " WHERE r.kind = 'chunk' AND NOT EXISTS (SELECT 1 FROM attachments a"
         " WHERE a.kiosk = r.kiosk AND a.att = json_extract(r.body, '$.att'))"
         " ORDER BY r.received_at"
-    ).fetchall()
+    )
     now = time.time()
     for kiosk, rid, stream, seq, created, body in rows:
-        record = Record(
-            kind="chunk",
-            kiosk=kiosk,
-            stream=stream,
-            seq=seq,
-            id=rid,
-            created=created,
-            body=json.loads(body),
-        )
+        try:
+            record = Record(
+                kind="chunk",
+                kiosk=kiosk,
+                stream=stream,
+                seq=seq,
+                id=rid,
+                created=created,
+                body=json.loads(body),
+            )
+        except (EnvelopeError, ValueError):
+            continue  # not a chunk this layout can use; it stays a record
         if _refusal(conn, record, AttachmentLimits(max_bytes=2**62, max_chunks=2**62), {}):
             continue
         add_chunk(conn, record, now)

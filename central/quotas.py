@@ -322,8 +322,25 @@ DEAD_LETTER_COLUMNS = {
 }
 
 
+TRIGGERS = 5
+
+
+def _current(conn: sqlite3.Connection) -> bool:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(dead_letters)")}
+    names = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'kiosk_usage%'"
+            " OR name IN ('kiosk_limit_events', 'dead_letters_dedup', 'dead_letters_last')"
+        )
+    }
+    return set(DEAD_LETTER_COLUMNS) <= have and len(names) == 1 + TRIGGERS + 3
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Usage table and triggers, dead-letter dedup columns; backfill once on upgrade."""
+    if _current(conn):
+        return  # nothing to write (a read-only connection gets this far too)
     conn.execute("BEGIN IMMEDIATE")
     try:
         fresh = not conn.execute(
