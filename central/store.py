@@ -143,6 +143,7 @@ class SQLiteStore:
         out = IngestOutcome()
         now = time.time()
         touched: set[tuple[str, str]] = set()
+        usage = quotas.UsageTally()  # [quotas] hook: what this batch stores, per kiosk
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -176,6 +177,7 @@ class SQLiteStore:
                             touched.add((item.topic_kiosk, item.stream))
                     continue
                 r = item.record
+                body = json.dumps(r.body, ensure_ascii=False, separators=(",", ":"))
                 cur = c.execute(
                     "INSERT OR IGNORE INTO records"
                     " (kiosk, id, stream, seq, kind, created, received_at, body)"
@@ -188,10 +190,11 @@ class SQLiteStore:
                         r.kind,
                         r.created,
                         now,
-                        json.dumps(r.body, ensure_ascii=False, separators=(",", ":")),
+                        body,
                     ),
                 )
                 if cur.rowcount == 1:
+                    usage.add(r, body)  # [quotas] hook
                     out.stored += 1
                     out.acked[r.kiosk].append(r.id)
                     touched.add((r.kiosk, r.stream))
@@ -223,6 +226,7 @@ class SQLiteStore:
                     out.rejected[r.kiosk].append(Rejection(id=r.id, reason=reason))
             for kiosk, stream in touched:
                 self._advance(kiosk, stream, now)
+            usage.write(c)  # [quotas] hook: one upsert per kiosk per batch
             if out.duplicates:
                 c.execute(
                     "INSERT INTO counters (name, value) VALUES ('duplicates_received', ?)"
