@@ -257,7 +257,8 @@ class Quotas:
         last = self._logged.get((kiosk, event))
         if last is None or now - last > QUIET_LOG_S:
             log.warning(
-                "kiosk %r: %s (logged again after %.0f s of quiet)",
+                "kiosk %r: %s; counted under quotas in aps-central status, logged again"
+                " only after %.0f s without",
                 kiosk,
                 EVENTS[event],
                 QUIET_LOG_S,
