@@ -239,3 +239,23 @@ def test_a_kiosk_on_an_unknown_version_adds_one_row_per_record_not_per_resend(
         assert len(rows) == len(window)
         assert {d["count"] for d in rows} == {resends}
         assert sorted(run.store.record_ids(GOOD)) == sorted(good_ids)
+
+
+def test_a_garbage_flood_stops_at_the_dead_letter_cap_and_others_flow(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    limits = QuotaSettings(max_dead_letters=50)
+    flood = [os.urandom(64) for _ in range(1500)]  # no two alike: no dedup to help
+    with central_with(broker, tmp_path, limits) as run:
+        with good_kiosk_filing(run, broker.port) as good_ids:
+            _flood(broker.port, flood)
+            wait_until(lambda: _seen(run, EVIL) == len(flood), 60, "flood delivered")
+        wait_until(run.collector.idle.is_set, 30, "collector idle")
+        held = run.store.quota_usage([EVIL])[EVIL].dead_letters
+        # The cap is read at each batch's start: at most one batch (500) over it.
+        assert limits.max_dead_letters <= held < limits.max_dead_letters + 500
+        assert run.quotas.count(EVIL, "dead_letter_quota") == len(flood) - held
+        assert sorted(run.store.record_ids(GOOD)) == sorted(good_ids)
+        housekeep(run.store.conn, run.quotas, limits, AttachmentLimits())
+        rep = report(run.store.conn, limits)
+        assert any("dead letters held, at its cap" in a for a in rep["alerts"])

@@ -4,6 +4,7 @@ records quota, dead-letter cap, dead letters deduplicated and expired, the repor
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,35 @@ def test_counters_of_a_spray_of_kiosk_ids_stay_bounded() -> None:
     assert len(q._buckets) <= 50 and len(q.admitted) <= 51 and len(q.totals) <= 51
     assert q.admitted["k-spray-0000"] == 1 and q.admitted["(untracked)"] == 450
     assert sum(q.totals.values()) == 500
+
+
+def test_the_service_housekeeps_with_its_configuration(tmp_path: Path) -> None:
+    from central.config import load_central_config
+    from central.service import CentralService
+    from sync.attachments import chunk_bodies
+
+    db = tmp_path / "c.db"
+    cfg_path = tmp_path / "central.toml"
+    cfg_path.write_text(
+        f'[central]\ndatabase = "{db}"\n\n[quotas]\ndead_letter_retention_days = 1\n\n'
+        "[attachments]\nexpire_incomplete_after_h = 2\nmax_chunks = 3\n",
+        encoding="utf-8",
+    )
+    service = CentralService(load_central_config(cfg_path))
+    assert service.collector.quotas is not None
+    store = SQLiteStore(db, attachment_limits=service.cfg.attachments.limits())
+    process_batch(store, [(records_topic(BAD), b"junk")])
+    stream, att = new_stream_id(), new_ulid()
+    chunks = chunk_bodies(att, b"0123456789", 5)
+    env = json.loads(envelope(GOOD, 1, stream))
+    env.update(kind="chunk", body=chunks[0])
+    process_batch(store, [(records_topic(GOOD), json.dumps(env).encode())])
+    assert service.collector.quotas.admit(records_topic(BAD), 1)
+    now = time.time()
+    done = service.housekeep(store, now=now + 3 * 3600)
+    assert done is not None
+    assert (done.dead_letters_expired, done.attachments_expired) == (0, 1)
+    done = service.housekeep(store, now=now + 2 * 86400)
+    assert done is not None and done.dead_letters_expired == 1
+    assert store.attachments(GOOD)[0]["status"] == "expired"
+    store.close()
