@@ -275,3 +275,17 @@ def test_an_attachment_completes_across_a_restart_of_central(tmp_path: Path) -> 
     assert out.attachments["complete"] == 1
     assert store.attachment_data(KIOSK, att) == data
     store.close()
+
+
+def test_the_kiosk_refuses_a_file_central_would_refuse_for_its_chunk_count() -> None:
+    """With smaller chunks a file under the byte limit can need more chunks than central
+    takes: the kiosk must refuse it before promising anything, not have it parked later."""
+    import pytest
+
+    from sync.attachments import AttachmentIn, AttachmentTooLarge, describe
+
+    photo = AttachmentIn(name="trang1.jpg", mime="image/jpeg", data=b"\0" * 200_000)
+    assert describe([photo])[0][0]["chunks"] == 3  # default chunks: fine
+    with pytest.raises(AttachmentTooLarge) as err:
+        describe([photo], chunk_bytes=1024)  # 196 chunks > 107
+    assert "107" in str(err.value) and "chunk" in str(err.value)
