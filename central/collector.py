@@ -121,13 +121,15 @@ class Collector:
             log.exception("on_connect failed")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        # [quotas] hook: over its rate, a kiosk's message is dropped unparsed, unacked.
-        if self.quotas is not None and not self.quotas.admit(msg.topic, len(msg.payload)):
+        # [quotas] hook: over its rate, a kiosk's message is held back or dropped unparsed.
+        if self.quotas is not None and not self.quotas.admit(msg.topic, bytes(msg.payload)):
             return
         # Blocking here when the queue is full is the back-pressure we want.
         self._queue.put((msg.topic, bytes(msg.payload)))
 
     def start(self) -> None:
+        if self.quotas is not None:  # [quotas] hook: passes held-back messages on at the rate
+            self.quotas.start_pacer(self._queue.put, self._stop)
         self._writer.start()
         self.network.start()
 

@@ -81,6 +81,16 @@ class QuotasSection(Section):
         description="KiB one kiosk may send at once above its rate; keep it above "
         "[collector] max_record_kb, or a record that size never passes.",
     )
+    pace_messages: int = Field(
+        512,
+        ge=0,
+        description="Messages over the rate held back per kiosk and passed on as its rate "
+        "allows (keep it above the kiosks' inflight_window, so a kiosk draining a backlog is "
+        "slowed, not made to wait out its ack timeout); beyond it they are dropped. 0: none.",
+    )
+    pace_kib: int = Field(
+        8192, ge=0, description="KiB held back per kiosk at most (256 MiB for all kiosks)."
+    )
     max_records_mb_per_kiosk: int = Field(
         32768,
         ge=1,
@@ -106,6 +116,8 @@ class QuotasSection(Section):
             max_records_bytes=self.max_records_mb_per_kiosk * 1024 * 1024,
             max_dead_letters=self.max_dead_letters_per_kiosk,
             dead_letter_retention_s=self.dead_letter_retention_days * 86400.0,
+            pace_messages=self.pace_messages,
+            pace_bytes=self.pace_kib * 1024,
         )
 
 

@@ -9,10 +9,13 @@ each with a designed outcome, counted per kiosk and shown by
 * **Rate** (token buckets per topic kiosk: messages/s and bytes/s, with a
   burst). Checked in the collector's network thread (:meth:`Quotas.admit`)
   before a message is queued, so a flood never reaches the writer's queue and
-  other kiosks' messages never wait behind it. An over-rate message is not
-  parsed, stored, dead-lettered or acked: a valid record stays queued on its
-  kiosk, which sends it again after its ack timeout; garbage is dropped and
-  only counted.
+  other kiosks' messages never wait behind it. An over-rate message first
+  waits in its kiosk's small pacing room and is passed on when the buckets
+  refill (:meth:`Quotas.pace`, a pacer thread): a kiosk draining a backlog
+  with its window of 256 records is slowed to the rate, not stalled for an
+  ack timeout. Beyond that room a message is dropped: not parsed, stored,
+  dead-lettered or acked; a valid record stays queued on its kiosk, which
+  sends it again after its ack timeout; garbage is only counted.
 * **Records held** (bytes of records central holds per kiosk: the body and
   the envelope's fields, in ``kiosk_usage``: :class:`UsageTally` counts each
   ingest transaction's new records, triggers take deleted ones off). At or
@@ -40,7 +43,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -97,7 +100,9 @@ CREATE TABLE IF NOT EXISTS kiosk_limit_events (
 
 # What each event means, for the report and the logs.
 EVENTS = {
-    "rate": "messages over the rate limit, dropped unparsed (a valid record is resent)",
+    "paced": "messages over the rate limit, held back and passed on at the rate",
+    "rate": "messages over the rate limit and its pacing room, dropped unparsed "
+    "(a valid record is resent)",
     "records_quota": "records left unacked: the kiosk is at its records quota",
     "dead_letter_quota": "dead letters dropped: the kiosk is at its dead-letter cap",
 }
@@ -113,6 +118,10 @@ class QuotaSettings:
     max_dead_letters: int = 10_000
     dead_letter_retention_s: float = 30 * 86400.0
     max_tracked_kiosks: int = 100_000
+    pace_messages: int = 512  # per kiosk, held back and released at the rate, not dropped
+    pace_bytes: int = 8 * MiB
+    pace_total_bytes: int = 256 * MiB  # all kiosks together
+    pace_tick_s: float = 0.02
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,39 +173,115 @@ class Quotas:
         self._pending = _Pending()
         self._logged: dict[tuple[str, str], float] = {}
         self._tracked: set[str] = set()  # kiosks with counters; the keys of what follows
+        self._paced: dict[str, deque[tuple[str, bytes]]] = {}
+        self._paced_bytes: dict[str, int] = {}
+        self._paced_total = 0
         # Since start, for tests and the counters log line: (kiosk, event) -> count.
         self.totals: dict[tuple[str, str], int] = {}
         self.admitted: dict[str, int] = {}
 
     # -- rate (network thread) --------------------------------------------------
-    def admit(self, mqtt_topic: str, size: int) -> bool:
-        """Take one message of ``size`` bytes from the topic kiosk's buckets, if it fits."""
+    def admit(self, mqtt_topic: str, payload: bytes) -> bool:
+        """True: queue this message now. False: it is held back (:meth:`pace`) or dropped.
+
+        Within its kiosk's buckets a message passes. Over them, it waits in the
+        kiosk's pacing room (``pace_messages``/``pace_bytes``, and ``pace_total_bytes``
+        for all kiosks) until the buckets refill, so a kiosk draining a backlog
+        is slowed to the rate rather than made to wait out its ack timeout; a
+        kiosk sending faster than its room drains has the rest dropped.
+        """
         kiosk = kiosk_of_topic(mqtt_topic) or NO_KIOSK
+        size = len(payload)
         s = self.settings
         now = self._clock()
         with self._lock:
-            b = self._buckets.get(kiosk)
-            if b is None:
-                b = _Bucket(messages=float(s.burst_messages), bytes=float(s.burst_bytes), at=now)
-                self._buckets[kiosk] = b
-                if len(self._buckets) > s.max_tracked_kiosks:
-                    # The least recently seen bucket; it has refilled in all likelihood,
-                    # and a fresh one starts full anyway.
-                    self._buckets.popitem(last=False)
-            else:
-                self._buckets.move_to_end(kiosk)
-                elapsed = max(0.0, now - b.at)
-                b.messages = min(float(s.burst_messages), b.messages + elapsed * s.messages_per_s)
-                b.bytes = min(float(s.burst_bytes), b.bytes + elapsed * s.bytes_per_s)
-                b.at = now
-            if b.messages >= 1.0 and b.bytes >= size:
+            b = self._bucket(kiosk, now)
+            if kiosk not in self._paced and b.messages >= 1.0 and b.bytes >= size:
                 b.messages -= 1.0
                 b.bytes -= size
                 key = self._key(kiosk)
                 self.admitted[key] = self.admitted.get(key, 0) + 1
                 return True
+            room = self._paced.get(kiosk)
+            held = self._paced_bytes.get(kiosk, 0)
+            if (
+                (room is None or len(room) < s.pace_messages)
+                and held + size <= s.pace_bytes
+                and self._paced_total + size <= s.pace_total_bytes
+                and s.pace_messages > 0
+            ):
+                self._paced.setdefault(kiosk, deque()).append((mqtt_topic, payload))
+                self._paced_bytes[kiosk] = held + size
+                self._paced_total += size
+                self._count(kiosk, "paced", size)
+                return False
             self._count(kiosk, "rate", size)
         return False
+
+    def _bucket(self, kiosk: str, now: float) -> _Bucket:
+        # Caller holds the lock.
+        s = self.settings
+        b = self._buckets.get(kiosk)
+        if b is None:
+            b = _Bucket(messages=float(s.burst_messages), bytes=float(s.burst_bytes), at=now)
+            self._buckets[kiosk] = b
+            if len(self._buckets) > s.max_tracked_kiosks:
+                # The least recently seen bucket without held-back messages; it has
+                # refilled in all likelihood, and a fresh one starts full anyway.
+                for old in self._buckets:
+                    if old not in self._paced and old != kiosk:
+                        del self._buckets[old]
+                        break
+            return b
+        self._buckets.move_to_end(kiosk)
+        elapsed = max(0.0, now - b.at)
+        b.messages = min(float(s.burst_messages), b.messages + elapsed * s.messages_per_s)
+        b.bytes = min(float(s.burst_bytes), b.bytes + elapsed * s.bytes_per_s)
+        b.at = now
+        return b
+
+    def pace(self) -> list[tuple[str, bytes]]:
+        """Held-back messages whose kiosk's buckets now allow them, oldest first."""
+        out: list[tuple[str, bytes]] = []
+        now = self._clock()
+        with self._lock:
+            for kiosk in list(self._paced):
+                room = self._paced[kiosk]
+                b = self._bucket(kiosk, now)
+                while room and b.messages >= 1.0 and b.bytes >= len(room[0][1]):
+                    topic, payload = room.popleft()
+                    b.messages -= 1.0
+                    b.bytes -= len(payload)
+                    self._paced_bytes[kiosk] -= len(payload)
+                    self._paced_total -= len(payload)
+                    key = self._key(kiosk)
+                    self.admitted[key] = self.admitted.get(key, 0) + 1
+                    out.append((topic, payload))
+                if not room:
+                    del self._paced[kiosk]
+                    del self._paced_bytes[kiosk]
+        return out
+
+    def start_pacer(
+        self, put: Callable[[tuple[str, bytes]], None], stop: threading.Event
+    ) -> threading.Thread:
+        """Pass held-back messages on to ``put`` (the collector's queue) as they fall due."""
+
+        def run() -> None:
+            while not stop.wait(self.settings.pace_tick_s):
+                try:
+                    for message in self.pace():
+                        put(message)
+                except Exception:  # never let the pacer die; the kiosks resend anyway
+                    log.exception("pacer failed")
+
+        thread = threading.Thread(target=run, name="collector-pacer", daemon=True)
+        thread.start()
+        return thread
+
+    def held_back(self) -> int:
+        with self._lock:
+            return sum(len(r) for r in self._paced.values())
 
     # -- quotas (writer thread, before the store transaction) -------------------
     def screen(

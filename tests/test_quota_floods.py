@@ -52,13 +52,13 @@ def _publisher(port: int) -> mqtt.Client:
     return c
 
 
-def _kiosk(db: Path, kiosk: str, port: int) -> SyncClient:
+def _kiosk(db: Path, kiosk: str, port: int, ack_timeout_s: float = 2) -> SyncClient:
     return SyncClient(
         database=db,
         kiosk=kiosk,
         mqtt_settings=MqttSettings(port=port),
         settings=SyncSettings(
-            ack_timeout_s=2, tick_s=0.05, reconnect_min_s=0.1, reconnect_max_s=0.5
+            ack_timeout_s=ack_timeout_s, tick_s=0.05, reconnect_min_s=0.1, reconnect_max_s=0.5
         ),
     )
 
@@ -131,14 +131,14 @@ def _flood(port: int, payloads: list[bytes]) -> None:
 
 
 def _seen(run: Run, kiosk: str) -> int:
-    """Messages of ``kiosk`` that reached the collector, admitted or not."""
+    """Messages of ``kiosk`` that reached the collector and were passed on or dropped."""
     return run.quotas.admitted.get(kiosk, 0) + run.quotas.count(kiosk, "rate")
 
 
 def test_a_flood_of_valid_records_is_held_to_the_rate_and_others_flow(
     broker: MosquittoProcess, tmp_path: Path
 ) -> None:
-    limits = QuotaSettings(messages_per_s=20, burst_messages=200)
+    limits = QuotaSettings(messages_per_s=20, burst_messages=200, pace_messages=20)
     flood = [_rating(i, new_stream_id()) for i in range(1, 3001)]
     with central_with(broker, tmp_path, limits) as run:
         t0 = time.monotonic()
@@ -165,7 +165,7 @@ def test_a_flood_of_valid_records_is_held_to_the_rate_and_others_flow(
 def test_a_garbage_flood_is_held_to_the_byte_rate_and_only_counted(
     broker: MosquittoProcess, tmp_path: Path
 ) -> None:
-    limits = QuotaSettings(bytes_per_s=64 * 1024, burst_bytes=256 * 1024)
+    limits = QuotaSettings(bytes_per_s=64 * 1024, burst_bytes=256 * 1024, pace_bytes=64 * 1024)
     size = 16 * 1024
     flood = [os.urandom(size) for _ in range(400)]  # 6.4 MB of junk
     with central_with(broker, tmp_path, limits) as run:
@@ -259,3 +259,24 @@ def test_a_garbage_flood_stops_at_the_dead_letter_cap_and_others_flow(
         housekeep(run.store.conn, run.quotas, limits, AttachmentLimits())
         rep = report(run.store.conn, limits)
         assert any("dead letters held, at its cap" in a for a in rep["alerts"])
+
+
+def test_a_kiosk_draining_a_backlog_is_paced_to_the_rate_not_stalled(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    """Its window (256) is over the burst: the rest waits in the pacing room, so no
+    record has to wait out an ack timeout and be sent again."""
+    limits = QuotaSettings(messages_per_s=200, burst_messages=50)
+    n = 600
+    with central_with(broker, tmp_path, limits) as run:
+        ids = stack.fill_outbox(run.good_db, n, kiosk=GOOD)
+        client = _kiosk(run.good_db, GOOD, broker.port, ack_timeout_s=30)
+        client.start()
+        try:
+            wait_until(lambda: stack.kiosk_acked(run.good_db) == n, 60, "backlog acked")
+        finally:
+            client.stop()
+        assert sorted(run.store.record_ids(GOOD)) == sorted(ids)
+        assert run.quotas.count(GOOD, "paced") > 0  # it was over the rate
+        assert run.quotas.count(GOOD, "rate") == 0  # and nothing of it was dropped
+        assert client.counters.retransmitted == 0, client.counters

@@ -48,25 +48,49 @@ def envelope(kiosk: str, seq: int, stream: str, **over: Any) -> bytes:
 def test_token_bucket_per_kiosk_messages_and_bytes() -> None:
     clock = Clock()
     q = Quotas(
-        QuotaSettings(messages_per_s=10, burst_messages=5, bytes_per_s=1000, burst_bytes=3000),
+        QuotaSettings(
+            messages_per_s=10, burst_messages=5, bytes_per_s=1000, burst_bytes=3000, pace_messages=0
+        ),
         clock=clock,
     )
     bad, good = records_topic(BAD), records_topic(GOOD)
-    assert [q.admit(bad, 10) for _ in range(7)] == [True] * 5 + [False] * 2
-    assert q.admit(good, 10)  # another kiosk has its own bucket
+    assert [q.admit(bad, b"x" * 10) for _ in range(7)] == [True] * 5 + [False] * 2
+    assert q.admit(good, b"x" * 10)  # another kiosk has its own bucket
     clock.t += 0.1  # one message's worth of tokens
-    assert q.admit(bad, 10) and not q.admit(bad, 10)
+    assert q.admit(bad, b"x" * 10) and not q.admit(bad, b"x" * 10)
     clock.t += 100
-    assert q.admit(bad, 2500) and not q.admit(bad, 600)  # bytes run out before messages
+    assert q.admit(bad, b"x" * 2500) and not q.admit(bad, b"x" * 600)  # bytes run out first
     clock.t += 0.5  # 500 more bytes
-    assert q.admit(bad, 1000)
+    assert q.admit(bad, b"x" * 1000)
     assert q.count(BAD, "rate") == 4 and q.count(GOOD, "rate") == 0
+    assert q.pace() == []  # no pacing room: what did not pass was dropped
+
+
+def test_over_the_rate_messages_wait_in_a_small_room_and_pass_in_order() -> None:
+    clock = Clock()
+    q = Quotas(
+        QuotaSettings(messages_per_s=10, burst_messages=2, pace_messages=3, pace_bytes=10**6),
+        clock=clock,
+    )
+    bad = records_topic(BAD)
+    sent = [f"m{i}".encode() for i in range(7)]
+    assert [q.admit(bad, m) for m in sent] == [True, True] + [False] * 5
+    assert q.count(BAD, "paced") == 3 and q.count(BAD, "rate") == 2  # room for 3, 2 dropped
+    assert q.pace() == []  # no tokens yet
+    clock.t += 0.1
+    assert q.pace() == [(bad, b"m2")]
+    assert not q.admit(bad, b"late")  # behind the held-back ones, never ahead of them
+    clock.t += 1  # the bucket holds at most its burst (2)
+    assert [p for _, p in q.pace()] == [b"m3", b"m4"]
+    clock.t += 0.1
+    assert [p for _, p in q.pace()] == [b"late"]
+    assert q.held_back() == 0 and q.admitted[BAD] == 6
 
 
 def test_buckets_tracked_are_bounded() -> None:
     q = Quotas(QuotaSettings(max_tracked_kiosks=100), clock=Clock())
     for i in range(1000):
-        assert q.admit(records_topic(f"k-{i:04d}"), 10)
+        assert q.admit(records_topic(f"k-{i:04d}"), b"x" * 10)
     assert len(q._buckets) == 100
 
 
@@ -183,9 +207,9 @@ def test_status_shows_quotas(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     store = SQLiteStore(db)
-    q = Quotas(QuotaSettings(messages_per_s=1, burst_messages=1))
-    assert q.admit(records_topic(BAD), 10)
-    assert not q.admit(records_topic(BAD), 10)
+    q = Quotas(QuotaSettings(messages_per_s=1, burst_messages=1, pace_messages=0))
+    assert q.admit(records_topic(BAD), b"x" * 10)
+    assert not q.admit(records_topic(BAD), b"x" * 10)
     housekeep(store.conn, q, q.settings, AttachmentLimits())
     store.close()
     res = CliRunner().invoke(central_cli, ["status", "--config", str(cfg)])
@@ -198,10 +222,12 @@ def test_status_shows_quotas(tmp_path: Path) -> None:
 
 
 def test_counters_of_a_spray_of_kiosk_ids_stay_bounded() -> None:
-    q = Quotas(QuotaSettings(burst_messages=1, messages_per_s=1e-9, max_tracked_kiosks=50))
+    q = Quotas(
+        QuotaSettings(burst_messages=1, messages_per_s=1e-9, max_tracked_kiosks=50, pace_messages=0)
+    )
     for i in range(500):
         topic = records_topic(f"k-spray-{i:04d}")
-        assert q.admit(topic, 1) and not q.admit(topic, 1)
+        assert q.admit(topic, b"x") and not q.admit(topic, b"x")
     assert len(q._buckets) <= 50 and len(q.admitted) <= 51 and len(q.totals) <= 51
     assert q.admitted["k-spray-0000"] == 1 and q.admitted["(untracked)"] == 450
     assert sum(q.totals.values()) == 500
@@ -228,7 +254,7 @@ def test_the_service_housekeeps_with_its_configuration(tmp_path: Path) -> None:
     env = json.loads(envelope(GOOD, 1, stream))
     env.update(kind="chunk", body=chunks[0])
     process_batch(store, [(records_topic(GOOD), json.dumps(env).encode())])
-    assert service.collector.quotas.admit(records_topic(BAD), 1)
+    assert service.collector.quotas.admit(records_topic(BAD), b"x")
     now = time.time()
     done = service.housekeep(store, now=now + 3 * 3600)
     assert done is not None
