@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from central.config import CentralConfig, load_central_config
+from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
 from sync.config import ConfigError, markdown_reference
 from sync.logs import setup_logging
@@ -136,6 +137,7 @@ def status(config_path: str) -> None:
                     }
                     for k in store.clock_skews(limit)
                 ],
+                "quotas": quota_report(store.conn, cfg.quotas.settings()),
             },
             ensure_ascii=False,
         )

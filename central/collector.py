@@ -37,6 +37,7 @@ import paho.mqtt.client as mqtt
 
 from central.ingest import Accept, DeadLetter, FleetUpdate, classify, classify_fleet
 from central.isolation import Message, commit_isolating
+from central.quotas import Quotas
 from central.store import IngestOutcome, Store
 from sync.envelope import (
     MAX_RECORD_BYTES,
@@ -81,8 +82,10 @@ class Collector:
         store_factory: Callable[[], Store],
         mqtt_settings: MqttSettings,
         settings: CollectorSettings,
+        quotas: Quotas | None = None,
     ) -> None:
         self.settings = settings
+        self.quotas = quotas  # [quotas] hook: per-kiosk rate limits and storage quotas
         self._store_factory = store_factory
         self._mqtt_settings = mqtt_settings
         self.counters = CollectorCounters()
@@ -171,10 +174,15 @@ class Collector:
             log.exception("on_subscribe failed")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # [quotas] hook: over its rate, a kiosk's message is held back or dropped unparsed.
+        if self.quotas is not None and not self.quotas.admit(msg.topic, bytes(msg.payload)):
+            return
         # Blocking here when the queue is full is the back-pressure we want.
         self._queue.put((msg.topic, bytes(msg.payload)))
 
     def start(self) -> None:
+        if self.quotas is not None:  # [quotas] hook: passes held-back messages on at the rate
+            self.quotas.start_pacer(self._queue.put, self._stop)
         self._writer.start()
         self.network.start()
 
@@ -232,7 +240,9 @@ class Collector:
     def _handle(self, store: Store, batch: list[tuple[str, bytes]]) -> None:
         self.counters.received += len(batch)
         try:
-            result = process_batch(store, batch, max_record_bytes=self.settings.max_record_bytes)
+            result = process_batch(
+                store, batch, max_record_bytes=self.settings.max_record_bytes, quotas=self.quotas
+            )
         except Exception:
             self.counters.store_errors += 1
             log.exception(
@@ -275,7 +285,11 @@ def classify_message(
 
 
 def process_batch(
-    store: Store, batch: list[tuple[str, bytes]], *, max_record_bytes: int = MAX_RECORD_BYTES
+    store: Store,
+    batch: list[tuple[str, bytes]],
+    *,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    quotas: Quotas | None = None,
 ) -> BatchResult:
     """Classify a batch, commit it, and only then build the acks (the collector's step).
 
@@ -295,6 +309,9 @@ def process_batch(
             log.exception("classify raised on a message from %s", mqtt_topic)
             continue
         messages.append(Message(topic=mqtt_topic, payload=payload, item=item))
+    if quotas is not None:  # [quotas] hook: kiosks at their quota are left unacked
+        kept = {id(i) for i in quotas.screen(store, [m.item for m in messages])}
+        messages = [m for m in messages if id(m.item) in kept]
     outcome, poisoned = commit_isolating(store, messages)  # returns after COMMIT
     _log_refusals(outcome)
     acks: list[tuple[str, bytes]] = []

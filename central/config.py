@@ -7,8 +7,11 @@ from typing import Any
 
 from pydantic import Field
 
+from central.attachments import AttachmentLimits
 from central.collector import CollectorSettings
+from central.quotas import QuotaSettings
 from central.sequences import DEFAULT_MAX_SEQ_JUMP
+from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
 from sync.config import MqttSection, Section, load
 
 
@@ -78,11 +81,102 @@ class CollectorSection(Section):
         )
 
 
+class QuotasSection(Section):
+    """Per-kiosk limits at central (docs/operations.md, "Limits at central")."""
+
+    messages_per_s: float = Field(
+        500.0,
+        gt=0,
+        description="Messages per second one kiosk may send (token bucket per topic kiosk); "
+        "over it, messages are dropped unparsed and unacked, and a kiosk resends its records.",
+    )
+    burst_messages: int = Field(
+        2000, ge=1, description="Messages one kiosk may send at once above its rate."
+    )
+    kib_per_s: int = Field(4096, ge=1, description="KiB per second one kiosk may send.")
+    burst_kib: int = Field(
+        32768,
+        ge=1024,
+        description="KiB one kiosk may send at once above its rate; keep it above "
+        "[collector] max_record_kb, or a record that size never passes.",
+    )
+    pace_messages: int = Field(
+        512,
+        ge=0,
+        description="Messages over the rate held back per kiosk and passed on as its rate "
+        "allows (keep it above the kiosks' inflight_window, so a kiosk draining a backlog is "
+        "slowed, not made to wait out its ack timeout); beyond it they are dropped. 0: none.",
+    )
+    pace_kib: int = Field(
+        8192, ge=0, description="KiB held back per kiosk at most (256 MiB for all kiosks)."
+    )
+    max_records_mb_per_kiosk: int = Field(
+        32768,
+        ge=1,
+        description="Bytes of records central holds per kiosk, MiB; at it, the kiosk's new "
+        "records are left unacked (they wait on the kiosk) and an alert is raised.",
+    )
+    max_dead_letters_per_kiosk: int = Field(
+        10_000,
+        ge=1,
+        description="Dead-letter rows held per kiosk; beyond, its new dead letters are dropped "
+        "and counted.",
+    )
+    dead_letter_retention_days: float = Field(
+        30.0, gt=0, description="Dead letters not seen again for this long are deleted."
+    )
+
+    def settings(self) -> QuotaSettings:
+        return QuotaSettings(
+            messages_per_s=self.messages_per_s,
+            burst_messages=self.burst_messages,
+            bytes_per_s=self.kib_per_s * 1024.0,
+            burst_bytes=self.burst_kib * 1024,
+            max_records_bytes=self.max_records_mb_per_kiosk * 1024 * 1024,
+            max_dead_letters=self.max_dead_letters_per_kiosk,
+            dead_letter_retention_s=self.dead_letter_retention_days * 86400.0,
+            pace_messages=self.pace_messages,
+            pace_bytes=self.pace_kib * 1024,
+        )
+
+
+class AttachmentsSection(Section):
+    """What central accepts of one attachment (defaults: the kiosk's own limits)."""
+
+    max_attachment_bytes: int = Field(
+        MAX_ATTACHMENT_BYTES,
+        ge=1,
+        le=1_000_000_000,
+        description="Largest file central accepts; a chunk whose file_size is over it is "
+        "rejected. Keep it at least the kiosks' limit; at most 10^9 (SQLite's largest blob).",
+    )
+    max_chunks: int = Field(
+        MAX_ATTACHMENT_CHUNKS,
+        ge=1,
+        description="Most chunks of one file; a chunk whose total is over it is rejected.",
+    )
+    expire_incomplete_after_h: float = Field(
+        720.0,
+        gt=0,
+        description="An attachment that received no chunk for this long is marked expired "
+        "and its chunks are freed.",
+    )
+
+    def limits(self) -> AttachmentLimits:
+        return AttachmentLimits(
+            max_bytes=self.max_attachment_bytes,
+            max_chunks=self.max_chunks,
+            expire_after_s=self.expire_incomplete_after_h * 3600.0,
+        )
+
+
 class CentralConfig(Section):
     central: CentralSection = Field(default_factory=CentralSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
     collector: CollectorSection = Field(default_factory=CollectorSection)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
+    quotas: QuotasSection = Field(default_factory=QuotasSection)
+    attachments: AttachmentsSection = Field(default_factory=AttachmentsSection)
 
 
 def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:

@@ -14,6 +14,7 @@ import threading
 import time
 from types import FrameType
 
+from central import quotas
 from central.collector import Collector
 from central.config import CentralConfig
 from central.store import SQLiteStore
@@ -35,11 +36,14 @@ class CentralService:
         self.cfg = cfg
         db, jump = cfg.central.database, cfg.collector.max_seq_jump
         make_private_dir(db.parent)  # 0700: the store holds citizen data
-        SQLiteStore(db, max_seq_jump=jump).close()  # create the schema before the broker speaks
+        limits = cfg.attachments.limits()  # [quotas] hook: attachment limits and quotas
+        # Create the schema before the broker speaks.
+        SQLiteStore(db, max_seq_jump=jump, attachment_limits=limits).close()
         self.collector = Collector(
-            store_factory=lambda: SQLiteStore(db, max_seq_jump=jump),
+            store_factory=lambda: SQLiteStore(db, max_seq_jump=jump, attachment_limits=limits),
             mqtt_settings=cfg.mqtt.settings(),
             settings=cfg.collector.settings(),
+            quotas=quotas.Quotas(cfg.quotas.settings()),
         )
         self.notifier = Notifier() if notifier is None else notifier
         # The writer counts as stuck after half the watchdog period without
@@ -69,10 +73,12 @@ class CentralService:
                 if time.monotonic() >= next_report:
                     next_report = time.monotonic() + REPORT_EVERY_S
                     self._report(store)
+                    self.housekeep(store)
         finally:
+            self.notifier.stopping()
+            self.collector.stop()
+            self.housekeep(store)  # [quotas] hook: the last counters
             store.close()
-        self.notifier.stopping()
-        self.collector.stop()
         log.info("central stopped")
         return 0
 
@@ -108,6 +114,20 @@ class CentralService:
             c.batches,
         )
         self.log_gap_alerts(store)
+
+    def housekeep(self, store: SQLiteStore, now: float | None = None) -> quotas.Housekeeping | None:
+        """[quotas] hook: counters to the database, expiry, quota alerts (every 30 s)."""
+        try:
+            return quotas.housekeep(
+                store.conn,
+                self.collector.quotas,
+                self.cfg.quotas.settings(),
+                self.cfg.attachments.limits(),
+                now=now,
+            )
+        except Exception:  # the collector keeps running; next round tries again
+            log.exception("housekeeping failed (counters kept for the next round)")
+            return None
 
     def log_gap_alerts(self, store: SQLiteStore, now: float | None = None) -> int:
         """Log one ALERT line per stale gap (at most ``report_limit``); returns how many."""

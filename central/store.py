@@ -23,14 +23,13 @@ import json
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from central import CentralError
-from central.attachments import SCHEMA as ATTACHMENTS_SCHEMA
-from central.attachments import assemble_if_complete
+from central import CentralError, attachments, quotas
+from central.attachments import AttachmentLimits
 from central.ingest import PAYLOAD_HEAD_BYTES, Accept, DeadLetter, FleetUpdate
 from central.sequences import DEFAULT_MAX_SEQ_JUMP, Claim, StreamBook, migrate
 from central.sequences import SCHEMA as SEQUENCES_SCHEMA
@@ -177,7 +176,13 @@ def body_sha(text: str) -> bytes:
 class SQLiteStore:
     """The default store: one SQLite file, WAL, synchronous=FULL."""
 
-    def __init__(self, path: Path | str, *, max_seq_jump: int = DEFAULT_MAX_SEQ_JUMP) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_seq_jump: int = DEFAULT_MAX_SEQ_JUMP,
+        attachment_limits: AttachmentLimits | None = None,
+    ) -> None:
         self.path = Path(path)
         create_private_file(self.path)  # 0600, and so its -wal/-shm: citizen data
         self.max_seq_jump = max_seq_jump
@@ -187,8 +192,13 @@ class SQLiteStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         had_gap_table = self._has_table("stream_gaps")
-        self.conn.executescript(SCHEMA)
-        self.conn.executescript(ATTACHMENTS_SCHEMA)
+        # One transaction: a report opening the file meanwhile never sees half a schema.
+        try:
+            self.conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
         self.conn.executescript(SEQUENCES_SCHEMA)
         for table, columns in ADDED_COLUMNS.items():
             self._add_columns(table, columns)
@@ -201,6 +211,10 @@ class SQLiteStore:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 raise
+        # [attachments] hook: limits for screen_chunks; chunk tables (central/attachments.py).
+        self.attachment_limits = attachment_limits or AttachmentLimits()
+        attachments.migrate(self.conn)
+        quotas.migrate(self.conn)  # [quotas] hook: usage triggers, dead-letter dedup columns
 
     def _has_table(self, name: str) -> bool:
         row = self.conn.execute(
@@ -217,9 +231,12 @@ class SQLiteStore:
     def ingest(self, items: Sequence[Accept | DeadLetter | FleetUpdate]) -> IngestOutcome:
         out = IngestOutcome()
         now = time.time()
+        usage = quotas.UsageTally()  # [quotas] hook: what this batch stores, per kiosk
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
+            # [attachments] hook: chunks over the limits or at odds with their file -> rejected.
+            items = attachments.screen_chunks(c, items, self.attachment_limits)
             book = StreamBook(c, now, self.max_seq_jump)
             records = []
             for item in items:
@@ -229,12 +246,13 @@ class SQLiteStore:
                     self._dead_letter(item, out, book, now)
                 else:
                     records.append(item.record)
-            atts = self._store_records(records, out, book, now) if records else set()
+            chunks = self._store_records(records, out, book, usage, now) if records else []
             book.flush()
-            for kiosk, att in atts:
-                status = assemble_if_complete(c, kiosk, att, now)
-                if status is not None:
+            for r in chunks:
+                # [attachments] hook: O(1) work per stored chunk; assembles the last.
+                if status := attachments.add_chunk(c, r, now):
                     out.attachments[status] += 1
+            usage.write(c)  # [quotas] hook: one upsert per kiosk per batch
             counts = {
                 "duplicates_received": out.duplicates,
                 "id_conflicts": len(out.conflicts),
@@ -293,12 +311,18 @@ class SQLiteStore:
         return known
 
     def _store_records(
-        self, records: list[Record], out: IngestOutcome, book: StreamBook, now: float
-    ) -> set[tuple[str, str]]:
+        self,
+        records: list[Record],
+        out: IngestOutcome,
+        book: StreamBook,
+        usage: quotas.UsageTally,
+        now: float,
+    ) -> list[Record]:
+        """Insert the batch's new records; returns the stored chunks (for their attachments)."""
         book.load({(r.kiosk, r.stream) for r in records})
         known = self._known_ids(list({(r.kiosk, r.id) for r in records}))
         rows = []
-        atts: set[tuple[str, str]] = set()
+        chunks: list[Record] = []
         lag: dict[str, float] = {}
         for r in records:
             text = body_text(r.body)
@@ -320,8 +344,9 @@ class SQLiteStore:
                 rows.append((r.kiosk, r.id, r.stream, r.seq, r.kind, r.created, now, text, sha))
                 out.stored += 1
                 out.acked[r.kiosk].append(r.id)
+                usage.add(r, text)  # [quotas] hook
                 if r.kind == "chunk":
-                    atts.add((r.kiosk, str(r.body["att"])))
+                    chunks.append(r)
                 # Every Record's created is a valid instant (sync.schemas); a wrong
                 # clock is recorded as skew, never refused.
                 created = r.created_unix()
@@ -366,7 +391,7 @@ class SQLiteStore:
             " clock_skew_at = excluded.clock_skew_at",
             [(kiosk, round(s, 3), now) for kiosk, s in lag.items()],
         )
-        return atts
+        return chunks
 
     def _conflict(self, r: Record, text: str, now: float) -> None:
         self._dead(
@@ -421,12 +446,16 @@ class SQLiteStore:
         return out
 
     def _dead(self, d: DeadLetter, now: float) -> None:
-        self.conn.execute(
-            "INSERT INTO dead_letters"
-            " (at, topic, topic_kiosk, reason, record_id, payload_len, payload_head)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (now, d.topic, d.topic_kiosk, d.reason, d.record_id, d.payload_len, d.payload_head),
-        )
+        # [quotas] hook: deduplicated (same kiosk, reason, id, payload -> one row, counted).
+        quotas.record_dead_letter(self.conn, d, now)
+
+    def quota_usage(self, kiosks: Collection[str]) -> dict[str, quotas.Usage]:
+        """[quotas] hook: what each kiosk holds (records, bytes, dead letters)."""
+        return quotas.read_usage(self.conn, kiosks)
+
+    def held_ids(self, kiosk: str, ids: Collection[str]) -> set[str]:
+        """[quotas] hook: which of these record ids central already holds."""
+        return quotas.read_held_ids(self.conn, kiosk, ids)
 
     # -- reading ------------------------------------------------------------------
     def streams(
@@ -556,15 +585,12 @@ class SQLiteStore:
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     def attachment_data(self, kiosk: str, att: str) -> bytes | None:
-        row = self.conn.execute(
-            "SELECT data FROM attachments WHERE kiosk = ? AND att = ? AND status = 'complete'",
-            (kiosk, att),
-        ).fetchone()
-        return None if row is None else bytes(row[0])
+        # [attachments] hook: a complete file is kept in its chunks.
+        return attachments.read_file(self.conn, kiosk, att)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         cur = self.conn.execute(
-            "SELECT n, at, topic, topic_kiosk, reason, record_id, payload_len"
+            "SELECT n, at, topic, topic_kiosk, reason, record_id, payload_len, count, last_at"
             " FROM dead_letters ORDER BY n"
         )
         cols = [d[0] for d in cur.description]
@@ -603,6 +629,7 @@ class SQLiteStore:
         store = cls.__new__(cls)
         store.path, store.conn = p, conn
         store.max_seq_jump = DEFAULT_MAX_SEQ_JUMP
+        store.attachment_limits = AttachmentLimits()
         return store
 
 

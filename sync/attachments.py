@@ -18,8 +18,11 @@ from sync import SyncError
 from sync.ids import new_ulid
 from sync.outbox import Transaction
 
+# Shared by the kiosk (which refuses to file over them) and central (which
+# refuses chunks over them, central/attachments.py): one set of numbers.
 CHUNK_BYTES = 96 * 1024
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_ATTACHMENT_CHUNKS = -(-MAX_ATTACHMENT_BYTES // CHUNK_BYTES)  # 107
 
 
 class AttachmentTooLarge(SyncError):
@@ -59,8 +62,9 @@ def describe(
     *,
     max_total: int = MAX_ATTACHMENT_BYTES,
     chunk_bytes: int = CHUNK_BYTES,
+    max_chunks: int = MAX_ATTACHMENT_CHUNKS,
 ) -> list[tuple[dict[str, Any], AttachmentIn]]:
-    """Metadata for the dossier body, one per file; checks the total size limit."""
+    """Metadata for the dossier body, one per file; checks the limits central enforces too."""
     total = sum(len(f.data) for f in files)
     if total > max_total:
         raise AttachmentTooLarge(
@@ -69,13 +73,20 @@ def describe(
         )
     out = []
     for f in files:
+        chunks = max(1, -(-len(f.data) // chunk_bytes))
+        if chunks > max_chunks:
+            raise AttachmentTooLarge(
+                f"{f.name}: {len(f.data)} bytes make {chunks} chunks of {chunk_bytes} bytes, "
+                f"over the limit of {max_chunks} chunks per file that central accepts "
+                "([attachments] max_chunks); use larger chunks or a smaller photo"
+            )
         meta = {
             "att": new_ulid(),
             "name": f.name,
             "mime": f.mime,
             "size": len(f.data),
             "sha256": hashlib.sha256(f.data).hexdigest(),
-            "chunks": max(1, -(-len(f.data) // chunk_bytes)),
+            "chunks": chunks,
         }
         out.append((meta, f))
     return out

@@ -269,6 +269,8 @@ def _chunk_body(data: bytes, digest: str | None = None) -> dict[str, Any]:
         "size": len(data),
         "sha256": digest or hashlib.sha256(data).hexdigest(),
         "data": base64.b64encode(data).decode(),
+        "file_sha256": hashlib.sha256(data).hexdigest(),  # every chunk carries them
+        "file_size": len(data),
     }
 
 
