@@ -153,7 +153,7 @@ def test_no_ack_while_central_cannot_commit_then_each_record_once(
         assert {r["id"] for r in check.records("acked")} == set(ids)
         wait_until(lambda: set(watch.acked_ids()) >= set(ids), 30, "the watch heard every ack")
         early = [sorted(missing) for _, missing in watch.results() if missing]
-        assert early == [], f"acks named records central did not hold yet: {early}"
+        assert not early, f"{len(early)} acks named records central did not hold yet: {early[:3]}"
     finally:
         client.stop()
         collector.stop()
