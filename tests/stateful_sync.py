@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -321,6 +322,7 @@ class SyncSystem(RuleBasedStateMachine):
             for i in range(n):
                 body = {"message": f"đang nộp dở {i} " + "x" * (3000 if spill else 10)}
                 self.never_committed.add(tx.add("support", body).id)
+            event(f"kiosk crashed mid-filing (spilled: {spill})")
         # The instant of death: what is on disk now is all the restarted agent gets.
         image = self.new_file(kiosk.id)
         for suffix in ("", "-wal"):
@@ -351,6 +353,7 @@ class SyncSystem(RuleBasedStateMachine):
         kiosk = self.kiosks[k]
         old = kiosk.stream
         unsynced = {r["id"] for r in kiosk.outbox.records("queued")}
+        event(f"re-provisioned, unsynced records lost: {bool(unsynced)}")
         self.lost |= unsynced
         kiosk.outbox.close()
         self.remove_files(kiosk.path)
@@ -533,6 +536,8 @@ class SyncSystem(RuleBasedStateMachine):
             assert state.contiguous_seq == prefix, f"{key}: contiguous {state.contiguous_seq}"
             assert gaps == set(range(1, top + 1)) - held, f"{key}: gaps {sorted(gaps)}"
             assert (state.gap_since is not None) == bool(gaps), f"{key}: gap_since wrong"
+            if gaps:
+                event("a gap was reported")
             for q in gaps:
                 rid = by_place.get((*key, q))
                 assert rid is not None, f"{key}: gap at seq {q}, which was never committed"
