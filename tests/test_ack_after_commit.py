@@ -77,6 +77,17 @@ class FailingCommitConnection:
             self._refuse()
         self._conn.commit()
 
+    # "with conn:" commits on the way out; dunders do not go through __getattr__.
+    def __enter__(self) -> FailingCommitConnection:
+        self._conn.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        if exc[0] is None and self._fault.on.is_set():
+            self._conn.rollback()
+            self._refuse()
+        return self._conn.__exit__(*exc)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
@@ -108,10 +119,11 @@ def test_no_ack_while_central_cannot_commit_then_each_record_once(
     mqtt_settings = MqttSettings(port=broker.port)
 
     reader = SQLiteStore(central_db)  # the test's own view of central's database
+    at_ack = SQLiteStore(central_db)  # the same, for the watch's thread
 
     def not_yet_committed(ack: Ack) -> set[str]:
         """Ids this ack names that central's database does not hold as it arrives."""
-        held = {r.id for r in reader.stored_records(KIOSK)}
+        held = {r.id for r in at_ack.stored_records(KIOSK)}
         return set(ack.acked) - held
 
     watch = AckWatch(mqtt_settings, KIOSK, not_yet_committed).start()
@@ -160,3 +172,4 @@ def test_no_ack_while_central_cannot_commit_then_each_record_once(
         watch.stop()
         check.close()
         reader.close()
+        at_ack.close()

@@ -46,9 +46,10 @@ def test_records_reach_central_once_and_are_acked_after_commit(
 
     mqtt_settings = MqttSettings(port=broker.port)
     central = SQLiteStore(central_db)  # the test's own connection to central's database
+    at_ack = SQLiteStore(central_db)  # the same, for the watch's thread
 
     def not_held_on_arrival(ack: Ack) -> set[str]:
-        held = {r.id for r in central.stored_records(KIOSK)}
+        held = {r.id for r in at_ack.stored_records(KIOSK)}
         return set(ack.acked) - held
 
     watch = AckWatch(mqtt_settings, KIOSK, not_held_on_arrival).start()
@@ -87,3 +88,4 @@ def test_records_reach_central_once_and_are_acked_after_commit(
         watch.stop()
         check.close()
         central.close()
+        at_ack.close()
