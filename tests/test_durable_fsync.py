@@ -5,7 +5,9 @@ reached the disk from one that only reached the kernel. This test watches the
 calls themselves: a filing runs in a child process under an LD_PRELOAD shim
 (tests/fsync_shim.c, compiled with gcc here) that logs every write to and every
 fsync/fdatasync of the kiosk database's files, and the child appends a marker
-to the same log each time ``DossierDesk.file()`` or ``Outbox.add()`` returns.
+to the same log each time ``DossierDesk.file()`` or ``Outbox.add()`` returns,
+and when the first byte of a receipt reaches the (emulated USB) printer in the
+agent's own ``file_and_print``.
 At every marker, each database file (the main file, its WAL or rollback
 journal) must have been flushed after its last write: what was promised then
 survives a power cut. ``PRAGMA synchronous=NORMAL`` or ``OFF`` on the
@@ -29,6 +31,7 @@ SHIM_SOURCE = Path(__file__).with_name("fsync_shim.c")
 ROOT = Path(__file__).resolve().parent.parent
 FILINGS = 5
 ADDS = 3
+PRINTS = 2
 
 CHILD = """
 import os, sys
@@ -39,7 +42,8 @@ from edge_agent.dossiers import Applicant, DossierDesk
 from edge_agent.due_date import OfficeRules, WorkCalendar
 from sync.outbox import Outbox
 
-db, log, filings, adds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+db, log, spool = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+filings, adds, prints = map(int, sys.argv[4:7])
 marks = os.open(log, os.O_WRONLY | os.O_APPEND)
 
 def mark(text):
@@ -62,6 +66,42 @@ for i in range(adds):
     rec = outbox.add("support", {"topic": "máy in", "message": f"Hết giấy {i}", "contact": ""})
     mark("promised add() " + rec.id)
 outbox.close()
+
+# The agent's own path: its desk from its config, then the receipt on a printer
+# that marks the log when the first print byte reaches it.
+from drivers.printer import ReceiptPrinter
+from edge_agent.agent import open_desk
+from edge_agent.config import AgentConfig
+from edge_agent.receipts import file_and_print
+from firmware_mocks.usb_printer import EmulatedUsbPrinter
+
+class MarkingPrinter(EmulatedUsbPrinter):
+    printing = False
+
+    def bulk_write(self, dev_handle, ep, intf, data, timeout):
+        payload = bytes(data)
+        if not self.printing and not (len(payload) == 3 and payload[:2] == b"\x10\x04"):
+            self.printing = True
+            mark("promised: receipt printing")
+        return super().bulk_write(dev_handle, ep, intf, data, timeout)
+
+cfg = AgentConfig.model_validate({
+    "kiosk": {"id": "k-fsync-01", "agency": "000.00.14.H56", "slot": 1},
+    "agent": {"database": str(db)},
+})
+desk = open_desk(cfg)
+for i in range(prints):
+    usb = MarkingPrinter()
+    printer = ReceiptPrinter("usb://04b8:0e15", spool_dir=spool, usb_backend=usb)
+    filed, outcome = file_and_print(
+        desk, printer, cfg, "2.000884",
+        Applicant(full_name="Đặng Quốc Việt", id_number="087205012345"),
+        {"ten_van_ban": f"Giấy uỷ quyền in {i}"},
+    )
+    assert outcome.printed, outcome
+    printer.close()
+    mark("returned file_and_print() " + filed.code)
+desk.outbox.close()
 """
 
 
@@ -119,8 +159,10 @@ def run_filings(shim: Path, tmp_path: Path) -> tuple[Path, list[Interval]]:
         "APS_IO_WATCH": f"{data}/",
         "APS_IO_LOG": str(log),
     }
+    spool = tmp_path / "spool"  # not watched: the slip's own bytes need no fsync
+    counts = [str(n) for n in (FILINGS, ADDS, PRINTS)]
     subprocess.run(
-        [sys.executable, "-c", CHILD, str(data / "kiosk.db"), str(log), str(FILINGS), str(ADDS)],
+        [sys.executable, "-c", CHILD, str(data / "kiosk.db"), str(log), str(spool), *counts],
         env=env,
         cwd=ROOT,
         check=True,
@@ -132,14 +174,18 @@ def run_filings(shim: Path, tmp_path: Path) -> tuple[Path, list[Interval]]:
 def test_every_filing_is_on_disk_when_it_is_promised(shim: Path, tmp_path: Path) -> None:
     db, intervals = run_filings(shim, tmp_path)
     wal = f"{db}-wal"
-    promises = [i for i in intervals if i.marker.startswith("promised ")]
-    assert len(promises) == FILINGS + ADDS, [i.marker for i in intervals]
+    promises = [i for i in intervals if i.marker.startswith("promised")]
+    markers = [i.marker for i in intervals]
+    assert len(promises) == FILINGS + ADDS + PRINTS, markers
+    assert sum("receipt printing" in m for m in markers) == PRINTS, markers
     for interval in promises:
         # The shim saw the commit itself (else this test could not fail) ...
         assert wal in interval.written, f"{interval.marker}: no write to the WAL was logged"
         # ... and when the promise was made, everything written had been flushed.
         assert not interval.unflushed, (
-            f"{interval.marker}: returned while {sorted(interval.unflushed)} held writes "
+            f"{interval.marker}: came while {sorted(interval.unflushed)} held writes "
             "not yet flushed with fsync/fdatasync (lost in a power cut)"
         )
         assert wal in interval.synced
+    for interval in intervals:
+        assert not interval.unflushed, interval.marker
