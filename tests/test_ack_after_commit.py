@@ -150,12 +150,18 @@ def test_no_ack_while_central_cannot_commit_then_each_record_once(
             60,
             "a resend during the fault, or an ack",
         )
+        wait_until(
+            lambda: fault.failed_commits >= 1,
+            10,
+            "the injected COMMIT failure to fire (if SQLiteStore no longer commits through "
+            "self.conn, make FailingCommitStore refuse its commit where it now happens)",
+        )
         stats = check.stats()
         assert stats.acked == 0, f"kiosk marked {stats.acked} acked; central committed nothing"
         assert watch.results() == [], "central acked while its COMMIT was failing"
         assert stats.queued == N
         assert reader.stored_records(KIOSK) == []
-        assert fault.failed_commits >= 2, "the injected COMMIT failure did not fire"
+        assert fault.failed_commits >= 2  # the first attempt and the kiosk's resend
 
         fault.on.clear()
         wait_until(lambda: check.stats().queued == 0, 60, "every record acked after the fault")
