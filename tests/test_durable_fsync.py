@@ -143,7 +143,7 @@ def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if gcc is None:
         pytest.fail("gcc not found: scripts/bootstrap.sh installs it (apt-get install gcc)")
     out = tmp_path_factory.mktemp("shim") / "fsync_shim.so"
-    command = [gcc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(out)]
+    command = [gcc, "-shared", "-fPIC", "-O2", "-Wall", "-o", str(out)]
     subprocess.run([*command, str(SHIM_SOURCE), "-ldl"], check=True)
     return out
 
