@@ -38,6 +38,9 @@ uncommitted frames), the kiosk's files are copied as they are at that instant
 (db and WAL; the -shm index is rebuilt, as after a power cut) and the agent
 restarts on that image; the dead process's connections are then thrown away.
 
+Central's commit can fail too (a store whose every ingest raises): the
+collector step must then raise and ack nothing, and the kiosks resend.
+
 At the end a reliable network drains everything: every committed record of
 every current outbox is at central exactly once (rejected ones parked), and
 those streams are gap-free.
@@ -149,6 +152,23 @@ class Kiosk:
 
 class AbortFiling(Exception):
     """Raised inside a transaction to simulate a filing that fails half way."""
+
+
+class CommitFailed(Exception):
+    """Central's store could not commit a batch (injected)."""
+
+
+class RefusingStore:
+    """Central's store with a failing disk: every ingest fails, nothing of it is kept."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def ingest(self, items: Any) -> Any:
+        raise CommitFailed("injected: the store's transaction failed")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
 
 
 class SyncSystem(RuleBasedStateMachine):
@@ -409,6 +429,24 @@ class SyncSystem(RuleBasedStateMachine):
         i = data.draw(st.integers(0, len(self.up) - 1), label="message")
         process_batch(self.central, [self.up.pop(i)])
         self.restart_central()
+
+    @precondition(lambda self: self.up)
+    @rule(data=st.data())
+    def central_commit_fails(self, data: st.DataObject) -> None:
+        """The collector takes a batch and its commit fails: nothing may be acked.
+
+        As Collector._handle does, the batch is then dropped; the kiosks send
+        those records again after their ack timeout.
+        """
+        n = data.draw(st.integers(1, min(4, len(self.up))), label="batch size")
+        batch = [self.up.pop(0) for _ in range(n)]
+        try:
+            result = process_batch(RefusingStore(self.central), batch)  # type: ignore[arg-type]
+        except CommitFailed:
+            return
+        raise AssertionError(
+            f"process_batch hid a failed commit and returned ({len(result.acks)} ack messages)"
+        )
 
     @precondition(lambda self: any(k.down for k in self.kiosks))
     @rule(data=st.data())
