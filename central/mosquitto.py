@@ -256,6 +256,40 @@ class MosquittoProcess:
             )
         return self._collectors[name]
 
+    def observer(self, name: str = "aps-observer") -> MqttSettings:
+        """A test-only identity that may read every APS topic, up and down (never write).
+
+        Tests watch what central sends a kiosk (its acks) without taking the
+        kiosk's own identity, which would kick the kiosk off (client ids are bound).
+        No shipped role grants this; production has no such user.
+        """
+        if name not in self._collectors:
+            password = new_password()
+            everything = "aps/v1/#"
+            DynsecAdmin(self.admin()).run(
+                [
+                    {
+                        "command": "createRole",
+                        "rolename": f"test-{name}",
+                        "acls": [
+                            {"acltype": t, "topic": everything, "allow": True, "priority": 0}
+                            for t in ("subscribePattern", "publishClientReceive")
+                        ],
+                    },
+                    {
+                        "command": "createClient",
+                        "username": name,
+                        "password": password,
+                        "clientid": name,
+                        "roles": [{"rolename": f"test-{name}", "priority": 0}],
+                    },
+                ]
+            )
+            self._collectors[name] = MqttSettings(
+                port=self.local_port, username=name, password=password
+            )
+        return self._collectors[name]
+
     def kiosk(self, kiosk: str) -> MqttSettings:
         """TLS settings for an enrolled kiosk (enrolled and certified on first use)."""
         if kiosk not in self._kiosks:

@@ -91,6 +91,12 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+    # Read side used by the contract tests (tests/stateful_sync.py); every store
+    # answers them from its own tables.
+    def stored_records(self, kiosk: str | None = None) -> list[StoredRecord]: ...
+
+    def parked_record_ids(self, kiosk: str | None = None) -> set[str]: ...
+
 
 REPORT_RANGES = 20  # gap ranges listed per stream by default
 
@@ -599,6 +605,28 @@ class SQLiteStore:
     def close(self) -> None:
         self.conn.close()
 
+    # -- the contract's read side (tests/stateful_sync.py) ----------------------------
+    def stored_records(self, kiosk: str | None = None) -> list[StoredRecord]:
+        """Every record held (for one kiosk), in (kiosk, stream, seq) order."""
+        sql = "SELECT kiosk, id, stream, seq, kind FROM records"
+        args: tuple[Any, ...] = ()
+        if kiosk is not None:
+            sql += " WHERE kiosk = ?"
+            args = (kiosk,)
+        rows = self.conn.execute(sql + " ORDER BY kiosk, stream, seq", args).fetchall()
+        return [
+            StoredRecord(kiosk=k, id=i, stream=s, seq=q, kind=kind) for k, i, s, q, kind in rows
+        ]
+
+    def parked_record_ids(self, kiosk: str | None = None) -> set[str]:
+        """Ids of records central refused and parked (their kiosks were told: rejected)."""
+        sql = "SELECT id FROM rejected_records"
+        args: tuple[Any, ...] = ()
+        if kiosk is not None:
+            sql += " WHERE kiosk = ?"
+            args = (kiosk,)
+        return {row[0] for row in self.conn.execute(sql, args)}
+
     @classmethod
     def open_readonly(cls, path: Path | str) -> SQLiteStore:
         """An existing store opened for reading only (``aps-central status`` and friends).
@@ -639,3 +667,14 @@ class StoreError(CentralError):
 
 class StoreMissing(StoreError):
     """No central database at the path; opening read-only never creates one."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredRecord:
+    """One record as central holds it (the read side of :class:`Store`)."""
+
+    kiosk: str
+    id: str
+    stream: str
+    seq: int
+    kind: str

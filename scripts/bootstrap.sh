@@ -13,7 +13,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 # python-evdev builds from source: it needs a compiler, Python's headers and the
-# kernel's input headers.
+# kernel's input headers. The compiler also builds tests/fsync_shim.c (the
+# durability test's LD_PRELOAD shim).
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
 [ -e "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] \
   || need_apt+=(python3-dev)
