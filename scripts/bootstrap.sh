@@ -12,6 +12,8 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+# The private test/demo broker makes its CA and certificates with the openssl command.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # python-evdev builds from source: it needs a compiler, Python's headers and the
 # kernel's input headers. The compiler also builds tests/fsync_shim.c (the
 # durability test's LD_PRELOAD shim).

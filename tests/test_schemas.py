@@ -208,7 +208,7 @@ def test_base_bodies_are_valid_on_both_sides(outbox: Outbox, kind: str) -> None:
 
 def test_minimal_bodies_of_the_existing_tests_stay_valid(outbox: Outbox) -> None:
     from tests.stack import dossier_body
-    from tests.test_sync_stateful import VALID_BODIES
+    from tests.stateful_sync import VALID_BODIES
 
     for kind, bodies in VALID_BODIES.items():
         for body in bodies:
