@@ -35,6 +35,11 @@ def test_status_and_heartbeat_must_come_from_their_own_kiosk() -> None:
     assert isinstance(hb, FleetUpdate) and hb.body["queued"] == 3
 
 
+def _fleet_answers(cfg: Path) -> bool:
+    """Central's store is there with its schema (the file exists a moment before it)."""
+    return CliRunner().invoke(central_cli, ["fleet", "--config", str(cfg)]).exit_code == 0
+
+
 def _fleet(cfg: Path) -> dict[str, dict[str, object]]:
     result = CliRunner().invoke(central_cli, ["fleet", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
@@ -61,7 +66,7 @@ def test_kiosk_heartbeats_then_goes_offline_by_last_will(
     central = stack.spawn("central.cli", central_cfg, tmp_path / "central.log")
     agent = stack.spawn("edge_agent.cli", agent_cfg, tmp_path / "agent.log")
     try:
-        wait_until(central_db.exists, 30, "central store")
+        wait_until(lambda: _fleet_answers(central_cfg), 30, "central store")
 
         def online_and_drained() -> bool:
             k = _fleet(central_cfg).get(stack.KIOSK)
