@@ -70,7 +70,18 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="timed batches per checkpoint")
     args = ap.parse_args()
     n, chunk = args.chunks, args.chunk_kib * 1024
-    checkpoints = sorted({100, n // 10, n // 2, n - 1 - args.batch * args.reps * 2})
+    # Each checkpoint takes 2 x reps batches (ours, then the earlier central's); the
+    # next one must start after them, and the last must leave chunks for the final batch.
+    span = args.batch * args.reps * 2
+    checkpoints: list[int] = []
+    for held in sorted({100, n // 10, n // 2, n - 1 - span}):
+        if held >= 0 and held + span < n and all(held >= c + span for c in checkpoints):
+            checkpoints.append(held)
+    if not checkpoints:
+        raise SystemExit(
+            f"--chunks {n}: too few for one checkpoint of {span} timed chunks "
+            f"(--batch {args.batch} x --reps {args.reps} x 2); raise --chunks"
+        )
     att, stream = new_ulid(), new_stream_id()
     data = os.urandom(n * chunk)
     bodies = chunk_bodies(att, data, chunk)
@@ -124,23 +135,23 @@ def main() -> None:
                 done += len(part)
             ours_ms, old_ms, ours_cpu, old_cpu = [], [], [], []
             for _ in range(args.reps):
-                part = envelopes[done : done + args.batch]
-                prepared = items(part)
+                first = envelopes[done : done + args.batch]
+                prepared = items(first)
                 t0, c0 = time.perf_counter(), time.process_time()
                 ours.ingest(prepared)
                 ours_ms.append((time.perf_counter() - t0) * 1000)
                 ours_cpu.append((time.process_time() - c0) * 1000)
-                done += len(part)
-                part = envelopes[done : done + args.batch]
+                done += len(first)
+                second = envelopes[done : done + args.batch]
                 t0, c0 = time.perf_counter(), time.process_time()
-                old_insert(part)
+                old_insert(second)
                 old_assemble_cost(old, att)
                 old_ms.append((time.perf_counter() - t0) * 1000)
                 old_cpu.append((time.process_time() - c0) * 1000)
                 # the same records reach both stores
-                ours.ingest(items(part))
-                old_insert(envelopes[done - args.batch : done])
-                done += len(part)
+                ours.ingest(items(second))
+                old_insert(first)
+                done += len(second)
             figures[held] = (statistics.median(ours_ms), statistics.median(old_ms))
             cpu[held] = (statistics.median(ours_cpu), statistics.median(old_cpu))
             print(

@@ -5,9 +5,14 @@ synchronous=FULL) subscribed to ``aps/v1/+/up/records``; its rate is counted
 from its database (records held, polled every 20 ms).
 Baseline, same run, same broker, same messages: a bare paho subscriber (its
 own process, QoS 1, persistent session) that only counts what it receives.
+The broker runs the shipped configuration (nobody anonymous): central and the
+bare subscriber log in as collector identities of their own on the local
+listener; every kiosk is enrolled (dynsec role, certificate) and its records
+go out over its own mutual-TLS connection, since only a kiosk may publish on
+its ``up/`` topics.
 Both subscribe, go away, a publisher process sends ``--records`` record
-envelopes from ``--kiosks`` kiosks' topics (QoS 1, round robin) into their
-queued sessions, then both come back at once and drain: rates are taken from
+envelopes from ``--kiosks`` kiosks (one TLS connection each, QoS 1, round
+robin) into their queued sessions, then both come back at once and drain: rates are taken from
 10% to 90% of the records, so start-up and the publisher's speed count for
 neither. CPU per record over the same span (``/proc`` for central, the
 subscriber's own ``process_time``).
@@ -32,18 +37,24 @@ import time
 from pathlib import Path
 
 from central.collector import process_batch
-from central.mosquitto import MosquittoProcess
+from central.mosquitto import MosquittoProcess, mqtt_toml
 from central.store import SQLiteStore
 from sync.envelope import MAX_SEQ, Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 
 TOPIC_FILTER = "aps/v1/+/up/records"
+#: Collector identities (their client ids are bound to their names by the broker).
+CENTRAL_ID = "aps-bench-central"
+BARE_ID = "aps-bench-bare"
 
+# The bare subscriber logs in as a collector identity of its own on the broker's
+# local listener (the shipped configuration admits nobody anonymous); its one JSON
+# argument names the port, the user and the password. Plain paho, nothing of ours.
 BARE_SUBSCRIBER = """
-import sys, time, threading
+import json, sys, time, threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-port, n, topic, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+conf, n, topic, mode = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 marks = {n // 10: "from", n - n // 10: "to"}
 got = [0]
 done = threading.Event()
@@ -56,13 +67,14 @@ def on_message(c, u, m):
 def on_subscribe(*a):
     if mode == "subscribe":
         done.set()
-c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-bare",
+c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=conf["username"],
                 clean_session=False)
+c.username_pw_set(conf["username"], conf["password"])
 c.max_inflight_messages_set(1000)
 c.on_message = on_message
 c.on_subscribe = on_subscribe
 c.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-c.connect("127.0.0.1", port)
+c.connect("127.0.0.1", conf["port"])
 c.loop_start()
 done.wait()
 c.disconnect()
@@ -100,8 +112,12 @@ def record(kiosk: str, stream: str, seq: int) -> Record:
     )
 
 
+def kiosk_names(kiosks: int) -> list[str]:
+    return [f"bench-k{k:03d}" for k in range(kiosks)]
+
+
 def fleet_payloads(kiosks: int, records: int) -> list[tuple[str, bytes]]:
-    names = [f"bench-k{k:03d}" for k in range(kiosks)]
+    names = kiosk_names(kiosks)
     streams = {k: new_stream_id() for k in names}
     out = []
     for i in range(records):
@@ -115,39 +131,58 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, in clock ticks
 
 
+# The probe and the publisher speak as kiosks: each record goes out over its own
+# kiosk's mutual-TLS identity, the only one the broker lets publish on that kiosk's
+# up/ topics (the dynsec admin may publish only on $CONTROL/dynamic-security/#).
+# They are helpers, not contenders, so they use our paho set-up (TLS, writes from
+# the loop thread). Their JSON argument: {"port", "ca", "kiosks": {id: [cert, key]}}.
 PROBE = """
-import sys
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-probe")
-c.connect("127.0.0.1", int(sys.argv[1]))
+import json, sys
+from sync.mqtt_link import MqttSettings, make_paho_client
+conf, kiosk = json.loads(sys.argv[1]), sys.argv[2]
+cert, key = conf["kiosks"][kiosk]
+s = MqttSettings(port=conf["port"], tls_ca=conf["ca"], tls_cert=cert, tls_key=key)
+c = make_paho_client(kiosk, s)
+c.connect("127.0.0.1", s.port)
 c.loop_start()
-c.publish(sys.argv[2], sys.stdin.buffer.read(), qos=1).wait_for_publish(30)
+c.publish(f"aps/v1/{kiosk}/up/records", sys.stdin.buffer.read(), qos=1).wait_for_publish(30)
 c.disconnect()
 c.loop_stop()
 """
 
 PUBLISHER = """
 import sys, json, threading, time
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-port, path = int(sys.argv[1]), sys.argv[2]
+from sync.mqtt_link import MqttSettings, make_paho_client
+conf, path = json.loads(sys.argv[1]), sys.argv[2]
 msgs = [(t, bytes.fromhex(p)) for t, p in json.load(open(path))]
-c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-pub")
-c.max_inflight_messages_set(1000)
+# One client per kiosk: kiosk k publishes only on aps/v1/<k>/up/records.
+clients, connected = {}, threading.Semaphore(0)
 # Never more than the in-flight window queued inside paho (its queue is O(n) per ack).
 window = threading.Semaphore(1000)
-c.on_publish = lambda *a: window.release()
-c.connect("127.0.0.1", port)
-c.loop_start()
+t_connect = time.time()
+for kiosk, (cert, key) in conf["kiosks"].items():
+    s = MqttSettings(port=conf["port"], tls_ca=conf["ca"], tls_cert=cert, tls_key=key)
+    c = make_paho_client(kiosk, s)
+    c.max_inflight_messages_set(1000)
+    c.on_publish = lambda *a: window.release()
+    c.on_connect = lambda *a: connected.release()
+    c.connect("127.0.0.1", s.port)
+    c.loop_start()
+    clients[f"aps/v1/{kiosk}/up/records"] = c
+for _ in clients:
+    if not connected.acquire(timeout=120):
+        sys.exit("a publishing kiosk did not connect within 120 s")
+print(f"connected {time.time() - t_connect!r} {len(clients)}", flush=True)
 print(f"start {time.time()!r}", flush=True)
 for t, p in msgs:
     window.acquire()
-    c.publish(t, p, qos=1)
+    clients[t].publish(t, p, qos=1)
 for _ in range(1000):
     window.acquire()
 print(f"published {time.time()!r}", flush=True)
-c.loop_stop()
+for c in clients.values():
+    c.disconnect()
+    c.loop_stop()
 """
 
 
@@ -159,12 +194,21 @@ def _run_central(cfg: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _bare(port: int, records: int, mode: str) -> subprocess.Popen[str]:
+def _bare(conf: str, records: int, mode: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", BARE_SUBSCRIBER, str(port), str(records), TOPIC_FILTER, mode],
+        [sys.executable, "-c", BARE_SUBSCRIBER, conf, str(records), TOPIC_FILTER, mode],
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def kiosk_conf(broker: MosquittoProcess, kiosks: list[str]) -> str:
+    """Enrol every kiosk (dynsec client + role, CA-signed certificate); JSON for the helpers."""
+    creds = {}
+    for kiosk in kiosks:
+        s = broker.kiosk(kiosk)
+        creds[kiosk] = [str(s.tls_cert), str(s.tls_key)]
+    return json.dumps({"port": broker.kiosk_port, "ca": str(broker.pki.ca), "kiosks": creds})
 
 
 def ingest_rate(
@@ -180,25 +224,34 @@ def ingest_rate(
     msgs_file.write_text(json.dumps([(t, p.hex()) for t, p in payloads]))
     central_db = work / "central.db"
     total = records
+    probe_kiosk = "bench-probe"
     with MosquittoProcess(work / "broker") as broker:
+        t_enrol = time.perf_counter()
+        fleet = kiosk_conf(broker, [*kiosk_names(kiosks), probe_kiosk])
+        enrol_s = time.perf_counter() - t_enrol
+        collector = broker.collector(CENTRAL_ID)
+        bare_login = broker.collector(BARE_ID)
+        bare_conf = json.dumps(
+            {"port": bare_login.port, "username": BARE_ID, "password": bare_login.password}
+        )
         cfg = work / "central.toml"
         cfg.write_text(
             f'[central]\ndatabase = "{central_db}"\nlog_level = "WARNING"\n'
-            f'[mqtt]\nport = {broker.port}\n[collector]\nclient_id = "bench-central"\n'
+            f"{mqtt_toml(collector)}"
+            f'[collector]\nclient_id = "{CENTRAL_ID}"\n'
             + (f"batch_max = {batch_max}\n" if batch_max else "")
         )
         # 1. Both subscribe once (persistent sessions), then go away. A probe
         # record stored by central shows that its subscription is in place.
-        _bare(broker.port, records, "subscribe").wait(60)
+        _bare(bare_conf, records, "subscribe").wait(60)
         central = _run_central(cfg)
-        probe_kiosk = "bench-probe"
         probe = record(probe_kiosk, new_stream_id(), 1).encode()
         store = SQLiteStore(central_db)
         deadline, sent = time.time() + 120, 0
         while store.count() == 0 and time.time() < deadline:
             sent += 1
             subprocess.run(
-                [sys.executable, "-c", PROBE, str(broker.port), records_topic(probe_kiosk)],
+                [sys.executable, "-c", PROBE, fleet, probe_kiosk],
                 input=probe,
                 check=True,
                 timeout=60,
@@ -208,18 +261,21 @@ def ingest_rate(
             raise SystemExit("aps-central did not subscribe")
         central.terminate()
         central.wait(15)
-        # 2. The fleet publishes; the broker queues for both.
+        # 2. The fleet publishes, each kiosk over its own TLS identity; the broker
+        # queues for both subscribers.
         pub = subprocess.run(
-            [sys.executable, "-c", PUBLISHER, str(broker.port), str(msgs_file)],
+            [sys.executable, "-c", PUBLISHER, fleet, str(msgs_file)],
             capture_output=True,
             text=True,
             check=True,
             timeout=900,
         )
-        t_pub = [float(line.split()[1]) for line in pub.stdout.splitlines()]
+        pub_lines = {line.split()[0]: line.split()[1:] for line in pub.stdout.splitlines()}
+        connect_s = float(pub_lines["connected"][0])
+        t_pub = [float(pub_lines["start"][0]), float(pub_lines["published"][0])]
         # 3. Both come back at once and drain.
         # Every probe copy waits in the bare subscriber's session; central holds one.
-        central, bare = _run_central(cfg), _bare(broker.port, records + sent, "drain")
+        central, bare = _run_central(cfg), _bare(bare_conf, records + sent, "drain")
         lo, hi = records // 10, records - records // 10
         records += 1
         try:
@@ -261,6 +317,8 @@ def ingest_rate(
         "ours": ours,
         "bare": bare_rate,
         "published": records / (t_pub[1] - t_pub[0]),
+        "connect_s": connect_s,
+        "enrol_s": enrol_s,
         "cpu_us_ours": cpu_ours,
         "cpu_us_bare": cpu_bare,
         "payload": float(len(payloads[0][1])),
@@ -369,6 +427,10 @@ def main() -> None:
         mem = gap_memory(work)
     ratio = rate["ours"] / rate["bare"]
     print(f"records: {args.records} from {args.kiosks} kiosks, payload {rate['payload']:.0f} bytes")
+    print(
+        f"publisher: {args.kiosks + 1} kiosk identities enrolled in {rate['enrol_s']:.1f} s; "
+        f"{args.kiosks} TLS connections (one per kiosk) up in {rate['connect_s']:.1f} s"
+    )
     print(f"published (PUBACKs)           : {rate['published']:,.0f} msg/s")
     print(
         f"bare paho subscriber          : {rate['bare']:,.0f} msg/s, "
