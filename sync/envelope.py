@@ -112,6 +112,13 @@ def _no_constant(text: str) -> Any:
     raise ValueError(f"{text} is not JSON")
 
 
+# Built once: ``json.loads`` with hooks builds a new decoder on every call.
+_DECODER = json.JSONDecoder(
+    parse_float=_finite, parse_constant=_no_constant, parse_int=int_within_bounds
+)
+_WIDE_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
+
+
 def _loads_object(payload: bytes) -> dict[str, Any]:
     # ValueError also covers integers over Python's int-string limit, and the
     # NaN/Infinity refused below; a store must be able to keep what we accept.
@@ -119,13 +126,11 @@ def _loads_object(payload: bytes) -> dict[str, Any]:
     try:
         text = payload.decode("utf-8")
         try:
-            obj = json.loads(
-                text, parse_float=_finite, parse_constant=_no_constant, parse_int=int_within_bounds
-            )
+            obj = _DECODER.decode(text)
         except OverflowError:
             # An integer outside SQLite's range: parse again to say where it is.
             big_ints = True
-            obj = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+            obj = _WIDE_DECODER.decode(text)
         if b"\\u" in payload:
             # A \uD800-style escape decodes to a lone surrogate, which is not
             # text: it cannot be written as UTF-8 (or to any database).
