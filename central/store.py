@@ -179,6 +179,26 @@ def body_sha(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+def _enable_wal(conn: sqlite3.Connection, *, timeout_s: float) -> None:
+    """Switch to WAL, waiting out another connection that is opening the same new file.
+
+    Converting a fresh file to WAL needs a lock SQLite's busy timeout does not wait
+    for (two connections opening one new store at once: "database is locked" at
+    once); retry for up to ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            busy = code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SQLiteStore:
     """The default store: one SQLite file, WAL, synchronous=FULL."""
 
@@ -195,7 +215,7 @@ class SQLiteStore:
         self.conn = sqlite3.connect(
             str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
         )
-        self.conn.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(self.conn, timeout_s=30.0)
         self.conn.execute("PRAGMA synchronous=FULL")
         had_gap_table = self._has_table("stream_gaps")
         # One transaction: a report opening the file meanwhile never sees half a schema.
