@@ -97,7 +97,14 @@ DEVICE_ERROR_CHARS = 2000
 
 # The same values as the Literal types of RatingBody and FeedbackBody (a test checks).
 RATING_LEVELS = ("rat_hai_long", "hai_long", "khong_hai_long")
-FEEDBACK_CATEGORIES = ("feedback", "petition")
+FEEDBACK_CATEGORIES = ("question", "feedback", "petition")
+SUPPORT_TYPES = ("help", "home-visit")
+SIGNATURE_METHODS = ("handwritten", "remote")
+REASON_CHARS = 500  # a rating's or a home visit's reason
+TRANSACTION_CHARS = 128  # a remote-signing provider's transaction id
+SIGNATURE_VALUE_CHARS = 16 * 1024  # base64 of a signature value or a certificate
+MAX_PAGES = 10_000  # pages of one certification request
+MAX_COPIES = 1_000
 
 # Unicode categories refused in citizen text: controls, format characters
 # (bidi overrides and isolates, zero-width space/joiners, BOM), lone
@@ -107,6 +114,10 @@ MULTILINE_ALLOWED = frozenset("\n\t")
 
 ID_NUMBER_RE = re.compile(r"\A(?:[0-9]{12}|[0-9]{9})\Z")  # CCCD 12 digits, old CMND 9
 PHONE_RE = re.compile(r"\A\+?[0-9][0-9 .()-]{2,19}\Z")
+# A lookup code the kiosk gives a question, feedback, petition or support request:
+# two letters (HT question, PA feedback, KN petition, HO help, TN home visit),
+# YYMMDD, then slot*1000 + n like a dossier code, so kiosks of one office never collide.
+LOOKUP_CODE_RE = re.compile(r"\A[A-Z]{2}-[0-9]{6}-[0-9]{4}\Z")
 DOSSIER_CODE_RE = re.compile(r"\A[0-9A-Za-z.]{1,40}-[0-9]{6}-[0-9]{4}\Z")
 PROCEDURE_RE = re.compile(r"\A[0-9A-Za-z._-]{1,32}\Z")
 SLUG_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,39}\Z")
@@ -522,6 +533,7 @@ Message = Annotated[str, Field(min_length=1, max_length=MESSAGE_CHARS), _MULTI]
 TopicText = Annotated[str, Field(max_length=TOPIC_CHARS), _SINGLE]
 Contact = Annotated[str, Field(max_length=CONTACT_CHARS), _SINGLE]
 Channel = Annotated[str, Field(max_length=CHANNEL_CHARS), _SINGLE]
+Reason = Annotated[str, Field(max_length=REASON_CHARS), _SINGLE]
 # Codes and identifiers: bounded, and a pattern.
 IdNumber = Annotated[
     str,
@@ -553,6 +565,11 @@ ProcedureCode = Annotated[
     str,
     Field(max_length=PROCEDURE_CHARS),
     _like(PROCEDURE_RE, "expected a procedure code such as 1.001193"),
+]
+LookupCode = Annotated[
+    str,
+    Field(max_length=14),
+    _like(LOOKUP_CODE_RE, "expected a lookup code such as PA-261201-1004"),
 ]
 RuleName = Annotated[
     str, Field(max_length=40), _like(SLUG_RE, "expected a short rule name of a-z, 0-9 and -")
@@ -606,6 +623,38 @@ class AttachmentMeta(TypedDict):
 
 
 @_strict
+class FeeDetail(TypedDict):
+    """How ``fee_vnd`` was computed from the procedure's fee rule and the form."""
+
+    rule: RuleName  # free, flat, per-page, per-copy, per-case
+    amount_vnd: FeeVnd
+    pages: NotRequired[Annotated[int, Field(ge=0, le=MAX_PAGES)] | None]
+    copies: NotRequired[Annotated[int, Field(ge=0, le=MAX_COPIES)] | None]
+
+
+SignatureValue = Annotated[str, Field(min_length=1, max_length=SIGNATURE_VALUE_CHARS)]
+
+
+@_strict
+class SignatureSchema(TypedDict):
+    """The citizen's signature over ``document_sha256`` (the dossier's signed content).
+
+    handwritten: strokes (JSON) and the rendered PNG are attachments of the same
+    dossier, named by their ``att`` ids; remote: what the provider returned.
+    """
+
+    method: Literal["handwritten", "remote"]
+    document_sha256: Sha256
+    signed_at: NotRequired[DateTimeText | None]
+    strokes_att: NotRequired[Ulid | None]
+    image_att: NotRequired[Ulid | None]
+    provider: NotRequired[RuleName | None]
+    transaction: NotRequired[Annotated[str, Field(max_length=TRANSACTION_CHARS)] | None]
+    value: NotRequired[SignatureValue | None]
+    certificate: NotRequired[SignatureValue | None]
+
+
+@_strict
 class DossierBody(TypedDict):
     code: DossierCode
     procedure: ProcedureCode
@@ -617,6 +666,12 @@ class DossierBody(TypedDict):
     due: NotRequired[DateTimeText | None]
     due_rule: NotRequired[RuleName | None]
     attachments: NotRequired[Annotated[list[AttachmentMeta], Field(max_length=MAX_ATTACHMENTS)]]
+    fee: NotRequired[FeeDetail | None]
+    signature: NotRequired[SignatureSchema | None]
+    identity_source: NotRequired[RuleName | None]  # qr, mrz, chip, typed
+    # The code of an earlier filing of this citizen that was committed but never
+    # confirmed as seen (crash before the code was shown): staff may merge the two.
+    unconfirmed_before: NotRequired[DossierCode | None]
 
 
 @_strict
@@ -625,19 +680,29 @@ class SupportBody(TypedDict):
     topic: NotRequired[TopicText | None]
     contact: NotRequired[Contact | None]
     channel: NotRequired[Channel | None]
+    type: NotRequired[Literal["help", "home-visit"] | None]  # absent: help
+    lookup_code: NotRequired[LookupCode | None]
+    source: NotRequired[RuleName | None]  # screen, button
+    full_name: NotRequired[FullName | None]
+    phone: NotRequired[Phone | None]
+    address: NotRequired[Address | None]  # home visit: where
+    reason: NotRequired[Reason | None]  # home visit: elderly, disabled, seriously ill...
 
 
 @_strict
 class FeedbackBody(TypedDict):
-    category: Literal["feedback", "petition"]
+    category: Literal["question", "feedback", "petition"]
     message: Message
     contact: NotRequired[Contact | None]
+    lookup_code: NotRequired[LookupCode | None]
+    procedure: NotRequired[ProcedureCode | None]  # the procedure it is about, if any
 
 
 @_strict
 class RatingBody(TypedDict):
     level: Literal["rat_hai_long", "hai_long", "khong_hai_long"]
     dossier_code: NotRequired[DossierCode | None]
+    reason: NotRequired[Reason | None]
 
 
 @_strict
