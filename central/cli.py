@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
 from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
@@ -182,6 +183,11 @@ def config_doc() -> None:
     """Print the reference of every configuration key (markdown)."""
     click.echo(markdown_reference(CentralConfig, "Central (`/etc/aps/central.toml`)"))
 
+
+main.add_command(roster_group)
+main.add_command(support_group)
+main.add_command(api_token_group)
+main.add_command(api_command)
 
 if __name__ == "__main__":
     main()

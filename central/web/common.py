@@ -1,0 +1,130 @@
+"""What every route module shares: settings, the database per thread, errors, auth.
+
+- **Database**: one back-office connection per worker thread (FastAPI runs
+  plain ``def`` endpoints in a thread pool); SQLite's WAL and busy timeout
+  let them and the collector write in turn.
+- **Errors** are JSON ``{"error": {"code", "field", "message"}}`` with the
+  HTTP status that says whose fault it is: 400 bad field, 401 no or bad
+  credentials, 404 unknown thing, 409 not allowed in the current state or a
+  replay conflict, 413 body too large, 422 malformed request.
+- **Authentication**: ``Authorization: Bearer <token>``; the token's name is
+  the actor written to the audit trail by every change.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from central import api_tokens, backoffice_db
+from central.payments import Recorder
+from central.support import SupportSettings
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_PAGE_MAX = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiSettings:
+    database: Path
+    support: SupportSettings = field(default_factory=SupportSettings)
+    payment_secret: bytes | None = None
+    payment_recorder: Recorder | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    page_max: int = DEFAULT_PAGE_MAX
+
+
+class ApiError(HTTPException):
+    """An error answered as JSON naming the field, the limit and the fix."""
+
+    def __init__(self, status: int, code: str, field: str | None, message: str) -> None:
+        super().__init__(status_code=status, detail=message)
+        self.code = code
+        self.field = field
+        self.message = message
+
+
+def error_response(status: int, code: str, field: str | None, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": {"code": code, "field": field, "message": message}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+class Databases:
+    """One back-office connection per thread, all to the same file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+        # Create the schema once, up front (connect() is idempotent but not free).
+        self._conn()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = backoffice_db.connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def get(self) -> sqlite3.Connection:
+        return self._conn()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+def settings_of(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
+    return settings
+
+
+def db(request: Request) -> sqlite3.Connection:
+    databases: Databases = request.app.state.databases
+    return databases.get()
+
+
+def actor(request: Request, conn: Annotated[sqlite3.Connection, Depends(db)]) -> str:
+    """The authenticated token's name (the audit actor), or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "unauthenticated",
+            "Authorization",
+            "send Authorization: Bearer <token>; create a token with: "
+            "aps-central api-token add NAME",
+        )
+    name = api_tokens.authenticate(conn, token.strip())
+    if name is None:
+        raise ApiError(401, "unauthenticated", "Authorization", "unknown or revoked API token")
+    return name
+
+
+Conn = Annotated[sqlite3.Connection, Depends(db)]
+Actor = Annotated[str, Depends(actor)]
+Settings = Annotated[ApiSettings, Depends(settings_of)]
+
+
+def page_limit(limit: int, settings: ApiSettings) -> int:
+    if limit < 1 or limit > settings.page_max:
+        raise ApiError(
+            400, "range", "limit", f"expected 1..{settings.page_max} items per page, got {limit}"
+        )
+    return limit
