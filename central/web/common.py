@@ -122,7 +122,13 @@ Actor = Annotated[str, Depends(actor)]
 Settings = Annotated[ApiSettings, Depends(settings_of)]
 
 
-def page_limit(limit: int, settings: ApiSettings) -> int:
+DEFAULT_PAGE = 100
+
+
+def page_limit(limit: int | None, settings: ApiSettings) -> int:
+    """``limit`` checked against ``[api] page_max`` (None: 100, or page_max if lower)."""
+    if limit is None:
+        return min(DEFAULT_PAGE, settings.page_max)
     if limit < 1 or limit > settings.page_max:
         raise ApiError(
             400, "range", "limit", f"expected 1..{settings.page_max} items per page, got {limit}"

@@ -158,7 +158,7 @@ def list_support(
     lookup_code: Annotated[str | None, Query(max_length=14)] = None,
     open: bool = False,
     before: Annotated[int | None, Query(ge=1)] = None,
-    limit: int = 100,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     limit = page_limit(limit, settings)
     rows = support.list_requests(
