@@ -28,7 +28,10 @@ lookup code) in the same transaction, with an audit row.
 **Notifications** are a second, separate step (:func:`route_pending` does
 both): assigning sets ``notify_state = pending``; the router sends outside
 any transaction, then records ``sent`` or the error, with a bounded number
-of attempts and exponential backoff. A request is never lost or rolled back
+of attempts and exponential backoff. A help request from a kiosk that a
+staff member was sent to within ``coalesce_s`` goes to the same person
+without a new notification (``coalesced``): a citizen pressing the button
+forty times, or a kiosk flooding, pages nobody forty times. A request is never lost or rolled back
 by a notifier failure; after the last attempt it is ``failed`` (listed, and
 logged as an ALERT) and the kiosk is told to call the hotline instead.
 
@@ -96,6 +99,8 @@ class SupportSettings:
     notify_max_attempts: int = 6
     notify_backoff_s: float = 5.0
     notify_backoff_max_s: float = 300.0
+    # A help request from a kiosk someone was sent to this recently goes to them too.
+    coalesce_s: float = 600.0
 
 
 def check_transition(action: str, status: str) -> None:
@@ -388,15 +393,16 @@ def _set_assigned(
     now: float,
     settings: SupportSettings,
     action: str,
+    notify: bool = True,
 ) -> None:
     channel = _channel_for(req, staff)
     message, number = _assigned_message(req, staff, channel)
     conn.execute(
         "UPDATE support_requests SET status = 'assigned', staff_id = ?, routed_at = ?,"
-        " notify_state = 'pending', notify_attempts = 0, notify_next_at = ?,"
+        " notify_state = ?, notify_attempts = 0, notify_next_at = ?,"
         " notify_error = NULL, notified_at = NULL, acknowledged_at = NULL,"
         " acknowledged_by = NULL WHERE n = ?",
-        (staff.id, now, now, req.n),
+        (staff.id, now, "pending" if notify else "coalesced", now if notify else None, req.n),
     )
     cursor = _reply(
         conn,
@@ -419,6 +425,23 @@ def _set_assigned(
     )
 
 
+def _already_coming(
+    conn: sqlite3.Connection, req: Request, now: float, settings: SupportSettings
+) -> roster.Staff | None:
+    """The staff member given an open help request of the same kiosk lately, if any."""
+    row = conn.execute(
+        "SELECT staff_id FROM support_requests WHERE kiosk = ? AND n != ? AND type = 'help'"
+        " AND status IN ('assigned', 'acknowledged') AND staff_id IS NOT NULL"
+        " AND notify_state IN ('pending', 'sent', 'coalesced', 'not-configured')"
+        " AND routed_at >= ? ORDER BY routed_at DESC LIMIT 1",
+        (req.kiosk, req.n, now - settings.coalesce_s),
+    ).fetchone()
+    if row is None or req.type != "help":
+        return None
+    staff = _staff_or_none(conn, row[0])
+    return staff if staff is not None and staff.active else None
+
+
 def _target(req: Request) -> str:
     return f"support:{req.n}" + (f":{req.lookup_code}" if req.lookup_code else "")
 
@@ -433,6 +456,21 @@ def _route_one(
             return None
         check_transition("route", req.status)
         office = req.office or downlink_log.office_of(conn, req.kiosk)
+        coming = _already_coming(conn, req, ts, settings)
+        if coming is not None:
+            # Someone is already on the way to this kiosk: they take this one too,
+            # and are not notified again (a flood of presses is one notification).
+            _set_assigned(
+                conn,
+                ROUTER,
+                req,
+                coming,
+                now=ts,
+                settings=settings,
+                action="route",
+                notify=False,
+            )
+            return "assigned"
         staff = roster.on_duty(conn, office, now, timezone=settings.timezone) if office else []
         if staff:
             _set_assigned(conn, ROUTER, req, staff[0], now=ts, settings=settings, action="route")
@@ -637,16 +675,33 @@ def _record_failure(
         )
         cursor = None
         if req.type == "help" and req.status == "assigned":
-            cursor = _reply(
-                conn,
-                req,
-                "no-one-on-duty",
-                _hotline_message(settings.hotline, failed=True),
-                hotline=settings.hotline,
-                channel="hotline" if settings.hotline else None,
-                now=now,
-                settings=settings,
+            # This request and those that were given to the same person because
+            # they were already coming: the kiosk shows the hotline instead.
+            siblings = [
+                _row(r)
+                for r in conn.execute(
+                    _SELECT + " WHERE kiosk = ? AND staff_id = ? AND status = 'assigned'"
+                    " AND notify_state = 'coalesced'",
+                    (req.kiosk, req.staff_id),
+                )
+            ]
+            conn.execute(
+                "UPDATE support_requests SET notify_state = 'failed', notify_error = ?"
+                " WHERE kiosk = ? AND staff_id = ? AND status = 'assigned'"
+                " AND notify_state = 'coalesced'",
+                (f"request {req.n}'s notification failed", req.kiosk, req.staff_id),
             )
+            for one in [req, *siblings]:
+                cursor = _reply(
+                    conn,
+                    one,
+                    "no-one-on-duty",
+                    _hotline_message(settings.hotline, failed=True),
+                    hotline=settings.hotline,
+                    channel="hotline" if settings.hotline else None,
+                    now=now,
+                    settings=settings,
+                )
         audit.record(
             conn,
             ROUTER,

@@ -89,11 +89,11 @@ def test_projection_catches_up_and_is_idempotent(tmp_path: Path) -> None:
 
 def test_help_routed_to_the_least_busy_staff_on_duty(tmp_path: Path) -> None:
     db = tmp_path / "central.db"
-    conn = open_db(db, "kiosk-1")
+    conn = open_db(db, "kiosk-1", "kiosk-2", "kiosk-3")
     staff_on_duty(conn, "an", "binh")
     codes = [lookup_code() for _ in range(3)]
-    for code in codes:
-        ingest(db, "kiosk-1", "support", support_body(lookup_code=code))
+    for i, code in enumerate(codes):  # three kiosks (one kiosk's requests go to one person)
+        ingest(db, f"kiosk-{i + 1}", "support", support_body(lookup_code=code))
     notifier = Recorder()
     report = support.route_pending(conn, notifier, TUESDAY_9, settings=SETTINGS)
     assert (report.projected, report.assigned, report.notified) == (3, 3, 3)
@@ -101,7 +101,7 @@ def test_help_routed_to_the_least_busy_staff_on_duty(tmp_path: Path) -> None:
     assert [rows[c].staff_id for c in codes] == ["an", "binh", "an"]
     assert all(r.status == "assigned" and r.notify_state == "sent" for r in rows.values())
     assert all(r.as_dict()["response_s"]["notified"] is not None for r in rows.values())
-    got = {b["lookup_code"]: b for b in replies(conn, "kiosk-1")}
+    got = {b["lookup_code"]: b for k in (1, 2, 3) for b in replies(conn, f"kiosk-{k}")}
     assert got[codes[0]]["status"] == "assigned"
     assert got[codes[0]]["staff_name"] == "Cán bộ an"
     assert got[codes[0]]["channel"] == "desk"
@@ -302,3 +302,45 @@ def test_no_illegal_transition_is_accepted(
         assert support.get_request(conn, req.n).status == model
     conn.close()
     db.unlink()
+
+
+def test_a_flood_from_one_kiosk_pages_staff_once(tmp_path: Path) -> None:
+    db = tmp_path / "central.db"
+    conn = open_db(db, "kiosk-1", "kiosk-2")
+    staff_on_duty(conn, "an", "binh")
+    for _ in range(60):
+        ingest(db, "kiosk-1", "support", support_body())
+    ingest(db, "kiosk-2", "support", support_body())
+    notifier = Recorder()
+    t = TUESDAY_9
+    report = support.route_pending(conn, notifier, t, settings=SETTINGS)
+    assert report.assigned == 61
+    assert sorted((n.kiosk, n.staff_id) for n in notifier.sent) == [
+        ("kiosk-1", "an"),
+        ("kiosk-2", "binh"),
+    ]
+    rows = support.list_requests(conn, limit=100)
+    assert sum(r.notify_state == "coalesced" for r in rows) == 59
+    assert {r.staff_id for r in rows if r.kiosk == "kiosk-1"} == {"an"}
+    assert len(replies(conn, "kiosk-1")) == 60  # every request got its own answer
+    # Past the window, a new request is routed afresh (and notified).
+    later = t + timedelta(seconds=SETTINGS.coalesce_s + 1)
+    ingest(db, "kiosk-1", "support", support_body())
+    support.route_pending(conn, notifier, later, settings=SETTINGS)
+    assert len(notifier.sent) == 3
+
+
+def test_given_up_notification_tells_the_coalesced_requests_too(tmp_path: Path) -> None:
+    db = tmp_path / "central.db"
+    conn = open_db(db, "kiosk-1")
+    staff_on_duty(conn, "an")
+    for _ in range(3):
+        ingest(db, "kiosk-1", "support", support_body())
+    notifier = Recorder(failing=True)
+    t = TUESDAY_9
+    for step in (0, 10, 30):
+        support.route_pending(conn, notifier, t + timedelta(seconds=step), settings=SETTINGS)
+    assert notifier.attempts == 3
+    statuses = [b["status"] for b in replies(conn, "kiosk-1")]
+    assert statuses == ["no-one-on-duty"] * 3
+    assert {r.notify_state for r in support.list_requests(conn)} == {"failed"}
