@@ -67,7 +67,13 @@ def run(config_path: str) -> None:
             f"cannot prepare {exc.filename or cfg.central.database}: {exc.strerror}; check "
             f"central.database in {config_path}"
         ) from None
-    sys.exit(service.run())
+    from central.web.server import ApiListenError
+
+    try:
+        code = service.run()
+    except ApiListenError as exc:
+        raise click.ClickException(f"{exc}; check [api] listen in {config_path}") from None
+    sys.exit(code)
 
 
 @main.command("check-config")

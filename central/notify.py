@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import smtplib
 import ssl
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ from email.utils import formatdate, make_msgid
 from typing import Any, Protocol
 
 import httpx
+
+log = logging.getLogger("aps.central.notify")
 
 SIGNATURE_HEADER = "X-APS-Signature"
 ERROR_CHARS = 300
@@ -224,3 +227,5 @@ class FanoutNotifier:
                 errors.append(str(exc))
         if len(errors) == len(self.notifiers):
             raise NotifyError("; ".join(errors))
+        for error in errors:  # delivered another way: not retried, but not silent
+            log.warning("notification %s: %s (delivered through another notifier)", note.id, error)

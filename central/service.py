@@ -86,7 +86,12 @@ class CentralService:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.collector.start()
-        self.start_staff_side()
+        try:
+            self.start_staff_side()
+        except BaseException:
+            self.stop_staff_side()
+            self.collector.stop()
+            raise
         log.info(
             "central collector %s started; store %s; broker %s:%d",
             self.cfg.collector.client_id,

@@ -102,6 +102,9 @@ class SupportSettings:
     # A help request from a kiosk someone was sent to this recently goes to them too.
     coalesce_s: float = 600.0
 
+    def timezone_info(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
 
 def check_transition(action: str, status: str) -> None:
     allowed = TRANSITIONS.get(action)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 
@@ -10,6 +11,10 @@ import uvicorn
 from fastapi import FastAPI
 
 log = logging.getLogger("aps.central.api")
+
+
+class ApiListenError(OSError):
+    """The API could not start listening (address in use, no permission)."""
 
 
 class ApiServer:
@@ -29,30 +34,45 @@ class ApiServer:
         self.server = uvicorn.Server(config)
         self.host, self.port = host, port
         self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
 
     def start(self, timeout_s: float = 30.0) -> None:
-        """Start and wait until it listens (or raise OSError naming the address)."""
-        self._thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+        """Bind, start, and wait until it serves (or raise :class:`ApiListenError`)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise ApiListenError(
+                f"the API cannot listen on {self.host}:{self.port}: {exc.strerror} "
+                "(in use, or not an address of this machine?)"
+            ) from None
+        self._socket = sock
+        self.port = int(sock.getsockname()[1])
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, name="api", daemon=True
+        )
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self.server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise OSError(f"the API could not listen on {self.host}:{self.port}")
+                raise ApiListenError(f"the API on {self.host}:{self.port} did not start")
             time.sleep(0.02)
         log.info("API listening on http://%s:%d (OpenAPI: /openapi.json)", self.host, self.port)
 
     @property
     def bound_port(self) -> int:
         """The port actually bound (useful with port 0)."""
-        for server in self.server.servers:
-            for sock in server.sockets:
-                return int(sock.getsockname()[1])
         return self.port
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self._socket is not None:
+            self._socket.close()
 
 
 def serve_forever(app: FastAPI, host: str, port: int) -> None:
