@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from central import audit, dossiers, downlink_log, projection
+from central import answers, audit, content, dossiers, downlink_log, projection, reports
 from central.store import SQLiteStore
 
 SCHEMAS: list[Callable[[sqlite3.Connection], None]] = [
@@ -24,6 +24,9 @@ SCHEMAS: list[Callable[[sqlite3.Connection], None]] = [
     audit.ensure_schema,
     projection.ensure_schema,
     dossiers.ensure_schema,
+    answers.ensure_schema,
+    content.ensure_schema,
+    reports.ensure_schema,
 ]
 
 
