@@ -31,7 +31,7 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from central import audit, downlink_log, projection
+from central import audit, dossiers, downlink_log, projection
 from central.dossiers import now_iso
 from central.staff_text import BackofficeError, NotFound, check_actor, optional_text
 from sync.schemas import (
@@ -173,6 +173,7 @@ def list_inquiries(
 ) -> list[dict[str, Any]]:
     """Inquiries, oldest unanswered first when ``unanswered``, else newest first."""
     project(conn)
+    dossiers.project(conn)  # a kiosk's office may be known from its dossiers only
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise BackofficeError(f"limit: {limit!r} is outside 1..{MAX_LIMIT}")
     where: list[str] = []
@@ -192,7 +193,8 @@ def list_inquiries(
     sql = f"SELECT {', '.join(COLUMNS)} FROM inquiries"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY received_unix " + ("ASC" if unanswered else "DESC")
+    order = "ASC" if unanswered else "DESC"
+    sql += f" ORDER BY received_unix {order}, rowid {order}"
     out: list[dict[str, Any]] = []
     # The office filter needs each kiosk's office (resolved, not stored, until answered).
     for row in conn.execute(sql, args):
