@@ -423,3 +423,48 @@ def test_the_collector_ingesting_and_the_back_office_writing_do_not_fail(tmp_pat
     assert set(every) == set(codes)
     assert all(d["state"] == "received" and d["received"] for d in every.values())
     assert sum(d["paid"] for d in every.values()) == len(codes[::3])
+
+
+def test_central_housekeeping_folds_records_with_the_configured_window(tmp_path: Path) -> None:
+    from central.config import load_central_config
+    from central.service import CentralService
+    from central.store import SQLiteStore
+
+    db = tmp_path / "central.db"
+    cfg_path = tmp_path / "central.toml"
+    cfg_path.write_text(
+        f'[central]\ndatabase = "{db}"\n\n[dossiers]\nduplicate_window_h = 72\n',
+        encoding="utf-8",
+    )
+    service = CentralService(load_central_config(cfg_path))
+    k = Kiosk(db)
+    base = "2026-12-01T09:00:00+07:00"
+    k.send("dossier", dossier_body(CODE, received_at=base))
+    k.send("dossier", dossier_body(f"{AGENCY}-261203-4001", received_at=at(base, 2 * 1440)))
+    k.send("feedback", {"category": "question", "message": "Hỏi", "lookup_code": "HT-261201-4001"})
+    k.send("rating", {"level": "hai_long"})
+    store = SQLiteStore(db)
+    service.housekeep(store)
+    store.close()
+    conn = sqlite3.connect(db)
+    rows = dict(conn.execute("SELECT code, duplicate_of FROM dossier_index").fetchall())
+    assert rows == {CODE: None, f"{AGENCY}-261203-4001": CODE}  # 48 h apart, within 72 h
+    assert conn.execute("SELECT count(*) FROM inquiries").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM rating_index").fetchone()[0] == 1
+    assert service.project_backoffice() == 0  # nothing new
+    conn.close()
+
+
+def test_a_bad_portal_code_file_is_a_config_error(tmp_path: Path) -> None:
+    from central.config import load_central_config
+    from sync.config import ConfigError
+
+    codes = tmp_path / "codes.toml"
+    codes.write_text("[codes]\nreceived = 2\nprocessing = 2\n", encoding="utf-8")
+    cfg_path = tmp_path / "central.toml"
+    cfg_path.write_text(f'[dossiers]\nportal_status_codes = "{codes}"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="both have code 2"):
+        load_central_config(cfg_path)
+    codes.write_text("[codes]\nreceived = 2\nprocessing = 3\n", encoding="utf-8")
+    cfg = load_central_config(cfg_path)
+    assert cfg.dossiers.portal_codes().code_of("processing") == 3
