@@ -53,9 +53,10 @@ near_valid = st.fixed_dictionaries(
         "id": st.from_regex(r"\A[a-z0-9][a-z0-9_-]{0,70}\Z"),
         "question": st.text(max_size=320),
         "title": st.text(max_size=220),
-        "answer": st.text(max_size=50),
-        "body": st.text(max_size=50),
-        "tags": st.lists(st.text(max_size=45), max_size=12),
+        "answer": st.text(min_size=1, max_size=50) | st.text("Đáp án ờ\n", min_size=1),
+        "body": st.text(min_size=1, max_size=50),
+        "tags": st.lists(st.text(max_size=45), max_size=12)
+        | st.lists(st.text("hộ tịch", min_size=1), max_size=3),
     }
 )
 
