@@ -222,6 +222,15 @@ def _project(conn: sqlite3.Connection, window_s: float, now: float | None) -> in
             log.error("dossier record %s/%s not indexed: %s", row.kiosk, row.id, exc)
             continue
         code = fields["code"]
+        claimed = downlink_log.office_of(conn, row.kiosk)
+        if claimed is not None and claimed != fields["office"]:
+            log.warning(
+                "dossier %s from kiosk %s names office %s, central has the kiosk at %s",
+                code,
+                row.kiosk,
+                fields["office"],
+                claimed,
+            )
         known = conn.execute(
             "SELECT record_id, kiosk FROM dossier_index WHERE code = ?", (code,)
         ).fetchone()

@@ -468,3 +468,27 @@ def test_a_bad_portal_code_file_is_a_config_error(tmp_path: Path) -> None:
     codes.write_text("[codes]\nreceived = 2\nprocessing = 3\n", encoding="utf-8")
     cfg = load_central_config(cfg_path)
     assert cfg.dossiers.portal_codes().code_of("processing") == 3
+
+
+def test_a_code_filed_twice_keeps_the_first_and_the_catch_up_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from central import projection
+
+    monkeypatch.setattr(projection, "BATCH", 1)  # read 4 rowids per query: many pages
+    db, conn = _db(tmp_path)
+    a, b = Kiosk(db, "k-a-01"), Kiosk(db, "k-b-01")
+    downlink_log.assign_office(conn, "k-b-01", OTHER_AGENCY)
+    first = a.send("dossier", dossier_body(CODE))
+    for n in range(3):
+        a.send("rating", {"level": "hai_long"})
+        a.send("dossier", dossier_body(f"{AGENCY}-261201-{5000 + n}", id_number=f"00109901234{n}"))
+    with caplog.at_level("WARNING", logger="aps.dossiers"):
+        b.send("dossier", dossier_body(CODE, name="Kẻ Mạo Danh", id_number="079088000111"))
+        assert len(search_dossiers(conn, limit=1000)) == 4
+    d = get_dossier(conn, CODE)
+    assert (d["kiosk"], d["record_id"]) == ("k-a-01", first.id)
+    assert d["applicant_name"] == "Nguyễn Thị Ngọc Hường"
+    text = caplog.text
+    assert f"dossier code {CODE} filed twice" in text
+    assert f"names office {AGENCY}, central has the kiosk at {OTHER_AGENCY}" in text
