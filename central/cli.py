@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from central import cli_backoffice
 from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
 from central.quotas import report as quota_report
@@ -194,6 +195,11 @@ main.add_command(roster_group)
 main.add_command(support_group)
 main.add_command(api_token_group)
 main.add_command(api_command)
+main.add_command(cli_backoffice.dossier)
+main.add_command(cli_backoffice.inquiry)
+main.add_command(cli_backoffice.faq)
+main.add_command(cli_backoffice.news)
+main.add_command(cli_backoffice.report)
 
 if __name__ == "__main__":
     main()

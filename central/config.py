@@ -16,6 +16,7 @@ from central.sequences import DEFAULT_MAX_SEQ_JUMP
 from central.support import SupportSettings
 from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
 from sync.config import MqttSection, Section, load
+from sync.dossier_status import PortalCodes, PortalCodesError, load_portal_codes
 
 
 class CentralSection(Section):
@@ -342,6 +343,41 @@ class ApiSection(Section):
         return host.strip("[]"), int(port)
 
 
+class DossiersSection(Section):
+    """The back office's dossier rules (docs/backoffice.md)."""
+
+    duplicate_window_h: float = Field(
+        24.0,
+        gt=0,
+        le=8784,
+        description="Two dossiers of the same applicant and procedure received within this "
+        "many hours are flagged as a likely duplicate filing (`aps-central dossier duplicates`).",
+    )
+    portal_status_codes: Path | None = Field(
+        None,
+        description="TOML file mapping dossier states to the national portal's status codes "
+        "([codes] state = number); default: the bundled sync/portal_status_codes.toml "
+        "(1 submitted, 2 received, 10 result-returned, the only published ones).",
+    )
+
+    @field_validator("portal_status_codes")
+    @classmethod
+    def _codes_load(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                load_portal_codes(value)
+            except PortalCodesError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def portal_codes(self) -> PortalCodes:
+        return load_portal_codes(self.portal_status_codes)
+
+    @property
+    def duplicate_window_s(self) -> float:
+        return self.duplicate_window_h * 3600.0
+
+
 class CentralConfig(Section):
     central: CentralSection = Field(default_factory=CentralSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
@@ -361,6 +397,8 @@ class CentralConfig(Section):
             notify_backoff_s=self.notify.backoff_s,
             notify_backoff_max_s=self.notify.backoff_max_s,
         )
+
+    dossiers: DossiersSection = Field(default_factory=DossiersSection)
 
 
 def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:

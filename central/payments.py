@@ -11,9 +11,10 @@ shared with it (``[api] payment_secret``); there is no API token.
 Each notice carries the sender's ``reference`` (its transaction id). The
 first notice with a reference is applied (the dossier's payment recorded,
 through the ``record`` function given: :func:`central.dossiers.record_payment`
-in production) and kept with the SHA-256 of its body, in one transaction. A
-replay of the same body is answered with the first result and changes
-nothing; another body under a used reference is refused (``conflict``).
+in production, itself idempotent per reference) and then kept with the
+SHA-256 of its body. A replay of the same body is answered with the first
+result and changes nothing; another body under a used reference is refused
+(``conflict``).
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ class PaymentNotice:
     portal_code: str | None
 
 
-# record(conn, actor, notice) -> a JSON-able result, inside the callback's transaction;
-# raises LookupError for an unknown dossier.
+# record(conn, actor, notice) -> a JSON-able result; runs its own transaction, is
+# idempotent per reference; raises LookupError for an unknown dossier.
 Recorder = Callable[[sqlite3.Connection, str, PaymentNotice], dict[str, Any]]
 
 
@@ -118,26 +119,29 @@ def receive_callback(
         )
     notice = parse_notice(raw)
     sha = hashlib.sha256(raw).hexdigest()
+    row = conn.execute(
+        "SELECT body_sha256, result FROM payment_callbacks WHERE reference = ?",
+        (notice.reference,),
+    ).fetchone()
+    if row is not None:
+        if row[0] != sha:
+            raise PaymentError(
+                "conflict",
+                "reference",
+                f"{notice.reference} was already used for another payment notice",
+            )
+        return json.loads(row[1]), True
+    # The recorder runs its own transaction and is idempotent per reference
+    # (central.dossiers.record_payment): a crash before the row below is
+    # written makes the sender's retry a harmless replay there.
+    try:
+        result = record(conn, ACTOR, notice)
+    except LookupError as exc:
+        raise PaymentError("unknown-dossier", "dossier_code", str(exc)) from None
     with transaction(conn):
-        row = conn.execute(
-            "SELECT body_sha256, result FROM payment_callbacks WHERE reference = ?",
-            (notice.reference,),
-        ).fetchone()
-        if row is not None:
-            if row[0] != sha:
-                raise PaymentError(
-                    "conflict",
-                    "reference",
-                    f"{notice.reference} was already used for another payment notice",
-                )
-            return json.loads(row[1]), True
-        try:
-            result = record(conn, ACTOR, notice)
-        except LookupError as exc:
-            raise PaymentError("unknown-dossier", "dossier_code", str(exc)) from None
         conn.execute(
-            "INSERT INTO payment_callbacks (reference, body_sha256, dossier_code, amount_vnd,"
-            " paid_at, received_at, result) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO payment_callbacks (reference, body_sha256, dossier_code,"
+            " amount_vnd, paid_at, received_at, result) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 notice.reference,
                 sha,
@@ -145,7 +149,7 @@ def receive_callback(
                 notice.amount_vnd,
                 notice.paid_at,
                 time.time() if now is None else now,
-                json.dumps(result, ensure_ascii=False),
+                json.dumps(result, ensure_ascii=False, default=str),
             ),
         )
         audit.record(
@@ -153,7 +157,7 @@ def receive_callback(
             ACTOR,
             "payment.callback",
             notice.dossier_code,
-            {"reference": notice.reference, "amount_vnd": notice.amount_vnd},
+            {"reference": notice.reference, "amount_vnd": notice.amount_vnd, "body_sha256": sha},
             now=now,
         )
     return result, False

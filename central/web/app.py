@@ -9,6 +9,7 @@ browser UI: it would load scripts from a CDN).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from central.api_tokens import TokenError
 from central.config import CentralConfig
-from central.payments import PaymentError, Recorder
+from central.payments import PaymentError, PaymentNotice, Recorder
 from central.roster import NotFound, RosterError
 from central.support import IllegalTransition, RequestNotFound, SupportError
 from central.web import routes_support
@@ -108,10 +109,29 @@ def settings_from_config(cfg: CentralConfig, recorder: Recorder | None = None) -
     )
 
 
-def default_recorder() -> Recorder | None:
-    """How a payment callback records a payment (central.dossiers, once merged)."""
-    # TODO(integrator): central.dossiers.record_payment (helper C1) goes here.
-    return None
+def default_recorder() -> Recorder:
+    """A payment callback records the payment with :func:`central.dossiers.record_payment`."""
+    from central import dossiers
+
+    def record(conn: sqlite3.Connection, actor: str, notice: PaymentNotice) -> dict[str, Any]:
+        out = dossiers.record_payment(
+            conn,
+            notice.dossier_code,
+            amount_vnd=notice.amount_vnd,
+            reference=notice.reference,
+            paid_at=notice.paid_at,
+            actor=actor,
+            source="bank",
+        )
+        return {
+            "code": out["code"],
+            "paid": out["paid"],
+            "paid_amount_vnd": out.get("paid_amount"),
+            "held": out.get("held"),
+            "replayed": out.get("replayed"),
+        }
+
+    return record
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
