@@ -323,6 +323,7 @@ class Catalogue:
                 "name": p.name,
                 "field": p.field,
                 "time_limit_days": p.working_days,
+                "fee_vnd": p.fee_vnd,
                 "fee": {
                     **p.fee_rule.model_dump(mode="json", exclude_none=True),
                     "text_vi": p.fee_text_vi,
