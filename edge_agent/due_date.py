@@ -253,7 +253,7 @@ def compute_due(
     reasons.append(
         f"{working_days} working day(s) after {day.isoformat()}: due {due.isoformat()} at {_hm(rt)}"
     )
-    off = cal.days_off_between(day, due)
+    off = cal.days_off_between(filed, due)
     if off:
         names = list(dict.fromkeys(name for _, name in off))
         reasons.append(

@@ -367,7 +367,7 @@ class ProcedureSpec(_Model):
         for i, n in enumerate(names):
             if n in names[:i]:
                 raise PydanticCustomError(
-                    "duplicate", "form field {name!r} appears twice", {"name": n}
+                    "duplicate", "form field '{name}' appears twice", {"name": n}
                 )
         ints = {f.name for f in self.form if f.type == "int"}
         for key in ("pages_field", "copies_field"):
@@ -375,7 +375,7 @@ class ProcedureSpec(_Model):
             if ref is not None and ref not in ints:
                 raise PydanticCustomError(
                     "reference",
-                    "fee.{key} names {ref!r}, which is not an int field of this form",
+                    "fee.{key} names '{ref}', which is not an int field of this form",
                     {"key": key, "ref": ref},
                 )
         return self
@@ -410,7 +410,7 @@ class CatalogueDocument(_Model):
                 if ref not in known:
                     raise PydanticCustomError(
                         "reference",
-                        "procedure {code} cites source {ref!r}, which is not in sources",
+                        "procedure {code} cites source '{ref}', which is not in sources",
                         {"code": p.code, "ref": ref},
                     )
         return self
