@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from central import cli_backoffice
+from central.cli_catalogue import catalogue
 from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
 from central.quotas import report as quota_report
@@ -49,6 +50,9 @@ def _open_store(cfg: CentralConfig, config_path: str) -> SQLiteStore:
 @click.group()
 def main() -> None:
     """APS central: collects what every kiosk files and watches the fleet."""
+
+
+main.add_command(catalogue)
 
 
 @main.command()

@@ -14,7 +14,7 @@ from edge_agent.catalogue import bundled_catalogue
 from edge_agent.config import AgentConfig
 from edge_agent.devices import DeviceSupervisor
 from edge_agent.dossiers import DossierDesk
-from edge_agent.due_date import OfficeRules, WorkCalendar
+from edge_agent.due_date import WorkCalendar
 from sync.client import SyncClient
 from sync.files import make_private_dir
 from sync.outbox import Outbox
@@ -29,7 +29,7 @@ def open_desk(cfg: AgentConfig) -> DossierDesk:
     return DossierDesk(
         outbox,
         bundled_catalogue(),
-        WorkCalendar(OfficeRules()),
+        WorkCalendar(cfg.office.rules()),
         agency=cfg.kiosk.agency,
         slot=cfg.kiosk.slot,
         tz=ZoneInfo(cfg.kiosk.timezone),
