@@ -9,6 +9,7 @@ browser UI: it would load scripts from a CDN).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,12 +21,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from central import staff_text
 from central.api_tokens import TokenError
+from central.catalogue_publish import CatalogueRefused
 from central.config import CentralConfig
 from central.payments import PaymentError, PaymentNotice, Recorder
 from central.roster import NotFound, RosterError
 from central.support import IllegalTransition, RequestNotFound, SupportError
-from central.web import routes_support
+from central.web import routes_backoffice, routes_support
 from central.web.common import ApiError, ApiSettings, Databases, error_response
 
 API_VERSION = "1"
@@ -87,6 +90,15 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+_FIELD_RE = re.compile(r"\A([a-z_][a-z0-9_.]{0,40}):")
+
+
+def _field_of(message: str) -> str | None:
+    """The field a back-office message starts with (``limit: ...``), if it does."""
+    match = _FIELD_RE.match(message)
+    return None if match is None else match.group(1)
+
+
 def _first_error(exc: RequestValidationError) -> tuple[str, str]:
     errors = exc.errors()
     if not errors:
@@ -106,6 +118,8 @@ def settings_from_config(cfg: CentralConfig, recorder: Recorder | None = None) -
         payment_recorder=recorder if recorder is not None else default_recorder(),
         max_body_bytes=cfg.api.max_body_kb * 1024,
         page_max=cfg.api.page_max,
+        portal_codes=cfg.dossiers.portal_codes(),
+        duplicate_window_s=cfg.dossiers.duplicate_window_s,
     )
 
 
@@ -187,8 +201,23 @@ def create_app(settings: ApiSettings) -> FastAPI:
         status = {"signature": 401, "conflict": 409, "unknown-dossier": 404}.get(exc.code, 400)
         return error_response(status, exc.code, exc.field, exc.message)
 
+    @app.exception_handler(staff_text.NotFound)
+    async def _bo_not_found(request: Request, exc: staff_text.NotFound) -> JSONResponse:
+        return error_response(404, "not-found", _field_of(str(exc)), str(exc))
+
+    @app.exception_handler(staff_text.Conflict)
+    async def _bo_conflict(request: Request, exc: staff_text.Conflict) -> JSONResponse:
+        return error_response(409, "conflict", _field_of(str(exc)), str(exc))
+
+    @app.exception_handler(staff_text.BackofficeError)
+    async def _bo_bad(request: Request, exc: staff_text.BackofficeError) -> JSONResponse:
+        return error_response(400, "invalid", _field_of(str(exc)), str(exc))
+
+    @app.exception_handler(CatalogueRefused)
+    async def _catalogue(request: Request, exc: CatalogueRefused) -> JSONResponse:
+        return error_response(400, "refused", None, str(exc))
+
     app.include_router(routes_support.router)
-    # Integration point: the back-office routes (dossiers, inquiries, content, reports)
-    # are included here once central.dossiers & co. are merged (routes_backoffice).
+    app.include_router(routes_backoffice.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -23,8 +23,10 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from central import api_tokens, backoffice_db
+from central.dossiers import DEFAULT_DUPLICATE_WINDOW_S
 from central.payments import Recorder
 from central.support import SupportSettings
+from sync.dossier_status import PortalCodes
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_PAGE_MAX = 500
@@ -38,6 +40,8 @@ class ApiSettings:
     payment_recorder: Recorder | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     page_max: int = DEFAULT_PAGE_MAX
+    portal_codes: PortalCodes | None = None  # None: the bundled table
+    duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S
 
 
 class ApiError(HTTPException):
