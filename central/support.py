@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from central import audit, downlink_log, roster
+from central import audit, dossiers, downlink_log, roster
 from central.backoffice_db import transaction
 from central.notify import Notification, Notifier, NotifyError
 from sync.schemas import LOOKUP_CODE_RE
@@ -243,7 +243,7 @@ def _insert(
             kiosk,
             rec_id,
             rowid,
-            downlink_log.office_of(conn, kiosk),
+            office_of_kiosk(conn, kiosk),
             kind,
             body.get("source"),
             body.get("lookup_code"),
@@ -261,6 +261,21 @@ def _insert(
         ),
     )
     return cur.rowcount
+
+
+def office_of_kiosk(conn: sqlite3.Connection, kiosk: str) -> str | None:
+    """The kiosk's office: as it claimed it (downlink), else from the dossiers it filed."""
+    office = downlink_log.office_of(conn, kiosk)
+    if office is not None:
+        return office
+    try:
+        row = conn.execute(
+            "SELECT office FROM dossier_index WHERE kiosk = ? ORDER BY received_unix DESC LIMIT 1",
+            (kiosk,),
+        ).fetchone()
+    except sqlite3.OperationalError:  # the dossier index is not there (support used alone)
+        return None
+    return None if row is None else str(row[0])
 
 
 # -- reading -------------------------------------------------------------------------
@@ -458,7 +473,9 @@ def _route_one(
         if req.status != "pending":  # someone else routed or assigned it meanwhile
             return None
         check_transition("route", req.status)
-        office = req.office or downlink_log.office_of(conn, req.kiosk)
+        office = req.office or office_of_kiosk(conn, req.kiosk)
+        if office != req.office:
+            conn.execute("UPDATE support_requests SET office = ? WHERE n = ?", (office, n))
         coming = _already_coming(conn, req, ts, settings)
         if coming is not None:
             # Someone is already on the way to this kiosk: they take this one too,
@@ -529,6 +546,7 @@ def route_pending(
     """
     settings = settings or SupportSettings()
     now = now or datetime.now(UTC)
+    dossiers.project(conn)  # a kiosk's office may be known from its dossiers only
     projected = project(conn)
     counts = {"assigned": 0, "no-one-on-duty": 0}
     pending = [

@@ -233,7 +233,7 @@ def test_home_visit_queue_assign_acknowledge_resolve(tmp_path: Path) -> None:
         support.acknowledge(conn, "lan", req.n)
     t0 = req.received_at
     support.assign(conn, "lead", req.n, "an", now=t0 + 60, settings=SETTINGS)
-    support.route_pending(conn, notifier, datetime.fromtimestamp(t0 + 60, VN), settings=SETTINGS)
+    support.route_pending(conn, notifier, datetime.fromtimestamp(t0 + 61, VN), settings=SETTINGS)
     [sent] = notifier.sent
     assert sent.event == "home-visit" and sent.address == "12 Lê Lợi, phường 3"
     assert replies(conn, "kiosk-1")[0]["status"] == "assigned"
@@ -344,3 +344,16 @@ def test_given_up_notification_tells_the_coalesced_requests_too(tmp_path: Path) 
     statuses = [b["status"] for b in replies(conn, "kiosk-1")]
     assert statuses == ["no-one-on-duty"] * 3
     assert {r.notify_state for r in support.list_requests(conn)} == {"failed"}
+
+
+def test_office_known_from_the_kiosks_dossiers_only(tmp_path: Path) -> None:
+    from tests.backoffice_records import Kiosk, dossier_body
+
+    db = tmp_path / "central.db"
+    conn = open_db(db)  # no office claimed by any kiosk
+    staff_on_duty(conn, "an")
+    Kiosk(db, "k-office-01").send("dossier", dossier_body(f"{OFFICE}-261201-1001"))
+    ingest(db, "k-office-01", "support", support_body())
+    report = support.route_pending(conn, Recorder(), TUESDAY_9, settings=SETTINGS)
+    assert report.assigned == 1
+    assert support.list_requests(conn)[0].office == OFFICE
