@@ -1,8 +1,8 @@
 """What every route module shares: settings, the database per thread, errors, auth.
 
-- **Database**: one back-office connection per worker thread (FastAPI runs
-  plain ``def`` endpoints in a thread pool); SQLite's WAL and busy timeout
-  let them and the collector write in turn.
+- **Database**: a pool of back-office connections, one held by each request
+  for its whole life (:class:`Databases`); SQLite's WAL and busy timeout let
+  them and the collector write in turn.
 - **Errors** are JSON ``{"error": {"code", "field", "message"}}`` with the
   HTTP status that says whose fault it is: 400 bad field, 401 no or bad
   credentials, 404 unknown thing, 409 not allowed in the current state or a
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -64,33 +66,45 @@ def error_response(status: int, code: str, field: str | None, message: str) -> J
 
 
 class Databases:
-    """One back-office connection per thread, all to the same file."""
+    """A pool of back-office connections to one file; each request holds one alone.
+
+    FastAPI may run a request's dependencies and its endpoint on different
+    worker threads, so a connection is checked out for the whole request (a
+    ``yield`` dependency) rather than tied to a thread: no two requests ever
+    share a connection, or a transaction.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
         self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
         self._all: list[sqlite3.Connection] = []
         # Create the schema once, up front (connect() is idempotent but not free).
-        self._conn()
+        with self.checkout():
+            pass
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    @contextmanager
+    def checkout(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
         if conn is None:
             conn = backoffice_db.connect(self.path)
-            self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
-        return conn
-
-    def get(self) -> sqlite3.Connection:
-        return self._conn()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:  # never hand on an open transaction
+                conn.execute("ROLLBACK")
+            with self._lock:
+                self._idle.append(conn)
 
     def close(self) -> None:
         with self._lock:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+            self._idle.clear()
 
 
 def settings_of(request: Request) -> ApiSettings:
@@ -98,9 +112,10 @@ def settings_of(request: Request) -> ApiSettings:
     return settings
 
 
-def db(request: Request) -> sqlite3.Connection:
+def db(request: Request) -> Iterator[sqlite3.Connection]:
     databases: Databases = request.app.state.databases
-    return databases.get()
+    with databases.checkout() as conn:
+        yield conn
 
 
 def actor(request: Request, conn: Annotated[sqlite3.Connection, Depends(db)]) -> str:

@@ -223,9 +223,10 @@ async def payment_callback(request: Request, settings: Settings) -> dict[str, An
     signature = request.headers.get(SIGNATURE_HEADER)
 
     def apply() -> tuple[dict[str, Any], bool]:
-        return payments.receive_callback(
-            databases.get(), raw, signature, settings.payment_secret or b"", recorder
-        )
+        with databases.checkout() as conn:
+            return payments.receive_callback(
+                conn, raw, signature, settings.payment_secret or b"", recorder
+            )
 
     result, duplicate = await run_in_threadpool(apply)
     return {"duplicate": duplicate, "result": result}
