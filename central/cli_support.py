@@ -163,7 +163,7 @@ def roster_shift(
 
 @roster_group.command("remove-shift")
 @config_option
-@click.argument("n", type=int)
+@click.argument("n", type=click.IntRange(1, 2**62))
 def roster_remove_shift(config_path: str, n: int) -> None:
     """Delete shift number N (see `roster list`)."""
     with opened(config_path) as (conn, _):
@@ -186,8 +186,14 @@ def roster_on_duty(config_path: str, office: str, at_text: str | None) -> None:
                 raise click.BadParameter("expected ISO 8601", param_hint="--at") from None
             if at.tzinfo is None:
                 raise click.BadParameter("give an offset, e.g. +07:00", param_hint="--at")
-        for staff in roster.on_duty(conn, office, at, timezone=cfg.support.timezone):
-            emit(staff.as_dict())
+        try:
+            staff = roster.on_duty(conn, office, at, timezone=cfg.support.timezone)
+        except OverflowError:
+            raise click.BadParameter(
+                "outside the years central handles", param_hint="--at"
+            ) from None
+        for one in staff:
+            emit(one.as_dict())
 
 
 # -- support requests ----------------------------------------------------------------
@@ -223,7 +229,7 @@ def support_list(
 
 @support_group.command("ack")
 @config_option
-@click.argument("n", type=int)
+@click.argument("n", type=click.IntRange(1, 2**62))
 @click.option("--staff", default=None, help="Who is on it (default: the assignee).")
 def support_ack(config_path: str, n: int, staff: str | None) -> None:
     """Acknowledge request N: someone is on it."""
@@ -233,7 +239,7 @@ def support_ack(config_path: str, n: int, staff: str | None) -> None:
 
 @support_group.command("resolve")
 @config_option
-@click.argument("n", type=int)
+@click.argument("n", type=click.IntRange(1, 2**62))
 @click.option("--note", default=None, help="What was done (staff only).")
 def support_resolve(config_path: str, n: int, note: str | None) -> None:
     """Resolve request N (the kiosk is told)."""
@@ -244,7 +250,7 @@ def support_resolve(config_path: str, n: int, note: str | None) -> None:
 
 @support_group.command("assign")
 @config_option
-@click.argument("n", type=int)
+@click.argument("n", type=click.IntRange(1, 2**62))
 @click.argument("staff_id")
 def support_assign(config_path: str, n: int, staff_id: str) -> None:
     """Give request N (e.g. a queued home visit) to a staff member; they are notified."""

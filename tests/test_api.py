@@ -161,6 +161,17 @@ def test_bad_input_named_in_json_errors(api: Api) -> None:
         ("POST", "/api/v1/support/999/resolve", {}, 404, "request"),
         ("GET", "/api/v1/roster/on-duty?office=x%20y", None, 400, "office"),
         ("GET", f"/api/v1/roster/on-duty?office={OFFICE}&at=2026-12-01T08:00", None, 400, "at"),
+        (
+            "GET",
+            f"/api/v1/roster/on-duty?office={OFFICE}&at=9999-12-31T23:59-01:00",
+            None,
+            400,
+            "at",
+        ),
+        ("GET", "/api/v1/support/99999999999999999999", None, 422, "path.n"),
+        ("POST", "/api/v1/support/0/resolve", {}, 422, "path.n"),
+        ("DELETE", "/api/v1/roster/shifts/-1", None, 422, "path.n"),
+        ("GET", "/api/v1/support?before=99999999999999999999", None, 422, "query.before"),
     ]
     for method, path, body, status, field in cases:
         reply = api.call(method, path, json=body)

@@ -9,6 +9,7 @@ browser UI: it would load scripts from a CDN).
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from central.web import routes_backoffice, routes_support
 from central.web.common import ApiError, ApiSettings, Databases, error_response
 
 API_VERSION = "1"
+log = logging.getLogger("aps.central.api")
 
 
 class BodyLimit:
@@ -216,6 +218,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @app.exception_handler(CatalogueRefused)
     async def _catalogue(request: Request, exc: CatalogueRefused) -> JSONResponse:
         return error_response(400, "refused", None, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return error_response(
+            500, "internal", None, "central could not do this; the error is in central's log"
+        )
 
     app.include_router(routes_support.router)
     app.include_router(routes_backoffice.router)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -20,7 +20,7 @@ from central.web.common import Actor, ApiError, Conn, Settings, page_limit
 
 router = APIRouter(prefix="/api/v1")
 
-ShortText = Annotated[str, Field(max_length=200)]
+RowId = Annotated[int, Path(ge=1, le=2**62, description="the number listed")]
 
 
 class Strict(BaseModel):
@@ -113,7 +113,7 @@ def add_shift(body: ShiftIn, conn: Conn, who: Actor) -> dict[str, Any]:
 
 
 @router.delete("/roster/shifts/{n}", tags=["roster"])
-def delete_shift(n: int, conn: Conn, who: Actor) -> dict[str, Any]:
+def delete_shift(n: RowId, conn: Conn, who: Actor) -> dict[str, Any]:
     roster.remove_shift(conn, who, n)
     return {"removed": n}
 
@@ -132,10 +132,13 @@ def on_duty(
         try:
             when = datetime.fromisoformat(at)
         except ValueError:
-            when = None  # type: ignore[assignment]
-        if when is None or when.tzinfo is None:
+            raise ApiError(400, "invalid", "at", "expected ISO 8601 with an offset") from None
+        if when.tzinfo is None:
             raise ApiError(400, "invalid", "at", "expected ISO 8601 with an offset")
-    staff = roster.on_duty(conn, office, when, timezone=settings.support.timezone)
+    try:
+        staff = roster.on_duty(conn, office, when, timezone=settings.support.timezone)
+    except OverflowError:
+        raise ApiError(400, "range", "at", "outside the years central can handle") from None
     return {"office": office, "at": when.isoformat(), "staff": [s.as_dict() for s in staff]}
 
 
@@ -157,7 +160,7 @@ def list_support(
     staff: Annotated[str | None, Query(max_length=40)] = None,
     lookup_code: Annotated[str | None, Query(max_length=14)] = None,
     open: bool = False,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
     limit = page_limit(limit, settings)
@@ -179,14 +182,14 @@ def list_support(
 
 
 @router.get("/support/{n}", tags=["support"])
-def get_support(n: int, conn: Conn, who: Actor) -> dict[str, Any]:
+def get_support(n: RowId, conn: Conn, who: Actor) -> dict[str, Any]:
     support.project(conn)
     return support.get_request(conn, n).as_dict()
 
 
 @router.post("/support/{n}/acknowledge", tags=["support"])
 def acknowledge_support(
-    n: int, conn: Conn, who: Actor, body: AcknowledgeIn | None = None
+    n: RowId, conn: Conn, who: Actor, body: AcknowledgeIn | None = None
 ) -> dict[str, Any]:
     staff = None if body is None else body.staff
     return support.acknowledge(conn, who, n, staff_id=staff).as_dict()
@@ -194,7 +197,7 @@ def acknowledge_support(
 
 @router.post("/support/{n}/resolve", tags=["support"])
 def resolve_support(
-    n: int, conn: Conn, who: Actor, settings: Settings, body: ResolveIn | None = None
+    n: RowId, conn: Conn, who: Actor, settings: Settings, body: ResolveIn | None = None
 ) -> dict[str, Any]:
     note = None if body is None else body.note
     return support.resolve(conn, who, n, note=note, settings=settings.support).as_dict()
@@ -202,7 +205,7 @@ def resolve_support(
 
 @router.post("/support/{n}/assign", tags=["support"])
 def assign_support(
-    n: int, body: AssignIn, conn: Conn, who: Actor, settings: Settings
+    n: RowId, body: AssignIn, conn: Conn, who: Actor, settings: Settings
 ) -> dict[str, Any]:
     return support.assign(conn, who, n, body.staff, settings=settings.support).as_dict()
 
