@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -174,6 +176,16 @@ class AttachmentsSection(Section):
         )
 
 
+def _is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class NotifySection(Section):
     """How staff are told of a support request (docs/support.md). Neither set: nobody
     is notified, staff see requests with `aps-central support list` or the API."""
@@ -190,6 +202,11 @@ class NotifySection(Section):
         "HMAC-SHA256 of the body; required with webhook_url. Never printed.",
     )
     webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="Webhook request timeout.")
+    webhook_allow_http: bool = Field(
+        False,
+        description="Allow an http:// webhook_url to a host other than this machine (the "
+        "notifications carry citizens' names, phones and addresses): use https:// instead.",
+    )
     smtp_host: str | None = Field(None, max_length=255, description="SMTP server for e-mail.")
     smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port.")
     smtp_sender: str | None = Field(
@@ -239,6 +256,17 @@ class NotifySection(Section):
                     "so the receiver can check X-APS-Signature; generate one with "
                     "`openssl rand -hex 32`"
                 )
+        if (
+            self.webhook_url is not None
+            and self.webhook_url.startswith("http://")
+            and not self.webhook_allow_http
+            and not _is_loopback_url(self.webhook_url)
+        ):
+            raise ValueError(
+                "notify.webhook_url: http:// to another machine would send citizens' "
+                "names, phones and addresses in clear text; use https://, or set "
+                "notify.webhook_allow_http = true on a private network"
+            )
         if self.smtp_host is not None and self.smtp_sender is None:
             raise ValueError("notify.smtp_sender: set the From: address with smtp_host")
         return self

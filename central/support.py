@@ -620,14 +620,14 @@ def _send_due(
         except NotifyError as exc:
             failures += 1
             gave_up += _record_failure(conn, req, str(exc), now=ts, settings=settings)
-            continue
+            break  # the relay is likely down: one timeout per round, routing goes on
         except Exception as exc:  # a notifier bug must not stop the router either
             log.exception("notifier %s raised", notifier.describe())
             failures += 1
             gave_up += _record_failure(
                 conn, req, f"internal error: {exc!r}", now=ts, settings=settings
             )
-            continue
+            break
         notified += 1
         with transaction(conn):
             conn.execute(

@@ -148,6 +148,9 @@ def test_notify_config_builds_the_notifiers_and_names_bad_fields(tmp_path) -> No
         "smtp_port = 0\n": "smtp_port",
         "max_attempts = 0\n": "max_attempts",
         "colour = 1\n": "colour",
+        'webhook_url = "http://relay.example.vn/aps"\nwebhook_secret = "0123456789abcdef"\n': (
+            "clear text"
+        ),
     }
     from central.config import load_central_config
 
@@ -165,3 +168,8 @@ def test_notify_config_builds_the_notifiers_and_names_bad_fields(tmp_path) -> No
     assert "0123456789abcdef" not in dumped and "fedcba9876543210" not in dumped
     assert json.loads(dumped)["notify"]["webhook_secret"] == "**********"
     assert isinstance(CentralConfig().support.timezone, str)
+    # Plain http is fine to this machine, and when explicitly allowed.
+    assert NotifySection(webhook_url="http://127.0.0.1:9/x", webhook_secret="x" * 16).notifier()
+    assert NotifySection(
+        webhook_url="http://relay.lan/x", webhook_secret="x" * 16, webhook_allow_http=True
+    ).notifier()

@@ -357,3 +357,20 @@ def test_office_known_from_the_kiosks_dossiers_only(tmp_path: Path) -> None:
     report = support.route_pending(conn, Recorder(), TUESDAY_9, settings=SETTINGS)
     assert report.assigned == 1
     assert support.list_requests(conn)[0].office == OFFICE
+
+
+def test_a_dead_relay_costs_one_attempt_per_round(tmp_path: Path) -> None:
+    db = tmp_path / "central.db"
+    kiosks = [f"kiosk-{i}" for i in range(5)]
+    conn = open_db(db, *kiosks)
+    staff_on_duty(conn, "an")
+    for kiosk in kiosks:
+        ingest(db, kiosk, "support", support_body())
+    notifier = Recorder(failing=True)
+    report = support.route_pending(conn, notifier, TUESDAY_9, settings=SETTINGS)
+    assert report.assigned == 5 and notifier.attempts == 1
+    notifier.failing = False
+    support.route_pending(conn, notifier, TUESDAY_9, settings=SETTINGS)
+    assert len(notifier.sent) == 4  # the failed one waits for its backoff
+    support.route_pending(conn, notifier, TUESDAY_9 + timedelta(seconds=10), settings=SETTINGS)
+    assert len(notifier.sent) == 5
