@@ -47,9 +47,19 @@ def load_config(path: str) -> CentralConfig:
 
 
 @contextmanager
-def opened(config_path: str) -> Iterator[tuple[sqlite3.Connection, CentralConfig]]:
-    """The back-office connection; library errors become one clear CLI error."""
+def opened(
+    config_path: str, *, report: bool = False
+) -> Iterator[tuple[sqlite3.Connection, CentralConfig]]:
+    """The back-office connection; library errors become one clear CLI error.
+
+    ``report``: a listing, which never creates a database (a wrong path is an error).
+    """
     cfg = load_config(config_path)
+    if report and not cfg.central.database.exists():
+        raise click.ClickException(
+            f"no central database at {cfg.central.database}; check central.database in "
+            f"{config_path}"
+        )
     try:
         conn = backoffice_db.connect(cfg.central.database)
     except (OSError, sqlite3.Error) as exc:
@@ -112,7 +122,7 @@ def roster_add(
 @click.option("--office", default=None, help="Only this office's shifts.")
 def roster_list(config_path: str, office: str | None) -> None:
     """Print staff and shifts (JSON lines: {"staff": ...} then {"shift": ...})."""
-    with opened(config_path) as (conn, _):
+    with opened(config_path, report=True) as (conn, _):
         for staff in roster.list_staff(conn):
             emit({"staff": staff.as_dict()})
         for shift in roster.list_shifts(conn, office=office):
@@ -177,7 +187,7 @@ def roster_remove_shift(config_path: str, n: int) -> None:
 @click.option("--at", "at_text", default=None, help="ISO 8601 with offset (default: now).")
 def roster_on_duty(config_path: str, office: str, at_text: str | None) -> None:
     """Who is on duty for an office now (or --at), least busy first (JSON lines)."""
-    with opened(config_path) as (conn, cfg):
+    with opened(config_path, report=True) as (conn, cfg):
         at = datetime.now(UTC)
         if at_text is not None:
             try:
@@ -220,7 +230,7 @@ def support_list(
     limit: int,
 ) -> None:
     """List support requests, newest first, with response times (JSON lines)."""
-    with opened(config_path) as (conn, _):
+    with opened(config_path, report=True) as (conn, _):
         for req in support.list_requests(
             conn, status=status, type=kind, office=office, open_only=open_only, limit=limit
         ):
@@ -280,7 +290,7 @@ def api_token_add(config_path: str, name: str) -> None:
 @config_option
 def api_token_list(config_path: str) -> None:
     """List tokens: name, created, revoked, last used (JSON lines; never the token)."""
-    with opened(config_path) as (conn, _):
+    with opened(config_path, report=True) as (conn, _):
         for info in api_tokens.list_tokens(conn):
             emit(info.as_dict())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -428,3 +429,59 @@ def test_concurrent_changes_never_share_a_transaction(api: Api) -> None:
     puts = [e for e in audit.entries(conn, limit=1000) if e["action"] == "roster.staff.put"]
     conn.close()
     assert len(puts) == 80
+
+
+def test_listings_never_create_a_database(tmp_path: Path) -> None:
+    cfg = tmp_path / "central.toml"
+    cfg.write_text(f'[central]\ndatabase = "{tmp_path / "typo.db"}"\n')
+    runner = CliRunner()
+    for args in (["support", "list"], ["roster", "list"], ["api-token", "list"]):
+        result = runner.invoke(central_cli, [*args, "--config", str(cfg)])
+        assert result.exit_code != 0 and "no central database" in result.output
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_api_command_serves_until_terminated(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    db = tmp_path / "central.db"
+    cfg = tmp_path / "central.toml"
+    cfg.write_text(f'[central]\ndatabase = "{db}"\n')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "central.cli",
+            "api",
+            "--config",
+            str(cfg),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                doc = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5).json()
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "the API did not come up within 60 s"
+                time.sleep(0.1)
+        assert doc["info"]["title"] == "APS central API"
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/support", timeout=5).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught.
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
