@@ -619,6 +619,14 @@ def record_payment(
             row = _row(conn, code)
             assert row is not None
             return {**row, "replayed": True, "changed": False, "held": row["record_id"] is None}
+        total = conn.execute(
+            "SELECT coalesce(sum(amount_vnd), 0) FROM dossier_payments WHERE code = ?", (code,)
+        ).fetchone()[0]
+        if total + amount_vnd > FEE_VND_MAX:
+            raise BackofficeError(
+                f"amount_vnd: dossier {code} would total {total + amount_vnd} VND, more than "
+                f"{FEE_VND_MAX}; check the amount"
+            )
         at = now_iso(now)
         row = _hold(conn, code, at, now)
         conn.execute(

@@ -492,3 +492,13 @@ def test_a_code_filed_twice_keeps_the_first_and_the_catch_up_pages(
     text = caplog.text
     assert f"dossier code {CODE} filed twice" in text
     assert f"names office {AGENCY}, central has the kiosk at {OTHER_AGENCY}" in text
+
+
+def test_payments_never_total_more_than_a_fee_can_be(tmp_path: Path) -> None:
+    from sync.schemas import FEE_VND_MAX
+
+    _, conn = _db(tmp_path)
+    _pay(conn, CODE, FEE_VND_MAX, "BIG-1")
+    with pytest.raises(BackofficeError, match="would total"):
+        _pay(conn, CODE, 1, "BIG-2")
+    assert get_dossier(conn, CODE)["paid_amount"] == FEE_VND_MAX
