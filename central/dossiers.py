@@ -673,6 +673,7 @@ def duplicates(
     office: str | None = None,
     day: str | None = None,
     limit: int = 100,
+    include_settled: bool = False,
 ) -> dict[str, Any]:
     """Likely duplicate filings for staff: ``{"pairs": [...], "unconfirmed_before": n, ...}``.
 
@@ -680,7 +681,9 @@ def duplicates(
     applicant and procedure within ``window_s`` seconds (reason
     ``same-applicant-procedure``), or the later one's body names the earlier
     as ``unconfirmed_before`` (reason ``unconfirmed-before``, any time apart).
-    ``office`` and ``day`` filter on the later dossier.
+    ``office`` and ``day`` filter on the later dossier. A pair where either
+    dossier is withdrawn or rejected is settled (staff have acted) and left out
+    unless ``include_settled``.
     """
     if isinstance(window_s, bool) or not 0 < float(window_s) <= MAX_DUPLICATE_WINDOW_S:
         raise BackofficeError(
@@ -697,6 +700,9 @@ def duplicates(
             raise BackofficeError(f"day: {day!r} is not a date YYYY-MM-DD")
         where.append("b.day = ?")
         args.append(day)
+    if not include_settled:
+        where.append("b.state NOT IN ('withdrawn', 'rejected')")
+        where.append("a.state NOT IN ('withdrawn', 'rejected')")
     cond = " AND ".join(where)
     rows = conn.execute(
         "SELECT b.code, a.code, CASE WHEN b.unconfirmed_before = a.code"
