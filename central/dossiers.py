@@ -112,6 +112,7 @@ CREATE TABLE IF NOT EXISTS dossier_index (
 CREATE INDEX IF NOT EXISTS dossier_index_office_day ON dossier_index (office, day);
 CREATE INDEX IF NOT EXISTS dossier_index_day ON dossier_index (day);
 CREATE INDEX IF NOT EXISTS dossier_index_state ON dossier_index (state);
+CREATE INDEX IF NOT EXISTS dossier_index_kiosk ON dossier_index (kiosk, received_unix);
 CREATE INDEX IF NOT EXISTS dossier_index_applicant
     ON dossier_index (applicant_hash, procedure, received_unix);
 CREATE TABLE IF NOT EXISTS dossier_payments (
