@@ -207,14 +207,22 @@ def dossier_pay(
 @click.option("--window-h", type=float, default=None, help="Hours apart; default [dossiers].")
 @click.option("--office", default=None, help="Only dossiers of this office.")
 @click.option("--day", default=None, help="Only dossiers received that day, YYYY-MM-DD.")
+@click.option("--all", "include_settled", is_flag=True, help="Include withdrawn/rejected pairs.")
 @_json_option
 def dossier_duplicates(
-    config_path: str, window_h: float | None, office: str | None, day: str | None, as_json: bool
+    config_path: str,
+    window_h: float | None,
+    office: str | None,
+    day: str | None,
+    include_settled: bool,
+    as_json: bool,
 ) -> None:
     """List likely duplicate filings (same applicant and procedure, or unconfirmed_before)."""
     with _open(config_path) as (cfg, conn):
         window = cfg.dossiers.duplicate_window_s if window_h is None else window_h * 3600.0
-        found = dossiers.duplicates(conn, window_s=window, office=office, day=day)
+        found = dossiers.duplicates(
+            conn, window_s=window, office=office, day=day, include_settled=include_settled
+        )
     if as_json:
         _echo_json(found)
         return

@@ -112,6 +112,7 @@ CREATE TABLE IF NOT EXISTS dossier_index (
 CREATE INDEX IF NOT EXISTS dossier_index_office_day ON dossier_index (office, day);
 CREATE INDEX IF NOT EXISTS dossier_index_day ON dossier_index (day);
 CREATE INDEX IF NOT EXISTS dossier_index_state ON dossier_index (state);
+CREATE INDEX IF NOT EXISTS dossier_index_kiosk ON dossier_index (kiosk, received_unix);
 CREATE INDEX IF NOT EXISTS dossier_index_applicant
     ON dossier_index (applicant_hash, procedure, received_unix);
 CREATE TABLE IF NOT EXISTS dossier_payments (
@@ -619,6 +620,14 @@ def record_payment(
             row = _row(conn, code)
             assert row is not None
             return {**row, "replayed": True, "changed": False, "held": row["record_id"] is None}
+        total = conn.execute(
+            "SELECT coalesce(sum(amount_vnd), 0) FROM dossier_payments WHERE code = ?", (code,)
+        ).fetchone()[0]
+        if total + amount_vnd > FEE_VND_MAX:
+            raise BackofficeError(
+                f"amount_vnd: dossier {code} would total {total + amount_vnd} VND, more than "
+                f"{FEE_VND_MAX}; check the amount"
+            )
         at = now_iso(now)
         row = _hold(conn, code, at, now)
         conn.execute(
@@ -665,6 +674,7 @@ def duplicates(
     office: str | None = None,
     day: str | None = None,
     limit: int = 100,
+    include_settled: bool = False,
 ) -> dict[str, Any]:
     """Likely duplicate filings for staff: ``{"pairs": [...], "unconfirmed_before": n, ...}``.
 
@@ -672,7 +682,9 @@ def duplicates(
     applicant and procedure within ``window_s`` seconds (reason
     ``same-applicant-procedure``), or the later one's body names the earlier
     as ``unconfirmed_before`` (reason ``unconfirmed-before``, any time apart).
-    ``office`` and ``day`` filter on the later dossier.
+    ``office`` and ``day`` filter on the later dossier. A pair where either
+    dossier is withdrawn or rejected is settled (staff have acted) and left out
+    unless ``include_settled``.
     """
     if isinstance(window_s, bool) or not 0 < float(window_s) <= MAX_DUPLICATE_WINDOW_S:
         raise BackofficeError(
@@ -689,6 +701,9 @@ def duplicates(
             raise BackofficeError(f"day: {day!r} is not a date YYYY-MM-DD")
         where.append("b.day = ?")
         args.append(day)
+    if not include_settled:
+        where.append("b.state NOT IN ('withdrawn', 'rejected')")
+        where.append("a.state NOT IN ('withdrawn', 'rejected')")
     cond = " AND ".join(where)
     rows = conn.execute(
         "SELECT b.code, a.code, CASE WHEN b.unconfirmed_before = a.code"

@@ -6,8 +6,9 @@ Ratings (``rating`` records: rất hài lòng / hài lòng / không hài lòng, 
 optional reason and dossier code) are folded into ``rating_index`` by the
 same rowid catch-up as the dossier index. A rating's office is the agency of
 its dossier code when it names one, else the office of the kiosk that sent it
-(``kiosk_offices``, resolved at report time, so a kiosk placed later still
-counts for its office); ``unknown`` when neither is known. Its day is the
+(``kiosk_offices``, else the agency of the latest dossier that kiosk filed;
+resolved at report time, so a kiosk placed later still counts for its
+office); ``unknown`` when none is known. Its day is the
 kiosk's calendar day in the record's ``created`` (the office's own offset).
 
 Dossier counts are read from ``dossier_index`` (:mod:`central.dossiers`).
@@ -126,7 +127,12 @@ def ratings(
     if until:
         where.append("r.day <= ?")
         args.append(until)
-    office_expr = f"coalesce(r.code_office, k.office, '{UNKNOWN_OFFICE}')"
+    dossiers.project(conn)  # a kiosk's office may be known from its dossiers only
+    office_expr = (
+        "coalesce(r.code_office, k.office, (SELECT d.office FROM dossier_index d"
+        " WHERE d.kiosk = r.kiosk ORDER BY d.received_unix DESC LIMIT 1),"
+        f" '{UNKNOWN_OFFICE}')"
+    )
     if office:
         where.append(f"{office_expr} = ?")
         args.append(office)

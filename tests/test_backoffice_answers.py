@@ -272,6 +272,12 @@ def test_ratings_are_counted_per_office_and_day(tmp_path: Path) -> None:
     downlink_log.assign_office(conn, "k-b-01", OTHER_AGENCY)
     placed = ratings(conn, office=OTHER_AGENCY)
     assert [(r["day"], r["total"]) for r in placed] == [("2026-12-01", 2)]
+    # A kiosk central has no office for, but whose dossiers name one, counts for that one.
+    c = Kiosk(db, "k-c-01")
+    c.send("dossier", dossier_body(f"{OTHER_AGENCY}-261201-7001"))
+    c.send("rating", {"level": "rat_hai_long"}, created=day1)
+    assert ratings(conn, office=OTHER_AGENCY)[0]["total"] == 3
+    assert all(r["office"] != "unknown" for r in ratings(conn))
     with pytest.raises(BackofficeError, match="day: '2026-13' is not a date"):
         ratings(conn, day="2026-13")
 

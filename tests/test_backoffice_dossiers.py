@@ -362,6 +362,14 @@ def test_likely_duplicate_filings_are_flagged(tmp_path: Path) -> None:
         (p["code"], p["duplicate_of"]) for p in wide["pairs"]
     }
     assert duplicates(conn, office=OTHER_AGENCY)["pairs"] == []
+    # Staff withdraw the repeat: the pair is settled and leaves the list (--all shows it).
+    set_status(conn, f"{AGENCY}-261201-4002", "withdrawn", actor="cli:staff", note="Nộp trùng")
+    assert (f"{AGENCY}-261201-4002", first) not in {
+        (p["code"], p["duplicate_of"]) for p in duplicates(conn)["pairs"]
+    }
+    assert (f"{AGENCY}-261201-4002", first) in {
+        (p["code"], p["duplicate_of"]) for p in duplicates(conn, include_settled=True)["pairs"]
+    }
     with pytest.raises(BackofficeError, match="window"):
         duplicates(conn, window_s=0)
 
@@ -492,3 +500,71 @@ def test_a_code_filed_twice_keeps_the_first_and_the_catch_up_pages(
     text = caplog.text
     assert f"dossier code {CODE} filed twice" in text
     assert f"names office {AGENCY}, central has the kiosk at {OTHER_AGENCY}" in text
+
+
+def test_payments_never_total_more_than_a_fee_can_be(tmp_path: Path) -> None:
+    from sync.schemas import FEE_VND_MAX
+
+    _, conn = _db(tmp_path)
+    _pay(conn, CODE, FEE_VND_MAX, "BIG-1")
+    with pytest.raises(BackofficeError, match="would total"):
+        _pay(conn, CODE, 1, "BIG-2")
+    assert get_dossier(conn, CODE)["paid_amount"] == FEE_VND_MAX
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["A", "B", "C", "D"]), st.integers(1, 5000)),
+        min_size=1,
+        max_size=15,
+    )
+)
+def test_replayed_and_new_payments_count_each_reference_once(calls: list[tuple[str, int]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db, conn = _db(Path(tmp))
+        Kiosk(db).send("dossier", dossier_body(CODE, fee_vnd=8000))
+        first: dict[str, int] = {}
+        for ref, amount in calls:
+            try:
+                out = _pay(conn, CODE, amount, ref)
+            except Conflict:
+                assert ref in first and first[ref] != amount
+                continue
+            assert out["replayed"] is (ref in first)
+            first.setdefault(ref, amount)
+        d = get_dossier(conn, CODE)
+        total = sum(first.values())
+        assert d["paid_amount"] == total and d["paid"] is (total >= 8000)
+        assert len(audit.entries(conn, target=CODE)) == len(first)
+        body = downlink_log.current(conn, OFFICE, "dossier-status", CODE)[0].body
+        assert body["paid_amount_vnd"] == total
+        conn.close()
+
+
+def test_two_back_office_writers_on_one_dossier_serialise(tmp_path: Path) -> None:
+    db, conn = _db(tmp_path)
+    Kiosk(db).send("dossier", dossier_body(CODE))
+    steps = ["received", "processing", "result-ready", "result-returned"]
+    outcomes: list[list[str]] = [[], []]
+
+    def staff(n: int) -> None:
+        mine = backoffice_db.connect(db)
+        for state in steps:
+            try:
+                out = set_status(mine, CODE, state, actor=f"api:staff-{n}")
+                outcomes[n].append("changed" if out["changed"] else "same")
+            except TransitionRefused:
+                outcomes[n].append("refused")
+        mine.close()
+
+    threads = [threading.Thread(target=staff, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    # Each step was changed by exactly one of them; nothing failed but legal refusals.
+    assert sum(o.count("changed") for o in outcomes) == len(steps)
+    assert get_dossier(conn, CODE)["state"] == "result-returned"
+    assert len(audit.entries(conn, target=CODE)) == len(steps)
