@@ -16,6 +16,7 @@ The HTTP API and the CLI both call :func:`publish_catalogue`.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -81,3 +82,31 @@ def _bump(version: str) -> str:
     except ValueError:
         return version + ".1"
     return ".".join(parts)
+
+
+def kiosk_catalogues(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """What each kiosk last reported in its heartbeat: active version, last refusal."""
+    try:
+        rows = conn.execute(
+            "SELECT kiosk, last_heartbeat_at, heartbeat FROM kiosks ORDER BY kiosk"
+        ).fetchall()
+    except sqlite3.OperationalError:  # no kiosks table: an empty database
+        return []
+    out = []
+    for kiosk, at, heartbeat in rows:
+        try:
+            reported = json.loads(heartbeat).get("catalogue") if heartbeat else None
+        except (ValueError, AttributeError):
+            reported = None
+        if not isinstance(reported, dict):
+            reported = {}
+        out.append(
+            {
+                "kiosk": kiosk,
+                "heartbeat_at": at,
+                "version": reported.get("version"),
+                "rejected_version": reported.get("rejected_version"),
+                "error": reported.get("error"),
+            }
+        )
+    return out

@@ -10,7 +10,12 @@ from pathlib import Path
 import click
 
 from central.backoffice_db import connect
-from central.catalogue_publish import CatalogueRefused, current_catalogue, publish_catalogue
+from central.catalogue_publish import (
+    CatalogueRefused,
+    current_catalogue,
+    kiosk_catalogues,
+    publish_catalogue,
+)
 
 config_option = click.option(
     "--config",
@@ -90,3 +95,25 @@ def show(full: bool, config_path: str) -> None:
         "procedures": [{"code": p["code"], "name": p["name"]} for p in doc["procedures"]],
     }
     click.echo(json.dumps(summary, ensure_ascii=False))
+
+
+@catalogue.command("kiosks")
+@config_option
+def kiosks(config_path: str) -> None:
+    """Print, per kiosk, the catalogue version it runs and the last one it refused (JSON lines).
+
+    From each kiosk's last heartbeat; a kiosk with a "rejected_version" kept its
+    previous catalogue: its "error" says why the new one was refused.
+    """
+    database = _database(config_path)
+    if not database.exists():
+        raise click.ClickException(
+            f"{database} does not exist: check central.database in {config_path}"
+        )
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        rows = kiosk_catalogues(conn)
+    finally:
+        conn.close()
+    for row in rows:
+        click.echo(json.dumps(row, ensure_ascii=False))

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge_agent.catalogue import bundled_catalogue
+from edge_agent.catalogue import status_of_database as catalogue_status_of
 from edge_agent.config import AgentConfig
 from edge_agent.devices import DeviceSupervisor
 from edge_agent.dossiers import DossierDesk
@@ -69,6 +70,10 @@ class Agent:
             fields["devices"] = self.devices.health()
         except Exception:  # health must never cost the heartbeat (invariant 6)
             log.exception("device health unavailable")
+        try:  # the active catalogue and the last refused one (docs/catalogue.md)
+            fields["catalogue"] = catalogue_status_of(self.cfg.agent.database)
+        except Exception:
+            log.exception("catalogue status unavailable")
         return fields
 
     def run(self) -> int:

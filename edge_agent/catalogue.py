@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from edge_agent import CitizenError
@@ -475,15 +476,62 @@ class CatalogueStore:
     def catalogue_status(self) -> dict[str, Any]:
         """For the heartbeat: the active version and the last refusal, if any."""
         with self._lock:
-            version = _newest(_active_version(self.conn), self.fallback.version)
-            row = self.conn.execute(
-                "SELECT version, error FROM catalogue_refusal WHERE id = 1"
-            ).fetchone()
-        return {
-            "version": version,
-            "rejected_version": None if row is None else row[0],
-            "error": None if row is None else row[1],
-        }
+            return read_status(self.conn, self.fallback)
+
+    # -- the kiosk inbox's hooks (edge_agent/inbox.py) ----------------------------------
+
+    def inbox_handler(self, conn: sqlite3.Connection, item: Any) -> None:
+        """``Inbox.register("catalogue", store.inbox_handler)``: apply ``item.body``."""
+        self.apply(conn, item.body)
+
+    def install(self, inbox: Any) -> None:
+        """Register with the kiosk's inbox: a validator that lets every catalogue item
+        through to :meth:`inbox_handler`, which validates it fully and records a refusal.
+
+        (A strict validator at the inbox would skip a bad document before the store saw
+        it, and the refusal would never reach the heartbeat.)
+        """
+        inbox.register_validator(KIND, accept_for_store)
+        inbox.register(KIND, self.inbox_handler)
+
+
+KIND = "catalogue"
+
+
+def accept_for_store(body: dict[str, Any]) -> None:
+    """The inbox's validator for ``catalogue`` items: any object; the store judges it."""
+    if not isinstance(body, dict):
+        raise CatalogueInvalid("document", "expected a JSON object")
+
+
+def read_status(conn: sqlite3.Connection, fallback: Catalogue | None = None) -> dict[str, Any]:
+    """``{"version", "rejected_version", "error"}`` of a kiosk database (read-only is fine)."""
+    bundled = (fallback or bundled_catalogue()).version
+    try:
+        version = _newest(_active_version(conn), bundled)
+        row = conn.execute("SELECT version, error FROM catalogue_refusal WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:  # no tables yet: nothing received
+        return {"version": bundled, "rejected_version": None, "error": None}
+    return {
+        "version": version,
+        "rejected_version": None if row is None else row[0],
+        "error": None if row is None else row[1],
+    }
+
+
+def status_of_database(database: Path) -> dict[str, Any]:
+    """:func:`read_status` over a read-only connection of its own (the heartbeat thread)."""
+    if not database.exists():
+        return read_status_fallback()
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=2)
+    try:
+        return read_status(conn)
+    finally:
+        conn.close()
+
+
+def read_status_fallback() -> dict[str, Any]:
+    return {"version": bundled_catalogue().version, "rejected_version": None, "error": None}
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:

@@ -83,7 +83,8 @@ def catalogue_command(config_path: str, as_json: bool) -> None:
     "at_text",
     default=None,
     help="When the dossier is received, ISO 8601 (e.g. 2026-02-13T10:30); without an "
-    "offset it is the office's time zone (kiosk.timezone). Default: now.",
+    "offset it is the office's time zone (kiosk.timezone), with one it is converted to "
+    "it. Default: now.",
 )
 @click.option(
     "--config",
@@ -111,8 +112,10 @@ def due_date_command(procedure_code: str, at_text: str | None, config_path: str)
                 f"{at_text!r} is not an ISO 8601 date-time; write e.g. 2026-02-13T10:30",
                 param_hint="--at",
             ) from None
-        if received.tzinfo is None:
-            received = received.replace(tzinfo=tz)
+        # The office's wall clock decides (cut-off, weekday): convert an explicit offset.
+        received = (
+            received.replace(tzinfo=tz) if received.tzinfo is None else received.astimezone(tz)
+        )
     cat, _ = active_catalogue(cfg.agent.database)
     try:
         proc = cat.get(procedure_code)

@@ -53,6 +53,11 @@ def test_due_date_prints_one_json_object(tmp_path: Path) -> None:
     got = json.loads(lines[0])
     assert got["due_date"] == "2026-02-13T16:00+07:00" and got["on_the_spot"] is True
     assert "no-wait day" in got["reason"]
+    # An explicit offset is converted to the office's clock: 03:30Z is 10:30 in Vietnam.
+    utc = run(
+        "edge_agent.cli", "due-date", "1.004873", "--at", "2026-02-13T03:30Z", "--config", str(cfg)
+    )
+    assert json.loads(utc.stdout)["due_date"] == "2026-02-13T16:00+07:00", utc.stderr
     # A 2-day procedure over Tết and the office's own day off (23/02).
     got = json.loads(
         run(

@@ -269,3 +269,135 @@ def test_fee_inputs_out_of_range_name_the_input(kwargs: dict[str, Any], field: s
     with pytest.raises(FeeInputError) as err:
         compute_fee(COPIES_RULE, **kwargs)
     assert err.value.field == field
+
+
+# -- generated documents -----------------------------------------------------------------
+
+LETTERS = "abcdefghiklmnopqrstuvxyăâđêôơưáàảãạếềểễệốồổỗộớờởỡợúùủũụứừửữựíìỉĩịýỳỷỹỵ"
+texts = st.text(alphabet=LETTERS, min_size=1, max_size=30).map(lambda s: s.strip() or "a")
+slugs = st.from_regex(r"\A[a-z][a-z0-9_]{0,10}\Z", fullmatch=True)
+fees = st.one_of(
+    st.fixed_dictionaries({"kind": st.just("free")}),
+    st.fixed_dictionaries({"kind": st.just("flat"), "amount_vnd": vnd}),
+    st.fixed_dictionaries({"kind": st.just("per-copy"), "amount_vnd": vnd}),
+    st.fixed_dictionaries({"kind": st.just("per-case"), "amount_vnd": vnd}),
+    st.fixed_dictionaries(
+        {
+            "kind": st.just("per-page"),
+            "first_pages": st.integers(0, 1000),
+            "first_page_vnd": vnd,
+            "next_page_vnd": vnd,
+        },
+        optional={"max_per_copy_vnd": vnd, "varies_by_province": st.booleans()},
+    ),
+)
+fields = st.one_of(
+    st.fixed_dictionaries(
+        {"name": slugs, "label": texts, "type": st.just("text")},
+        optional={"max_len": st.integers(1, 2000), "required": st.booleans()},
+    ),
+    st.fixed_dictionaries(
+        {
+            "name": slugs,
+            "label": texts,
+            "type": st.just("int"),
+            "min": st.integers(-5, 0),
+            "max": st.integers(1, 10**6),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "name": slugs,
+            "label": texts,
+            "type": st.just("choice"),
+            "choices": st.lists(texts, min_size=1, max_size=5, unique=True),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "name": slugs,
+            "label": texts,
+            "type": st.sampled_from(["date", "bool", "phone", "id_number"]),
+        },
+        optional={"from_card": st.sampled_from(["full_name", "id_number", "date_of_birth", "sex"])},
+    ),
+)
+procedures = st.fixed_dictionaries(
+    {
+        "name": texts,
+        "field": texts,
+        "time_limit": st.fixed_dictionaries({"working_days": st.integers(0, 365)}),
+        "fee": fees,
+        "form": st.lists(fields, max_size=6, unique_by=lambda f: f["name"]),
+        "papers": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "name": texts,
+                    "kind": st.sampled_from(["original", "copy"]),
+                    "count": st.integers(1, 20),
+                }
+            ),
+            max_size=4,
+        ),
+        "no_wait_day": st.booleans(),
+        "thursday": st.booleans(),
+        "basis": texts,
+        "sources": st.just(["s1"]),
+        "guidance": st.text(alphabet=LETTERS + "\n ", max_size=200),
+    }
+)
+documents = st.builds(
+    lambda procs, version: {
+        "version": ".".join(str(v) for v in version),
+        "sources": [{"id": "s1", "title": "Nguồn"}],
+        "procedures": [{**p, "code": f"1.{i:06d}"} for i, p in enumerate(procs)],
+    },
+    st.lists(procedures, min_size=1, max_size=5),
+    st.lists(st.integers(0, 10**9 - 1), min_size=1, max_size=6),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=documents)
+def test_generated_documents_round_trip(doc: dict[str, Any]) -> None:
+    parsed = parse_catalogue_document(doc)
+    data = parsed.to_json()
+    assert parse_catalogue_document(json.loads(json.dumps(data, ensure_ascii=False))) == parsed
+    for p in parsed.procedures:
+        q = compute_fee(p.fee, pages=3, copies=2)
+        assert 0 <= q.amount_vnd <= FEE_VND_MAX and q.rule_name == p.fee.kind
+
+
+@settings(max_examples=100, deadline=None)
+@given(doc=documents, which=st.sampled_from(["name", "field", "basis"]), extra=st.integers(1, 50))
+def test_an_over_long_text_is_refused_naming_its_path(
+    doc: dict[str, Any], which: str, extra: int
+) -> None:
+    limit = {"name": 200, "field": 100, "basis": 300}[which]
+    doc["procedures"][0][which] = "a" * (limit + extra)
+    with pytest.raises(CatalogueInvalid) as err:
+        parse_catalogue_document(doc)
+    assert err.value.path == f"procedures[0].{which}" and str(limit) in err.value.rule
+
+
+def test_the_procedure_count_bound() -> None:
+    tiny = {
+        "name": "Thủ tục",
+        "field": "Hộ tịch",
+        "time_limit": {"working_days": 1},
+        "fee": {"kind": "free"},
+        "no_wait_day": False,
+        "thursday": True,
+        "basis": "Luật",
+        "sources": ["s1"],
+    }
+    doc = {
+        "version": "1",
+        "sources": [{"id": "s1", "title": "Nguồn"}],
+        "procedures": [{**tiny, "code": f"1.{i:06d}"} for i in range(500)],
+    }
+    assert len(parse_catalogue_document(doc).procedures) == 500
+    doc["procedures"].append({**tiny, "code": "2.000000"})
+    with pytest.raises(CatalogueInvalid) as err:
+        parse_catalogue_document(doc)
+    assert err.value.path == "procedures" and "500" in err.value.rule
