@@ -237,6 +237,22 @@ def support_list(
             emit(req.as_dict())
 
 
+@support_group.command("report")
+@config_option
+@click.option("--office", default=None, help="Only this office.")
+@click.option("--since", default=None, help="First day, YYYY-MM-DD (office time).")
+@click.option("--until", default=None, help="Last day, YYYY-MM-DD.")
+def support_report(
+    config_path: str, office: str | None, since: str | None, until: str | None
+) -> None:
+    """Requests per office and day with response times, p50/p90 seconds (JSON lines)."""
+    with opened(config_path, report=True) as (conn, cfg):
+        for row in support.response_report(
+            conn, office=office, since=since, until=until, timezone=cfg.support.timezone
+        ):
+            emit(row)
+
+
 @support_group.command("ack")
 @config_option
 @click.argument("n", type=click.IntRange(1, 2**62))

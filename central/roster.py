@@ -38,6 +38,7 @@ from sync.schemas import PHONE_RE, text_problem
 CHANNELS = ("desk", "hotline", "zalo")
 STAFF_ID_RE = re.compile(r"\A[a-z0-9][a-z0-9._-]{0,39}\Z")
 OFFICE_RE = re.compile(r"\A[0-9A-Za-z.]{1,40}\Z")
+DAY_RE = re.compile(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 HHMM_RE = re.compile(r"\A([01][0-9]|2[0-3]):[0-5][0-9]\Z")
 EMAIL_RE = re.compile(r"\A[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}\Z")
 NAME_CHARS = 100
@@ -151,7 +152,7 @@ def _check_time(value: str, field: str) -> str:
 
 
 def _check_day(value: str) -> str:
-    if isinstance(value, str) and re.match(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z", value):
+    if isinstance(value, str) and DAY_RE.match(value):
         try:
             return date.fromisoformat(value).isoformat()
         except ValueError:

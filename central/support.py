@@ -330,6 +330,69 @@ def list_requests(
     return [_row(r) for r in conn.execute(sql, args)]
 
 
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def response_report(
+    conn: sqlite3.Connection,
+    *,
+    office: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    timezone: str = roster.DEFAULT_TIMEZONE,
+) -> list[dict[str, Any]]:
+    """Requests per office and day (office time) with response-time medians and p90s.
+
+    ``since``/``until``: inclusive days YYYY-MM-DD. Seconds from central's receipt
+    to the first notification, the acknowledgement and the resolution.
+    """
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and not roster.DAY_RE.match(value):
+            raise SupportError(name, "expected a date YYYY-MM-DD")
+    project(conn)
+    zone = ZoneInfo(timezone)
+    groups: dict[tuple[str, str], list[Request]] = {}
+    sql, args = _SELECT + " WHERE 1 = 1", []
+    if office is not None:
+        sql += " AND office = ?"
+        args.append(office)
+    for row in conn.execute(sql + " ORDER BY n", args):
+        req = _row(row)
+        day = datetime.fromtimestamp(req.received_at, zone).date().isoformat()
+        if (since and day < since) or (until and day > until):
+            continue
+        groups.setdefault((req.office or "unknown", day), []).append(req)
+    out: list[dict[str, Any]] = []
+    for (where, day), reqs in sorted(groups.items(), key=lambda g: (g[0][1], g[0][0])):
+        entry: dict[str, Any] = {
+            "office": where,
+            "day": day,
+            "requests": len(reqs),
+            "help": sum(r.type == "help" for r in reqs),
+            "home_visits": sum(r.type == "home-visit" for r in reqs),
+            "no_one_on_duty": sum(r.status == "no-one-on-duty" for r in reqs),
+            "notify_failed": sum(r.notify_state == "failed" for r in reqs),
+            "open": sum(r.status != "resolved" for r in reqs),
+        }
+        for name, attr in (
+            ("notified", "notified_at"),
+            ("acknowledged", "acknowledged_at"),
+            ("resolved", "resolved_at"),
+        ):
+            waits = [getattr(r, attr) - r.received_at for r in reqs if getattr(r, attr)]
+            entry[f"{name}_s"] = {
+                "count": len(waits),
+                "p50": _percentile(waits, 0.5),
+                "p90": _percentile(waits, 0.9),
+            }
+        out.append(entry)
+    return out
+
+
 # -- the kiosk's reply ---------------------------------------------------------------
 
 

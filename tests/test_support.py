@@ -374,3 +374,29 @@ def test_a_dead_relay_costs_one_attempt_per_round(tmp_path: Path) -> None:
     assert len(notifier.sent) == 4  # the failed one waits for its backoff
     support.route_pending(conn, notifier, TUESDAY_9 + timedelta(seconds=10), settings=SETTINGS)
     assert len(notifier.sent) == 5
+
+
+def test_response_report_per_office_and_day(tmp_path: Path) -> None:
+    db = tmp_path / "central.db"
+    conn = open_db(db, "kiosk-1", "kiosk-2")
+    staff_on_duty(conn, "an")
+    for kiosk in ("kiosk-1", "kiosk-2"):
+        ingest(db, kiosk, "support", support_body())
+    ingest(db, "kiosk-1", "support", support_body(type="home-visit", address="1 Lê Lợi"))
+    support.route_pending(conn, Recorder(), TUESDAY_9, settings=SETTINGS)
+    rows = support.list_requests(conn)
+    base = {r.n: r.received_at for r in rows}
+    helps = sorted(r.n for r in rows if r.type == "help")
+    support.acknowledge(conn, "t", helps[0], now=base[helps[0]] + 30)
+    support.acknowledge(conn, "t", helps[1], now=base[helps[1]] + 90)
+    support.resolve(conn, "t", helps[0], now=base[helps[0]] + 600)
+    [row] = support.response_report(conn)
+    assert row["office"] == OFFICE
+    assert (row["requests"], row["help"], row["home_visits"], row["open"]) == (3, 2, 1, 2)
+    assert row["acknowledged_s"] == {"count": 2, "p50": 90.0, "p90": 90.0}
+    assert row["resolved_s"] == {"count": 1, "p50": 600.0, "p90": 600.0}
+    assert row["notified_s"]["count"] == 2
+    assert support.response_report(conn, since="2099-01-01") == []
+    assert support.response_report(conn, office="000.00.99.X01") == []
+    with pytest.raises(support.SupportError, match="since"):
+        support.response_report(conn, since="yesterday")

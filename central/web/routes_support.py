@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from central import payments, roster, support
+from central import audit, payments, roster, support
 from central.notify import SIGNATURE_HEADER
 from central.web.common import Actor, ApiError, Conn, Settings, page_limit
 
@@ -208,6 +208,34 @@ def assign_support(
     n: RowId, body: AssignIn, conn: Conn, who: Actor, settings: Settings
 ) -> dict[str, Any]:
     return support.assign(conn, who, n, body.staff, settings=settings.support).as_dict()
+
+
+@router.get("/reports/support", tags=["reports", "support"])
+def support_report(
+    conn: Conn,
+    who: Actor,
+    settings: Settings,
+    office: Annotated[str | None, Query(max_length=40)] = None,
+    since: Annotated[str | None, Query(max_length=10)] = None,
+    until: Annotated[str | None, Query(max_length=10)] = None,
+) -> dict[str, Any]:
+    """Support requests per office and day, with response times (p50, p90 seconds)."""
+    rows = support.response_report(
+        conn, office=office, since=since, until=until, timezone=settings.support.timezone
+    )
+    return {"support": rows}
+
+
+@router.get("/audit", tags=["audit"])
+def audit_entries(
+    conn: Conn,
+    who: Actor,
+    settings: Settings,
+    target: Annotated[str | None, Query(max_length=200)] = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Who changed what, newest first (``target``: a dossier code, ``support:<n>:...``)."""
+    return {"entries": audit.entries(conn, target=target, limit=page_limit(limit, settings))}
 
 
 # -- payments ------------------------------------------------------------------------
