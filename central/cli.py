@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from central import cli_backoffice
+from central.cli_catalogue import catalogue
 from central.config import CentralConfig, load_central_config
 from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
@@ -48,6 +49,9 @@ def _open_store(cfg: CentralConfig, config_path: str) -> SQLiteStore:
 @click.group()
 def main() -> None:
     """APS central: collects what every kiosk files and watches the fleet."""
+
+
+main.add_command(catalogue)
 
 
 @main.command()

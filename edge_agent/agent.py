@@ -11,10 +11,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge_agent.catalogue import bundled_catalogue
+from edge_agent.catalogue import status_of_database as catalogue_status_of
 from edge_agent.config import AgentConfig
 from edge_agent.devices import DeviceSupervisor
 from edge_agent.dossiers import DossierDesk
-from edge_agent.due_date import OfficeRules, WorkCalendar
+from edge_agent.due_date import WorkCalendar
 from sync.client import SyncClient
 from sync.files import make_private_dir
 from sync.outbox import Outbox
@@ -29,7 +30,7 @@ def open_desk(cfg: AgentConfig) -> DossierDesk:
     return DossierDesk(
         outbox,
         bundled_catalogue(),
-        WorkCalendar(OfficeRules()),
+        WorkCalendar(cfg.office.rules()),
         agency=cfg.kiosk.agency,
         slot=cfg.kiosk.slot,
         tz=ZoneInfo(cfg.kiosk.timezone),
@@ -69,6 +70,10 @@ class Agent:
             fields["devices"] = self.devices.health()
         except Exception:  # health must never cost the heartbeat (invariant 6)
             log.exception("device health unavailable")
+        try:  # the active catalogue and the last refused one (docs/catalogue.md)
+            fields["catalogue"] = catalogue_status_of(self.cfg.agent.database)
+        except Exception:
+            log.exception("catalogue status unavailable")
         return fields
 
     def run(self) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from drivers.decode_cli import decode
+from edge_agent.cli_catalogue import COMMANDS as catalogue_commands
 from edge_agent.config import AgentConfig, load_agent_config
 from sync.config import ConfigError, markdown_reference
 from sync.logs import setup_logging
@@ -41,6 +42,8 @@ def main() -> None:
 
 
 main.add_command(decode)
+for _command in catalogue_commands:
+    main.add_command(_command)
 
 
 @main.command()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from edge_agent.due_date import OfficeRules
 from sync.client import SyncSettings
 from sync.config import MqttSection, Section, load
 
@@ -203,6 +205,97 @@ class SyncSection(Section):
         }
 
 
+_WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_HM = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class OfficeSection(Section):
+    """The office's due-date rules (edge_agent/due_date.py, docs/due-dates.md)."""
+
+    cutoff: str = Field(
+        "15:00",
+        pattern=_HM,
+        description="Dossiers received at or after this time (HH:MM) count as received the "
+        "next working day (NĐ 61/2018 art. 18).",
+    )
+    return_time: str = Field(
+        "16:00", pattern=_HM, description="Time of day printed as the result's return time."
+    )
+    no_wait_weekdays: list[str] = Field(
+        ["tuesday", "friday"],
+        max_length=7,
+        description="No-wait days (English weekday names): an eligible procedure whose limit "
+        "is in `no_wait_limits`, received that day before the cut-off, is settled the same day.",
+    )
+    no_wait_limits: list[int] = Field(
+        [3, 5, 7], max_length=50, description="Limits (working days) the no-wait day applies to."
+    )
+    thursday_weekdays: list[str] = Field(
+        ["thursday"],
+        max_length=7,
+        description='"Thursday, no appointment" days: an eligible procedure whose limit is in '
+        "`thursday_limits`, received that day before the cut-off, is settled while the "
+        "citizen waits. Empty list: the office does not run it.",
+    )
+    thursday_limits: list[int] = Field(
+        [1, 2, 3, 4, 5],
+        max_length=50,
+        description="Limits (working days) the Thursday rule applies to.",
+    )
+    extra_holidays: list[date] = Field(
+        [],
+        max_length=400,
+        description="The office's own days off beyond the national holidays, e.g. "
+        "`[2026-02-23]` (TOML dates); one list for every year.",
+    )
+    extra_workdays: list[date] = Field(
+        [],
+        max_length=400,
+        description="Make-up working days (a Saturday worked in exchange for a bridge day), "
+        "e.g. `[2026-01-10]`.",
+    )
+
+    @field_validator("no_wait_weekdays", "thursday_weekdays")
+    @classmethod
+    def _weekday_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name.lower() not in _WEEKDAY_NAMES:
+                raise ValueError(
+                    f"unknown weekday {name!r}: use English names such as tuesday, friday"
+                )
+        return [n.lower() for n in value]
+
+    @field_validator("no_wait_limits", "thursday_limits")
+    @classmethod
+    def _limits(cls, value: list[int]) -> list[int]:
+        for n in value:
+            if not 1 <= n <= 365:
+                raise ValueError(f"limit {n} is not a number of working days from 1 to 365")
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint_days(self) -> OfficeSection:
+        both = sorted(set(self.extra_holidays) & set(self.extra_workdays))
+        if both:
+            raise ValueError(
+                f"{both[0].isoformat()} is in both extra_holidays and extra_workdays: keep it "
+                "in one list"
+            )
+        return self
+
+    def rules(self) -> OfficeRules:
+        return OfficeRules(
+            cutoff=time.fromisoformat(self.cutoff),
+            return_time=time.fromisoformat(self.return_time),
+            no_wait_weekdays=frozenset(_WEEKDAY_NAMES.index(n) for n in self.no_wait_weekdays),
+            no_wait_limits=frozenset(self.no_wait_limits),
+            thursday_weekdays=frozenset(_WEEKDAY_NAMES.index(n) for n in self.thursday_weekdays),
+            thursday_limits=frozenset(self.thursday_limits),
+            extra_holidays=frozenset(self.extra_holidays),
+            extra_workdays=frozenset(self.extra_workdays),
+        )
+
+
 class AgentConfig(Section):
     kiosk: KioskSection
     agent: AgentSection = Field(default_factory=AgentSection)
@@ -210,6 +303,7 @@ class AgentConfig(Section):
     sync: SyncSection = Field(default_factory=SyncSection)
     devices: DevicesSection = Field(default_factory=DevicesSection)
     payment: PaymentSection = Field(default_factory=PaymentSection)
+    office: OfficeSection = Field(default_factory=OfficeSection)
 
 
 def load_agent_config(path: Path | str, overrides: dict[str, Any] | None = None) -> AgentConfig:

@@ -25,7 +25,7 @@ from typing import Any
 from drivers.identity import mask_id
 from edge_agent import CitizenError
 from edge_agent.catalogue import Catalogue, Procedure
-from edge_agent.due_date import WorkCalendar, compute_due
+from edge_agent.due_date import WorkCalendar, due_for
 from sync.attachments import AttachmentIn, AttachmentTooLarge, add_chunks, describe
 from sync.outbox import Outbox, OutboxFull, RecordTooLarge
 from sync.schemas import FieldProblem, SchemaError, normalize_text
@@ -156,6 +156,8 @@ class Filed:
     same_day: bool
     due_rule: str
     fee_vnd: int
+    due_reason_vi: str = ""
+    fee_explanation_vi: str = ""
 
 
 class DossierDesk:
@@ -199,9 +201,8 @@ class DossierDesk:
         if not applicant.full_name:
             raise CitizenError("applicant.full_name: empty", "Thiếu họ tên người nộp.")
         received = now or datetime.now(self.tz).astimezone(self.tz)
-        due = compute_due(
-            received, same_day=proc.same_day, working_days=proc.working_days, cal=self.calendar
-        )
+        due = due_for(received, proc, self.calendar)
+        fee = proc.quote(clean)
         day = received.strftime("%y%m%d")
         try:
             described = describe(list(attachments))
@@ -239,7 +240,8 @@ class DossierDesk:
                         }.items()
                         if v is not None
                     },
-                    "fee_vnd": proc.fee_vnd,
+                    "fee_vnd": fee.amount_vnd,
+                    "fee": fee.detail(),
                     "received_at": received.isoformat(timespec="seconds"),
                     "due": due.at.isoformat(timespec="minutes"),
                     "due_rule": due.rule,
@@ -259,7 +261,7 @@ class DossierDesk:
                         mask_id(applicant.id_number),
                         body["received_at"],
                         body["due"],
-                        proc.fee_vnd,
+                        fee.amount_vnd,
                     ),
                 )
         except OutboxFull as exc:
@@ -295,5 +297,7 @@ class DossierDesk:
             due=due.at,
             same_day=due.same_day,
             due_rule=due.rule,
-            fee_vnd=proc.fee_vnd,
+            fee_vnd=fee.amount_vnd,
+            due_reason_vi=due.reason_vi,
+            fee_explanation_vi=fee.explanation_vi,
         )
