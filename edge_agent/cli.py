@@ -74,7 +74,7 @@ def check_config(config_path: str) -> None:
     unsafe is printed as a warning on stderr.
     """
     cfg = _load(config_path)
-    for warning in cfg.mqtt.warnings(Path(config_path)):
+    for warning in [*cfg.mqtt.warnings(Path(config_path)), *cfg.payment.warnings()]:
         click.echo(f"warning: {config_path}: {warning}", err=True)
     click.echo(cfg.model_dump_json(indent=2))
 

@@ -380,6 +380,16 @@ class Outbox:
                 raise
 
     @contextlib.contextmanager
+    def local_write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the kiosk's own tables only (no records, no hooks).
+
+        For bookkeeping such as "the slip was printed": it may go past the
+        filing limits like acks do, so it still works on a full kiosk.
+        """
+        with self._housekeeping():
+            yield self.conn
+
+    @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
         """The connection, held against other threads' transactions, for reads of own tables."""
         with self.lock:
