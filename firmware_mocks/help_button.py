@@ -24,7 +24,7 @@ class EmulatedHelpButton:
 
     def press(self, at: float, *, key_code: int | None = None, repeat: int = 0) -> None:
         code = self.key_code if key_code is None else key_code
-        sec, usec = int(at), int(round((at - int(at)) * 1_000_000))
+        sec, usec = int(at), round((at - int(at)) * 1_000_000)
 
         def ev(t: int, c: int, v: int) -> RecordedEvent:
             return RecordedEvent(sec, usec, t, c, v)

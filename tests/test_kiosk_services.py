@@ -190,7 +190,7 @@ def test_the_unconfirmed_filing_is_reported_after_a_restart_and_marks_the_next(
         again.filing.confirm_shown(other.code)
         second = again.filing.file(again.filing.prepare("2.000884", {"ten_van_ban": "Hợp đồng"}))
         assert second.filed.unconfirmed_before == code
-        dossier = [b for b in bodies(again, "dossier") if b["code"] == second.code][0]
+        dossier = next(b for b in bodies(again, "dossier") if b["code"] == second.code)
         assert dossier["unconfirmed_before"] == code
         # The earlier one is superseded; the new one waits for its confirmation.
         assert again.filing.last_unconfirmed().code == second.code  # type: ignore[union-attr]
