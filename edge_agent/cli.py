@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from drivers.decode_cli import decode
+from edge_agent.cli_app import filing
 from edge_agent.config import AgentConfig, load_agent_config
 from sync.config import ConfigError, markdown_reference
 from sync.logs import setup_logging
@@ -41,6 +42,7 @@ def main() -> None:
 
 
 main.add_command(decode)
+main.add_command(filing)
 
 
 @main.command()

@@ -504,3 +504,80 @@ def test_lookup_codes_stop_at_999_a_day_and_slots_never_collide(tmp_path: Path) 
 def test_the_outbox_of_the_app_is_the_one_writer(app: KioskApp) -> None:
     assert app.sync.wake in app.outbox.on_commit
     assert isinstance(app.outbox, Outbox)
+
+
+def test_an_mrz_card_has_no_address_so_the_citizen_types_it(app: KioskApp) -> None:
+    from dataclasses import replace
+
+    app.identify(replace(card(source="mrz"), address=None))
+    to_type = {t["field"]: t for t in app.filing.prefill("2.000884")["to_type"]}
+    assert to_type["applicant.address"]["required"] is False
+    assert "applicant.full_name" not in to_type
+    prepared = app.filing.prepare(
+        "2.000884", {"ten_van_ban": "Hợp đồng"}, address="Ấp 1, xã Tân Phú Đông"
+    )
+    assert prepared.identity_source == "mrz"
+    assert prepared.applicant.address == "Ấp 1, xã Tân Phú Đông"
+    # What the card gives wins over typing.
+    app.identify(card())
+    p2 = app.filing.prepare("2.000884", {"ten_van_ban": "Hợp đồng"}, address="somewhere else")
+    assert p2.applicant.address == "Phường 1, TP. Sa Đéc, Đồng Tháp"
+
+
+@pytest.mark.parametrize(
+    ("message", "says"),
+    [
+        ("x" * 4001, "«Nội dung» dài quá 4000 ký tự."),
+        ("Hồ sơ \u202egnos\u202c của tôi", "«Nội dung» có ký tự ẩn"),
+        ("", "Vui lòng nhập «Nội dung»."),
+    ],
+)
+def test_bad_text_is_refused_naming_the_field_and_nothing_is_queued(
+    app: KioskApp, message: str, says: str
+) -> None:
+    with pytest.raises(CitizenError) as exc:
+        app.feedback.submit("petition", message)
+    assert says in exc.value.message_vi
+    with pytest.raises(CitizenError):
+        app.support.request_help(message=message or "\u0007")
+    assert app.outbox.records() == []
+    # The refused attempts used no lookup code: the next one is the first of the day.
+    assert app.feedback.submit("petition", "Đề nghị.\nCảm ơn.").lookup_code.endswith("-1001")
+    assert bodies(app, "feedback")[0]["message"] == "Đề nghị.\nCảm ơn."
+
+
+def test_a_flood_of_help_requests_stops_at_the_daily_limit(app: KioskApp) -> None:
+    for _ in range(999):
+        app.support.request_help(source="button")
+    with pytest.raises(CitizenError) as exc:
+        app.support.request_help(source="button")
+    assert "đến quầy Một cửa" in exc.value.message_vi
+    assert len(bodies(app, "support")) == 999
+
+
+def test_the_technician_lists_unconfirmed_filings(tmp_path: Path) -> None:
+    cfg = app_config(tmp_path)
+    app = KioskApp(cfg)
+    app.identify(card())
+    code = app.filing.file(app.filing.prepare("2.000884", {"ten_van_ban": "Hợp đồng"})).code
+    shown = app.filing.file(
+        app.filing.prepare(
+            "1.001193",
+            {
+                "ho_ten_tre": "Trần Gia Bảo",
+                "ngay_sinh_tre": "2026-11-20",
+                "gioi_tinh_tre": "Nam",
+                "noi_sinh": "Bệnh viện Sa Đéc",
+                "quan_he": "Mẹ",
+            },
+        )
+    ).code
+    app.filing.confirm_shown(shown)
+    app.outbox.close()
+    out = CliRunner().invoke(
+        agent_cli, ["filing", "unconfirmed", "--config", str(tmp_path / "k-app-01.toml")]
+    )
+    assert out.exit_code == 0, out.output
+    lines = [json.loads(line) for line in out.output.splitlines()]
+    assert [line["code"] for line in lines] == [code]
+    assert lines[0]["applicant_name"] == "Nguyễn Thị Ngọc Hường" and lines[0]["printed"] is False

@@ -230,7 +230,11 @@ class FilingService:
             }
         given = {k for k, v in applicant.items() if v}
         to_type = [
-            {"field": f"applicant.{name}", "label": APPLICANT_LABELS[name], "required": True}
+            {
+                "field": f"applicant.{name}",
+                "label": APPLICANT_LABELS[name],
+                "required": name in ("full_name", "id_number"),
+            }
             for name in CARD_FIELDS
             if name not in given and not (name == "id_number" and "id_masked" in given)
         ]
@@ -266,12 +270,15 @@ class FilingService:
         form: dict[str, Any],
         *,
         phone: str | None = None,
+        address: str | None = None,
         applicant: Applicant | None = None,
     ) -> PreparedFiling:
         """Check everything, compute the fee and the hash to sign; writes nothing.
 
-        The applicant is the session's card identity (plus ``phone``), or, with
-        no card read, ``applicant`` as typed. :class:`edge_agent.CitizenError`
+        The applicant is the session's card identity plus what the card cannot
+        give (``phone``; ``address`` when the card has none, as the MRZ), or,
+        with no card read, ``applicant`` as typed (what the card gives always
+        wins over typing). :class:`edge_agent.CitizenError`
         (a Vietnamese message naming the field) when something is wrong.
         """
         self.session.touch()
@@ -282,10 +289,13 @@ class FilingService:
         if current is not None:
             identity, source = current
             who = applicant_from_identity(identity, phone=phone)
+            if who.address is None and address is not None:
+                who = Applicant(**{**_applicant_dict(who), "address": address})
         elif applicant is not None:
             who, source = applicant, "typed"
-            if phone is not None:
-                who = Applicant(**{**_applicant_dict(who), "phone": phone})
+            extra = {k: v for k, v in (("phone", phone), ("address", address)) if v is not None}
+            if extra:
+                who = Applicant(**{**_applicant_dict(who), **extra})
         else:
             raise CitizenError(
                 "applicant: no card read and no details typed",
