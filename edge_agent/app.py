@@ -177,6 +177,7 @@ class KioskApp:
         self._notices: deque[Notice] = deque(maxlen=MAX_NOTICES)
         self._notice_ready = threading.Condition()
         self._stop = threading.Event()
+        self._started = False
         self._events_thread = threading.Thread(
             target=self._consume_events, name="kiosk-events", daemon=True
         )
@@ -185,6 +186,7 @@ class KioskApp:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
+        self._started = True
         self.sync.start()
         self.devices.start()
         self._events_thread.start()
@@ -195,11 +197,15 @@ class KioskApp:
             )
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop what :meth:`start` started and close the database (also when never started)."""
         self._stop.set()
         if self._events_thread.is_alive():
             self._events_thread.join(timeout)
         self.devices.stop(timeout)
-        self.sync.stop(timeout)
+        if self._started:
+            self.sync.stop(timeout)
+        else:
+            self.sync.outbox.close()
         self.outbox.close()
 
     def __enter__(self) -> KioskApp:

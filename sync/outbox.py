@@ -601,6 +601,7 @@ class Outbox:
             out.append(row)
         return out
 
+    @_locked
     def close(self) -> None:
         self.conn.close()
 

@@ -149,3 +149,24 @@ def test_a_commit_wakes_the_sync_no_polling(
         wait_until(lambda: app.outbox.stats().queued == 0, 20, "acked")
     finally:
         app.stop()
+
+
+def test_a_chip_read_on_the_card_reader_becomes_the_session(tmp_path: Path) -> None:
+    from firmware_mocks.card_reader import EmulatedCardReader
+
+    with EmulatedCardReader() as reader:
+        cfg = app_config(tmp_path, devices={"card_reader": reader.port_path, "reopen_s": 0.2})
+        app = KioskApp(cfg)
+        app.start()  # no broker: the sync keeps trying in the background
+        try:
+            wait_until(
+                lambda: app.devices.health()["card_reader"]["state"] == "ok", 20, "reader ok"
+            )
+            reader.insert_card(card("Phạm Hữu Lộc", "087205004321", source="chip"))
+            notice = take_notice(app, "identity")
+            assert notice.data["source"] == "chip" and notice.data["id_masked"] == "********4321"
+            prepared = app.filing.prepare("2.000884", {"ten_van_ban": "Hợp đồng"})
+            assert prepared.identity_source == "chip"
+            assert prepared.applicant.full_name == "Phạm Hữu Lộc"
+        finally:
+            app.stop()

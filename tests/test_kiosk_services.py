@@ -40,7 +40,7 @@ COPY_FORM = {"ten_giay_to": "Bằng tốt nghiệp", "so_trang": 5, "so_ban": 2}
 def app(tmp_path: Path) -> Iterator[KioskApp]:
     a = KioskApp(app_config(tmp_path))
     yield a
-    a.outbox.close()
+    a.stop()  # never started: closes the database all the same
 
 
 def bodies(app: KioskApp, kind: str) -> list[dict[str, Any]]:
@@ -581,3 +581,42 @@ def test_the_technician_lists_unconfirmed_filings(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.output.splitlines()]
     assert [line["code"] for line in lines] == [code]
     assert lines[0]["applicant_name"] == "Nguyễn Thị Ngọc Hường" and lines[0]["printed"] is False
+
+
+FILER = """
+import os, signal, sys
+from edge_agent.app import KioskApp
+from edge_agent.config import load_agent_config
+from tests.kiosk import card
+app = KioskApp(load_agent_config(sys.argv[1], {"payment.bank_bin": "970436",
+               "payment.account": "0011002345678"}))
+app.identify(card())
+result = app.filing.file(app.filing.prepare("2.000884", {"ten_van_ban": "Hợp đồng"}))
+print(result.code, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # killed after the commit, before the screen showed it
+"""
+
+
+def test_a_filer_killed_before_the_code_was_shown(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = app_config(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", FILER, str(tmp_path / "k-app-01.toml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert proc.returncode == -9, proc.stderr
+    code = proc.stdout.split()[0]
+    app = KioskApp(cfg)
+    try:
+        unconfirmed = app.filing.last_unconfirmed()
+        assert unconfirmed is not None and unconfirmed.code == code
+        app.identify(card())
+        again = app.filing.file(app.filing.prepare("2.000884", {"ten_van_ban": "Hợp đồng"}))
+        assert again.filed.unconfirmed_before == code
+    finally:
+        app.stop()
