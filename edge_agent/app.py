@@ -168,12 +168,14 @@ class KioskApp:
                 outbox_options={**cfg.sync.outbox_options(), "check_integrity": False},
                 heartbeat_fields=self._heartbeat_fields,
             )
+            # Every commit in this process wakes the sync: published without polling.
+            self.outbox.on_commit.append(self.sync.wake)
+            self.inbox = make_inbox(self)
         except BaseException:
+            if hasattr(self, "sync"):
+                self.sync.outbox.close()
             self.outbox.close()
             raise
-        # Every commit in this process wakes the sync: published without polling.
-        self.outbox.on_commit.append(self.sync.wake)
-        self.inbox = make_inbox(self)
         self._notices: deque[Notice] = deque(maxlen=MAX_NOTICES)
         self._notice_ready = threading.Condition()
         self._stop = threading.Event()
