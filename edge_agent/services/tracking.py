@@ -20,20 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_agent import CitizenError, downlink_cache
+from sync.dossier_status import LABELS_VI
 from sync.outbox import Outbox
 from sync.schemas import DOSSIER_CODE_RE
 
-#: Vietnamese labels of the lifecycle states (sync/dossier_status.py is the reference).
-STATE_VI = {
-    "submitted": "Đã nộp, chờ tiếp nhận",
-    "received": "Đã tiếp nhận",
-    "processing": "Đang giải quyết",
-    "additional-papers": "Cần bổ sung giấy tờ",
-    "result-ready": "Đã có kết quả, mời nhận",
-    "result-returned": "Đã trả kết quả",
-    "rejected": "Từ chối giải quyết",
-    "withdrawn": "Đã rút hồ sơ",
-}
+#: Vietnamese labels of the lifecycle states: the shared table, so central and kiosks agree.
+STATE_VI: dict[str, str] = {str(k): v for k, v in LABELS_VI.items()}
 NOT_FOUND = (
     "Không tìm thấy hồ sơ {code}. Xin Ông/Bà kiểm tra lại mã trên giấy hẹn "
     "hoặc hỏi cán bộ tại quầy."
