@@ -204,6 +204,7 @@ main.add_command(cli_backoffice.inquiry)
 main.add_command(cli_backoffice.faq)
 main.add_command(cli_backoffice.news)
 main.add_command(cli_backoffice.report)
+main.add_command(cli_backoffice.kiosk)
 
 if __name__ == "__main__":
     main()

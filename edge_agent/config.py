@@ -46,6 +46,14 @@ class KioskSection(Section):
         "`https://dichvucong.example.vn/tra-cuu?ma=`. Empty: the QR holds the bare dossier code.",
     )
 
+    session_idle_s: float = Field(
+        120.0,
+        ge=10,
+        le=3600,
+        description="Seconds without a touch after which the citizen's session (their name "
+        "and ID from the card) is cleared from the screen.",
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -119,6 +127,19 @@ class DevicesSection(Section):
         description="Seconds between card reader status requests; a reader that does not "
         "answer is reported as `not_answering`.",
     )
+    help_button: str = Field(
+        "",
+        description="A physical help button wired as a key (e.g. a USB arcade-button "
+        "encoder): its evdev node, e.g. `/dev/input/by-id/...-event-kbd`; grabbed "
+        "exclusively. A press queues a help request. Empty: none.",
+    )
+    help_button_key: int = Field(
+        138,
+        ge=1,
+        le=767,
+        description="Linux key code the help button sends (`evtest` shows it); default "
+        "138, KEY_HELP.",
+    )
     paper_width_mm: Literal[80, 58] = Field(
         80,
         description="Receipt paper width, 80 or 58 mm. For 58 mm, also give the printer URL "
@@ -135,6 +156,10 @@ class DevicesSection(Section):
         return value
 
 
+PLACEHOLDER_BANK_BIN = "970415"
+PLACEHOLDER_ACCOUNT = "0000000000"
+
+
 class PaymentSection(Section):
     bank_bin: str = Field(
         "970415",
@@ -149,11 +174,33 @@ class PaymentSection(Section):
         description="The office's fee account number for the VietQR payment code. The "
         "default is a PLACEHOLDER: set the real account before going live.",
     )
+    beneficiary: str = Field(
+        "",
+        max_length=100,
+        description="Account holder's name printed beside the VietQR code (what the "
+        "citizen's bank app will show), e.g. `UBND PHUONG 1 TP SA DEC`.",
+    )
     payment_qr: bool = Field(
         True,
         description="Print a VietQR payment code on receipts with a fee; false: the receipt "
-        "says to pay at the counter.",
+        "says to pay at the counter. No code is printed while bank_bin/account are the "
+        "placeholder defaults.",
     )
+
+    @property
+    def is_placeholder(self) -> bool:
+        """True while the account is the shipped placeholder (no payment code is printed)."""
+        return self.bank_bin == PLACEHOLDER_BANK_BIN and self.account == PLACEHOLDER_ACCOUNT
+
+    def warnings(self) -> list[str]:
+        if self.payment_qr and self.is_placeholder:
+            return [
+                f"[payment] bank_bin/account are the placeholder {PLACEHOLDER_BANK_BIN}/"
+                f"{PLACEHOLDER_ACCOUNT}: receipts will print no payment QR and tell citizens "
+                "to pay at the counter; set the office's own bank BIN, account and "
+                "beneficiary (or payment_qr = false)"
+            ]
+        return []
 
 
 class SyncSection(Section):
