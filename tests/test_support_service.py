@@ -17,10 +17,12 @@ import pytest
 
 from central import api_tokens
 from central.config import load_central_config
+from central.mosquitto import MosquittoProcess
 from central.service import CentralService
 from central.web.server import ApiListenError
+from tests import stack
 from tests.notify_receivers import webhook_receiver
-from tests.support_helpers import OFFICE, ingest, open_db, support_body
+from tests.support_helpers import OFFICE, ingest, open_db, replies, support_body
 
 SECRET = "relay-secret-0123456789"
 
@@ -115,3 +117,47 @@ def test_api_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         with pytest.raises(ApiListenError, match=f"127.0.0.1:{port}"):
             service.start_staff_side()
         service.stop_staff_side()
+
+
+def test_aps_central_run_with_a_broker_serves_the_api_and_routes(
+    tmp_path: Path, broker: MosquittoProcess
+) -> None:
+    """The real process: collector on the test broker, the API thread, the router."""
+    db = tmp_path / "central.db"
+    port = free_port()
+    cfg = stack.write_central_config(tmp_path / "central.toml", db, broker.collector())
+    with cfg.open("a", encoding="utf-8") as fh:
+        fh.write(
+            f'\n[api]\nlisten = "127.0.0.1:{port}"\n[support]\nroute_every_s = 0.2\n'
+            'hotline = "1900 1234"\n'
+        )
+    conn = open_db(db, "kiosk-1")
+    token = api_tokens.add(conn, "cli:admin", "console")
+    conn.close()
+    central = stack.spawn("central.cli", cfg, tmp_path / "central.log")
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{url}/support", timeout=2).status_code == 401
+            except httpx.HTTPError:
+                assert central.poll() is None, (tmp_path / "central.log").read_text()
+                return False
+
+        wait_for(up, 60)
+        ingest(db, "kiosk-1", "support", support_body())  # nobody on duty: the hotline
+        auth = {"Authorization": f"Bearer {token}"}
+
+        def routed() -> list[dict[str, object]]:
+            rows = httpx.get(f"{url}/support", headers=auth, timeout=5).json()["requests"]
+            return [r for r in rows if r["status"] == "no-one-on-duty"]
+
+        assert wait_for(routed, 60)
+        conn = open_db(db)
+        [reply] = replies(conn, "kiosk-1")
+        conn.close()
+        assert reply["hotline"] == "1900 1234"
+    finally:
+        stack.stop(central)
+    assert central.returncode == 0, (tmp_path / "central.log").read_text()
