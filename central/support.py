@@ -68,6 +68,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "assign": frozenset({"pending", "queued", "assigned", "no-one-on-duty", "acknowledged"}),
     "acknowledge": frozenset({"assigned", "no-one-on-duty"}),
     "resolve": OPEN,
+    # The router, when the assignee left the roster before being notified.
+    "unassign": frozenset({"assigned"}),
 }
 PROJECT_BATCH = 1000
 NOTIFY_BATCH = 20
@@ -665,6 +667,9 @@ def _send_due(
                 )
             continue
         staff = _staff_or_none(conn, req.staff_id)
+        if staff is None or not staff.active:
+            _unassign(conn, req, now=ts)  # removed before being told: route it again
+            continue
         note = Notification(
             id=f"{req.n}:{req.staff_id}:{req.routed_at}",
             event=req.type,
@@ -712,6 +717,32 @@ def _send_due(
                 {"staff": req.staff_id, "via": notifier.describe()},
             )
     return notified, failures, gave_up
+
+
+def _unassign(conn: sqlite3.Connection, req: Request, *, now: float) -> None:
+    check_transition("unassign", req.status)
+    back = "queued" if req.type == "home-visit" else "pending"
+    with transaction(conn):
+        cur = conn.execute(
+            "UPDATE support_requests SET status = ?, staff_id = NULL, notify_state = 'none',"
+            " notify_next_at = NULL WHERE n = ? AND notify_state = 'pending' AND routed_at IS ?",
+            (back, req.n, req.routed_at),
+        )
+        if cur.rowcount:
+            audit.record(
+                conn,
+                ROUTER,
+                "support.unassign",
+                _target(req),
+                {"staff": req.staff_id, "reason": "removed from the roster", "status": back},
+                now=now,
+            )
+    log.warning(
+        "support request %d: %s left the roster before being told; %s again",
+        req.n,
+        req.staff_id,
+        back,
+    )
 
 
 def backoff_s(attempts: int, settings: SupportSettings) -> float:

@@ -400,3 +400,22 @@ def test_response_report_per_office_and_day(tmp_path: Path) -> None:
     assert support.response_report(conn, office="000.00.99.X01") == []
     with pytest.raises(support.SupportError, match="since"):
         support.response_report(conn, since="yesterday")
+
+
+def test_assignee_removed_before_being_told_is_replaced(tmp_path: Path) -> None:
+    db = tmp_path / "central.db"
+    conn = open_db(db, "kiosk-1")
+    staff_on_duty(conn, "an", "binh")
+    ingest(db, "kiosk-1", "support", support_body())
+    notifier = Recorder(failing=True)
+    support.route_pending(conn, notifier, TUESDAY_9, settings=SETTINGS)
+    assert support.list_requests(conn)[0].staff_id == "an"
+    roster.remove_staff(conn, "admin", "an")
+    notifier.failing = False
+    later = TUESDAY_9 + timedelta(seconds=10)
+    support.route_pending(conn, notifier, later, settings=SETTINGS)  # unassigned
+    support.route_pending(conn, notifier, later, settings=SETTINGS)  # routed to binh, told
+    [req] = support.list_requests(conn)
+    assert (req.status, req.staff_id, req.notify_state) == ("assigned", "binh", "sent")
+    assert [n.staff_id for n in notifier.sent] == ["binh"]
+    assert replies(conn, "kiosk-1")[0]["staff_name"] == "Cán bộ binh"
