@@ -626,7 +626,13 @@ def route_pending(
         )
     ]
     for n in pending:
-        result = _route_one(conn, n, now=now, settings=settings)
+        try:
+            result = _route_one(conn, n, now=now, settings=settings)
+        except sqlite3.OperationalError:
+            raise  # locked or broken database: the whole round waits for the next
+        except Exception:  # one bad request must not hold up every other one
+            log.exception("support request %d could not be routed (tried again next round)", n)
+            continue
         if result is not None:
             counts[result] += 1
     notified, failures, gave_up = _send_due(conn, notifier, now=now, settings=settings)
@@ -667,7 +673,7 @@ def _send_due(
                 )
             continue
         staff = _staff_or_none(conn, req.staff_id)
-        if staff is None or not staff.active:
+        if (staff is None or not staff.active) and req.status == "assigned":
             _unassign(conn, req, now=ts)  # removed before being told: route it again
             continue
         note = Notification(
@@ -888,7 +894,8 @@ def acknowledge(
         roster.get_staff(conn, roster.check_staff_id(who, "staff"))
         conn.execute(
             "UPDATE support_requests SET status = 'acknowledged', staff_id = ?,"
-            " acknowledged_at = ?, acknowledged_by = ? WHERE n = ?",
+            " acknowledged_at = ?, acknowledged_by = ?, notify_state = CASE notify_state"
+            " WHEN 'pending' THEN 'cancelled' ELSE notify_state END WHERE n = ?",
             (who, ts, actor, n),
         )
         audit.record(conn, actor, "support.acknowledge", _target(req), {"staff": who}, now=ts)

@@ -419,3 +419,22 @@ def test_assignee_removed_before_being_told_is_replaced(tmp_path: Path) -> None:
     assert (req.status, req.staff_id, req.notify_state) == ("assigned", "binh", "sent")
     assert [n.staff_id for n in notifier.sent] == ["binh"]
     assert replies(conn, "kiosk-1")[0]["staff_name"] == "Cán bộ binh"
+
+
+def test_acknowledged_before_notified_is_not_paged_then(tmp_path: Path) -> None:
+    db = tmp_path / "central.db"
+    conn = open_db(db, "kiosk-1")
+    staff_on_duty(conn, "an")
+    ingest(db, "kiosk-1", "support", support_body())
+    notifier = Recorder(failing=True)
+    support.route_pending(conn, notifier, TUESDAY_9, settings=SETTINGS)
+    [req] = support.list_requests(conn)
+    support.acknowledge(conn, "an", req.n)  # saw it on the console first
+    roster.remove_staff(conn, "admin", "an")
+    notifier.failing = False
+    report = support.route_pending(
+        conn, notifier, TUESDAY_9 + timedelta(hours=1), settings=SETTINGS
+    )
+    assert report.notified == 0 and notifier.sent == []
+    [req] = support.list_requests(conn)
+    assert (req.status, req.notify_state) == ("acknowledged", "cancelled")
