@@ -677,7 +677,11 @@ class SigningService:
             if ticket.expires_at is not None:
                 entry.expires_at = min(entry.expires_at, ticket.expires_at)
         log.info("sign.start kiosk %s transaction %s via %s", kiosk_id, tx, self._provider.name)
-        return {"transaction": tx, "expires_at": _iso(entry.expires_at)}
+        return {
+            "transaction": tx,
+            "expires_at": _iso(entry.expires_at),
+            "expires_in_s": max(0, round(entry.expires_at - self._clock())),
+        }
 
     # -- sign.poll ------------------------------------------------------------------------
 

@@ -50,10 +50,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -123,6 +125,7 @@ class MockSigningProvider:
     _txs: dict[str, _Tx] = field(default_factory=dict)
     _citizens: dict[str, _Citizen] = field(default_factory=dict)
     _tokens: set[str] = field(default_factory=set)
+    _connections: set[socket.socket] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
@@ -142,7 +145,10 @@ class MockSigningProvider:
         self._server = server
         self._stopping.clear()
         self._thread = threading.Thread(
-            target=server.serve_forever, name="mock-signing-provider", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="mock-signing-provider",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -154,6 +160,11 @@ class MockSigningProvider:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:  # kept-alive connections too: a provider that is down answers nothing
+            for conn in self._connections:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            self._connections.clear()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
@@ -468,12 +479,25 @@ def _csc_error(error: str, description: str) -> dict[str, Any]:
     return {"error": error, "error_description": description}
 
 
+_KEYS: dict[tuple[KeyType, str], rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey] = {}
+_KEYS_LOCK = threading.Lock()
+
+
+def _key_for(id_number: str, key_type: KeyType) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+    """One key per citizen and type for the whole process (RSA 2048 takes a while to make)."""
+    with _KEYS_LOCK:
+        key = _KEYS.get((key_type, id_number))
+        if key is None:
+            if key_type == "rsa":
+                key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            else:
+                key = ec.generate_private_key(ec.SECP256R1())
+            _KEYS[(key_type, id_number)] = key
+        return key
+
+
 def _make_citizen(id_number: str, key_type: KeyType) -> _Citizen:
-    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-    if key_type == "rsa":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    else:
-        key = ec.generate_private_key(ec.SECP256R1())
+    key = _key_for(id_number, key_type)
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
@@ -507,6 +531,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet in tests
         return
+
+    def setup(self) -> None:
+        super().setup()
+        with self.mock._lock:
+            self.mock._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.mock._lock:
+            self.mock._connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def do_POST(self) -> None:
         mock = self.mock

@@ -1,0 +1,1 @@
+"""Kiosk-side services that talk to central over RPC."""
