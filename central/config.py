@@ -184,9 +184,10 @@ class SigningSection(Section):
     base_url: str = Field(
         "",
         max_length=300,
-        description="The provider's API root, e.g. `https://rmgateway.vnptit.vn/sca/sp769` "
-        "(SmartCA: the paths `/v1/...` follow) or `https://remotesigning.viettel.vn` (CSC: "
-        "`/csc/v2/...` follow). https is required unless the host is a loopback address.",
+        description="The provider's API root as the provider gives it, e.g. "
+        "`https://sca.provider.vn/sp123` (SmartCA shape: `/v1/...` paths follow) or "
+        "`https://rssp.provider.vn` (CSC shape: `/csc/v2/...` follow). https is required "
+        "unless the host is a loopback address.",
     )
     client_id: str = Field(
         "",

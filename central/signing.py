@@ -568,6 +568,11 @@ def _path_segment(ref: str) -> str:
     return ref
 
 
+def signing_service(settings: SigningSettings) -> SigningService:
+    """Central's signing service for ``[signing]``; register its ``rpc_handlers()``."""
+    return SigningService(build_provider(settings), settings)
+
+
 def build_provider(settings: SigningSettings) -> SigningProvider | None:
     """The adapter ``settings.provider`` names, or None when signing is off."""
     if settings.provider == "smartca":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -458,3 +459,36 @@ def test_the_kiosk_refuses_a_wrong_size_hash() -> None:
     signer = RemoteSigner(lambda m, p, t: {}, clock=Clock())
     with pytest.raises(ValueError, match="32-byte"):
         signer.start(b"short", document_name="x", id_number=ID)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_flood_of_starts_from_one_kiosk_gets_exactly_its_quota(
+    rsa_mock: MockSigningProvider, shape: str
+) -> None:
+    service = make(rsa_mock, shape, max_outstanding_per_kiosk=2)
+    handlers = service.rpc_handlers()
+    params = {"hash_sha256": DIGEST.hex(), "document_name": "x", "signer": {"id_number": ID}}
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        replies = list(pool.map(lambda _: handlers["sign.start"]("kiosk-1", params), range(40)))
+    ok = [r for r in replies if "transaction" in r]
+    assert len(ok) == 2
+    assert {r["error"] for r in replies if "error" in r} == {"too-many"}
+    assert len(rsa_mock.pending()) == 2
+
+
+def test_concurrent_polls_sign_once(rsa_mock: MockSigningProvider) -> None:
+    """CSC: a SAD signs once; polls racing each other must not both reach signHash."""
+    service = make(rsa_mock, "csc")
+    handlers = service.rpc_handlers()
+    signer = wire(service)
+    tx = start(signer)
+    rsa_mock.approve()
+    rsa_mock.delay_s = 0.2  # keep the first poll at the provider while the others arrive
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(
+            pool.map(lambda _: handlers["sign.poll"]("kiosk-1", {"transaction": tx.id}), range(8))
+        )
+    rsa_mock.delay_s = 0.0
+    assert {r.get("state") for r in replies} <= {"pending", "signed"}, replies
+    assert isinstance(signer.poll(tx), Signed)
+    assert sum(r.path.endswith("signHash") for r in rsa_mock.requests) == 1
