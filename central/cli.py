@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from central.cli_signing import signing
 from central.config import CentralConfig, load_central_config
 from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
@@ -182,6 +183,8 @@ def config_doc() -> None:
     """Print the reference of every configuration key (markdown)."""
     click.echo(markdown_reference(CentralConfig, "Central (`/etc/aps/central.toml`)"))
 
+
+main.add_command(signing)
 
 if __name__ == "__main__":
     main()

@@ -133,13 +133,13 @@ class MockSigningProvider:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def start(self) -> MockSigningProvider:
+    def start(self, port: int = 0) -> MockSigningProvider:
         provider = self
 
         class Handler(_Handler):
             mock = provider
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         server.daemon_threads = True
         server.block_on_close = False
         self._server = server
@@ -583,3 +583,37 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the mock on a loopback port until interrupted (trying central by hand)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any)")
+    parser.add_argument("--key", choices=["rsa", "ec"], default="rsa")
+    parser.add_argument("--client-id", default="aps-central")
+    parser.add_argument("--client-secret", default="mock-secret")
+    parser.add_argument(
+        "--auto", choices=["approve", "reject"], default=None, help="decide every request at once"
+    )
+    args = parser.parse_args(argv)
+    mock = MockSigningProvider(
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        key_type=args.key,
+        auto_decision=args.auto,
+    )
+    mock.start(port=args.port)
+    print(json.dumps({"base_url": mock.base_url, "client_id": mock.client_id}), flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mock.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,24 @@ def test_check_config_never_prints_the_client_secret(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert SECRET not in result.output
     assert '"client_secret": "**********"' in result.output
+
+
+def test_signing_try_runs_the_round_trip_against_the_mock(tmp_path: Path) -> None:
+    from firmware_mocks.signing_provider import MockSigningProvider
+
+    with MockSigningProvider(auto_decision="approve") as mock:
+        path = write(
+            tmp_path,
+            f'provider = "csc"\nbase_url = "{mock.base_url}"\nclient_id = "{mock.client_id}"\n'
+            f'client_secret = "{mock.client_secret}"\n',
+        )
+        args = ["signing", "try", "--config", str(path), "--id-number", "001099012345"]
+        result = CliRunner().invoke(central_cli, [*args, "--interval-s", "0.1"])
+        assert result.exit_code == 0, result.output
+        lines = [json.loads(line) for line in result.output.splitlines()]
+        assert lines[0]["step"] == "start" and lines[-1]["state"] == "signed"
+        assert mock.client_secret not in result.output
+        mock.auto_decision = "reject"
+        result = CliRunner().invoke(central_cli, [*args, "--interval-s", "0.1"])
+        assert result.exit_code == 1
+        assert json.loads(result.output.splitlines()[-1])["state"] == "rejected"
