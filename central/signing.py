@@ -677,6 +677,10 @@ class SigningService:
                 self._entries.pop(tx, None)
             log.warning("sign.start for kiosk %s failed: %s", kiosk_id, exc)
             return _provider_error(exc)
+        except BaseException:  # an adapter bug: free the slot, let the transport report it
+            with self._lock:
+                self._entries.pop(tx, None)
+            raise
         with self._lock:
             entry.ticket = ticket
             if ticket.expires_at is not None:
@@ -724,6 +728,10 @@ class SigningService:
                     return _provider_error(exc)
                 # Nonsense or a refusal mid-transaction: this one cannot finish.
                 return self._finish(entry, _provider_error(exc), self._clock())
+        except BaseException:  # an adapter bug: the next poll may try again
+            with self._lock:
+                entry.busy = False
+            raise
         now = self._clock()
         with self._lock:
             entry.busy = False

@@ -492,3 +492,39 @@ def test_concurrent_polls_sign_once(rsa_mock: MockSigningProvider) -> None:
     assert {r.get("state") for r in replies} <= {"pending", "signed"}, replies
     assert isinstance(signer.poll(tx), Signed)
     assert sum(r.path.endswith("signHash") for r in rsa_mock.requests) == 1
+
+
+class BrokenProvider:
+    """An adapter with a bug: every call raises something that is not a SigningError."""
+
+    name = "broken"
+
+    def start(self, digest: bytes, document_name: str, signer: Any) -> Any:
+        raise RuntimeError("adapter bug in start")
+
+    def poll(self, ticket: Any) -> Any:
+        raise RuntimeError("adapter bug in poll")
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_adapter_bug_leaks_no_quota_and_no_stuck_poll(rsa_mock: MockSigningProvider) -> None:
+    settings = settings_for(rsa_mock, "smartca", max_outstanding_per_kiosk=1)
+    broken = SigningService(BrokenProvider(), settings, clock=Clock())
+    params = {"hash_sha256": DIGEST.hex(), "document_name": "x", "signer": {"id_number": ID}}
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="in start"):
+            broken.start("kiosk-1", params)
+    assert broken.outstanding() == 0
+
+    # a working start, then the adapter breaks while polling: the next poll tries again
+    service = make(rsa_mock, "smartca")
+    tx = service.start("kiosk-1", params)["transaction"]
+    good_poll = service._provider.poll  # type: ignore[union-attr]
+    service._provider.poll = BrokenProvider().poll  # type: ignore[method-assign,union-attr]
+    with pytest.raises(RuntimeError, match="in poll"):
+        service.poll("kiosk-1", {"transaction": tx})
+    service._provider.poll = good_poll  # type: ignore[method-assign,union-attr]
+    rsa_mock.approve()
+    assert service.poll("kiosk-1", {"transaction": tx})["state"] == "signed"

@@ -54,7 +54,8 @@ log = logging.getLogger("edge_agent.remote_signing")
 
 Call = Callable[[str, dict[str, Any], float], dict[str, Any]]
 
-RPC_TIMEOUT_S = 20.0  # above central's provider request timeout (15 s by default)
+RPC_TIMEOUT_S = 20.0  # sign.poll: one provider request at central (15 s by default)
+START_TIMEOUT_S = 45.0  # sign.start: two (SmartCA) to four (CSC) provider requests
 EXPIRY_MARGIN_S = 30.0
 _TX_RE = re.compile(r"\A[A-Za-z0-9_-]{16,64}\Z")
 _MAX_B64 = 16 * 1024
@@ -161,10 +162,12 @@ class RemoteSigner:
         call: Call,
         *,
         timeout_s: float = RPC_TIMEOUT_S,
+        start_timeout_s: float = START_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._call = call
         self._timeout_s = timeout_s
+        self._start_timeout_s = start_timeout_s
         self._clock = clock
 
     def start(
@@ -182,7 +185,7 @@ class RemoteSigner:
         if phone:
             signer["phone"] = phone
         params = {"hash_sha256": digest.hex(), "document_name": document_name, "signer": signer}
-        reply = self._rpc("sign.start", params)
+        reply = self._rpc("sign.start", params, self._start_timeout_s)
         tx = reply.get("transaction")
         if not isinstance(tx, str) or not _TX_RE.match(tx):
             raise RemoteSigningError("protocol", "sign.start reply has no valid transaction")
@@ -200,7 +203,7 @@ class RemoteSigner:
     def poll(self, tx: Transaction) -> PollResult:
         """Where the citizen's approval stands; a Signed value has been verified here."""
         try:
-            reply = self._rpc("sign.poll", {"transaction": tx.id})
+            reply = self._rpc("sign.poll", {"transaction": tx.id}, self._timeout_s)
         except RemoteSigningError as exc:
             if exc.code == "unavailable" and self._clock() >= tx.deadline:
                 return Expired()
@@ -236,9 +239,9 @@ class RemoteSigner:
             subject=cert.subject.rfc4514_string()[:200],
         )
 
-    def _rpc(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _rpc(self, method: str, params: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         try:
-            reply = self._call(method, params, self._timeout_s)
+            reply = self._call(method, params, timeout_s)
         except Exception as exc:  # the transport's own errors: timeout, link down, ...
             log.warning("%s did not reach central: %s: %s", method, type(exc).__name__, exc)
             raise RemoteSigningError("unavailable", f"{method}: {type(exc).__name__}") from exc
