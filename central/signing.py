@@ -712,7 +712,7 @@ class SigningService:
             if entry is None or entry.kiosk != kiosk_id:
                 return _error("not-found", "no such signing transaction for this kiosk")
             if entry.result is not None:
-                return entry.result
+                return dict(entry.result)
             if entry.busy or entry.ticket is None:
                 return {"state": "pending", "expires_at": _iso(entry.expires_at)}
             if now >= entry.expires_at:
@@ -774,7 +774,7 @@ class SigningService:
             entry.kiosk,
             reply.get("state") or reply.get("error"),
         )
-        return reply
+        return dict(reply)  # a copy: the transport may add to what it sends
 
     def _purge(self, now: float) -> None:
         keep = self._settings.keep_finished_s
