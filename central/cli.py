@@ -12,6 +12,7 @@ import click
 
 from central import cli_backoffice
 from central.cli_catalogue import catalogue
+from central.cli_signing import signing
 from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
 from central.quotas import report as quota_report
@@ -205,6 +206,7 @@ main.add_command(cli_backoffice.faq)
 main.add_command(cli_backoffice.news)
 main.add_command(cli_backoffice.report)
 main.add_command(cli_backoffice.kiosk)
+main.add_command(signing)
 
 if __name__ == "__main__":
     main()
