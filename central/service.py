@@ -17,6 +17,7 @@ from types import FrameType
 from central import quotas
 from central.collector import Collector
 from central.config import CentralConfig
+from central.downlink import DownlinkService
 from central.store import SQLiteStore
 from sync.files import make_private_dir
 from sync.systemd_notify import Notifier
@@ -45,6 +46,13 @@ class CentralService:
             settings=cfg.collector.settings(),
             quotas=quotas.Quotas(cfg.quotas.settings()),
         )
+        # State replies, remote calls and nudges, on the collector's connection.
+        # Other parts register their remote methods on it before run():
+        # ``service.downlink.register_rpc("sign.start", fn)``.
+        self.downlink = DownlinkService(
+            database=db, publish=self._publish_down, settings=cfg.downlink.settings()
+        )
+        self.collector.downlink = self.downlink
         self.notifier = Notifier() if notifier is None else notifier
         # The writer counts as stuck after half the watchdog period without
         # progress (systemd then restarts us within another WatchdogSec).
@@ -52,9 +60,13 @@ class CentralService:
         self.stop_event = threading.Event()
         self._pinging = True
 
+    def _publish_down(self, topic: str, payload: bytes) -> None:
+        self.collector.network.client.publish(topic, payload, qos=1)
+
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        self.downlink.start()
         self.collector.start()
         log.info(
             "central collector %s started; store %s; broker %s:%d",
@@ -77,6 +89,7 @@ class CentralService:
         finally:
             self.notifier.stopping()
             self.collector.stop()
+            self.downlink.stop()
             self.housekeep(store)  # [quotas] hook: the last counters
             store.close()
         log.info("central stopped")

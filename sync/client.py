@@ -150,7 +150,7 @@ class _RpcSlot:
     reply: RpcReply | None = None
 
 
-StateHandler = Callable[[Sequence[Item], int], None]
+StateHandler = Callable[[Sequence[Item], int], object]
 
 
 def now_iso() -> str:
