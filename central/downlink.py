@@ -82,7 +82,7 @@ from sync.envelope import TOPIC_ROOT
 log = logging.getLogger("aps.downlink")
 
 RpcHandler = Callable[[str, dict[str, Any]], dict[str, Any]]
-Publish = Callable[[str, bytes], None]
+Publish = Callable[[str, bytes], object]
 
 
 class RpcFailure(Exception):

@@ -658,7 +658,7 @@ def decode_rpc_reply(payload: bytes) -> RpcReply:
 
 
 # -- the router ----------------------------------------------------------------------------
-Handler = Callable[[str, bytes], None]
+Handler = Callable[[str, bytes], object]
 
 
 @dataclass
