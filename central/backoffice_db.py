@@ -16,12 +16,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from central import audit, downlink_log
+from central import answers, audit, content, dossiers, downlink_log, projection, reports
 from central.store import SQLiteStore
 
 SCHEMAS: list[Callable[[sqlite3.Connection], None]] = [
     downlink_log.ensure_schema,
     audit.ensure_schema,
+    projection.ensure_schema,
+    dossiers.ensure_schema,
+    answers.ensure_schema,
+    content.ensure_schema,
+    reports.ensure_schema,
 ]
 
 

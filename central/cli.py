@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from central import cli_backoffice
 from central.config import CentralConfig, load_central_config
 from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
@@ -182,6 +183,12 @@ def config_doc() -> None:
     """Print the reference of every configuration key (markdown)."""
     click.echo(markdown_reference(CentralConfig, "Central (`/etc/aps/central.toml`)"))
 
+
+main.add_command(cli_backoffice.dossier)
+main.add_command(cli_backoffice.inquiry)
+main.add_command(cli_backoffice.faq)
+main.add_command(cli_backoffice.news)
+main.add_command(cli_backoffice.report)
 
 if __name__ == "__main__":
     main()

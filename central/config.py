@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from central.attachments import AttachmentLimits
 from central.collector import CollectorSettings
@@ -14,6 +14,7 @@ from central.quotas import QuotaSettings
 from central.sequences import DEFAULT_MAX_SEQ_JUMP
 from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
 from sync.config import MqttSection, Section, load
+from sync.dossier_status import PortalCodes, PortalCodesError, load_portal_codes
 
 
 class CentralSection(Section):
@@ -203,6 +204,41 @@ class DownlinkSection(Section):
         )
 
 
+class DossiersSection(Section):
+    """The back office's dossier rules (docs/backoffice.md)."""
+
+    duplicate_window_h: float = Field(
+        24.0,
+        gt=0,
+        le=8784,
+        description="Two dossiers of the same applicant and procedure received within this "
+        "many hours are flagged as a likely duplicate filing (`aps-central dossier duplicates`).",
+    )
+    portal_status_codes: Path | None = Field(
+        None,
+        description="TOML file mapping dossier states to the national portal's status codes "
+        "([codes] state = number); default: the bundled sync/portal_status_codes.toml "
+        "(1 submitted, 2 received, 10 result-returned, the only published ones).",
+    )
+
+    @field_validator("portal_status_codes")
+    @classmethod
+    def _codes_load(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                load_portal_codes(value)
+            except PortalCodesError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def portal_codes(self) -> PortalCodes:
+        return load_portal_codes(self.portal_status_codes)
+
+    @property
+    def duplicate_window_s(self) -> float:
+        return self.duplicate_window_h * 3600.0
+
+
 class CentralConfig(Section):
     central: CentralSection = Field(default_factory=CentralSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
@@ -211,6 +247,7 @@ class CentralConfig(Section):
     quotas: QuotasSection = Field(default_factory=QuotasSection)
     attachments: AttachmentsSection = Field(default_factory=AttachmentsSection)
     downlink: DownlinkSection = Field(default_factory=DownlinkSection)
+    dossiers: DossiersSection = Field(default_factory=DossiersSection)
 
 
 def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from types import FrameType
 
-from central import quotas
+from central import answers, backoffice_db, dossiers, quotas, reports
 from central.collector import Collector
 from central.config import CentralConfig
 from central.downlink import DownlinkService
@@ -59,6 +60,7 @@ class CentralService:
         self.writer_stall_s = self.notifier.watchdog_interval_s or DEFAULT_WRITER_STALL_S
         self.stop_event = threading.Event()
         self._pinging = True
+        self._backoffice: sqlite3.Connection | None = None
 
     def _publish_down(self, topic: str, payload: bytes) -> None:
         self.collector.network.client.publish(topic, payload, qos=1)
@@ -92,6 +94,8 @@ class CentralService:
             self.downlink.stop()
             self.housekeep(store)  # [quotas] hook: the last counters
             store.close()
+            if self._backoffice is not None:
+                self._backoffice.close()
         log.info("central stopped")
         return 0
 
@@ -130,6 +134,7 @@ class CentralService:
 
     def housekeep(self, store: SQLiteStore, now: float | None = None) -> quotas.Housekeeping | None:
         """[quotas] hook: counters to the database, expiry, quota alerts (every 30 s)."""
+        self.project_backoffice()
         try:
             return quotas.housekeep(
                 store.conn,
@@ -141,6 +146,26 @@ class CentralService:
         except Exception:  # the collector keeps running; next round tries again
             log.exception("housekeeping failed (counters kept for the next round)")
             return None
+
+    def project_backoffice(self) -> int:
+        """Fold new records into the back office's indexes (dossiers, inquiries, ratings).
+
+        Every back-office query catches up by itself too; doing it here keeps
+        each catch-up small. Returns how many records were folded in.
+        """
+        try:
+            if self._backoffice is None:
+                self._backoffice = backoffice_db.connect(self.cfg.central.database)
+            conn = self._backoffice
+            window = self.cfg.dossiers.duplicate_window_s
+            return (
+                dossiers.project(conn, duplicate_window_s=window)
+                + answers.project(conn)
+                + reports.project(conn)
+            )
+        except Exception:  # the collector keeps running; next round tries again
+            log.exception("back-office projection failed (it resumes next round)")
+            return 0
 
     def log_gap_alerts(self, store: SQLiteStore, now: float | None = None) -> int:
         """Log one ALERT line per stale gap (at most ``report_limit``); returns how many."""

@@ -1,0 +1,78 @@
+"""Records for the back-office tests, put into a real central database the way the collector does.
+
+Bodies are built like the kiosk builds them and go through
+``central.collector.process_batch`` (classify, schema check, store), so the
+projections read exactly what central stores.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from central.collector import process_batch
+from central.store import SQLiteStore
+from sync.envelope import Record, records_topic
+from sync.ids import new_stream_id, new_ulid
+
+AGENCY = "000.00.14.H56"
+OTHER_AGENCY = "000.00.15.H56"
+VN = "+07:00"
+
+
+class Kiosk:
+    """One kiosk's stream of records into a central database file."""
+
+    def __init__(self, db: Path, kiosk: str = "k-office-01") -> None:
+        self.db = db
+        self.kiosk = kiosk
+        self.stream = new_stream_id()
+        self.seq = 0
+
+    def send(self, kind: str, body: dict[str, Any], *, created: str | None = None) -> Record:
+        self.seq += 1
+        rec = Record(
+            kind=kind,
+            kiosk=self.kiosk,
+            stream=self.stream,
+            seq=self.seq,
+            id=new_ulid(),
+            created=created or datetime.now(UTC).astimezone().isoformat(timespec="milliseconds"),
+            body=body,
+        )
+        store = SQLiteStore(self.db)
+        try:
+            result = process_batch(store, [(records_topic(self.kiosk), rec.encode())])
+        finally:
+            store.close()
+        assert result.outcome.stored == 1, result.outcome
+        return rec
+
+
+def dossier_body(
+    code: str,
+    *,
+    id_number: str = "087205001234",
+    name: str = "Nguyễn Thị Ngọc Hường",
+    procedure: str = "1.001193",
+    received_at: str = "2026-12-01T09:15:00+07:00",
+    fee_vnd: int = 8000,
+    unconfirmed_before: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "code": code,
+        "procedure": procedure,
+        "form": {"so_trang": 4},
+        "applicant": {"full_name": name, "id_number": id_number},
+        "fee_vnd": fee_vnd,
+        "received_at": received_at,
+        "due": "2026-12-04T17:00+07:00",
+    }
+    if unconfirmed_before is not None:
+        body["unconfirmed_before"] = unconfirmed_before
+    return body
+
+
+def at(base: str, minutes: float) -> str:
+    return (datetime.fromisoformat(base) + timedelta(minutes=minutes)).isoformat(timespec="seconds")
