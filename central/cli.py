@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from central import cli_backoffice
+from central import cli_backoffice, cli_downlink
 from central.config import CentralConfig, load_central_config
 from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
@@ -189,6 +189,7 @@ main.add_command(cli_backoffice.inquiry)
 main.add_command(cli_backoffice.faq)
 main.add_command(cli_backoffice.news)
 main.add_command(cli_backoffice.report)
+cli_downlink.register(main)
 
 if __name__ == "__main__":
     main()
