@@ -237,18 +237,9 @@ class SyncClient:
         self.router.on(DOWN_STATE, self._on_state_reply)
         self.router.on(DOWN_NUDGE, self._on_nudge)
         self.router.on(DOWN_RPC, self._on_rpc_reply)
-        self._on_state = on_state
-        self._state_cursor = state_cursor
+        self._on_state: StateHandler | None = None
+        self._state_cursor: Callable[[], int] | None = None
         self.state: StateSync | None = None
-        if on_state is not None and office is not None:
-            self.state = StateSync(
-                kiosk=kiosk,
-                office=office,
-                page_limit=settings.state_page_limit,
-                reply_timeout_s=settings.state_reply_timeout_s,
-                max_attempts=settings.state_max_attempts,
-                idle_retry_s=settings.state_idle_retry_s,
-            )
         self._rpc_lock = threading.Lock()
         self._rpc_waiting: dict[str, _RpcSlot] = {}
         self._session_sub: tuple[mqtt.Client, int | None] | None = None
@@ -272,8 +263,36 @@ class SyncClient:
         )
         self._database = Path(database)
         self._thread = threading.Thread(target=self._run, name=f"sync-{kiosk}", daemon=True)
+        if on_state is not None and office is not None:
+            self.attach_state(office=office, on_state=on_state, state_cursor=state_cursor)
         now = time.monotonic()
         self._next_poll = self._next_heartbeat = self._next_purge = now
+
+    def attach_state(
+        self,
+        *,
+        office: str,
+        on_state: StateHandler,
+        state_cursor: Callable[[], int] | None = None,
+    ) -> None:
+        """Ask for downstream state for ``office`` (call before :meth:`start`).
+
+        The same as passing ``office``, ``on_state`` and ``state_cursor`` to the
+        constructor, for an application that builds its inbox after the client.
+        """
+        if self._thread.is_alive():
+            raise SyncError("attach_state() must be called before start()")
+        s = self.settings
+        self._on_state = on_state
+        self._state_cursor = state_cursor
+        self.state = StateSync(
+            kiosk=self.kiosk,
+            office=office,
+            page_limit=s.state_page_limit,
+            reply_timeout_s=s.state_reply_timeout_s,
+            max_attempts=s.state_max_attempts,
+            idle_retry_s=s.state_idle_retry_s,
+        )
 
     def _new_client(self) -> mqtt.Client:
         client = make_paho_client(self.kiosk, self._mqtt_settings)

@@ -148,3 +148,24 @@ def test_a_reply_to_another_request_is_ignored() -> None:
     )
     assert m.reply(stranger, 0.1) == []
     assert m.counters.ignored_replies == 1 and m.cursor == 0
+
+
+def test_for_app_builds_the_inbox_on_the_apps_outbox_and_attaches_state(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from edge_agent.inbox import for_app
+    from sync.client import SyncClient, SyncSettings
+    from sync.mqtt_link import MqttSettings
+
+    db = tmp_path / "kiosk.db"
+    outbox = Outbox(db, K)
+    sync = SyncClient(database=db, kiosk=K, mqtt_settings=MqttSettings(), settings=SyncSettings())
+    app = SimpleNamespace(
+        outbox=outbox, sync=sync, cfg=SimpleNamespace(kiosk=SimpleNamespace(agency="000.00.14.H56"))
+    )
+    inbox = for_app(app)
+    assert sync.state is not None and sync.state.office == "000.00.14.H56"
+    inbox.apply([news(1, "a")], 1)
+    assert sync._stored_cursor() == 1  # the client reads the cursor the inbox stored
+    sync.outbox.close()
+    outbox.close()
