@@ -1,4 +1,8 @@
-"""The central process: collector(s) and store, until stopped.
+"""The central process: collector(s), store and downlink service, until stopped.
+
+The downlink service (:mod:`central.downlink`) rides on the collector's MQTT
+connection: state replies, remote calls (``self.downlink.register_rpc``) and
+nudges.
 
 Under systemd (``Type=notify``) it says READY=1 once the collector runs and
 pings the watchdog (WATCHDOG=1) only while the collector's writer loop makes
