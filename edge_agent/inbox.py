@@ -135,6 +135,11 @@ class Inbox:
         self.validators.register(kind, validator)
 
     # -- transactions ------------------------------------------------------------------
+    def _lock(self) -> contextlib.AbstractContextManager[Any]:
+        """The Outbox's lock when it has one (one writer, one connection shared by threads)."""
+        lock = getattr(self._outbox, "lock", None)
+        return lock if lock is not None else contextlib.nullcontext()
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         if self._outbox is not None:
@@ -150,7 +155,7 @@ class Inbox:
                 log.info("the outbox is full; applying downlink items in a housekeeping write")
             # The outbox refused the transaction before it began (filing limits):
             # downlink items are not filings; write them as acks are written.
-            with self._outbox._housekeeping():
+            with self._lock(), self._outbox._housekeeping():
                 yield self._outbox.conn
             return
         conn = self.conn
@@ -267,29 +272,33 @@ class Inbox:
     # -- reading ------------------------------------------------------------------------------
     def cursor(self) -> int:
         """Every downlink item up to this cursor has been applied (or skipped as invalid)."""
-        return self._cursor(self.conn)
+        with self._lock():
+            return self._cursor(self.conn)
 
     def last_reply_at(self) -> float | None:
         """Unix seconds of the last state reply applied (the offline cache's age), or None."""
-        row = self.conn.execute(
-            "SELECT value FROM downlink_state WHERE name = 'last_reply_at'"
-        ).fetchone()
+        with self._lock():
+            row = self.conn.execute(
+                "SELECT value FROM downlink_state WHERE name = 'last_reply_at'"
+            ).fetchone()
         return None if row is None else float(row[0])
 
     def get(self, kind: str, key: str) -> CachedItem | None:
-        row = self.conn.execute(
-            "SELECT kind, key, cursor, body, applied_at FROM downlink_items"
-            " WHERE kind = ? AND key = ?",
-            (kind, key),
-        ).fetchone()
+        with self._lock():
+            row = self.conn.execute(
+                "SELECT kind, key, cursor, body, applied_at FROM downlink_items"
+                " WHERE kind = ? AND key = ?",
+                (kind, key),
+            ).fetchone()
         return None if row is None else _cached(row)
 
     def all(self, kind: str) -> list[CachedItem]:
-        rows = self.conn.execute(
-            "SELECT kind, key, cursor, body, applied_at FROM downlink_items"
-            " WHERE kind = ? ORDER BY cursor",
-            (kind,),
-        ).fetchall()
+        with self._lock():
+            rows = self.conn.execute(
+                "SELECT kind, key, cursor, body, applied_at FROM downlink_items"
+                " WHERE kind = ? ORDER BY cursor",
+                (kind,),
+            ).fetchall()
         return [_cached(r) for r in rows]
 
 

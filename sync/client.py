@@ -243,6 +243,8 @@ class SyncClient:
         self._rpc_lock = threading.Lock()
         self._rpc_waiting: dict[str, _RpcSlot] = {}
         self._session_sub: tuple[mqtt.Client, int | None] | None = None
+        #: Set from this session's SUBACK to the disconnect: replies can reach us.
+        self.session_up = threading.Event()
         # What the router's handlers see of the message being handled (sync thread).
         self._pending: list[Action] = []
         self._now = 0.0
@@ -318,6 +320,7 @@ class SyncClient:
                 log.error("broker refused the connection: %s", rc)
                 return
             self.network.connected.set()
+            self.session_up.clear()
             # One SUBSCRIBE, so one SUBACK: only then does the sync start ("connected").
             rc_sub, mid = client.subscribe(
                 [(topic(self.kiosk, "down", "#"), 1), (CENTRAL_TOPICS, 1)]
@@ -353,6 +356,7 @@ class SyncClient:
                     len(refused),
                     ", ".join(refused),
                 )
+            self.session_up.set()
             self._events.put(("connected", None))
         except Exception:
             log.exception("on_subscribe failed")
@@ -360,6 +364,7 @@ class SyncClient:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
     ) -> None:
+        self.session_up.clear()
         self._events.put(("disconnected", None))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -578,7 +583,7 @@ class SyncClient:
                 )
             self._rpc_waiting[request.request] = slot
         try:
-            if not self.network.connected.is_set():
+            if not (self.network.connected.is_set() and self.session_up.is_set()):
                 raise RpcError("offline", "the kiosk is not connected to central")
             self.counters.rpc_calls += 1
             info = self.network.client.publish(up_topic(self.kiosk, UP_RPC), payload, qos=1)

@@ -365,3 +365,46 @@ def test_a_flooding_kiosk_is_throttled_and_another_kiosk_is_served(
         kiosk.stop()
         flooder.close()
         central.stop()
+
+
+def test_items_appended_while_central_was_down_arrive_when_its_collector_is_back(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    """No nudge covers them (the new nudger starts from the newest cursor): the
+    collector's live "online" makes the kiosk ask again, without reconnecting."""
+    central = start_central(broker, tmp_path / "central.db")
+    kiosk = start_kiosk(broker, tmp_path / "kiosk.db", K, state_reply_timeout_s=600)
+    try:
+        wait_until(lambda: kiosk.inbox.last_reply_at() is not None, 60, "first state reply")
+        central.stop()
+        code = _code(8)
+        central.append(f"office:{OFFICE}", "dossier-status", code, status_body(code, "rejected"))
+        central = start_central(broker, tmp_path / "central.db")
+        wait_until(lambda: kiosk.inbox.get("dossier-status", code) is not None, 60, "after restart")
+        assert kiosk.client.counters.connects == 1
+        assert kiosk.client.counters.central_restarts >= 1
+        assert central.downlink.counters.nudges == 0  # it came through the poke
+    finally:
+        kiosk.stop()
+        central.stop()
+
+
+def test_a_remote_call_while_offline_fails_at_once(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    kiosk = start_kiosk(broker, tmp_path / "kiosk.db", K)
+    try:
+        wait_until(lambda: kiosk.client.session_up.is_set(), 60, "session up")
+        broker.stop()
+        wait_until(lambda: not kiosk.client.session_up.is_set(), 60, "link down")
+        with pytest.raises(RpcError) as offline:
+            kiosk.client.call("sign.start", {}, timeout_s=30)
+        assert offline.value.code == "offline"
+        with pytest.raises(RpcError) as bad:
+            kiosk.client.call("Sign Start", {}, timeout_s=30)
+        assert bad.value.code == "bad-request"
+        with pytest.raises(RpcError) as big:
+            kiosk.client.call("sign.start", {"x": "a" * 70_000}, timeout_s=30)
+        assert big.value.code == "bad-request"
+    finally:
+        kiosk.stop()
