@@ -79,13 +79,18 @@ class Central:
 
 
 def start_central(
-    broker: MosquittoProcess, db: Path, settings: DownlinkSettings | None = None
+    broker: MosquittoProcess,
+    db: Path,
+    settings: DownlinkSettings | None = None,
+    *,
+    name: str = "aps-collector-1",
+    shared_group: str | None = None,
 ) -> Central:
     collector = Collector(
         store_factory=lambda: SQLiteStore(db),
-        mqtt_settings=broker.collector("aps-collector-1"),
+        mqtt_settings=broker.collector(name),
         settings=CollectorSettings(
-            client_id="aps-collector-1", reconnect_min_s=0.1, reconnect_max_s=0.5
+            client_id=name, shared_group=shared_group, reconnect_min_s=0.1, reconnect_max_s=0.5
         ),
     )
     service = DownlinkService(

@@ -408,3 +408,34 @@ def test_a_remote_call_while_offline_fails_at_once(
         assert big.value.code == "bad-request"
     finally:
         kiosk.stop()
+
+
+def test_with_two_collectors_in_a_share_group_each_request_is_answered_once(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    db = tmp_path / "central.db"
+    one = start_central(broker, db, name="aps-collector-1", shared_group="aps-collectors")
+    two = start_central(broker, db, name="aps-collector-2", shared_group="aps-collectors")
+    wait_until(lambda: one.collector.online.is_set() and two.collector.online.is_set(), 60, "up")
+    kiosk = start_kiosk(broker, tmp_path / "kiosk.db", K, state_page_limit=1)
+    try:
+        for n in range(1, 7):
+            code = _code(n)
+            one.append(f"office:{OFFICE}", "dossier-status", code, status_body(code, "received"))
+        newest = one.latest()
+        wait_until(lambda: kiosk.inbox.cursor() == newest, 60, "caught up")
+        state = kiosk.client.state
+        assert state is not None
+        wait_until(lambda: state.outstanding is None, 30, "no request outstanding")
+
+        def answered() -> int:
+            return one.downlink.counters.state_replies + two.downlink.counters.state_replies
+
+        # Twice-answered requests would leave answered() above requests for good.
+        wait_until(lambda: answered() == state.counters.requests, 30, "one reply per request")
+        assert state.counters.ignored_replies == 0
+        assert one.downlink.counters.state_replies and two.downlink.counters.state_replies
+    finally:
+        kiosk.stop()
+        one.stop()
+        two.stop()
