@@ -439,3 +439,29 @@ def test_with_two_collectors_in_a_share_group_each_request_is_answered_once(
         kiosk.stop()
         one.stop()
         two.stop()
+
+
+def test_aps_central_run_serves_state_and_nudges(broker: MosquittoProcess, tmp_path: Path) -> None:
+    """The service as installed: ``python -m central.cli run`` with a shipped-style config."""
+    db = tmp_path / "central.db"
+    cfg = stack.write_central_config(tmp_path / "central.toml", db, broker.collector())
+    proc = stack.spawn("central.cli", cfg, tmp_path / "central.log")
+    kiosk = None
+    try:
+        wait_until(db.exists, 60, "central created its database")
+        kiosk = start_kiosk(broker, tmp_path / "kiosk.db", K, state_reply_timeout_s=600)
+        wait_until(lambda: kiosk.inbox.last_reply_at() is not None, 60, "first state reply")
+        conn = backoffice_db.connect(db)
+        code = _code(9)
+        with backoffice_db.transaction(conn):
+            downlink_log.append(
+                conn, f"office:{OFFICE}", "dossier-status", code, status_body(code, "result-ready")
+            )
+        conn.close()
+        wait_until(lambda: kiosk.inbox.get("dossier-status", code) is not None, 60, "nudged")
+        assert kiosk.client.counters.connects == 1
+    finally:
+        if kiosk is not None:
+            kiosk.stop()
+        stack.stop(proc)
+    assert proc.returncode == 0, (tmp_path / "central.log").read_text()
