@@ -134,6 +134,21 @@ class CentralService:
             c.dead_letters,
             c.batches,
         )
+        d = self.downlink.counters
+        log.info(
+            "downlink: %d state requests, %d replies (%d items), %d nudges, %d rpc (%d errors), "
+            "%d throttled, %d dropped (queue full), %d invalid, %d office conflicts",
+            d.state_requests,
+            d.state_replies,
+            d.items_sent,
+            d.nudges,
+            d.rpc_requests,
+            d.rpc_errors,
+            d.throttled,
+            d.queue_full,
+            d.invalid,
+            d.office_conflicts,
+        )
         self.log_gap_alerts(store)
 
     def housekeep(self, store: SQLiteStore, now: float | None = None) -> quotas.Housekeeping | None:
