@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from central import cli_backoffice, cli_downlink
+from central.cli_catalogue import catalogue
 from central.config import CentralConfig, load_central_config
 from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
@@ -48,6 +49,9 @@ def _open_store(cfg: CentralConfig, config_path: str) -> SQLiteStore:
 @click.group()
 def main() -> None:
     """APS central: collects what every kiosk files and watches the fleet."""
+
+
+main.add_command(catalogue)
 
 
 @main.command()
@@ -189,7 +193,8 @@ main.add_command(cli_backoffice.inquiry)
 main.add_command(cli_backoffice.faq)
 main.add_command(cli_backoffice.news)
 main.add_command(cli_backoffice.report)
-cli_downlink.register(main)
+main.add_command(cli_backoffice.kiosk)
+main.add_command(cli_downlink.downlink)
 
 if __name__ == "__main__":
     main()

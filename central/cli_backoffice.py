@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 import click
 
-from central import answers, backoffice_db, content, dossiers, reports
+from central import answers, audit, backoffice_db, content, dossiers, downlink_log, reports
 from central.config import CentralConfig, load_central_config
 from central.staff_text import BackofficeError
 from sync.config import ConfigError
@@ -406,3 +407,52 @@ def report_dossiers(
         return
     for r in rows:
         click.echo(f"{r['day']}  {r['office']}  {r['state']}: {r['count']} ({r['paid']} paid)")
+
+
+# -- kiosks and their offices ----------------------------------------------------------------
+
+
+@click.group()
+def kiosk() -> None:
+    """Which one-stop office each kiosk serves (the audience of statuses and answers)."""
+
+
+@kiosk.command("set-office")
+@_config_option
+@click.argument("kiosk_id", metavar="KIOSK")
+@click.argument("office", metavar="AGENCY")
+def kiosk_set_office(config_path: str, kiosk_id: str, office: str) -> None:
+    """Put KIOSK in the office AGENCY (the agency id its dossier codes start with).
+
+    Until enrolment records it, a kiosk's first claim is trusted and a later
+    different claim is refused; run this when a kiosk really moved office.
+    """
+    if not re.fullmatch(r"[0-9A-Z][0-9A-Z.]{2,30}", office):
+        raise click.ClickException(
+            f"AGENCY {office!r}: expected the agency id that starts the office's dossier "
+            "codes, e.g. 000.00.14.H56"
+        )
+    with _open(config_path) as (_cfg, conn), backoffice_db.transaction(conn):
+        before = downlink_log.office_of(conn, kiosk_id)
+        downlink_log.assign_office(conn, kiosk_id, office, source="admin")
+        audit.record(
+            conn, actor(), "kiosk.office", f"kiosk:{kiosk_id}", {"from": before, "to": office}
+        )
+    click.echo(f"kiosk {kiosk_id}: office {office}" + (f" (was {before})" if before else ""))
+
+
+@kiosk.command("offices")
+@_config_option
+@_json_option
+def kiosk_offices(config_path: str, as_json: bool) -> None:
+    """List kiosks with their office and where central learnt it."""
+    with _open(config_path) as (_cfg, conn):
+        rows = conn.execute(
+            "SELECT kiosk, office, since, source FROM kiosk_offices ORDER BY office, kiosk"
+        ).fetchall()
+    items = [{"kiosk": k, "office": o, "since": s, "source": src} for k, o, s, src in rows]
+    if as_json:
+        _echo_json(items)
+        return
+    for it in items:
+        click.echo(f"{it['kiosk']}\t{it['office']}\t{it['source']}")

@@ -1,23 +1,21 @@
-"""``aps-central kiosk|downlink``: which office a kiosk reads, and what it would be sent.
+"""``aps-central downlink pending``: what central would send a kiosk.
 
-A thin layer over :mod:`central.downlink_log`. ``kiosk set-office`` is the
-fix a refused state request names (a kiosk that moved to another one-stop
-office claims the new office and central refuses it until an admin says so);
-it is audited with the actor ``cli:<unix user>``. ``downlink pending`` shows
-exactly the items a kiosk would get for a cursor (the state reply's
-first page), for a technician checking why a kiosk lacks something.
+A thin, read-only layer over :mod:`central.downlink_log`: the kiosk's office
+and audiences, the log's newest cursor and exactly the items the kiosk would
+get for a cursor (the state reply's first page), for a technician checking
+why a kiosk lacks something. (Which office a kiosk serves is set with
+``aps-central kiosk set-office``, in :mod:`central.cli_backoffice`.)
 """
 
 from __future__ import annotations
 
 import json
-import re
 
 import click
 
-from central import audit, backoffice_db, downlink_log
-from central.cli_backoffice import _config_option, _open, actor
-from sync.downlink import AGENCY_RE_TEXT, MAX_PAGE_ITEMS
+from central import downlink_log
+from central.cli_backoffice import _config_option, _open
+from sync.downlink import MAX_PAGE_ITEMS
 from sync.envelope import EnvelopeError, check_kiosk_id
 
 
@@ -26,45 +24,6 @@ def _kiosk_id(value: str) -> str:
         return check_kiosk_id(value)
     except EnvelopeError as exc:
         raise click.BadParameter(exc.reason) from None
-
-
-@click.group()
-def kiosk() -> None:
-    """Kiosks at central: which one-stop office each one belongs to."""
-
-
-@kiosk.command("set-office")
-@_config_option
-@click.argument("kiosk_id")
-@click.argument("office")
-def set_office(config_path: str, kiosk_id: str, office: str) -> None:
-    """Put KIOSK_ID in OFFICE (the agency identifier that starts its dossier codes)."""
-    kiosk_id = _kiosk_id(kiosk_id)
-    if not re.match(AGENCY_RE_TEXT, office):
-        raise click.BadParameter(
-            f"{office!r}: expected an agency identifier such as 000.00.14.H56 "
-            "(letters, digits and dots, at most 40)",
-            param_hint="OFFICE",
-        )
-    with _open(config_path) as (_cfg, conn), backoffice_db.transaction(conn):
-        before = downlink_log.office_of(conn, kiosk_id)
-        downlink_log.assign_office(conn, kiosk_id, office)
-        audit.record(
-            conn, actor(), "kiosk.set-office", kiosk_id, {"office": office, "before": before}
-        )
-    click.echo(f"{kiosk_id}: office {office} (was {before or 'none'})")
-
-
-@kiosk.command("offices")
-@_config_option
-def offices(config_path: str) -> None:
-    """List every kiosk's office and where central learnt it (first-claim or admin)."""
-    with _open(config_path) as (_cfg, conn):
-        rows = conn.execute(
-            "SELECT kiosk, office, source FROM kiosk_offices ORDER BY office, kiosk"
-        ).fetchall()
-    for kiosk_id, office, source in rows:
-        click.echo(f"{kiosk_id}  {office}  {source}")
 
 
 @click.group()
@@ -95,9 +54,3 @@ def pending(config_path: str, kiosk_id: str, after: int, limit: int) -> None:
             "more": more,
         }
     click.echo(json.dumps(out, ensure_ascii=False, indent=2))
-
-
-def register(main: click.Group) -> None:
-    """Add ``kiosk`` and ``downlink`` to ``aps-central`` (one line in central/cli.py)."""
-    main.add_command(kiosk)
-    main.add_command(downlink)

@@ -64,6 +64,7 @@ LIMITS: dict[str, int] = {
     "tracking_url_or_code": 300,
     "payment": 512,
     "hotline": 40,
+    "payment_beneficiary": 100,
 }
 
 # Citizen-facing labels, exactly as printed.
@@ -78,6 +79,7 @@ LABEL_FEE = "Lệ phí"
 LABEL_HOTLINE = "Đường dây hỗ trợ"
 CAPTION_TRACKING = "Quét mã để tra cứu"
 CAPTION_PAYMENT = "Quét mã để thanh toán"
+LABEL_BENEFICIARY = "Người thụ hưởng"
 SAME_DAY = "Trả kết quả trong ngày"
 FREE = "Miễn phí"
 PAY_AT_COUNTER = "Vui lòng nộp lệ phí tại quầy tiếp nhận"
@@ -161,6 +163,8 @@ class ReceiptData:
     payment: str | None
     hotline: str
     paper_width_mm: Literal[80, 58] = 80
+    #: Account holder printed beside the payment QR (from ``[payment] beneficiary``).
+    payment_beneficiary: str = ""
 
     def __post_init__(self) -> None:
         if self.paper_width_mm not in PAPER_WIDTH_PX:
@@ -183,7 +187,14 @@ class ReceiptData:
                 f"receipt dossier_code {self.dossier_code!r} must be 1-{LIMITS['dossier_code']} "
                 "letters, digits, '.', '-' or '_' (national shape: 000.00.14.H56-200203-0118)"
             )
-        for name in ("office_name", "procedure_name", "citizen_name", "id_number", "hotline"):
+        for name in (
+            "office_name",
+            "procedure_name",
+            "citizen_name",
+            "id_number",
+            "hotline",
+            "payment_beneficiary",
+        ):
             if not isinstance(getattr(self, name), str):
                 raise ReceiptError(f"receipt {name} must be text")
         tracking = sanitize_text(
@@ -290,6 +301,10 @@ def layout_receipt(data: ReceiptData) -> ReceiptLayout:
                 QrBlock(payload=sanitize_text(data.payment, field="payment", limit=10_000)),
                 TextBlock(value=fee, style="note"),
             ]
+            if data.payment_beneficiary.strip():
+                blocks.append(
+                    TextBlock(label=LABEL_BENEFICIARY, value=clean("payment_beneficiary"))
+                )
         else:
             blocks.append(TextBlock(value=PAY_AT_COUNTER, style="note"))
     blocks += [Rule(), TextBlock(label=LABEL_HOTLINE, value=clean("hotline"))]

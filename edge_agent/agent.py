@@ -1,22 +1,18 @@
-"""The kiosk agent process: sync, housekeeping, health, systemd integration."""
+"""The kiosk agent process: the kiosk application under systemd (ready, watchdog, stop)."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-import time
 from types import FrameType
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge_agent.catalogue import bundled_catalogue
 from edge_agent.config import AgentConfig
 from edge_agent.devices import DeviceSupervisor
 from edge_agent.dossiers import DossierDesk
-from edge_agent.due_date import OfficeRules, WorkCalendar
-from sync.client import SyncClient
-from sync.files import make_private_dir
+from edge_agent.due_date import WorkCalendar
 from sync.outbox import Outbox
 from sync.systemd_notify import Notifier
 
@@ -24,12 +20,15 @@ log = logging.getLogger("aps.agent")
 
 
 def open_desk(cfg: AgentConfig) -> DossierDesk:
-    """A dossier desk over the kiosk's database (its own connection)."""
+    """A dossier desk over the kiosk's database (its own connection; tools and tests).
+
+    The agent itself files through :class:`edge_agent.app.KioskApp`.
+    """
     outbox = Outbox(cfg.agent.database, cfg.kiosk.id, **cfg.sync.outbox_options())
     return DossierDesk(
         outbox,
         bundled_catalogue(),
-        WorkCalendar(OfficeRules()),
+        WorkCalendar(cfg.office.rules()),
         agency=cfg.kiosk.agency,
         slot=cfg.kiosk.slot,
         tz=ZoneInfo(cfg.kiosk.timezone),
@@ -37,46 +36,26 @@ def open_desk(cfg: AgentConfig) -> DossierDesk:
 
 
 class Agent:
-    """The agent process. ``devices``: a supervisor to use instead of one built from
-    ``cfg.devices`` (tests and the demo hand in one over emulated devices)."""
+    """The agent process: runs the kiosk application (:class:`edge_agent.app.KioskApp`).
+
+    ``devices``: a supervisor to use instead of one built from ``cfg.devices``
+    (tests and the demo hand in one over emulated devices).
+    """
 
     def __init__(self, cfg: AgentConfig, *, devices: DeviceSupervisor | None = None) -> None:
-        self.cfg = cfg
-        # 0700 before anything creates them: the database and the receipts hold citizen data.
-        make_private_dir(cfg.agent.database.parent)
-        make_private_dir(cfg.agent.receipts_dir)
-        self.devices = devices or DeviceSupervisor(cfg.devices, spool_dir=cfg.agent.receipts_dir)
-        self.started = time.monotonic()
-        # Creating the desk makes sure the kiosk's own tables exist before sync starts.
-        open_desk(cfg).outbox.close()
-        self.sync = SyncClient(
-            database=cfg.agent.database,
-            kiosk=cfg.kiosk.id,
-            mqtt_settings=cfg.mqtt.settings(),
-            settings=cfg.sync.settings(),
-            # open_desk() has just run quick_check on this file: once per start.
-            outbox_options={**cfg.sync.outbox_options(), "check_integrity": False},
-            heartbeat_fields=self._heartbeat_fields,
-        )
-        self.stop_event = threading.Event()
+        from edge_agent.app import KioskApp
 
-    def _heartbeat_fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "uptime_s": int(time.monotonic() - self.started),
-            "agent_version": "0.1.0",
-        }
-        try:
-            fields["devices"] = self.devices.health()
-        except Exception:  # health must never cost the heartbeat (invariant 6)
-            log.exception("device health unavailable")
-        return fields
+        self.cfg = cfg
+        self.app = KioskApp(cfg, devices=devices)
+        self.devices = self.app.devices
+        self.sync = self.app.sync
+        self.stop_event = threading.Event()
 
     def run(self) -> int:
         notifier = Notifier()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        self.sync.start()
-        self.devices.start()
+        self.app.start()
         log.info(
             "agent for kiosk %s started; database %s; broker %s:%d",
             self.cfg.kiosk.id,
@@ -99,8 +78,7 @@ class Agent:
             else:
                 log.error("sync thread died; not pinging the watchdog")
         notifier.stopping()
-        self.devices.stop()
-        self.sync.stop()
+        self.app.stop()
         log.info("agent stopped")
         return 0
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import click
 
 from drivers.decode_cli import decode
+from edge_agent.cli_app import filing
+from edge_agent.cli_catalogue import COMMANDS as catalogue_commands
 from edge_agent.config import AgentConfig, load_agent_config
 from sync.config import ConfigError, markdown_reference
 from sync.logs import setup_logging
@@ -41,6 +43,9 @@ def main() -> None:
 
 
 main.add_command(decode)
+for _command in catalogue_commands:
+    main.add_command(_command)
+main.add_command(filing)
 
 
 @main.command()
@@ -74,7 +79,7 @@ def check_config(config_path: str) -> None:
     unsafe is printed as a warning on stderr.
     """
     cfg = _load(config_path)
-    for warning in cfg.mqtt.warnings(Path(config_path)):
+    for warning in [*cfg.mqtt.warnings(Path(config_path)), *cfg.payment.warnings()]:
         click.echo(f"warning: {config_path}: {warning}", err=True)
     click.echo(cfg.model_dump_json(indent=2))
 

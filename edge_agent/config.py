@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from edge_agent.due_date import OfficeRules
 from sync.client import SyncSettings
 from sync.config import MqttSection, Section, load
 
@@ -42,6 +44,14 @@ class KioskSection(Section):
         max_length=200,
         description="Receipt tracking QR: this URL with the dossier code appended, e.g. "
         "`https://dichvucong.example.vn/tra-cuu?ma=`. Empty: the QR holds the bare dossier code.",
+    )
+
+    session_idle_s: float = Field(
+        120.0,
+        ge=10,
+        le=3600,
+        description="Seconds without a touch after which the citizen's session (their name "
+        "and ID from the card) is cleared from the screen.",
     )
 
     @field_validator("timezone")
@@ -117,6 +127,19 @@ class DevicesSection(Section):
         description="Seconds between card reader status requests; a reader that does not "
         "answer is reported as `not_answering`.",
     )
+    help_button: str = Field(
+        "",
+        description="A physical help button wired as a key (e.g. a USB arcade-button "
+        "encoder): its evdev node, e.g. `/dev/input/by-id/...-event-kbd`; grabbed "
+        "exclusively. A press queues a help request. Empty: none.",
+    )
+    help_button_key: int = Field(
+        138,
+        ge=1,
+        le=767,
+        description="Linux key code the help button sends (`evtest` shows it); default "
+        "138, KEY_HELP.",
+    )
     paper_width_mm: Literal[80, 58] = Field(
         80,
         description="Receipt paper width, 80 or 58 mm. For 58 mm, also give the printer URL "
@@ -133,6 +156,10 @@ class DevicesSection(Section):
         return value
 
 
+PLACEHOLDER_BANK_BIN = "970415"
+PLACEHOLDER_ACCOUNT = "0000000000"
+
+
 class PaymentSection(Section):
     bank_bin: str = Field(
         "970415",
@@ -147,11 +174,33 @@ class PaymentSection(Section):
         description="The office's fee account number for the VietQR payment code. The "
         "default is a PLACEHOLDER: set the real account before going live.",
     )
+    beneficiary: str = Field(
+        "",
+        max_length=100,
+        description="Account holder's name printed beside the VietQR code (what the "
+        "citizen's bank app will show), e.g. `UBND PHUONG 1 TP SA DEC`.",
+    )
     payment_qr: bool = Field(
         True,
         description="Print a VietQR payment code on receipts with a fee; false: the receipt "
-        "says to pay at the counter.",
+        "says to pay at the counter. No code is printed while bank_bin/account are the "
+        "placeholder defaults.",
     )
+
+    @property
+    def is_placeholder(self) -> bool:
+        """True while the account is the shipped placeholder (no payment code is printed)."""
+        return self.bank_bin == PLACEHOLDER_BANK_BIN and self.account == PLACEHOLDER_ACCOUNT
+
+    def warnings(self) -> list[str]:
+        if self.payment_qr and self.is_placeholder:
+            return [
+                f"[payment] bank_bin/account are the placeholder {PLACEHOLDER_BANK_BIN}/"
+                f"{PLACEHOLDER_ACCOUNT}: receipts will print no payment QR and tell citizens "
+                "to pay at the counter; set the office's own bank BIN, account and "
+                "beneficiary (or payment_qr = false)"
+            ]
+        return []
 
 
 class SyncSection(Section):
@@ -203,6 +252,97 @@ class SyncSection(Section):
         }
 
 
+_WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_HM = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class OfficeSection(Section):
+    """The office's due-date rules (edge_agent/due_date.py, docs/due-dates.md)."""
+
+    cutoff: str = Field(
+        "15:00",
+        pattern=_HM,
+        description="Dossiers received at or after this time (HH:MM) count as received the "
+        "next working day (NĐ 61/2018 art. 18).",
+    )
+    return_time: str = Field(
+        "16:00", pattern=_HM, description="Time of day printed as the result's return time."
+    )
+    no_wait_weekdays: list[str] = Field(
+        ["tuesday", "friday"],
+        max_length=7,
+        description="No-wait days (English weekday names): an eligible procedure whose limit "
+        "is in `no_wait_limits`, received that day before the cut-off, is settled the same day.",
+    )
+    no_wait_limits: list[int] = Field(
+        [3, 5, 7], max_length=50, description="Limits (working days) the no-wait day applies to."
+    )
+    thursday_weekdays: list[str] = Field(
+        ["thursday"],
+        max_length=7,
+        description='"Thursday, no appointment" days: an eligible procedure whose limit is in '
+        "`thursday_limits`, received that day before the cut-off, is settled while the "
+        "citizen waits. Empty list: the office does not run it.",
+    )
+    thursday_limits: list[int] = Field(
+        [1, 2, 3, 4, 5],
+        max_length=50,
+        description="Limits (working days) the Thursday rule applies to.",
+    )
+    extra_holidays: list[date] = Field(
+        [],
+        max_length=400,
+        description="The office's own days off beyond the national holidays, e.g. "
+        "`[2026-02-23]` (TOML dates); one list for every year.",
+    )
+    extra_workdays: list[date] = Field(
+        [],
+        max_length=400,
+        description="Make-up working days (a Saturday worked in exchange for a bridge day), "
+        "e.g. `[2026-01-10]`.",
+    )
+
+    @field_validator("no_wait_weekdays", "thursday_weekdays")
+    @classmethod
+    def _weekday_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name.lower() not in _WEEKDAY_NAMES:
+                raise ValueError(
+                    f"unknown weekday {name!r}: use English names such as tuesday, friday"
+                )
+        return [n.lower() for n in value]
+
+    @field_validator("no_wait_limits", "thursday_limits")
+    @classmethod
+    def _limits(cls, value: list[int]) -> list[int]:
+        for n in value:
+            if not 1 <= n <= 365:
+                raise ValueError(f"limit {n} is not a number of working days from 1 to 365")
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint_days(self) -> OfficeSection:
+        both = sorted(set(self.extra_holidays) & set(self.extra_workdays))
+        if both:
+            raise ValueError(
+                f"{both[0].isoformat()} is in both extra_holidays and extra_workdays: keep it "
+                "in one list"
+            )
+        return self
+
+    def rules(self) -> OfficeRules:
+        return OfficeRules(
+            cutoff=time.fromisoformat(self.cutoff),
+            return_time=time.fromisoformat(self.return_time),
+            no_wait_weekdays=frozenset(_WEEKDAY_NAMES.index(n) for n in self.no_wait_weekdays),
+            no_wait_limits=frozenset(self.no_wait_limits),
+            thursday_weekdays=frozenset(_WEEKDAY_NAMES.index(n) for n in self.thursday_weekdays),
+            thursday_limits=frozenset(self.thursday_limits),
+            extra_holidays=frozenset(self.extra_holidays),
+            extra_workdays=frozenset(self.extra_workdays),
+        )
+
+
 class AgentConfig(Section):
     kiosk: KioskSection
     agent: AgentSection = Field(default_factory=AgentSection)
@@ -210,6 +350,7 @@ class AgentConfig(Section):
     sync: SyncSection = Field(default_factory=SyncSection)
     devices: DevicesSection = Field(default_factory=DevicesSection)
     payment: PaymentSection = Field(default_factory=PaymentSection)
+    office: OfficeSection = Field(default_factory=OfficeSection)
 
 
 def load_agent_config(path: Path | str, overrides: dict[str, Any] | None = None) -> AgentConfig:

@@ -1,21 +1,26 @@
 """``aps-demo``: the whole stack on one machine, with a scripted citizen.
 
-Starts a private mosquitto on a free loopback port, central and one kiosk
-agent as separate processes (exactly what the systemd units run), then a
-scripted citizen files dossiers at the kiosk; half of them while the kiosk's
-link is down. Everything it writes goes under ``demo-out/``. The last line
-printed is a JSON summary read from the two databases, not from counters,
-plus the number of receipt images written.
+Starts a private mosquitto on a free loopback port and central as a separate
+process (exactly what its systemd unit runs), and runs the kiosk application
+(:class:`edge_agent.app.KioskApp`, what ``aps-agent run`` runs) in this
+process, where a scripted citizen drives it as the screen will: scan the CCCD,
+file with a fee and a handwritten signature, confirm the code was shown, rate,
+ask a question, press the help button; half of the filings while the kiosk's
+link is down. Everything it writes goes under ``demo-out/`` (the kiosk's log in
+``agent.log``). The last line printed is a JSON summary read from the two
+databases, not from counters, plus the number of receipt images written and
+the records per kind at central (``kinds``).
 
 The kiosk's devices are emulated in this process, on the citizen's side of the
 glass: a USB receipt printer (:class:`firmware_mocks.usb_printer.EmulatedUsbPrinter`,
 driven by python-escpos's real ``Usb`` class through pyusb) and a QR scanner in
 USB-CDC mode on a pty (:class:`firmware_mocks.cdc_scanner.EmulatedCdcScanner`,
-read with pyserial). Each citizen scans the QR of their CCCD card; the
-:class:`edge_agent.devices.DeviceSupervisor` reads it into an ``Identity``; the
-dossier is filed with it and committed; only then is the receipt printed
-(:func:`edge_agent.receipts.file_and_print`). What reached the printer is kept
-as ``demo-out/receipts/<dossier code>.bin`` and drawn as ``.png``.
+read with pyserial), and a help button read through python-evdev
+(:class:`firmware_mocks.help_button.EmulatedHelpButton`). Each citizen scans
+the QR of their CCCD card; the application's device loop puts the identity in
+the citizen's session; the dossier is prefilled from it, signed, committed;
+only then is the receipt printed. What reached the printer is kept as
+``demo-out/receipts/<dossier code>.bin`` and drawn as ``.png``.
 """
 
 from __future__ import annotations
@@ -36,14 +41,16 @@ import click
 from central.mosquitto import MosquittoProcess, mqtt_toml
 from drivers.cccd_qr import encode_cccd_qr
 from drivers.identity import Identity
-from edge_agent.agent import open_desk
-from edge_agent.config import AgentConfig, DevicesSection, load_agent_config
+from edge_agent.app import KioskApp
+from edge_agent.config import DevicesSection, load_agent_config
 from edge_agent.devices import DeviceSupervisor
-from edge_agent.dossiers import Applicant, DossierDesk, Filed
-from edge_agent.receipts import file_and_print
+from edge_agent.services.filing import FilingResult
+from edge_agent.signature import HandwrittenSignature
 from firmware_mocks.cdc_scanner import EmulatedCdcScanner
 from firmware_mocks.escpos_render import save_receipt
+from firmware_mocks.help_button import EmulatedHelpButton
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
+from sync.logs import setup_logging
 
 KIOSK_ID = "sadec-p1-k01"
 
@@ -94,7 +101,10 @@ def _write_configs(out: Path, broker: MosquittoProcess) -> tuple[Path, Path]:
         f'[agent]\ndatabase = "{out / "kiosk.db"}"\nreceipts_dir = "{out / "receipt-spool"}"\n\n'
         f"{mqtt_toml(broker.kiosk(KIOSK_ID))}\n"
         "[sync]\nack_timeout_s = 5\nreconnect_min_s = 0.5\nreconnect_max_s = 3\n"
-        "heartbeat_interval_s = 5\n",
+        "heartbeat_interval_s = 5\n\n"
+        # A made-up account (letters: no bank has it) so the slips show a VietQR code.
+        '[payment]\nbank_bin = "970436"\naccount = "DEMO0000001"\n'
+        'beneficiary = "UBND PHUONG 1 TP SA DEC (DEMO)"\n',
         encoding="utf-8",
     )
     return central, kiosk
@@ -120,6 +130,12 @@ def summary(kiosk_db: Path, central_db: Path) -> dict[str, Any]:
     gaps = [
         r for r in c.execute("SELECT kiosk, contiguous_seq, max_seq FROM streams") if r[1] != r[2]
     ]
+    kinds = dict(
+        c.execute(
+            "SELECT kind, count(*) FROM records WHERE kiosk = ? GROUP BY kind ORDER BY kind",
+            (KIOSK_ID,),
+        ).fetchall()
+    )
     c.close()
     ids_at_central = [r[0] for r in rows]
     codes_at_central = [r[1] for r in rows]
@@ -131,6 +147,7 @@ def summary(kiosk_db: Path, central_db: Path) -> dict[str, Any]:
         "lost": len(set(filed) - set(ids_at_central)),
         "acked_on_kiosk": acked_n,
         "sequence_gaps": len(gaps),
+        "kinds": kinds,
     }
 
 
@@ -158,44 +175,56 @@ def _wait_synced(out: Path, n: int, timeout: float) -> dict[str, Any]:
         time.sleep(0.2)
 
 
+def _wait_drained(app: KioskApp, timeout: float) -> None:
+    """Until every record (ratings, questions, help) is acknowledged, or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while app.outbox.stats().queued and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 class KioskDevices:
-    """The kiosk's printer and CDC scanner, emulated, under the agent's device supervisor."""
+    """The kiosk's printer, CDC scanner and help button, emulated, under a device supervisor."""
 
     def __init__(self, out: Path) -> None:
         self.printer_backend = EmulatedUsbPrinter()
         self.scanner = EmulatedCdcScanner()
+        self.button = EmulatedHelpButton()
         self.receipts = out / "receipts"
-        cfg = DevicesSection(
-            printer="usb://04b8:0e15", scanner=self.scanner.port_path, reopen_s=0.5
+        self.cfg = DevicesSection(
+            printer="usb://04b8:0e15",
+            scanner=self.scanner.port_path,
+            help_button="emulated",
+            reopen_s=0.5,
         )
         self.supervisor = DeviceSupervisor(
-            cfg, spool_dir=out / "receipt-spool", usb_backend=self.printer_backend
+            self.cfg,
+            spool_dir=out / "receipt-spool",
+            usb_backend=self.printer_backend,
+            open_help_button=lambda: self.button,
         )
 
-    def start(self) -> None:
-        self.supervisor.start()
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + 30
         while True:
             health = self.supervisor.health()
             states = {name: h["state"] for name, h in health.items()}
-            if states == {"printer": "ok", "scanner": "ok"}:
+            if set(states.values()) == {"ok"}:
                 return
             if time.monotonic() > deadline:
                 raise click.ClickException(f"emulated devices did not come up: {health}")
             time.sleep(0.05)
 
-    def stop(self) -> None:
-        self.supervisor.stop()
+    def close(self) -> None:
         self.scanner.close()
 
-    def scan_card(self, identity: Identity) -> Identity:
-        """The citizen holds their CCCD under the scanner; the kiosk reads the QR."""
+    def scan_card(self, app: KioskApp, identity: Identity) -> None:
+        """The citizen holds their CCCD under the scanner; the app reads it into the session."""
         self.scanner.scan(encode_cccd_qr(identity))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            event = self.supervisor.next_event(timeout=deadline - time.monotonic())
-            if event is not None and event.kind == "identity" and event.identity is not None:
-                return event.identity
+            notice = app.next_notice(timeout=deadline - time.monotonic())
+            if notice is not None and notice.kind == "identity":
+                return
         raise click.ClickException("the emulated scanner's QR did not reach the kiosk")
 
     def keep_receipt(self, code: str) -> None:
@@ -203,6 +232,13 @@ class KioskDevices:
         data = self.printer_backend.take_received()
         if data:
             save_receipt(data, self.receipts, code)
+
+
+def demo_signature(number: int) -> HandwrittenSignature:
+    """A scripted citizen's handwritten signature: a wave, a little different per citizen."""
+    wave = [[20 + 12 * i, 80 + (25 if i % 2 else -25) + number % 7, 40 * i] for i in range(20)]
+    underline = [[30, 130, 1200], [260 + number % 50, 128, 1400]]
+    return HandwrittenSignature.from_strokes([wave, underline], width=400, height=160)
 
 
 def citizen_card(name: str, number: int) -> Identity:
@@ -223,29 +259,55 @@ def citizen_card(name: str, number: int) -> Identity:
 
 
 def _file_all(
-    desk: DossierDesk,
-    cfg: AgentConfig,
+    app: KioskApp,
     devices: KioskDevices,
     people: list[tuple[str, str, dict[str, Any]]],
     start: int,
-) -> list[Filed]:
+) -> list[FilingResult]:
     filed = []
     for i, (name, proc, form) in enumerate(people):
-        identity = devices.scan_card(citizen_card(name, start + i))
-        applicant = Applicant(
-            full_name=identity.full_name,
-            id_number=identity.id_number,
-            date_of_birth=identity.date_of_birth.isoformat(),
-            address=identity.address,
-            phone="0912345678",
-        )
-        f, outcome = file_and_print(desk, devices.supervisor.printer, cfg, proc, applicant, form)
-        devices.keep_receipt(f.code)
+        devices.scan_card(app, citizen_card(name, start + i))
+        prepared = app.filing.prepare(proc, form, phone="0912345678")
+        result = app.filing.file(prepared, signature=demo_signature(start + i))
+        app.filing.confirm_shown(result.code)  # the screen showed the code
+        devices.keep_receipt(result.code)
+        app.ratings.rate(("rat_hai_long", "hai_long")[i % 2], dossier_code=result.code)
+        f = result.filed
         due = "trả kết quả trong ngày" if f.same_day else f.due.strftime("%H:%M %d/%m/%Y")
-        printed = "receipt printed" if outcome.printed else f"NOT printed: {outcome.screen_text}"
-        click.echo(f"  filed {f.code}  {f.procedure_name}  ({name}); due: {due}; {printed}")
-        filed.append(f)
+        printed = (
+            "receipt printed"
+            if result.receipt.printed
+            else f"NOT printed: {result.receipt.screen_text}"
+        )
+        fee = f"fee {f.fee_vnd} VND ({(f.fee or {}).get('rule', 'flat')})"
+        click.echo(f"  filed {f.code}  {f.procedure_name}  ({name}); due: {due}; {fee}; {printed}")
+        app.session.clear("done")
+        filed.append(result)
     return filed
+
+
+def _ask_and_call_for_help(app: KioskApp, devices: KioskDevices) -> dict[str, str]:
+    """A question, a home-visit request, and the help button pressed."""
+    q = app.feedback.submit(
+        "question", "Làm lại giấy khai sinh bị mất cần những gì?", contact="0912345678"
+    )
+    click.echo(f"  question sent, lookup code {q.lookup_code}")
+    v = app.support.request_home_visit(
+        full_name="Huỳnh Văn Tư",
+        phone="0913 456 789",
+        address="Ấp Tân Hòa, xã Tân Khánh Đông, TP. Sa Đéc",
+        reason="Người cao tuổi, không đi lại được",
+    )
+    click.echo(f"  home visit requested, lookup code {v.lookup_code}")
+    devices.button.press(time.time())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        notice = app.next_notice(timeout=deadline - time.monotonic())
+        if notice is not None and notice.kind == "support":
+            code = str(notice.data["lookup_code"])
+            click.echo(f"  help button pressed: request {code} queued")
+            return {"question": q.lookup_code, "home_visit": v.lookup_code, "help": code}
+    raise click.ClickException("the help button's press did not reach the kiosk")
 
 
 @click.command()
@@ -270,37 +332,42 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
     central_toml, kiosk_toml = _write_configs(out, broker)
     procs = [
         _spawn(["central.cli", "run", "--config", str(central_toml)], out / "central.log"),
-        _spawn(["edge_agent.cli", "run", "--config", str(kiosk_toml)], out / "agent.log"),
     ]
+    kiosk_cfg = load_agent_config(kiosk_toml)
+    # The kiosk application runs in this process: its log goes to agent.log, as the agent's.
+    setup_logging("INFO", stream=(out / "agent.log").open("a", encoding="utf-8"))
     result: dict[str, Any] = {}
     devices = KioskDevices(out)
+    app = KioskApp(kiosk_cfg, devices=devices.supervisor)
     try:
-        _wait_started(procs, [out / "central.db", out / "kiosk.db"])
+        _wait_started(procs, [out / "central.db"])
+        app.start()
         click.echo(
             f"broker (shipped config) on 127.0.0.1:{broker.local_port} (central) and "
             f":{broker.kiosk_port} (kiosks, TLS); central and kiosk {KIOSK_ID} running"
         )
-        devices.start()
+        devices.wait_ready()
         click.echo(
             f"kiosk devices (emulated): printer usb://04b8:0e15, "
-            f"CCCD QR scanner on {devices.scanner.port_path}"
+            f"CCCD QR scanner on {devices.scanner.port_path}, help button (evdev)"
         )
-        kiosk_cfg = load_agent_config(kiosk_toml)
-        desk = open_desk(kiosk_cfg)
         people = CITIZENS * rounds
         half = len(people) // 2
         click.echo("citizens file at the kiosk (online):")
-        _file_all(desk, kiosk_cfg, devices, people[:half], 0)
+        _file_all(app, devices, people[:half], 0)
+        lookups = _ask_and_call_for_help(app, devices)
         _wait_synced(out, half, 30)
         click.echo(f"  central holds {summary(out / 'kiosk.db', out / 'central.db')['at_central']}")
         click.echo("the kiosk's link drops (broker stopped); citizens keep filing:")
         broker.stop()
-        _file_all(desk, kiosk_cfg, devices, people[half:], half)
-        click.echo(f"outbox while offline: {desk.outbox.stats().queued} records waiting")
+        _file_all(app, devices, people[half:], half)
+        click.echo(f"outbox while offline: {app.outbox.stats().queued} records waiting")
         broker.start()
         click.echo("link back; the kiosk drains its outbox to central ...")
         result = _wait_synced(out, len(people), 90)
-        desk.outbox.close()
+        _wait_drained(app, 60)
+        result = summary(out / "kiosk.db", out / "central.db")
+        result["lookup_codes"] = lookups
         if not once:
             click.echo(
                 f"\nrunning; look at {out}/central.log, {out}/agent.log, and\n"
@@ -313,9 +380,10 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
-            result = summary(out / "kiosk.db", out / "central.db")
+            result = {**summary(out / "kiosk.db", out / "central.db"), "lookup_codes": lookups}
     finally:
-        devices.stop()
+        app.stop()
+        devices.close()
         for p in procs:
             p.terminate()
         for p in procs:

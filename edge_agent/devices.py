@@ -24,6 +24,11 @@ never delays the printer's status polls, and vice versa.
   ``reader_check_s``: silence makes it ``not_answering``, corrupt frames make it
   ``garbled``, until the next good answer makes it ``ok`` again.
 
+- **help_button** (evdev, :mod:`drivers.help_button`): one ``help_pressed``
+  event per (debounced) press of ``help_button_key``; reopened like the
+  scanners. ``open_help_button`` hands in another source (tests: a pipe fed
+  real ``input_event`` records, firmware_mocks.evdev_replay).
+
 What the scanners and the reader produce (identities, codes, card events) is
 queued as :class:`DeviceEvent` for the kiosk's screen, at most
 :data:`MAX_EVENTS`; when nobody takes them the oldest are dropped (a citizen
@@ -47,7 +52,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +60,7 @@ from typing import Any, Literal, Protocol
 
 from drivers.card_reader import CardReader, CardReadError, ReaderNotAnswering, citizen_text
 from drivers.card_reader_protocol import CardInserted, CardRemoved, FrameError, ReaderError
+from drivers.help_button import HelpButton
 from drivers.identity import Identity
 from drivers.printer import ReceiptPrinter
 from drivers.scanner_hid import HidScanner
@@ -70,9 +76,15 @@ MAX_EVENTS = 64
 #: How long a scanner read or a reader poll blocks before the loop checks for stop.
 _SLICE_S = 0.2
 
-DeviceName = Literal["printer", "scanner", "hid_scanner", "card_reader"]
+DeviceName = Literal["printer", "scanner", "hid_scanner", "card_reader", "help_button"]
 EventKind = Literal[
-    "identity", "code", "scan_rejected", "card_inserted", "card_removed", "card_error"
+    "identity",
+    "code",
+    "scan_rejected",
+    "card_inserted",
+    "card_removed",
+    "card_error",
+    "help_pressed",
 ]
 
 
@@ -118,6 +130,14 @@ class _Closable(Protocol):
     def close(self) -> None: ...
 
 
+class _PressSource(Protocol):
+    """The help button as the supervisor uses it (drivers.help_button.HelpButton)."""
+
+    def close(self) -> None: ...
+
+    def presses(self) -> Iterator[float | None]: ...
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if isinstance(exc, OSError) else f"{type(exc).__name__}: {text}"
@@ -149,8 +169,10 @@ class DeviceSupervisor:
         spool_dir: Path,
         usb_backend: object | None = None,
         clock: Callable[[], datetime] | None = None,
+        open_help_button: Callable[[], _PressSource] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._open_help_button = open_help_button
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         self._health: dict[str, DeviceHealth] = {}
@@ -171,7 +193,7 @@ class DeviceSupervisor:
                 self._printer_error = DeviceHealth(
                     state="error", last_error=_describe(exc), since=self._clock()
                 )
-        for name in ("scanner", "hid_scanner", "card_reader"):
+        for name in ("scanner", "hid_scanner", "card_reader", "help_button"):
             if getattr(cfg, name):
                 self._health[name] = DeviceHealth(
                     state="starting", last_error=None, since=self._clock()
@@ -189,6 +211,8 @@ class DeviceSupervisor:
             targets.append(("hid_scanner", self._run_hid_scanner))
         if self.cfg.card_reader:
             targets.append(("card_reader", self._run_card_reader))
+        if self.cfg.help_button:
+            targets.append(("help_button", self._run_help_button))
         for name, target in targets:
             thread = threading.Thread(target=target, name=f"device-{name}", daemon=True)
             thread.start()
@@ -358,6 +382,24 @@ class DeviceSupervisor:
             raise OSError(f"scanner {self.cfg.hid_scanner}: input device closed")
 
         self._supervise("hid_scanner", open_scanner, serve)
+
+    def _run_help_button(self) -> None:
+        def open_button() -> _PressSource:
+            if self._open_help_button is not None:
+                return self._open_help_button()
+            button = HelpButton(self.cfg.help_button, self.cfg.help_button_key)
+            button.open()
+            return button
+
+        def serve(button: _PressSource) -> None:
+            for press in button.presses():
+                if self._stop.is_set():
+                    return
+                if press is not None:
+                    self._emit(DeviceEvent(device="help_button", kind="help_pressed"))
+            raise OSError(f"help button {self.cfg.help_button}: input device closed")
+
+        self._supervise("help_button", open_button, serve)
 
     def _run_card_reader(self) -> None:
         def open_reader() -> CardReader:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
@@ -25,10 +25,10 @@ from typing import Any
 from drivers.identity import mask_id
 from edge_agent import CitizenError
 from edge_agent.catalogue import Catalogue, Procedure
-from edge_agent.due_date import WorkCalendar, compute_due
+from edge_agent.due_date import WorkCalendar, due_for
 from sync.attachments import AttachmentIn, AttachmentTooLarge, add_chunks, describe
-from sync.outbox import Outbox, OutboxFull, RecordTooLarge
-from sync.schemas import FieldProblem, SchemaError, normalize_text
+from sync.outbox import Outbox, OutboxFull, RecordTooLarge, Transaction
+from sync.schemas import FieldProblem, SchemaError, check_body, normalize_text
 
 log = logging.getLogger("aps.dossiers")
 
@@ -117,6 +117,10 @@ def _label(problem: FieldProblem, proc: Procedure, kind: str) -> str:
         return labels.get(str(path[1]), "Thông tin trong mẫu đơn")
     if path and path[0] == "attachments":
         return "Ảnh giấy tờ"
+    if path and path[0] == "signature":
+        return "Chữ ký"
+    if path and path[0] in ("fee", "fee_vnd"):
+        return "Lệ phí"
     return "Hồ sơ"
 
 
@@ -156,13 +160,25 @@ class Filed:
     same_day: bool
     due_rule: str
     fee_vnd: int
+    due_reason_vi: str = ""
+    fee_explanation_vi: str = ""
+    #: The dossier's ``fee`` (FeeDetail), when filing computed one.
+    fee: dict[str, Any] | None = None
+    #: The dossier's ``signature``, when the citizen signed.
+    signature: dict[str, Any] | None = None
+    unconfirmed_before: str | None = None
+
+
+#: A file that becomes part of the signature: (role, file); role "strokes" or "image"
+#: sets ``signature["<role>_att"]`` to the attachment id given to the file.
+SignatureFile = tuple[str, AttachmentIn]
 
 
 class DossierDesk:
     def __init__(
         self,
         outbox: Outbox,
-        catalogue: Catalogue,
+        catalogue: Catalogue | Callable[[], Catalogue],
         calendar: WorkCalendar,
         *,
         agency: str,
@@ -171,11 +187,43 @@ class DossierDesk:
     ) -> None:
         self.tz = tz
         self.outbox = outbox
-        self.catalogue = catalogue
+        self._catalogue = catalogue
         self.calendar = calendar
         self.agency = agency
         self.slot = slot
-        outbox.conn.executescript(SCHEMA)
+        with outbox.lock:
+            outbox.conn.executescript(SCHEMA)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The catalogue in force (a provider is asked at each filing: it can be swapped)."""
+        c = self._catalogue
+        return c if isinstance(c, Catalogue) else c()
+
+    def check(self, proc: Procedure, applicant: Applicant, form: dict[str, Any]) -> dict[str, Any]:
+        """Check a filing without writing anything; returns the cleaned form.
+
+        The same checks as :meth:`file` (the form against the procedure, the
+        applicant against the shared record schema), so the citizen learns of a
+        problem before signing. Raises :class:`edge_agent.CitizenError`.
+        """
+        applicant = applicant.normalized()
+        clean = proc.validate(
+            {k: normalize_text(v) if isinstance(v, str) else v for k, v in form.items()}
+        )
+        if not applicant.full_name:
+            raise CitizenError("applicant.full_name: empty", "Thiếu họ tên người nộp.")
+        probe = {
+            "code": f"{self.agency}-000000-0000",
+            "procedure": proc.code,
+            "form": clean,
+            "applicant": {k: v for k, v in dataclasses.asdict(applicant).items() if v is not None},
+        }
+        try:
+            check_body("dossier", probe)
+        except SchemaError as exc:
+            raise DossierRefused(exc.first, refusal_message_vi(exc.first, proc)) from exc
+        return clean
 
     def file(
         self,
@@ -185,8 +233,32 @@ class DossierDesk:
         *,
         now: datetime | None = None,
         attachments: Sequence[AttachmentIn] = (),
+        fee: dict[str, Any] | None = None,
+        signature: dict[str, Any] | None = None,
+        signature_files: Sequence[SignatureFile] = (),
+        identity_source: str | None = None,
+        unconfirmed_before: str | None = None,
+        in_transaction: Callable[[Transaction, str, str], None] | None = None,
+        expected_version: str | None = None,
     ) -> Filed:
-        proc = self.catalogue.get(procedure_code)
+        """File a dossier; returns only once it is committed durably.
+
+        ``fee`` (FeeDetail) sets ``fee_vnd`` to its amount; without it the
+        procedure's flat fee is used. ``signature`` goes into the body, with
+        ``<role>_att`` set for each of ``signature_files`` (stored as
+        attachments after ``attachments``). ``in_transaction(tx, code,
+        record_id)`` writes the caller's own rows in the same transaction.
+        ``expected_version``: the catalogue version the citizen saw and signed;
+        refused if the catalogue changed since.
+        """
+        catalogue = self.catalogue
+        if expected_version is not None and catalogue.version != expected_version:
+            raise CitizenError(
+                f"catalogue changed from {expected_version} to {catalogue.version} since the "
+                "filing was prepared",
+                "Danh mục thủ tục vừa được cập nhật. Xin mời Ông/Bà kiểm tra lại hồ sơ và ký lại.",
+            )
+        proc = catalogue.get(procedure_code)
         # The data boundary: NFC for everything the citizen or the card gave.
         applicant = applicant.normalized()
         clean = proc.validate(
@@ -194,14 +266,23 @@ class DossierDesk:
         )
         attachments = [
             dataclasses.replace(a, name=normalize_text(a.name), mime=a.mime.strip())
-            for a in attachments
+            for a in [*attachments, *(f for _, f in signature_files)]
         ]
+        # The fee comes from the procedure's rule and the form (pages, copies); a fee the
+        # caller showed the citizen must be the one filed.
+        quote = proc.quote(clean)
+        if fee is not None and int(fee["amount_vnd"]) != quote.amount_vnd:
+            raise CitizenError(
+                f"fee shown ({fee['amount_vnd']}) differs from the catalogue's "
+                f"({quote.amount_vnd}) for {proc.code}",
+                "Lệ phí vừa được cập nhật. Xin mời Ông/Bà kiểm tra lại hồ sơ và ký lại.",
+            )
+        fee_detail = quote.detail()
+        fee_vnd = quote.amount_vnd
         if not applicant.full_name:
             raise CitizenError("applicant.full_name: empty", "Thiếu họ tên người nộp.")
         received = now or datetime.now(self.tz).astimezone(self.tz)
-        due = compute_due(
-            received, same_day=proc.same_day, working_days=proc.working_days, cal=self.calendar
-        )
+        due = due_for(received, proc, self.calendar)
         day = received.strftime("%y%m%d")
         try:
             described = describe(list(attachments))
@@ -223,10 +304,10 @@ class DossierDesk:
                         "Xin mời Ông/Bà đến quầy Một cửa để được hỗ trợ.",
                     )
                 code = f"{self.agency}-{day}-{self.slot * 1000 + n:04d}"
-                body = {
+                body: dict[str, Any] = {
                     "code": code,
                     "procedure": proc.code,
-                    "procedure_version": self.catalogue.version,
+                    "procedure_version": catalogue.version,
                     "form": clean,
                     "applicant": {
                         k: v
@@ -239,12 +320,25 @@ class DossierDesk:
                         }.items()
                         if v is not None
                     },
-                    "fee_vnd": proc.fee_vnd,
+                    "fee_vnd": fee_vnd,
+                    "fee": fee_detail,
                     "received_at": received.isoformat(timespec="seconds"),
                     "due": due.at.isoformat(timespec="minutes"),
                     "due_rule": due.rule,
                     "attachments": [meta for meta, _ in described],
                 }
+                if identity_source is not None:
+                    body["identity_source"] = identity_source
+                if unconfirmed_before is not None:
+                    body["unconfirmed_before"] = unconfirmed_before
+                if signature is not None:
+                    signature = dict(signature)
+                    first_sig = len(described) - len(signature_files)
+                    for (role, _), (meta, _) in zip(
+                        signature_files, described[first_sig:], strict=True
+                    ):
+                        signature[f"{role}_att"] = meta["att"]
+                    body["signature"] = signature
                 record = tx.add("dossier", body)
                 for meta, f in described:
                     add_chunks(tx, meta, f.data)
@@ -259,9 +353,11 @@ class DossierDesk:
                         mask_id(applicant.id_number),
                         body["received_at"],
                         body["due"],
-                        proc.fee_vnd,
+                        fee_vnd,
                     ),
                 )
+                if in_transaction is not None:
+                    in_transaction(tx, code, record.id)
         except OutboxFull as exc:
             log.error("filing refused: %s", exc)
             raise CitizenError(
@@ -295,5 +391,10 @@ class DossierDesk:
             due=due.at,
             same_day=due.same_day,
             due_rule=due.rule,
-            fee_vnd=proc.fee_vnd,
+            fee_vnd=fee_vnd,
+            fee=fee_detail,
+            due_reason_vi=due.reason_vi,
+            fee_explanation_vi=quote.explanation_vi,
+            signature=body.get("signature"),
+            unconfirmed_before=unconfirmed_before,
         )

@@ -18,7 +18,10 @@ time received; the due time, or nothing when ``filed.same_day`` (the layout then
 prints "Trả kết quả trong ngày"); the fee; a tracking QR holding
 ``[kiosk] tracking_url`` + the code (or the bare code); and, when a fee is due
 and ``[payment] payment_qr`` is on, a VietQR payment code for exactly the fee
-to ``[payment]``'s bank account, with the dossier code as the transfer note.
+to ``[payment]``'s bank account, with the dossier code as the transfer note
+and the beneficiary printed beside it. While ``[payment]`` is still the
+shipped placeholder (970415/0000000000) no payment code is printed: the slip
+says to pay at the counter (and the agent warns at start and in check-config).
 """
 
 from __future__ import annotations
@@ -86,7 +89,16 @@ def build_receipt(
 ) -> ReceiptData:
     """The appointment slip of ``filed`` (pure: no I/O)."""
     payment_qr: str | None = None
-    if filed.fee_vnd > 0 and payment.payment_qr:
+    if filed.fee_vnd > 0 and payment.payment_qr and payment.is_placeholder:
+        # Never a code that sends a citizen's money to the shipped placeholder account.
+        log.warning(
+            "receipt %s: no payment QR: [payment] is still the placeholder account %s/%s; "
+            "the slip says to pay at the counter",
+            filed.code,
+            payment.bank_bin,
+            payment.account,
+        )
+    elif filed.fee_vnd > 0 and payment.payment_qr:
         try:
             payment_qr = build_payload(
                 payment.bank_bin, payment.account, filed.fee_vnd, f"HS {filed.code}"
@@ -106,6 +118,7 @@ def build_receipt(
         payment=payment_qr,
         hotline=kiosk.hotline,
         paper_width_mm=paper_width_mm,
+        payment_beneficiary=payment.beneficiary if payment_qr is not None else "",
     )
 
 

@@ -16,6 +16,18 @@ An application ack from central moves a record to ``acked`` (or ``rejected``,
 parked for an operator); a purge deletes acked records after the retention
 period (invariant 8).
 
+One writer: an Outbox may be shared by several threads (the kiosk's services
+behind its local HTTP API). Every transaction, and every read through the
+Outbox's methods, holds the Outbox's re-entrant lock, so two threads never
+interleave statements on its one connection (SQLite keeps one transaction
+per connection: without the lock a second BEGIN fails with "cannot start a
+transaction within a transaction", and a read would see another thread's
+uncommitted rows). Callers reading the kiosk's own tables take the same lock
+with :meth:`Outbox.reading`. Each transaction still commits with
+``synchronous=FULL`` before its caller returns, and the ``on_commit`` hooks
+run after the lock is released (a hook that waits on another thread that
+files would otherwise deadlock).
+
 Limits (invariant 5) are checked before a write and enforced by SQLite itself:
 a queue length limit, a database size limit (``max_page_count``) and a
 free-disk reserve. At each one the write is refused with :class:`OutboxFull`,
@@ -36,12 +48,13 @@ import json
 import logging
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sync import SyncError
 from sync.envelope import MAX_RECORD_BYTES, Record, check_kiosk_id
@@ -53,6 +66,8 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 log = logging.getLogger("aps.outbox")
+
+_T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
 
@@ -147,6 +162,17 @@ def _now_iso() -> str:
         zone = datetime.now().astimezone().tzinfo or UTC
         _local_zone = (now, zone)
     return datetime.now(zone).isoformat(timespec="milliseconds")
+
+
+def _locked(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Run an Outbox method holding its lock (reads share the one connection)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Outbox, *args: Any, **kwargs: Any) -> _T:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def connect(
@@ -246,6 +272,8 @@ class Outbox:
         self.max_record_bytes = max_record_bytes
         self._disk_free = 0
         self._disk_checked_at = -1e9
+        #: Held by every transaction and read on ``conn`` (one writer; see the module doc).
+        self.lock = threading.RLock()
         #: Called after each commit of new records (the agent wakes its sync).
         self.on_commit: list[Callable[[], None]] = []
         existed = self.path.exists() and self.path.stat().st_size > 0
@@ -337,18 +365,35 @@ class Outbox:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self.conn.execute("COMMIT")
-        except BaseException:
-            # On SQLITE_FULL (and some I/O errors) SQLite has already rolled the
-            # transaction back by itself; a second ROLLBACK would raise "no
-            # transaction is active" and hide the real error. A COMMIT that
-            # failed leaves the transaction open: roll it back here.
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.conn.execute("COMMIT")
+            except BaseException:
+                # On SQLITE_FULL (and some I/O errors) SQLite has already rolled the
+                # transaction back by itself; a second ROLLBACK would raise "no
+                # transaction is active" and hide the real error. A COMMIT that
+                # failed leaves the transaction open: roll it back here.
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def local_write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the kiosk's own tables only (no records, no hooks).
+
+        For bookkeeping such as "the slip was printed": it may go past the
+        filing limits like acks do, so it still works on a full kiosk.
+        """
+        with self._housekeeping():
+            yield self.conn
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, held against other threads' transactions, for reads of own tables."""
+        with self.lock:
+            yield self.conn
 
     # -- writing records --------------------------------------------------------
     def _free_disk(self) -> int:
@@ -406,14 +451,22 @@ class Outbox:
         conn = self.conn
         try:
             # _write() written out: one context manager less on the filing's path.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield Transaction(self, next_seq=self._check_room() + 1)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # see _write
-                    conn.execute("ROLLBACK")
-                raise
+            with self.lock:
+                if conn.in_transaction:
+                    # Only this thread can be here (the lock is re-entrant): a
+                    # transaction opened inside another one's block.
+                    raise OutboxError(
+                        "Outbox.transaction() called inside another transaction of the same "
+                        "thread; add the records to the open transaction instead"
+                    )
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Transaction(self, next_seq=self._check_room() + 1)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # see _write
+                        conn.execute("ROLLBACK")
+                    raise
         except sqlite3.OperationalError as exc:
             if sqlite_code(exc) == sqlite3.SQLITE_FULL:
                 raise OutboxFull(
@@ -436,6 +489,7 @@ class Outbox:
             return tx.add(kind, body)
 
     # -- the sync side ------------------------------------------------------------
+    @_locked
     def pending(self, *, after_seq: int = 0, limit: int = 256) -> list[Pending]:
         rows = self.conn.execute(
             "SELECT seq, id, payload FROM outbox WHERE state = 'queued' AND seq > ?"
@@ -444,6 +498,7 @@ class Outbox:
         ).fetchall()
         return [Pending(seq=r[0], id=r[1], payload=bytes(r[2])) for r in rows]
 
+    @_locked
     def mark_acked(self, ids: Sequence[str]) -> int:
         """Mark records acked (one transaction); returns how many changed state."""
         if not ids:
@@ -456,6 +511,7 @@ class Outbox:
             )
         return cur.rowcount
 
+    @_locked
     def mark_rejected(self, rejections: Sequence[tuple[str, str]]) -> int:
         if not rejections:
             return 0
@@ -468,6 +524,7 @@ class Outbox:
             )
         return cur.rowcount
 
+    @_locked
     def purge(self, *, retention_s: float, now: float | None = None) -> int:
         """Delete acked records acknowledged more than ``retention_s`` ago."""
         cutoff = (time.time() if now is None else now) - retention_s
@@ -494,6 +551,7 @@ class Outbox:
 
         return sqlite_utils.Database(self.conn)
 
+    @_locked
     def data_version(self) -> int:
         """A number that changes when another connection commits to this database.
 
@@ -502,10 +560,12 @@ class Outbox:
         """
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
 
+    @_locked
     def state_of(self, record_id: str) -> str | None:
         row = self.conn.execute("SELECT state FROM outbox WHERE id = ?", (record_id,)).fetchone()
         return None if row is None else str(row[0])
 
+    @_locked
     def stats(self) -> OutboxStats:
         counts = dict(
             self.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()
@@ -526,6 +586,7 @@ class Outbox:
             db_bytes=int(pages) * int(page_size),
         )
 
+    @_locked
     def records(self, state: str | None = None) -> list[dict[str, Any]]:
         """All records (or those in one state) as dicts with the decoded body."""
         rows = self.db["outbox"].rows_where(
@@ -540,6 +601,7 @@ class Outbox:
             out.append(row)
         return out
 
+    @_locked
     def close(self) -> None:
         self.conn.close()
 
@@ -584,5 +646,7 @@ class Outbox:
         ob.path, ob.kiosk, ob.conn = p, str(meta.get("kiosk", "")), conn
         ob.max_queued, ob.max_db_bytes = 0, 0
         ob.min_free_disk_bytes, ob.max_record_bytes = 0, 0
+        ob.lock = threading.RLock()
+        ob.on_commit = []
         ob.stream = str(meta["stream"])  # ob.db (sqlite-utils) is made on first use
         return ob

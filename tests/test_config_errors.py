@@ -30,6 +30,8 @@ def minimal(role: str, tmp_path: Path) -> str:
         return (
             KIOSK + f'[agent]\ndatabase = "{tmp_path}/kiosk.db"\n'
             f'receipts_dir = "{tmp_path}/receipts"\n'
+            # The office's own account: the placeholder default is warned about.
+            '[payment]\nbank_bin = "970436"\naccount = "0011002345678"\n'
         )
     return f'[central]\ndatabase = "{tmp_path}/central.db"\n'
 

@@ -42,3 +42,13 @@ def test_demo_once_files_and_syncs_everything(tmp_path: Path) -> None:
         assert image.convert("L").getextrema() == (0, 255)  # ink on paper, not blank
     assert all(p.stat().st_size > 10_000 for p in receipts.glob("*.bin"))  # raster + QR
     assert "scanner" in proc.stdout and "receipt printed" in proc.stdout
+    # The demo drives the kiosk application: signed filings (PNG + strokes each),
+    # a rating per filing, a question, a home visit and the help button, at central.
+    assert summary["kinds"] == {
+        "chunk": 24,
+        "dossier": 12,
+        "feedback": 1,
+        "rating": 12,
+        "support": 2,
+    }
+    assert summary["lookup_codes"]["help"].startswith("HO-")

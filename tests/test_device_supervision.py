@@ -281,17 +281,17 @@ def test_heartbeat_carries_device_health(tmp_path: Path, usb: EmulatedUsbPrinter
     agent = Agent(cfg, devices=sup)
     with sup:
         wait_until(lambda: state(sup, "printer") == "ok", 10, "printer ok")
-        assert agent._heartbeat_fields()["devices"]["printer"]["pending_receipts"] == 0
+        assert agent.app._heartbeat_fields()["devices"]["printer"]["pending_receipts"] == 0
         usb.paper_end = True
         wait_until(
-            lambda: agent._heartbeat_fields()["devices"]["printer"]["state"] == "paper_out",
+            lambda: agent.app._heartbeat_fields()["devices"]["printer"]["state"] == "paper_out",
             10,
             "paper_out in the heartbeat",
         )
         assert sup.printer is not None
         with pytest.raises(PrinterFault):
             sup.printer.print_receipt(receipt("000.00.14.H56-261201-1001"))
-        fields = agent._heartbeat_fields()
+        fields = agent.app._heartbeat_fields()
         printer = fields["devices"]["printer"]
         # The receipt that did not print is counted, the fault is named, and the
         # state's start is the moment the paper ran out, not the last poll.
@@ -299,7 +299,7 @@ def test_heartbeat_carries_device_health(tmp_path: Path, usb: EmulatedUsbPrinter
         assert "paper" in printer["last_error"]
         polled = len(usb.status_queries)
         wait_until(lambda: len(usb.status_queries) >= polled + 9, 10, "more printer polls")
-        assert agent._heartbeat_fields()["devices"]["printer"]["since"] == printer["since"]
+        assert agent.app._heartbeat_fields()["devices"]["printer"]["since"] == printer["since"]
     assert {"uptime_s", "agent_version"} <= set(fields)
     agent.sync.outbox.close()
 

@@ -114,7 +114,9 @@ def test_same_day_and_free_receipts(desk: DossierDesk, cfg: AgentConfig) -> None
     assert same_day_fee.same_day and data.due is None
     texts = [b.value for b in layout_receipt(data).blocks if isinstance(b, TextBlock)]
     assert SAME_DAY in texts
-    assert data.payment is not None and parse_payload(data.payment).amount_vnd == 2000
+    assert (
+        data.payment is not None and parse_payload(data.payment).amount_vnd == 12000
+    )  # 2 pages x 2,000 x 3 copies
 
     free = desk.file(BIRTH[0], APPLICANT, BIRTH[1], now=NOW)
     data = build_receipt(free, cfg.kiosk, cfg.payment)

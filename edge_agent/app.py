@@ -1,0 +1,329 @@
+"""The kiosk application: one composition root for everything the agent serves.
+
+Theory of operation
+-------------------
+:class:`KioskApp` is built once per process (``aps-agent run``, ``aps-demo``,
+tests) and owns:
+
+- the **outbox** (:class:`sync.outbox.Outbox`): ONE connection, one writer
+  (its lock), shared by every service, so the screen's HTTP API may call from
+  any number of threads. Every commit wakes the sync at once
+  (``outbox.on_commit`` -> ``SyncClient.wake``): nothing polls.
+- the **sync client** (:class:`sync.client.SyncClient`), which drains the
+  outbox to central on its own thread and connection.
+- the **inbox** (downlink: catalogue, statuses, answers, replies, FAQ/news),
+  built by :func:`make_inbox` when ``edge_agent/inbox.py`` exists; it writes
+  the ``downlink_items`` cache the services read.
+- the **catalogue** in force: :meth:`catalogue` (the inbox's cached one when
+  it has one, else the bundled copy).
+- the **devices** (:class:`edge_agent.devices.DeviceSupervisor`) and a thread
+  consuming their events: a CCCD QR or a chip read puts the identity into
+  the citizen's **session**; a code scanned by the HID scanner (the slip's
+  QR) is looked up in tracking; the help button queues a help request. What
+  the screen should show about them is queued as :class:`Notice`
+  (:meth:`next_notice`).
+- the **services**: ``filing``, ``support``, ``feedback``, ``ratings``,
+  ``tracking``, ``info`` (``edge_agent/services/``): plain methods taking and
+  returning plain values/dataclasses with ``to_json_dict()``; citizen errors
+  are :class:`edge_agent.CitizenError` with a Vietnamese ``message_vi``.
+
+Lifecycle: ``KioskApp(cfg)`` opens the database (creating the kiosk's tables)
+and builds everything without starting a thread; :meth:`start` starts sync,
+devices and the event thread; :meth:`stop` stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from drivers.identity import Identity
+from edge_agent import CitizenError
+from edge_agent.catalogue import Catalogue, CatalogueStore, bundled_catalogue
+from edge_agent.catalogue import ensure_schema as ensure_catalogue_schema
+from edge_agent.config import AgentConfig
+from edge_agent.devices import DeviceEvent, DeviceSupervisor
+from edge_agent.dossiers import DossierDesk
+from edge_agent.due_date import WorkCalendar
+from edge_agent.lookup_codes import SCHEMA as LOOKUP_SCHEMA
+from edge_agent.services._common import Office
+from edge_agent.services.feedback import FeedbackService
+from edge_agent.services.filing import FilingService
+from edge_agent.services.info import InfoService
+from edge_agent.services.ratings import RatingService
+from edge_agent.services.support import SupportService
+from edge_agent.services.tracking import TrackingService
+from edge_agent.session import CitizenSession
+from sync.client import SyncClient, SyncSettings
+from sync.files import make_private_dir
+from sync.outbox import Outbox
+
+log = logging.getLogger("aps.app")
+
+#: Notices kept for the screen, at most (oldest dropped first).
+MAX_NOTICES = 64
+AGENT_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notice:
+    """Something the screen should react to, born of a device event.
+
+    kinds: ``identity`` (a card was read: data is the session snapshot),
+    ``tracking`` (a slip was scanned: the tracking result), ``support`` (the
+    help button: the ticket), ``card_error`` / ``scan_rejected`` / ``error``
+    (data has ``message_vi``).
+    """
+
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def make_inbox(app: KioskApp) -> object | None:
+    """The downlink inbox (``edge_agent.inbox``), or None while it is not built in.
+
+    The seam for the inbox: it gets the app (outbox, sync client, catalogue
+    hook) and registers its handlers on the sync client.
+    """
+    try:
+        module = importlib.import_module("edge_agent.inbox")
+    except ModuleNotFoundError:
+        return None
+    factory = getattr(module, "for_app", None)
+    return None if factory is None else factory(app)
+
+
+class KioskApp:
+    """The kiosk's application; see the module docstring."""
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        *,
+        devices: DeviceSupervisor | None = None,
+        clock: Callable[[], datetime] | None = None,
+        catalogue: Callable[[], Catalogue] | None = None,
+        sync_settings: SyncSettings | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.started = time.monotonic()
+        self.tz = ZoneInfo(cfg.kiosk.timezone)
+        self._clock = clock
+        # 0700 before anything creates them: the database and the receipts hold citizen data.
+        make_private_dir(cfg.agent.database.parent)
+        make_private_dir(cfg.agent.receipts_dir)
+        self.outbox = Outbox(cfg.agent.database, cfg.kiosk.id, **cfg.sync.outbox_options())
+        try:
+            with self.outbox.lock:
+                self.outbox.conn.executescript(LOOKUP_SCHEMA)
+                ensure_catalogue_schema(self.outbox.conn)
+            # The catalogue in force: the newest good one central sent (the inbox swaps
+            # it inside its apply transaction, on the outbox's connection), read on a
+            # connection of its own so readers never wait for the writer.
+            self._catalogue_conn = sqlite3.connect(
+                cfg.agent.database, check_same_thread=False, isolation_level=None, timeout=10
+            )
+            self.catalogues = CatalogueStore(self._catalogue_conn, fallback=bundled_catalogue())
+            self._catalogue_source = catalogue or self.catalogues.current
+            self.session = CitizenSession(idle_timeout_s=cfg.kiosk.session_idle_s)
+            self.desk = DossierDesk(
+                self.outbox,
+                self.catalogue,
+                WorkCalendar(cfg.office.rules()),
+                agency=cfg.kiosk.agency,
+                slot=cfg.kiosk.slot,
+                tz=self.tz,
+            )
+            self.devices = devices or DeviceSupervisor(
+                cfg.devices, spool_dir=cfg.agent.receipts_dir
+            )
+            office = Office(
+                agency=cfg.kiosk.agency,
+                slot=cfg.kiosk.slot,
+                tz=self.tz,
+                hotline=cfg.kiosk.hotline,
+                now=clock,
+            )
+            self.filing = FilingService(
+                outbox=self.outbox,
+                desk=self.desk,
+                cfg=cfg,
+                session=self.session,
+                catalogue=self.catalogue,
+                printer=lambda: self.devices.printer,
+                tz=self.tz,
+                now=clock,
+            )
+            self.support = SupportService(self.outbox, office, self.session)
+            self.feedback = FeedbackService(self.outbox, office)
+            self.ratings = RatingService(self.outbox)
+            self.tracking = TrackingService(self.outbox, tracking_url=cfg.kiosk.tracking_url)
+            self.info = InfoService(self.outbox)
+            self.sync = SyncClient(
+                database=cfg.agent.database,
+                kiosk=cfg.kiosk.id,
+                mqtt_settings=cfg.mqtt.settings(),
+                settings=sync_settings or cfg.sync.settings(),
+                # The outbox above has just run quick_check on this file: once per start.
+                outbox_options={**cfg.sync.outbox_options(), "check_integrity": False},
+                heartbeat_fields=self._heartbeat_fields,
+            )
+            # Every commit in this process wakes the sync: published without polling.
+            self.outbox.on_commit.append(self.sync.wake)
+            self.inbox = make_inbox(self)
+        except BaseException:
+            if hasattr(self, "sync"):
+                self.sync.outbox.close()
+            if hasattr(self, "_catalogue_conn"):
+                self._catalogue_conn.close()
+            self.outbox.close()
+            raise
+        self._notices: deque[Notice] = deque(maxlen=MAX_NOTICES)
+        self._notice_ready = threading.Condition()
+        self._stop = threading.Event()
+        self._started = False
+        self._events_thread = threading.Thread(
+            target=self._consume_events, name="kiosk-events", daemon=True
+        )
+        for warning in cfg.payment.warnings():
+            log.warning("%s", warning)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        self._started = True
+        self.sync.start()
+        self.devices.start()
+        self._events_thread.start()
+        unconfirmed = self.filing.last_unconfirmed()
+        if unconfirmed is not None:
+            log.warning(
+                "last filing %s was committed but never shown to its citizen", unconfirmed.code
+            )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop what :meth:`start` started and close the database (also when never started)."""
+        self._stop.set()
+        if self._events_thread.is_alive():
+            self._events_thread.join(timeout)
+        self.devices.stop(timeout)
+        if self._started:
+            self.sync.stop(timeout)
+        else:
+            self.sync.outbox.close()
+        self.outbox.close()
+        self._catalogue_conn.close()
+
+    def __enter__(self) -> KioskApp:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- what the screen asks ------------------------------------------------------------
+    def catalogue(self) -> Catalogue:
+        """The catalogue in force now."""
+        return self._catalogue_source()
+
+    def set_catalogue_source(self, source: Callable[[], Catalogue]) -> None:
+        """The inbox hands in its cached catalogue (swapped atomically there)."""
+        self._catalogue_source = source
+
+    def now(self) -> datetime:
+        return self._clock() if self._clock is not None else datetime.now(self.tz)
+
+    def identify(self, identity: Identity) -> dict[str, Any]:
+        """A card read (or details confirmed on screen) for the citizen at the kiosk."""
+        self.session.set_identity(identity)
+        return self.session.snapshot().to_json_dict()
+
+    def health(self) -> dict[str, Any]:
+        """Devices, sync and outbox, JSON-ready (for the screen's status bar and checks)."""
+        stats = self.outbox.stats()
+        unconfirmed = self.filing.last_unconfirmed()
+        return {
+            "kiosk": self.cfg.kiosk.id,
+            "online": self.sync.network.connected.is_set(),
+            "queued": stats.queued,
+            "devices": self.devices.health(),
+            "payment_placeholder": self.cfg.payment.is_placeholder,
+            "last_unconfirmed": None if unconfirmed is None else unconfirmed.to_json_dict(),
+        }
+
+    def next_notice(self, timeout: float = 0.0) -> Notice | None:
+        """The oldest notice not yet taken, waiting up to ``timeout`` seconds for one."""
+        with self._notice_ready:
+            self._notice_ready.wait_for(lambda: bool(self._notices), timeout)
+            return self._notices.popleft() if self._notices else None
+
+    def _notify(self, notice: Notice) -> None:
+        with self._notice_ready:
+            self._notices.append(notice)
+            self._notice_ready.notify_all()
+
+    # -- device events ---------------------------------------------------------------------
+    def handle_device_event(self, event: DeviceEvent) -> Notice | None:
+        """Act on one device event; returns the notice queued for the screen, if any."""
+        notice: Notice | None = None
+        try:
+            if event.kind == "identity" and event.identity is not None:
+                notice = Notice(kind="identity", data=self.identify(event.identity))
+            elif event.kind == "code" and event.text is not None:
+                # A slip's QR (HID scanner) or a code shown to the CDC scanner.
+                notice = Notice(
+                    kind="tracking", data=self.tracking.lookup(event.text).to_json_dict()
+                )
+            elif event.kind == "help_pressed":
+                ticket = self.support.request_help(source="button")
+                notice = Notice(kind="support", data=ticket.to_json_dict())
+            elif event.kind == "card_removed":
+                pass  # the session stays until "Kết thúc" or the idle timeout
+            elif event.kind in ("card_error", "scan_rejected"):
+                message = event.text if event.kind == "card_error" else None
+                notice = Notice(
+                    kind=event.kind,
+                    data={
+                        "message_vi": message
+                        or "Không đọc được mã. Xin mời Ông/Bà đưa mã vào máy quét lần nữa."
+                    },
+                )
+        except CitizenError as exc:
+            notice = Notice(kind="error", data={"message_vi": exc.message_vi, "event": event.kind})
+        if notice is not None:
+            self._notify(notice)
+        return notice
+
+    def _consume_events(self) -> None:
+        while not self._stop.is_set():
+            try:
+                event = self.devices.next_event(timeout=0.5)
+                self.session.expire_if_idle()
+                if event is not None:
+                    self.handle_device_event(event)
+            except Exception:  # the event loop must not die of one event (invariant 6)
+                log.exception("device event handling failed")
+
+    # -- heartbeat -------------------------------------------------------------------------
+    def _heartbeat_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "uptime_s": int(time.monotonic() - self.started),
+            "agent_version": AGENT_VERSION,
+        }
+        try:
+            fields["devices"] = self.devices.health()
+        except Exception:  # health must never cost the heartbeat (invariant 6)
+            log.exception("device health unavailable")
+        try:  # the active catalogue and the last refused one (docs/catalogue.md)
+            fields["catalogue"] = self.catalogues.catalogue_status()
+        except Exception:
+            log.exception("catalogue status unavailable")
+        return fields

@@ -1,0 +1,1 @@
+"""The kiosk application's services (filing, support, feedback, ratings, tracking, info)."""
