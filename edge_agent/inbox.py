@@ -313,22 +313,16 @@ def for_app(app: Any) -> Inbox:
     """The seam ``edge_agent.app.make_inbox`` calls: the inbox of one kiosk application.
 
     Builds the inbox on the application's outbox (one writer), lets the
-    catalogue store (``edge_agent.catalogue.CatalogueStore``, when present)
-    register its validator and handler and become the app's catalogue source,
-    and has the sync client ask for downstream state for the kiosk's office
-    (``kiosk.agency``), applying every page here.
+    application's catalogue store (``app.catalogues``, a
+    ``edge_agent.catalogue.CatalogueStore``) register its validator and its
+    handler (the atomic swap, inside the page's transaction), and has the sync
+    client ask for downstream state for the kiosk's office (``kiosk.agency``),
+    applying every page here.
     """
     inbox = Inbox(app.outbox)
-    from edge_agent import catalogue
-
-    store_class = getattr(catalogue, "CatalogueStore", None)
-    if store_class is not None and hasattr(store_class, "install"):
-        store = store_class(app.outbox.conn)
+    store = getattr(app, "catalogues", None)
+    if store is not None and hasattr(store, "install"):
         store.install(inbox)
-        setter = getattr(app, "set_catalogue_source", None)
-        if setter is not None:
-            setter(store.current)
-        app.catalogue_store = store
     app.sync.attach_state(
         office=app.cfg.kiosk.agency, on_state=inbox.apply, state_cursor=inbox.cursor
     )
