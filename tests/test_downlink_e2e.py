@@ -465,3 +465,59 @@ def test_aps_central_run_serves_state_and_nudges(broker: MosquittoProcess, tmp_p
             kiosk.stop()
         stack.stop(proc)
     assert proc.returncode == 0, (tmp_path / "central.log").read_text()
+
+
+def _kiosk_item(db: Path, kind: str, key: str) -> dict[str, object] | None:
+    if not db.exists():
+        return None
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        row = conn.execute(
+            "SELECT body FROM downlink_items WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+    except sqlite3.OperationalError:  # no tables yet
+        return None
+    finally:
+        conn.close()
+    return None if row is None else dict(json.loads(row[0]))
+
+
+def test_both_services_as_installed_a_killed_agent_catches_up_when_it_comes_back(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    """``aps-central run`` and ``aps-agent run`` as processes; the agent SIGKILLed meanwhile."""
+    central_db, kiosk_db = tmp_path / "central.db", tmp_path / "kiosk.db"
+    central_cfg = stack.write_central_config(tmp_path / "c.toml", central_db, broker.collector())
+    agent_cfg = stack.write_agent_config(
+        tmp_path / "a.toml", kiosk_db, broker.kiosk(stack.KIOSK), state_reply_timeout_s=600
+    )
+    central = stack.spawn("central.cli", central_cfg, tmp_path / "central.log")
+    agent = stack.spawn("edge_agent.cli", agent_cfg, tmp_path / "agent.log")
+    try:
+        first = _code(1)
+        wait_until(central_db.exists, 60, "central's database")
+        conn = backoffice_db.connect(central_db)
+        with backoffice_db.transaction(conn):
+            downlink_log.append(
+                conn, f"office:{OFFICE}", "dossier-status", first, status_body(first, "received")
+            )
+        wait_until(lambda: _kiosk_item(kiosk_db, "dossier-status", first), 60, "online: nudged")
+        stack.kill9(agent)
+        later = _code(2)
+        with backoffice_db.transaction(conn):
+            downlink_log.append(
+                conn, f"office:{OFFICE}", "dossier-status", first, status_body(first, "rejected")
+            )
+            downlink_log.append(
+                conn, f"office:{OFFICE}", "dossier-status", later, status_body(later, "processing")
+            )
+        conn.close()
+        agent = stack.spawn("edge_agent.cli", agent_cfg, tmp_path / "agent.log")
+        wait_until(lambda: _kiosk_item(kiosk_db, "dossier-status", later), 60, "caught up")
+        got = _kiosk_item(kiosk_db, "dossier-status", first)
+        assert got is not None and got["state"] == "rejected"
+    finally:
+        stack.stop(agent)
+        stack.stop(central)
