@@ -236,7 +236,7 @@ class SyncSection(Section):
         gt=0,
         le=3600,
         description="Ask central for downstream state again if it has not answered "
-        "(docs/protocol.md, \"Downlink\").",
+        '(docs/protocol.md, "Downlink").',
     )
     state_max_attempts: int = Field(
         5,

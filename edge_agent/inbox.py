@@ -11,8 +11,9 @@ kiosk's own SQLite file (the outbox database), in two tables:
   per ``(kind, key)`` (a dossier's status, an answer, a FAQ entry, the
   catalogue), which the screens read, online or not;
 - ``downlink_state (name, value)``: ``cursor`` (every item up to it has been
-  applied or deliberately skipped) and ``last_reply_at`` (unix seconds of the
-  last state reply: the age of the offline cache).
+  applied or deliberately skipped), ``last_reply_at`` (unix seconds of the
+  last state reply: the age of the offline cache) and ``kinds`` (the item
+  kinds this agent validated when it stored the cursor).
 
 :meth:`Inbox.apply` takes one page and, in **one transaction**, validates each
 item's body by kind (:class:`sync.downlink.ItemValidators`), runs the kind's
@@ -25,7 +26,10 @@ cursor. Either way nothing is skipped and nothing is applied twice:
 - an item whose cursor is at or below the one stored for its key (or at or
   below the stored cursor) is a no-op, so a page applied again, a replay or
   an out-of-order reply changes nothing;
-- the cursor never goes backwards (``max(stored, next_cursor)``).
+- the cursor never goes backwards (``max(stored, next_cursor)``), with one
+  deliberate exception: an agent that has learnt a new item kind since the
+  cursor was stored asks from 0 once (items it holds are no-ops), since the
+  items of that kind were skipped as unknown before.
 
 **An invalid item is skipped, counted and logged, and does not hold the
 cursor back.** The alternative, refusing the whole page, would wedge the kiosk
@@ -176,7 +180,7 @@ class Inbox:
         at = time.time() if now is None else now
         applied = stale = invalid = failed = 0
         with self._transaction() as conn:
-            stored = self._cursor(conn)
+            stored = self._effective_cursor(conn)
             for item in items:
                 outcome = self._apply_one(conn, item, stored, at)
                 if outcome == "applied":
@@ -189,6 +193,7 @@ class Inbox:
                     failed += 1
             new_cursor = max([stored, int(next_cursor), *(i.cursor for i in items)])
             self._set(conn, "cursor", str(new_cursor))
+            self._set(conn, "kinds", ",".join(sorted(self.validators.kinds())))
             self._set(conn, "last_reply_at", repr(at))
         c = self.counters
         c.pages += 1
@@ -270,10 +275,31 @@ class Inbox:
         return 0 if row is None else int(row[0])
 
     # -- reading ------------------------------------------------------------------------------
+    def _effective_cursor(self, conn: sqlite3.Connection) -> int:
+        """The stored cursor, or 0 when this agent knows kinds the stored one did not.
+
+        Items of a kind without a validator were skipped (and the cursor moved
+        past them); an agent that has since learnt the kind asks from the start
+        once, so it gets that kind's current items. Items it holds already are
+        no-ops (their per-key cursors), so nothing is applied twice.
+        """
+        row = conn.execute("SELECT value FROM downlink_state WHERE name = 'kinds'").fetchone()
+        stored = self._cursor(conn)
+        if row is None:
+            return stored
+        known = set(str(row[0]).split(",")) - {""}
+        if self.validators.kinds() - known:
+            return 0
+        return stored
+
     def cursor(self) -> int:
-        """Every downlink item up to this cursor has been applied (or skipped as invalid)."""
+        """Every downlink item up to this cursor has been applied (or skipped as invalid).
+
+        0 after an upgrade that taught the agent a new item kind (see
+        :meth:`_effective_cursor`): the kiosk then asks for everything once.
+        """
         with self._lock():
-            return self._cursor(self.conn)
+            return self._effective_cursor(self.conn)
 
     def last_reply_at(self) -> float | None:
         """Unix seconds of the last state reply applied (the offline cache's age), or None."""

@@ -102,7 +102,8 @@ def test_tables_are_the_contract_names(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
     Inbox(conn).apply([news(1, "a")], 1, now=5.0)
     rows = dict(conn.execute("SELECT name, value FROM downlink_state").fetchall())
-    assert rows == {"cursor": "1", "last_reply_at": "5.0"}
+    assert rows["cursor"] == "1" and rows["last_reply_at"] == "5.0"
+    assert rows["kinds"] == "answer,dossier-status,faq,news,support-reply"  # see the upgrade test
     cols = [r[1] for r in conn.execute("PRAGMA table_info(downlink_items)")]
     assert cols == ["kind", "key", "cursor", "body", "applied_at"]
 
@@ -169,3 +170,21 @@ def test_for_app_builds_the_inbox_on_the_apps_outbox_and_attaches_state(tmp_path
     assert sync._stored_cursor() == 1  # the client reads the cursor the inbox stored
     sync.outbox.close()
     outbox.close()
+
+
+def test_an_upgrade_that_learns_a_kind_asks_from_the_start_once(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
+    old = Inbox(conn)  # knows no catalogue: the item is skipped, the cursor moves on
+    result = old.apply(
+        [news(1, "a"), Item(cursor=2, kind="catalogue", key="catalogue", body={"version": 1})], 2
+    )
+    assert (result.applied, result.invalid, old.cursor()) == (1, 1, 2)
+    new = Inbox(conn)
+    new.register_validator("catalogue", lambda body: None)
+    assert new.cursor() == 0  # ask for everything once
+    result = new.apply(
+        [news(1, "a"), Item(cursor=2, kind="catalogue", key="catalogue", body={"version": 1})], 2
+    )
+    assert (result.applied, result.stale) == (1, 1)  # the news item is not applied twice
+    assert new.get("catalogue", "catalogue") is not None
+    assert new.cursor() == 2  # and from then on, as usual
