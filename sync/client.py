@@ -520,9 +520,15 @@ class SyncClient:
         slot.done.set()
 
     def _stored_cursor(self) -> int:
-        if self._state_cursor is not None:
+        """The cursor the application stored; the machine's copy if it cannot be read."""
+        fallback = self.state.cursor if self.state is not None else 0
+        if self._state_cursor is None:
+            return fallback
+        try:
             return int(self._state_cursor())
-        return self.state.cursor if self.state is not None else 0
+        except Exception:
+            log.exception("could not read the stored downlink cursor; using %d", fallback)
+            return fallback
 
     def _run_state(self, actions: list[StateAction], now: float) -> None:
         """Carry out the state machine's actions: publish requests, apply pages."""
