@@ -12,6 +12,7 @@ import click
 
 from central import cli_backoffice, cli_downlink
 from central.cli_catalogue import catalogue
+from central.cli_signing import signing
 from central.config import CentralConfig, load_central_config
 from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
@@ -195,6 +196,7 @@ main.add_command(cli_backoffice.news)
 main.add_command(cli_backoffice.report)
 main.add_command(cli_backoffice.kiosk)
 main.add_command(cli_downlink.downlink)
+main.add_command(signing)
 
 if __name__ == "__main__":
     main()

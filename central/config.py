@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from central.attachments import AttachmentLimits
 from central.collector import CollectorSettings
 from central.downlink import DownlinkSettings
 from central.quotas import QuotaSettings
 from central.sequences import DEFAULT_MAX_SEQ_JUMP
+from central.signing import SigningSettings
 from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
-from sync.config import MqttSection, Section, load
+from sync.config import MqttSection, Section, _is_loopback, load
 from sync.dossier_status import PortalCodes, PortalCodesError, load_portal_codes
 
 
@@ -239,6 +241,103 @@ class DossiersSection(Section):
         return self.duplicate_window_h * 3600.0
 
 
+class SigningSection(Section):
+    """The remote-signing provider central talks to for the kiosks (docs/signing.md)."""
+
+    provider: Literal["none", "smartca", "csc"] = Field(
+        "none",
+        description="Which provider shape: `smartca` (VNPT SmartCA), `csc` (Cloud Signature "
+        "Consortium API v2, e.g. Viettel MySign), or `none` (remote signing off; kiosks "
+        "offer the handwritten signature only).",
+    )
+    base_url: str = Field(
+        "",
+        max_length=300,
+        description="The provider's API root as the provider gives it, e.g. "
+        "`https://sca.provider.vn/sp123` (SmartCA shape: `/v1/...` paths follow) or "
+        "`https://rssp.provider.vn` (CSC shape: `/csc/v2/...` follow). https is required "
+        "unless the host is a loopback address.",
+    )
+    client_id: str = Field(
+        "",
+        max_length=200,
+        description="The service-provider id the provider issued to the office "
+        "(SmartCA `sp_id`, CSC client id).",
+    )
+    client_secret: SecretStr = Field(
+        SecretStr(""),
+        description="The matching secret (SmartCA `sp_password`, CSC client secret). Never "
+        "printed, never sent to kiosks. Keep the file root:aps 640.",
+    )
+    connect_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="Seconds to wait for the provider's TCP/TLS connection."
+    )
+    request_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        le=120,
+        description="Seconds to wait for each reply; a slower provider counts as unavailable "
+        "and the kiosk polls again. Keep it below the kiosks' RPC timeout.",
+    )
+    transaction_ttl_s: float = Field(
+        300.0,
+        ge=30,
+        le=3600,
+        description="A transaction the citizen has not approved in this many seconds is "
+        "expired at central, whatever the provider says.",
+    )
+    max_outstanding_per_kiosk: int = Field(
+        2, ge=1, le=50, description="Signing transactions one kiosk may have open at once."
+    )
+    max_transactions: int = Field(
+        5000, ge=10, le=1_000_000, description="Signing transactions central holds at most."
+    )
+
+    @model_validator(mode="after")
+    def _provider_complete(self) -> Self:
+        if self.provider == "none":
+            return self
+        missing = [
+            key
+            for key, value in (
+                ("base_url", self.base_url),
+                ("client_id", self.client_id),
+                ("client_secret", self.client_secret.get_secret_value()),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(
+                f"signing.provider is {self.provider!r} but signing.{', signing.'.join(missing)} "
+                'is empty: set the values the provider issued, or provider = "none"'
+            )
+        url = urlsplit(self.base_url)
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise ValueError(
+                f"signing.base_url {self.base_url!r} is not an http(s) URL; "
+                "give the provider's API root such as https://host/path"
+            )
+        if url.scheme == "http" and not _is_loopback(url.hostname):
+            raise ValueError(
+                f"signing.base_url {self.base_url!r} is plain http to {url.hostname}: the "
+                "client secret would cross the network in clear text; use https"
+            )
+        return self
+
+    def settings(self) -> SigningSettings:
+        return SigningSettings(
+            provider=self.provider,
+            base_url=self.base_url,
+            client_id=self.client_id,
+            client_secret=self.client_secret.get_secret_value(),
+            connect_timeout_s=self.connect_timeout_s,
+            request_timeout_s=self.request_timeout_s,
+            transaction_ttl_s=self.transaction_ttl_s,
+            max_outstanding_per_kiosk=self.max_outstanding_per_kiosk,
+            max_transactions=self.max_transactions,
+        )
+
+
 class CentralConfig(Section):
     central: CentralSection = Field(default_factory=CentralSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
@@ -248,6 +347,7 @@ class CentralConfig(Section):
     attachments: AttachmentsSection = Field(default_factory=AttachmentsSection)
     downlink: DownlinkSection = Field(default_factory=DownlinkSection)
     dossiers: DossiersSection = Field(default_factory=DossiersSection)
+    signing: SigningSection = Field(default_factory=SigningSection)
 
 
 def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:

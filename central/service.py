@@ -23,6 +23,7 @@ from central import answers, backoffice_db, dossiers, quotas, reports
 from central.collector import Collector
 from central.config import CentralConfig
 from central.downlink import DownlinkService
+from central.signing import signing_service
 from central.store import SQLiteStore
 from sync.files import make_private_dir
 from sync.systemd_notify import Notifier
@@ -58,6 +59,10 @@ class CentralService:
             database=db, publish=self._publish_down, settings=cfg.downlink.settings()
         )
         self.collector.downlink = self.downlink
+        # Remote signing (docs/signing.md): sign.start / sign.poll over the downlink's RPC.
+        self.signing = signing_service(cfg.signing.settings())
+        for method, handler in self.signing.rpc_handlers().items():
+            self.downlink.register_rpc(method, handler)
         self.notifier = Notifier() if notifier is None else notifier
         # The writer counts as stuck after half the watchdog period without
         # progress (systemd then restarts us within another WatchdogSec).
@@ -96,6 +101,7 @@ class CentralService:
             self.notifier.stopping()
             self.collector.stop()
             self.downlink.stop()
+            self.signing.close()
             self.housekeep(store)  # [quotas] hook: the last counters
             store.close()
             if self._backoffice is not None:

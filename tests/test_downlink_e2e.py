@@ -521,3 +521,43 @@ def test_both_services_as_installed_a_killed_agent_catches_up_when_it_comes_back
     finally:
         stack.stop(agent)
         stack.stop(central)
+
+
+def test_remote_signing_round_trip_over_mqtt_through_aps_central_run(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    """The kiosk's RemoteSigner on SyncClient.call; central's signing service as wired
+    by ``aps-central run``; the mock provider (SmartCA shape) on loopback."""
+    import hashlib
+
+    from edge_agent.services.remote_signing import Pending, RemoteSigner, Signed
+    from firmware_mocks.signing_provider import MockSigningProvider
+    from sync.signature_check import verify_hash_signature
+
+    with MockSigningProvider(key_type="rsa") as provider:
+        db = tmp_path / "central.db"
+        cfg = stack.write_central_config(tmp_path / "central.toml", db, broker.collector())
+        with cfg.open("a", encoding="utf-8") as fh:
+            fh.write(
+                f'\n[signing]\nprovider = "smartca"\nbase_url = "{provider.base_url}"\n'
+                f'client_id = "{provider.client_id}"\nclient_secret = "{provider.client_secret}"\n'
+            )
+        proc = stack.spawn("central.cli", cfg, tmp_path / "central.log")
+        kiosk = None
+        try:
+            wait_until(db.exists, 60, "central's database")
+            kiosk = start_kiosk(broker, tmp_path / "kiosk.db", K)
+            wait_until(lambda: kiosk.inbox.last_reply_at() is not None, 60, "first state reply")
+            signer = RemoteSigner(kiosk.client.call)
+            digest = hashlib.sha256(b"dossier 000.00.14.H56-261201-1001").digest()
+            tx = signer.start(digest, document_name="Tờ khai khai sinh", id_number="001099012345")
+            assert isinstance(signer.poll(tx), Pending)
+            provider.approve()
+            result = signer.poll(tx)
+            assert isinstance(result, Signed), result
+            verify_hash_signature(digest, result.value, result.certificate)
+        finally:
+            if kiosk is not None:
+                kiosk.stop()
+            stack.stop(proc)
+        assert proc.returncode == 0, (tmp_path / "central.log").read_text()

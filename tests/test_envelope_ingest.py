@@ -254,8 +254,10 @@ def test_record_round_trip(
     parsed = decode_record(payload).created_at()
     assert parsed.utcoffset() == when.utcoffset()
     assert parsed.replace(tzinfo=None) - when.replace(tzinfo=None) < timedelta(minutes=1)
-    naive_utc = when.replace(tzinfo=None) - (when.utcoffset() or timedelta(0))
-    assert abs(rec.created_unix() - (naive_utc - datetime(1970, 1, 1)).total_seconds()) < 60
+    # In seconds, not datetimes: 0001-01-01T00:00+07:00 is before datetime.min in UTC.
+    offset_s = (when.utcoffset() or timedelta(0)).total_seconds()
+    local_s = (when.replace(tzinfo=None) - datetime(1970, 1, 1)).total_seconds()
+    assert abs(rec.created_unix() - (local_s - offset_s)) < 60
 
 
 # -- each kind of garbage, through classify and the store --------------------------
