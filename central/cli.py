@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from central import cli_backoffice
+from central import cli_backoffice, cli_downlink
 from central.cli_catalogue import catalogue
 from central.cli_signing import signing
 from central.config import CentralConfig, load_central_config
@@ -195,6 +195,7 @@ main.add_command(cli_backoffice.faq)
 main.add_command(cli_backoffice.news)
 main.add_command(cli_backoffice.report)
 main.add_command(cli_backoffice.kiosk)
+main.add_command(cli_downlink.downlink)
 main.add_command(signing)
 
 if __name__ == "__main__":
