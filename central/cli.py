@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from central import cli_backoffice
+from central import cli_backoffice, cli_downlink
 from central.cli_catalogue import catalogue
 from central.cli_signing import signing
 from central.cli_support import api_command, api_token_group, roster_group, support_group
@@ -206,6 +206,7 @@ main.add_command(cli_backoffice.faq)
 main.add_command(cli_backoffice.news)
 main.add_command(cli_backoffice.report)
 main.add_command(cli_backoffice.kiosk)
+main.add_command(cli_downlink.downlink)
 main.add_command(signing)
 
 if __name__ == "__main__":

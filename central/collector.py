@@ -19,6 +19,10 @@ only while the writer loop comes round (:meth:`Collector.writer_stalled_for`).
 
 Several collectors can share the load: with ``shared_group`` set they
 subscribe to ``$share/<group>/aps/v1/+/up/records``.
+
+With a downlink service attached (:attr:`Collector.downlink`), the collector
+also subscribes to the kiosks' state requests and remote calls and hands
+them to it, on this one connection (central/downlink.py).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from central.downlink import DownlinkService, is_downlink_topic
+from central.downlink import subscriptions as downlink_subscriptions
 from central.ingest import Accept, DeadLetter, FleetUpdate, classify, classify_fleet
 from central.isolation import Message, commit_isolating
 from central.quotas import Quotas
@@ -108,6 +114,9 @@ class Collector:
         )
         self.idle = threading.Event()
         self._writer_progress_at = time.monotonic()
+        #: central.downlink.DownlinkService (set before start): it answers state
+        #: requests and remote calls on this connection.
+        self.downlink: DownlinkService | None = None
 
     @property
     def subscriptions(self) -> list[str]:
@@ -116,6 +125,8 @@ class Collector:
         for name in ("records", "status", "heartbeat"):
             base = f"{TOPIC_ROOT}/+/up/{name}"
             out.append(f"$share/{group}/{base}" if group else base)
+        if self.downlink is not None:
+            out += downlink_subscriptions(group)
         return out
 
     def _new_client(self) -> mqtt.Client:
@@ -174,6 +185,10 @@ class Collector:
             log.exception("on_subscribe failed")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.downlink is not None and is_downlink_topic(msg.topic):
+            # Never blocks: throttled per kiosk, bounded queue (central/downlink.py).
+            self.downlink.submit(msg.topic, bytes(msg.payload))
+            return
         # [quotas] hook: over its rate, a kiosk's message is held back or dropped unparsed.
         if self.quotas is not None and not self.quotas.admit(msg.topic, bytes(msg.payload)):
             return

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from central.attachments import AttachmentLimits
 from central.collector import CollectorSettings
+from central.downlink import DownlinkSettings
 from central.notify import FanoutNotifier, Notifier, SmtpNotifier, WebhookNotifier
 from central.quotas import QuotaSettings
 from central.roster import DEFAULT_TIMEZONE
@@ -372,6 +373,38 @@ class ApiSection(Section):
         return host.strip("[]"), int(port)
 
 
+class DownlinkSection(Section):
+    """State replies, remote calls and nudges to kiosks (docs/protocol.md, "Downlink")."""
+
+    requests_per_s: float = Field(
+        5.0,
+        gt=0,
+        description="State requests and remote calls per second one kiosk may make; over "
+        "it (and its burst) they are dropped and counted, and the kiosk asks again later.",
+    )
+    burst: int = Field(20, ge=1, le=10_000, description="Requests one kiosk may make at once.")
+    queue_max: int = Field(
+        2000, ge=10, description="Requests waiting for the downlink worker; beyond, dropped."
+    )
+    nudge_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often the log is checked for items to nudge about."
+    )
+    rpc_workers: int = Field(4, ge=1, le=64, description="Remote calls run at once.")
+    rpc_per_kiosk: int = Field(
+        4, ge=1, le=64, description="Remote calls of one kiosk in progress at once."
+    )
+
+    def settings(self) -> DownlinkSettings:
+        return DownlinkSettings(
+            requests_per_s=self.requests_per_s,
+            burst=self.burst,
+            queue_max=self.queue_max,
+            nudge_interval_s=self.nudge_interval_s,
+            rpc_workers=self.rpc_workers,
+            rpc_per_kiosk=self.rpc_per_kiosk,
+        )
+
+
 class DossiersSection(Section):
     """The back office's dossier rules (docs/backoffice.md)."""
 
@@ -524,6 +557,7 @@ class CentralConfig(Section):
             notify_backoff_max_s=self.notify.backoff_max_s,
         )
 
+    downlink: DownlinkSection = Field(default_factory=DownlinkSection)
     dossiers: DossiersSection = Field(default_factory=DossiersSection)
     signing: SigningSection = Field(default_factory=SigningSection)
 

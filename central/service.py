@@ -1,4 +1,8 @@
-"""The central process: collector(s) and store, until stopped.
+"""The central process: collector(s), store and downlink service, until stopped.
+
+The downlink service (:mod:`central.downlink`) rides on the collector's MQTT
+connection: state replies, remote calls (``self.downlink.register_rpc``) and
+nudges.
 
 Under systemd (``Type=notify``) it says READY=1 once the collector runs and
 pings the watchdog (WATCHDOG=1) only while the collector's writer loop makes
@@ -19,6 +23,8 @@ from typing import TYPE_CHECKING
 from central import answers, backoffice_db, dossiers, quotas, reports
 from central.collector import Collector
 from central.config import CentralConfig
+from central.downlink import DownlinkService
+from central.signing import signing_service
 from central.store import SQLiteStore
 from central.support_router import SupportRouter
 from sync.files import make_private_dir
@@ -51,6 +57,17 @@ class CentralService:
             settings=cfg.collector.settings(),
             quotas=quotas.Quotas(cfg.quotas.settings()),
         )
+        # State replies, remote calls and nudges, on the collector's connection.
+        # Other parts register their remote methods on it before run():
+        # ``service.downlink.register_rpc("sign.start", fn)``.
+        self.downlink = DownlinkService(
+            database=db, publish=self._publish_down, settings=cfg.downlink.settings()
+        )
+        self.collector.downlink = self.downlink
+        # Remote signing (docs/signing.md): sign.start / sign.poll over the downlink's RPC.
+        self.signing = signing_service(cfg.signing.settings())
+        for method, handler in self.signing.rpc_handlers().items():
+            self.downlink.register_rpc(method, handler)
         self.notifier = Notifier() if notifier is None else notifier
         # The writer counts as stuck after half the watchdog period without
         # progress (systemd then restarts us within another WatchdogSec).
@@ -84,15 +101,21 @@ class CentralService:
         if self.support_router is not None:
             self.support_router.stop()
 
+    def _publish_down(self, topic: str, payload: bytes) -> None:
+        self.collector.network.client.publish(topic, payload, qos=1)
+
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        self.downlink.start()
         self.collector.start()
         try:
             self.start_staff_side()
         except BaseException:
             self.stop_staff_side()
             self.collector.stop()
+            self.downlink.stop()
+            self.signing.close()
             raise
         log.info(
             "central collector %s started; store %s; broker %s:%d",
@@ -116,6 +139,8 @@ class CentralService:
             self.notifier.stopping()
             self.stop_staff_side()
             self.collector.stop()
+            self.downlink.stop()
+            self.signing.close()
             self.housekeep(store)  # [quotas] hook: the last counters
             store.close()
             if self._backoffice is not None:
@@ -153,6 +178,21 @@ class CentralService:
             c.duplicates,
             c.dead_letters,
             c.batches,
+        )
+        d = self.downlink.counters
+        log.info(
+            "downlink: %d state requests, %d replies (%d items), %d nudges, %d rpc (%d errors), "
+            "%d throttled, %d dropped (queue full), %d invalid, %d office conflicts",
+            d.state_requests,
+            d.state_replies,
+            d.items_sent,
+            d.nudges,
+            d.rpc_requests,
+            d.rpc_errors,
+            d.throttled,
+            d.queue_full,
+            d.invalid,
+            d.office_conflicts,
         )
         self.log_gap_alerts(store)
 

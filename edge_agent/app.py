@@ -60,6 +60,7 @@ from edge_agent.services.feedback import FeedbackService
 from edge_agent.services.filing import FilingService
 from edge_agent.services.info import InfoService
 from edge_agent.services.ratings import RatingService
+from edge_agent.services.remote_signing import RemoteSigner
 from edge_agent.services.support import SupportService
 from edge_agent.services.tracking import TrackingService
 from edge_agent.session import CitizenSession
@@ -180,6 +181,9 @@ class KioskApp:
             # Every commit in this process wakes the sync: published without polling.
             self.outbox.on_commit.append(self.sync.wake)
             self.inbox = make_inbox(self)
+            # Remote signing (VNPT SmartCA, CSC/MySign) goes through central's RPC: the
+            # provider's secrets stay at central (docs/signing.md).
+            self.signing = RemoteSigner(self.sync.call)
         except BaseException:
             if hasattr(self, "sync"):
                 self.sync.outbox.close()

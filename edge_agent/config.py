@@ -231,6 +231,29 @@ class SyncSection(Section):
     max_record_kb: int = Field(
         256, ge=1, le=1024, description="Largest record envelope, KiB (attachments are chunked)."
     )
+    state_reply_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="Ask central for downstream state again if it has not answered "
+        '(docs/protocol.md, "Downlink").',
+    )
+    state_max_attempts: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="State requests in a row without a reply before the kiosk waits "
+        "`state_idle_retry_s` (or a nudge, or a reconnect).",
+    )
+    state_idle_retry_s: float = Field(
+        300.0, gt=0, le=86400, description="The wait after `state_max_attempts` unanswered."
+    )
+    state_page_items: int = Field(
+        100, ge=1, le=100, description="Downlink items asked for per state request."
+    )
+    rpc_max_outstanding: int = Field(
+        8, ge=1, le=64, description="Remote calls (remote signing) waiting at once, at most."
+    )
 
     def settings(self) -> SyncSettings:
         return SyncSettings(
@@ -241,6 +264,11 @@ class SyncSection(Section):
             reconnect_max_s=self.reconnect_max_s,
             heartbeat_interval_s=self.heartbeat_interval_s,
             retention_s=self.retention_days * 86400,
+            state_reply_timeout_s=self.state_reply_timeout_s,
+            state_max_attempts=self.state_max_attempts,
+            state_idle_retry_s=self.state_idle_retry_s,
+            state_page_limit=self.state_page_items,
+            rpc_max_outstanding=self.rpc_max_outstanding,
         )
 
     def outbox_options(self) -> dict[str, Any]:

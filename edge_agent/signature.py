@@ -212,9 +212,28 @@ class RemoteSignatureResult:
     value_b64: str
     certificate_b64: str
     signed_at: datetime
+    #: The hash the provider signed (hex), when known: it must be the filing's own.
+    document_sha256: str | None = None
+
+    @classmethod
+    def from_signed(cls, signed: Any) -> RemoteSignatureResult:
+        """From the remote-signing port's ``Signed`` (edge_agent.services.remote_signing)."""
+        return cls(
+            provider=signed.provider or "remote",
+            transaction=signed.transaction,
+            value_b64=base64.b64encode(signed.value).decode(),
+            certificate_b64=base64.b64encode(signed.certificate).decode(),
+            signed_at=signed.signed_at,
+            document_sha256=signed.digest.hex(),
+        )
 
     def signature_body(self, document_sha: str) -> dict[str, Any]:
         """The dossier's ``signature`` for this result over ``document_sha``."""
+        if self.document_sha256 is not None and self.document_sha256 != document_sha:
+            raise SignatureError(
+                "document_sha256: the provider signed another document than this filing",
+                "Chữ ký số không khớp với hồ sơ này. Xin mời Ông/Bà ký lại.",
+            )
         if not SLUG_RE.match(self.provider):
             raise SignatureError(f"provider: {self.provider!r} is not a short name of a-z, 0-9, -")
         if not self.transaction or len(self.transaction) > TRANSACTION_CHARS:

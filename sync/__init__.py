@@ -3,6 +3,8 @@
 Shared by the kiosk agent and central (central may import these):
 
 - :mod:`sync.envelope` frames and validates protocol messages (sans-I/O).
+- :mod:`sync.downlink` is the typed downlink: state requests and replies, nudges,
+  remote calls, item bodies by kind, and the topic router (sans-I/O).
 - :mod:`sync.schemas` is one schema per record kind and the bounds of every message (sans-I/O).
 - :mod:`sync.attachments`, :mod:`sync.ids`: attachment chunking, record and stream ids.
 - :mod:`sync.mqtt_link` is the reconnecting MQTT link both sides use.
@@ -15,6 +17,7 @@ Kiosk only:
 
 - :mod:`sync.outbox` is the durable SQLite outbox every record goes through.
 - :mod:`sync.machine` is the sync state machine (sans-I/O: events in, actions out).
+- :mod:`sync.state_sync` is the downstream state machine: ask, apply, page, retry (sans-I/O).
 - :mod:`sync.client` is the thin paho-mqtt adapter that drives the machine.
 - :mod:`sync.systemd_notify` (shared: the agent and central) speaks sd_notify.
 """

@@ -13,40 +13,76 @@ Two threads:
 
 The kiosk connects with a clean session: its outbox, not paho's memory or the
 broker's, is the only truth about what still has to go.
+
+"Connected" means the SUBACK of *this session's* one SUBSCRIBE: its result
+codes are checked (a refused subscription is logged as an ERROR, counted in
+``subscribe_failures`` and reported in the heartbeat), and a SUBACK of any
+other SUBSCRIBE (made later on the same connection) starts nothing, so the
+in-flight window is sent once per session, not once per subscription.
+
+Downstream (docs/protocol.md, "Downlink"): every message on ``down/`` goes
+through one :class:`sync.downlink.DownlinkRouter`. With ``on_state`` and
+``office`` given, :class:`sync.state_sync.StateSync` asks central for the
+state after the stored cursor on every connect, pages while ``more``, asks
+again on a nudge, and hands each page to ``on_state(items, next_cursor)``,
+which must commit the items and the cursor in one transaction before the
+next page is asked for. :meth:`SyncClient.call` is a blocking remote call
+over ``up/rpc`` / ``down/rpc``, safe from any thread.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from sync import SyncError
+from sync.downlink import (
+    DOWN_ACKS,
+    DOWN_NUDGE,
+    DOWN_RPC,
+    DOWN_STATE,
+    MAX_RPC_BYTES,
+    METHOD_RE_TEXT,
+    UP_RPC,
+    UP_STATE_REQUEST,
+    DownlinkError,
+    DownlinkRouter,
+    Item,
+    RpcReply,
+    RpcRequest,
+    decode_nudge,
+    decode_rpc_reply,
+    decode_state_reply,
+    up_topic,
+)
 from sync.envelope import (
     CENTRAL_TOPICS,
     EnvelopeError,
-    acks_topic,
     decode_ack,
     decode_object,
     encode_heartbeat,
     encode_status,
     heartbeat_topic,
-    is_central_topic,
     records_topic,
     status_topic,
     topic,
 )
+from sync.ids import new_ulid
 from sync.machine import Action, Fetch, MarkAcked, MarkRejected, Publish, SyncMachine
 from sync.mqtt_link import MqttSettings, NetworkLoop, make_paho_client
 from sync.outbox import Outbox
+from sync.state_sync import ApplyPage, SendRequest, StateAction, StateSync
 
 log = logging.getLogger("aps.sync")
 
@@ -65,6 +101,15 @@ class SyncSettings:
     heartbeat_interval_s: float = 60.0
     retention_s: float = 7 * 86400.0
     purge_interval_s: float = 3600.0
+    #: Downstream state (docs/protocol.md, "Downlink"): a state request not
+    #: answered in this time is sent again, at most state_max_attempts times
+    #: in a row; then the kiosk waits state_idle_retry_s (or a nudge).
+    state_reply_timeout_s: float = 15.0
+    state_max_attempts: int = 5
+    state_idle_retry_s: float = 300.0
+    state_page_limit: int = 100
+    #: Remote calls waiting for a reply at once, at most (more raise RpcError "busy").
+    rpc_max_outstanding: int = 8
 
 
 @dataclass
@@ -77,6 +122,35 @@ class SyncCounters:
     disconnects: int = 0
     central_restarts: int = 0
     last_ack_at: float | None = None
+    #: Subscriptions the broker refused (SUBACK failure codes), since start.
+    subscribe_failures: int = 0
+    #: SUBACKs of other SUBSCRIBEs than the session's own (they start nothing).
+    other_subacks: int = 0
+    rpc_calls: int = 0
+    rpc_timeouts: int = 0
+    rpc_ignored_replies: int = 0
+
+
+class RpcError(SyncError):
+    """A remote call failed: central answered with an error, or it could not be sent."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class RpcTimeout(RpcError):
+    """No reply to a remote call within its timeout (the call may still have run)."""
+
+
+@dataclass
+class _RpcSlot:
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: RpcReply | None = None
+
+
+StateHandler = Callable[[Sequence[Item], int], object]
 
 
 def now_iso() -> str:
@@ -133,7 +207,14 @@ class SyncClient:
         settings: SyncSettings,
         outbox_options: dict[str, Any] | None = None,
         heartbeat_fields: Callable[[], dict[str, Any]] | None = None,
+        office: str | None = None,
+        on_state: StateHandler | None = None,
+        state_cursor: Callable[[], int] | None = None,
     ) -> None:
+        """``on_state(items, next_cursor)`` commits a page of downlink items and the
+        cursor in one transaction (``edge_agent.inbox.Inbox.apply``); ``state_cursor()``
+        returns the stored cursor (``Inbox.cursor``). Without ``on_state`` and
+        ``office`` the kiosk asks for no downstream state."""
         self.kiosk = kiosk
         self.settings = settings
         self.outbox = Outbox(database, kiosk, **(outbox_options or {}))
@@ -148,7 +229,26 @@ class SyncClient:
             window_bytes=settings.inflight_bytes,
         )
         self.counters = SyncCounters()
+        #: Extra ``down/<name>`` handlers (called in the sync thread).
         self.handlers: dict[str, DownHandler] = {}
+        self.router = DownlinkRouter(kiosk)
+        self.router.on_prefix(CENTRAL_TOPICS.removesuffix("+"), self._on_central)
+        self.router.on(DOWN_ACKS, self._on_ack)
+        self.router.on(DOWN_STATE, self._on_state_reply)
+        self.router.on(DOWN_NUDGE, self._on_nudge)
+        self.router.on(DOWN_RPC, self._on_rpc_reply)
+        self._on_state: StateHandler | None = None
+        self._state_cursor: Callable[[], int] | None = None
+        self.state: StateSync | None = None
+        self._rpc_lock = threading.Lock()
+        self._rpc_waiting: dict[str, _RpcSlot] = {}
+        self._session_sub: tuple[mqtt.Client, int | None] | None = None
+        #: Set from this session's SUBACK to the disconnect: replies can reach us.
+        self.session_up = threading.Event()
+        # What the router's handlers see of the message being handled (sync thread).
+        self._pending: list[Action] = []
+        self._now = 0.0
+        self._retained = False
         self.heartbeat_fields = heartbeat_fields
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
@@ -165,8 +265,36 @@ class SyncClient:
         )
         self._database = Path(database)
         self._thread = threading.Thread(target=self._run, name=f"sync-{kiosk}", daemon=True)
+        if on_state is not None and office is not None:
+            self.attach_state(office=office, on_state=on_state, state_cursor=state_cursor)
         now = time.monotonic()
         self._next_poll = self._next_heartbeat = self._next_purge = now
+
+    def attach_state(
+        self,
+        *,
+        office: str,
+        on_state: StateHandler,
+        state_cursor: Callable[[], int] | None = None,
+    ) -> None:
+        """Ask for downstream state for ``office`` (call before :meth:`start`).
+
+        The same as passing ``office``, ``on_state`` and ``state_cursor`` to the
+        constructor, for an application that builds its inbox after the client.
+        """
+        if self._thread.is_alive():
+            raise SyncError("attach_state() must be called before start()")
+        s = self.settings
+        self._on_state = on_state
+        self._state_cursor = state_cursor
+        self.state = StateSync(
+            kiosk=self.kiosk,
+            office=office,
+            page_limit=s.state_page_limit,
+            reply_timeout_s=s.state_reply_timeout_s,
+            max_attempts=s.state_max_attempts,
+            idle_retry_s=s.state_idle_retry_s,
+        )
 
     def _new_client(self) -> mqtt.Client:
         client = make_paho_client(self.kiosk, self._mqtt_settings)
@@ -192,8 +320,14 @@ class SyncClient:
                 log.error("broker refused the connection: %s", rc)
                 return
             self.network.connected.set()
+            self.session_up.clear()
             # One SUBSCRIBE, so one SUBACK: only then does the sync start ("connected").
-            client.subscribe([(topic(self.kiosk, "down", "#"), 1), (CENTRAL_TOPICS, 1)])
+            rc_sub, mid = client.subscribe(
+                [(topic(self.kiosk, "down", "#"), 1), (CENTRAL_TOPICS, 1)]
+            )
+            if rc_sub != mqtt.MQTT_ERR_SUCCESS:
+                log.error("could not send SUBSCRIBE: %s", mqtt.error_string(rc_sub))
+            self._session_sub = (client, mid)
             client.publish(
                 status_topic(self.kiosk),
                 encode_status(self.kiosk, "online", now_iso()),
@@ -206,18 +340,35 @@ class SyncClient:
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any, props: Any
     ) -> None:
-        self._events.put(("connected", None))
+        try:
+            if self._session_sub != (client, mid):
+                # Another SUBSCRIBE on this connection: the session already started.
+                self.counters.other_subacks += 1
+                log.info("SUBACK %d is not this session's subscription; nothing restarts", mid)
+                return
+            self._session_sub = None
+            refused = [str(rc) for rc in rcs if getattr(rc, "is_failure", False)]
+            if refused:
+                self.counters.subscribe_failures += len(refused)
+                log.error(
+                    "the broker refused %d of this kiosk's subscriptions (%s): downstream "
+                    "messages on them will not arrive; check the kiosk's role (docs/broker.md)",
+                    len(refused),
+                    ", ".join(refused),
+                )
+            self.session_up.set()
+            self._events.put(("connected", None))
+        except Exception:
+            log.exception("on_subscribe failed")
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
     ) -> None:
+        self.session_up.clear()
         self._events.put(("disconnected", None))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if is_central_topic(msg.topic):
-            self._events.put(("central", (bytes(msg.payload), bool(msg.retain))))
-            return
-        self._events.put(("message", (msg.topic, bytes(msg.payload))))
+        self._events.put(("message", (msg.topic, bytes(msg.payload), bool(msg.retain))))
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -255,6 +406,10 @@ class SyncClient:
         retransmit = self.machine.next_deadline()
         if retransmit is not None:
             deadline = min(deadline, retransmit)
+        if self.state is not None:
+            state_due = self.state.next_deadline()
+            if state_due is not None:
+                deadline = min(deadline, state_due)
         return max(0.0, deadline - now)
 
     def _run(self) -> None:
@@ -281,6 +436,10 @@ class SyncClient:
                 if look or (retransmit is not None and now >= retransmit):
                     actions += self.machine.tick(now)
                 self._execute(actions, now)
+                if self.state is not None:
+                    state_due = self.state.next_deadline()
+                    if state_due is not None and now >= state_due:
+                        self._run_state(self.state.tick(now), now)
                 if now >= self._next_heartbeat:
                     if self.network.connected.is_set():
                         self._heartbeat()
@@ -304,26 +463,149 @@ class SyncClient:
         if name == "connected":
             self.counters.connects += 1
             log.info("connected to the broker; resuming from the outbox")
-            return self.machine.connected(now)
+            actions = self.machine.connected(now)
+            if self.state is not None:
+                self._run_state(self.state.connected(now, self._stored_cursor()), now)
+            return actions
         if name == "disconnected":
             self.counters.disconnects += 1
+            if self.state is not None:
+                self.state.disconnected()
             return self.machine.disconnected()
-        if name == "central":
-            return self._central(*arg, now=now)
         if name == "message":
-            mqtt_topic, payload = arg
-            if mqtt_topic == acks_topic(self.kiosk):
-                try:
-                    ack = decode_ack(payload)
-                except EnvelopeError as exc:
-                    log.warning("ignored a malformed ack: %s", exc.reason)
-                    return []
-                return self.machine.ack(ack, now)
-            handler = self.handlers.get(mqtt_topic.rsplit("/", 1)[-1])
-            if handler is not None:
-                handler(mqtt_topic, payload)
-            return []
+            mqtt_topic, payload, retained = arg
+            self._now, self._retained, self._pending = now, retained, []
+            extra = self.handlers.get(mqtt_topic.rsplit("/", 1)[-1])
+            if extra is not None and self.router.handler_for(mqtt_topic) is None:
+                extra(mqtt_topic, payload)
+            else:
+                self.router.dispatch(mqtt_topic, payload)
+            actions, self._pending = self._pending, []
+            return actions
         return []
+
+    # -- downlink handlers (sync thread, through the router) ----------------------------
+
+    def _on_ack(self, mqtt_topic: str, payload: bytes) -> None:
+        try:
+            ack = decode_ack(payload)
+        except EnvelopeError as exc:
+            raise DownlinkError(f"ack: {exc.reason}") from None
+        self._pending += self.machine.ack(ack, self._now)
+
+    def _on_central(self, mqtt_topic: str, payload: bytes) -> None:
+        self._pending += self._central(payload, self._retained, now=self._now)
+
+    def _on_state_reply(self, mqtt_topic: str, payload: bytes) -> None:
+        reply = decode_state_reply(payload)
+        if self.state is None:
+            log.info("ignored a state reply: this kiosk asks for no downstream state")
+            return
+        self._run_state(self.state.reply(reply, self._now), self._now)
+
+    def _on_nudge(self, mqtt_topic: str, payload: bytes) -> None:
+        nudge = decode_nudge(payload)
+        if self.state is not None:
+            self._run_state(self.state.nudge(nudge.cursor, self._now), self._now)
+
+    def _on_rpc_reply(self, mqtt_topic: str, payload: bytes) -> None:
+        reply = decode_rpc_reply(payload)
+        with self._rpc_lock:
+            slot = self._rpc_waiting.get(reply.request)
+        if slot is None or slot.done.is_set():
+            self.counters.rpc_ignored_replies += 1
+            log.info("ignored an rpc reply to %s: no call is waiting for it", reply.request)
+            return
+        slot.reply = reply
+        slot.done.set()
+
+    def _stored_cursor(self) -> int:
+        """The cursor the application stored; the machine's copy if it cannot be read."""
+        fallback = self.state.cursor if self.state is not None else 0
+        if self._state_cursor is None:
+            return fallback
+        try:
+            return int(self._state_cursor())
+        except Exception:
+            log.exception("could not read the stored downlink cursor; using %d", fallback)
+            return fallback
+
+    def _run_state(self, actions: list[StateAction], now: float) -> None:
+        """Carry out the state machine's actions: publish requests, apply pages."""
+        assert self.state is not None
+        todo = list(actions)
+        while todo:
+            action = todo.pop(0)
+            if isinstance(action, SendRequest):
+                info = self.network.client.publish(
+                    up_topic(self.kiosk, UP_STATE_REQUEST), action.request.encode(), qos=1
+                )
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    log.debug("state request deferred: %s", info.rc)
+            elif isinstance(action, ApplyPage):
+                reply = action.reply
+                try:
+                    assert self._on_state is not None
+                    self._on_state(reply.items, reply.next_cursor)
+                except Exception:
+                    log.exception(
+                        "applying a downlink page (%d items, cursor %d) failed; asking again later",
+                        len(reply.items),
+                        reply.next_cursor,
+                    )
+                    todo += self.state.apply_failed(reply, now)
+                    continue
+                stored = reply.next_cursor if self._state_cursor is None else self._stored_cursor()
+                todo += self.state.applied(reply, now, stored)
+
+    # -- remote calls --------------------------------------------------------------------
+    def call(self, method: str, params: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+        """Call ``method`` at central and wait for its result (any thread).
+
+        Raises :class:`RpcTimeout` when no reply comes within ``timeout_s``
+        (the call may still have run: methods are idempotent or say so), and
+        :class:`RpcError` when central answers with an error, the kiosk is
+        offline (``offline``), ``rpc_max_outstanding`` calls already wait
+        (``busy``), or the request is malformed or too big (``bad-request``).
+        """
+        if not re.match(METHOD_RE_TEXT, method):
+            raise RpcError("bad-request", f"method {method!r}: expected a name such as sign.start")
+        request = RpcRequest(kiosk=self.kiosk, request=new_ulid(), method=method, params=params)
+        try:
+            payload = request.encode()
+        except (TypeError, ValueError) as exc:
+            raise RpcError("bad-request", f"params are not JSON: {exc}") from None
+        if len(payload) > MAX_RPC_BYTES:
+            raise RpcError(
+                "bad-request", f"request is {len(payload)} bytes, the limit is {MAX_RPC_BYTES}"
+            )
+        slot = _RpcSlot()
+        with self._rpc_lock:
+            if len(self._rpc_waiting) >= self.settings.rpc_max_outstanding:
+                raise RpcError(
+                    "busy",
+                    f"{len(self._rpc_waiting)} remote calls already wait for central "
+                    f"(sync.rpc_max_outstanding); try again",
+                )
+            self._rpc_waiting[request.request] = slot
+        try:
+            if not (self.network.connected.is_set() and self.session_up.is_set()):
+                raise RpcError("offline", "the kiosk is not connected to central")
+            self.counters.rpc_calls += 1
+            info = self.network.client.publish(up_topic(self.kiosk, UP_RPC), payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise RpcError("offline", f"could not publish: {mqtt.error_string(info.rc)}")
+            if not slot.done.wait(timeout_s):
+                self.counters.rpc_timeouts += 1
+                raise RpcTimeout("timeout", f"no reply to {method} within {timeout_s:g} s")
+            reply = slot.reply
+            assert reply is not None
+            if not reply.ok:
+                raise RpcError(reply.error_code or "error", reply.error_message or "")
+            return dict(reply.result or {})
+        finally:
+            with self._rpc_lock:
+                self._rpc_waiting.pop(request.request, None)
 
     def _central(self, payload: bytes, retained: bool, *, now: float) -> list[Action]:
         """A collector said it is online. Live (not retained) means it has just
@@ -343,6 +625,8 @@ class SyncClient:
             msg.get("collector"),
             msg.get("session"),
         )
+        if self.state is not None:  # its downlink service may have missed our request
+            self._run_state(self.state.poke(now), now)
         self.machine.disconnected()
         return self.machine.connected(now)
 
@@ -383,7 +667,10 @@ class SyncClient:
             "db_bytes": stats.db_bytes,
             "reconnects": self.network.connects,
             "identity_conflicts": self.network.identity_conflicts,
+            "subscribe_failures": self.counters.subscribe_failures,
         }
+        if self.state is not None:
+            fields["downlink_cursor"] = self.state.cursor
         if self.heartbeat_fields is not None:
             fields.update(self.heartbeat_fields())
         self.network.client.publish(
