@@ -16,12 +16,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from central import answers, audit, content, dossiers, downlink_log, projection, reports
+from central import (
+    answers,
+    audit,
+    content,
+    dossiers,
+    downlink_log,
+    projection,
+    reports,
+    staff_tables,
+)
 from central.store import SQLiteStore
 
 SCHEMAS: list[Callable[[sqlite3.Connection], None]] = [
     downlink_log.ensure_schema,
     audit.ensure_schema,
+    staff_tables.ensure_schema,
     projection.ensure_schema,
     dossiers.ensure_schema,
     answers.ensure_schema,

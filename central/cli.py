@@ -13,6 +13,7 @@ import click
 from central import cli_backoffice, cli_downlink
 from central.cli_catalogue import catalogue
 from central.cli_signing import signing
+from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
 from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
@@ -72,7 +73,13 @@ def run(config_path: str) -> None:
             f"cannot prepare {exc.filename or cfg.central.database}: {exc.strerror}; check "
             f"central.database in {config_path}"
         ) from None
-    sys.exit(service.run())
+    from central.web.server import ApiListenError
+
+    try:
+        code = service.run()
+    except ApiListenError as exc:
+        raise click.ClickException(f"{exc}; check [api] listen in {config_path}") from None
+    sys.exit(code)
 
 
 @main.command("check-config")
@@ -189,6 +196,10 @@ def config_doc() -> None:
     click.echo(markdown_reference(CentralConfig, "Central (`/etc/aps/central.toml`)"))
 
 
+main.add_command(roster_group)
+main.add_command(support_group)
+main.add_command(api_token_group)
+main.add_command(api_command)
 main.add_command(cli_backoffice.dossier)
 main.add_command(cli_backoffice.inquiry)
 main.add_command(cli_backoffice.faq)

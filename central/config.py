@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
@@ -11,9 +12,12 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from central.attachments import AttachmentLimits
 from central.collector import CollectorSettings
 from central.downlink import DownlinkSettings
+from central.notify import FanoutNotifier, Notifier, SmtpNotifier, WebhookNotifier
 from central.quotas import QuotaSettings
+from central.roster import DEFAULT_TIMEZONE
 from central.sequences import DEFAULT_MAX_SEQ_JUMP
 from central.signing import SigningSettings
+from central.support import SupportSettings
 from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
 from sync.config import MqttSection, Section, _is_loopback, load
 from sync.dossier_status import PortalCodes, PortalCodesError, load_portal_codes
@@ -172,6 +176,201 @@ class AttachmentsSection(Section):
             max_chunks=self.max_chunks,
             expire_after_s=self.expire_incomplete_after_h * 3600.0,
         )
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class NotifySection(Section):
+    """How staff are told of a support request (docs/support.md). Neither set: nobody
+    is notified, staff see requests with `aps-central support list` or the API."""
+
+    webhook_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/?#]+[^\s]*$",
+        max_length=2000,
+        description="POST each notification as JSON to this URL (http:// or https://).",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Shared secret (at least 16 characters) for the X-APS-Signature header, "
+        "HMAC-SHA256 of the body; required with webhook_url. Never printed.",
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="Webhook request timeout.")
+    webhook_allow_http: bool = Field(
+        False,
+        description="Allow an http:// webhook_url to a host other than this machine (the "
+        "notifications carry citizens' names, phones and addresses): use https:// instead.",
+    )
+    smtp_host: str | None = Field(None, max_length=255, description="SMTP server for e-mail.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP port.")
+    smtp_sender: str | None = Field(
+        None,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="From: address of notification e-mails; required with smtp_host.",
+    )
+    smtp_to: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Team addresses, copied on every notification (and the only "
+        "recipients when the staff member has no e-mail).",
+    )
+    smtp_username: str | None = Field(None, description="SMTP login, if the server needs one.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password. Never printed.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_timeout_s: float = Field(10.0, gt=0, le=120, description="SMTP timeout.")
+    max_attempts: int = Field(
+        6,
+        ge=1,
+        le=100,
+        description="Attempts to notify about one request; then it is marked failed (an "
+        "ALERT is logged) and the kiosk shows the hotline instead.",
+    )
+    backoff_s: float = Field(
+        5.0, gt=0, le=3600, description="Wait after the first failed attempt; doubles each time."
+    )
+    backoff_max_s: float = Field(
+        300.0, gt=0, le=86400, description="Longest wait between attempts."
+    )
+
+    @field_validator("smtp_to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for addr in value:
+            if "@" not in addr or any(c.isspace() for c in addr) or len(addr) > 254:
+                raise ValueError(f"{addr!r} is not an e-mail address such as team@example.vn")
+        return value
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Self:
+        if self.webhook_url is not None:
+            secret = self.webhook_secret
+            if secret is None or len(secret.get_secret_value()) < 16:
+                raise ValueError(
+                    "notify.webhook_secret: set it (at least 16 characters) with webhook_url, "
+                    "so the receiver can check X-APS-Signature; generate one with "
+                    "`openssl rand -hex 32`"
+                )
+        if (
+            self.webhook_url is not None
+            and self.webhook_url.startswith("http://")
+            and not self.webhook_allow_http
+            and not _is_loopback_url(self.webhook_url)
+        ):
+            raise ValueError(
+                "notify.webhook_url: http:// to another machine would send citizens' "
+                "names, phones and addresses in clear text; use https://, or set "
+                "notify.webhook_allow_http = true on a private network"
+            )
+        if self.smtp_host is not None and self.smtp_sender is None:
+            raise ValueError("notify.smtp_sender: set the From: address with smtp_host")
+        return self
+
+    def notifier(self) -> Notifier | None:
+        """The configured notifier(s), or None when neither is configured."""
+        out: list[Notifier] = []
+        if self.webhook_url is not None and self.webhook_secret is not None:
+            out.append(
+                WebhookNotifier(
+                    self.webhook_url,
+                    self.webhook_secret.get_secret_value(),
+                    timeout_s=self.webhook_timeout_s,
+                )
+            )
+        if self.smtp_host is not None and self.smtp_sender is not None:
+            out.append(
+                SmtpNotifier(
+                    self.smtp_host,
+                    self.smtp_port,
+                    self.smtp_sender,
+                    to=self.smtp_to,
+                    username=self.smtp_username,
+                    password=None
+                    if self.smtp_password is None
+                    else self.smtp_password.get_secret_value(),
+                    starttls=self.smtp_starttls,
+                    timeout_s=self.smtp_timeout_s,
+                )
+            )
+        if not out:
+            return None
+        return out[0] if len(out) == 1 else FanoutNotifier(out)
+
+
+class SupportSection(Section):
+    """The free support team (docs/support.md)."""
+
+    hotline: str | None = Field(
+        None,
+        pattern=r"^\+?[0-9][0-9 .()-]{2,19}$",
+        description="The support hotline shown on the kiosk when no one is on duty.",
+    )
+    timezone: str = Field(
+        DEFAULT_TIMEZONE,
+        max_length=64,
+        description="Time zone of the shifts' times (an IANA name).",
+    )
+    route_every_s: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        description="How often `aps-central run` looks for new support requests to route "
+        "and notifications to send.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as {DEFAULT_TIMEZONE}"
+            ) from None
+        return value
+
+
+class ApiSection(Section):
+    """Central's HTTP API for staff and the back office (docs/api.md)."""
+
+    listen: str | None = Field(
+        None,
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
+        description="host:port to serve the API on from `aps-central run` (a thread); "
+        "unset: not served. Put a TLS-terminating proxy in front of it for the network.",
+    )
+    payment_secret: SecretStr | None = Field(
+        None,
+        description="Secret shared with the bank or payment portal (at least 16 characters): "
+        "their callbacks carry X-APS-Signature, HMAC-SHA256 of the body. Unset: payment "
+        "callbacks are refused. Never printed.",
+    )
+    max_body_kb: int = Field(
+        1024, ge=1, le=65536, description="Larger request bodies are refused (HTTP 413)."
+    )
+    page_max: int = Field(500, ge=1, le=10_000, description="Most items one list request returns.")
+
+    @field_validator("payment_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("at least 16 characters; generate one with `openssl rand -hex 32`")
+        return value
+
+    def host_port(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 class DownlinkSection(Section):
@@ -345,6 +544,19 @@ class CentralConfig(Section):
     alerts: AlertsSection = Field(default_factory=AlertsSection)
     quotas: QuotasSection = Field(default_factory=QuotasSection)
     attachments: AttachmentsSection = Field(default_factory=AttachmentsSection)
+    notify: NotifySection = Field(default_factory=NotifySection)
+    support: SupportSection = Field(default_factory=SupportSection)
+    api: ApiSection = Field(default_factory=ApiSection)
+
+    def support_settings(self) -> SupportSettings:
+        return SupportSettings(
+            hotline=self.support.hotline,
+            timezone=self.support.timezone,
+            notify_max_attempts=self.notify.max_attempts,
+            notify_backoff_s=self.notify.backoff_s,
+            notify_backoff_max_s=self.notify.backoff_max_s,
+        )
+
     downlink: DownlinkSection = Field(default_factory=DownlinkSection)
     dossiers: DossiersSection = Field(default_factory=DossiersSection)
     signing: SigningSection = Field(default_factory=SigningSection)

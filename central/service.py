@@ -18,6 +18,7 @@ import sqlite3
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from central import answers, backoffice_db, dossiers, quotas, reports
 from central.collector import Collector
@@ -25,8 +26,12 @@ from central.config import CentralConfig
 from central.downlink import DownlinkService
 from central.signing import signing_service
 from central.store import SQLiteStore
+from central.support_router import SupportRouter
 from sync.files import make_private_dir
 from sync.systemd_notify import Notifier
+
+if TYPE_CHECKING:
+    from central.web.server import ApiServer
 
 log = logging.getLogger("aps.central")
 
@@ -69,7 +74,32 @@ class CentralService:
         self.writer_stall_s = self.notifier.watchdog_interval_s or DEFAULT_WRITER_STALL_S
         self.stop_event = threading.Event()
         self._pinging = True
+        self.support_router: SupportRouter | None = None
+        self.api_server: ApiServer | None = None
         self._backoffice: sqlite3.Connection | None = None
+
+    def start_staff_side(self) -> None:
+        """The support router's thread, and the HTTP API's when ``[api] listen`` is set."""
+        self.support_router = SupportRouter(
+            self.cfg.central.database,
+            self.cfg.notify.notifier(),
+            self.cfg.support_settings(),
+            every_s=self.cfg.support.route_every_s,
+        )
+        self.support_router.start()
+        address = self.cfg.api.host_port()
+        if address is not None:
+            from central.web.app import create_app, settings_from_config
+            from central.web.server import ApiServer
+
+            self.api_server = ApiServer(create_app(settings_from_config(self.cfg)), *address)
+            self.api_server.start()
+
+    def stop_staff_side(self) -> None:
+        if self.api_server is not None:
+            self.api_server.stop()
+        if self.support_router is not None:
+            self.support_router.stop()
 
     def _publish_down(self, topic: str, payload: bytes) -> None:
         self.collector.network.client.publish(topic, payload, qos=1)
@@ -79,6 +109,14 @@ class CentralService:
             signal.signal(sig, self._on_signal)
         self.downlink.start()
         self.collector.start()
+        try:
+            self.start_staff_side()
+        except BaseException:
+            self.stop_staff_side()
+            self.collector.stop()
+            self.downlink.stop()
+            self.signing.close()
+            raise
         log.info(
             "central collector %s started; store %s; broker %s:%d",
             self.cfg.collector.client_id,
@@ -99,6 +137,7 @@ class CentralService:
                     self.housekeep(store)
         finally:
             self.notifier.stopping()
+            self.stop_staff_side()
             self.collector.stop()
             self.downlink.stop()
             self.signing.close()

@@ -1,0 +1,76 @@
+"""Helpers for the support-team tests: support records in a real central store."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from central import backoffice_db, downlink_log
+from central.ingest import Accept
+from central.store import SQLiteStore
+from sync.envelope import Record
+from sync.ids import new_stream_id, new_ulid
+from sync.schemas import check_body
+
+OFFICE = "000.00.14.H56"
+STREAM = new_stream_id()
+_seq = itertools.count(1)
+_code = itertools.count(1)
+
+
+def lookup_code(prefix: str = "HO") -> str:
+    return f"{prefix}-261201-{1000 + next(_code) % 9000:04d}"
+
+
+def support_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "message": "Tôi cần hỗ trợ nộp hồ sơ",
+        "type": "help",
+        "lookup_code": lookup_code(),
+        "source": "screen",
+    }
+    body.update(overrides)
+    check_body("support", body)
+    return body
+
+
+def ingest(db: Path, kiosk: str, kind: str, body: dict[str, Any]) -> str:
+    """Store one record as the collector would; returns its id."""
+    rid = new_ulid()
+    store = SQLiteStore(db)
+    try:
+        store.ingest(
+            [
+                Accept(
+                    record=Record(
+                        kind=kind,
+                        kiosk=kiosk,
+                        stream=STREAM,
+                        seq=next(_seq),
+                        id=rid,
+                        created="2026-12-01T09:15:02+07:00",
+                        body=body,
+                    )
+                )
+            ]
+        )
+    finally:
+        store.close()
+    return rid
+
+
+def open_db(db: Path, *kiosks: str, office: str = OFFICE) -> sqlite3.Connection:
+    conn = backoffice_db.connect(db)
+    with backoffice_db.transaction(conn):
+        for kiosk in kiosks:
+            downlink_log.assign_office(conn, kiosk, office)
+    return conn
+
+
+def replies(conn: sqlite3.Connection, kiosk: str) -> list[dict[str, Any]]:
+    return [
+        i.body
+        for i in downlink_log.current(conn, downlink_log.kiosk_audience(kiosk), "support-reply")
+    ]
