@@ -6,10 +6,19 @@ process (exactly what its systemd unit runs), and runs the kiosk application
 process, where a scripted citizen drives it as the screen will: scan the CCCD,
 file with a fee and a handwritten signature, confirm the code was shown, rate,
 ask a question, press the help button; half of the filings while the kiosk's
-link is down. Everything it writes goes under ``demo-out/`` (the kiosk's log in
+link is down. Then the office answers from central, over its HTTP API, as the
+back-office system and staff would (edge_agent/demo_backoffice.py): a dossier
+moves to result-ready, the bank's signed payment notice arrives, the question
+is answered, the on-duty staff member (roster set at start, notified by
+webhook) is coming for the help request, a FAQ item and a new catalogue
+version are published; the demo waits until the kiosk's own services show
+all of it. Everything it writes goes under ``demo-out/`` (the kiosk's log in
 ``agent.log``). The last line printed is a JSON summary read from the two
 databases, not from counters, plus the number of receipt images written and
-the records per kind at central (``kinds``).
+the records per kind at central (``kinds``), what central sent down that the
+kiosk holds per kind (``downlink_at_kiosk``), the tracked dossier's state and
+payment as the kiosk shows it (``tracked``), which answers arrived
+(``arrived``) and how many staff notifications were sent (``staff_notified``).
 
 The kiosk's devices are emulated in this process, on the citizen's side of the
 glass: a USB receipt printer (:class:`firmware_mocks.usb_printer.EmulatedUsbPrinter`,
@@ -32,17 +41,19 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
-from central.mosquitto import MosquittoProcess, mqtt_toml
+from central.mosquitto import MosquittoProcess, free_port, mqtt_toml
 from drivers.cccd_qr import encode_cccd_qr
 from drivers.identity import Identity
 from edge_agent.app import KioskApp
+from edge_agent.catalogue import bundled_document
 from edge_agent.config import DevicesSection, load_agent_config
+from edge_agent.demo_backoffice import BackOffice, WebhookInbox, central_toml_extra, new_token
 from edge_agent.devices import DeviceSupervisor
 from edge_agent.services.filing import FilingResult
 from edge_agent.signature import HandwrittenSignature
@@ -86,12 +97,12 @@ CITIZENS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def _write_configs(out: Path, broker: MosquittoProcess) -> tuple[Path, Path]:
+def _write_configs(out: Path, broker: MosquittoProcess, extra: str) -> tuple[Path, Path]:
     central = out / "central.toml"
     central.write_text(
         f'[central]\ndatabase = "{out / "central.db"}"\n\n'
         f"{mqtt_toml(broker.collector('aps-collector-demo'))}\n"
-        '[collector]\nclient_id = "aps-collector-demo"\n',
+        '[collector]\nclient_id = "aps-collector-demo"\n' + extra,
         encoding="utf-8",
     )
     kiosk = out / "kiosk.toml"
@@ -310,6 +321,84 @@ def _ask_and_call_for_help(app: KioskApp, devices: KioskDevices) -> dict[str, st
     raise click.ClickException("the help button's press did not reach the kiosk")
 
 
+def _next_version(version: str) -> str:
+    parts = version.split(".")
+    return ".".join([*parts[:-1], str(int(parts[-1]) + 1)])
+
+
+def _open_back_office(central_toml: Path, api_port: int) -> BackOffice:
+    """A token, then the API once ``aps-central run`` listens (bounded wait)."""
+    office = BackOffice(api_port, new_token(central_toml))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            office.http.get("/roster/staff").raise_for_status()
+            return office
+        except Exception:
+            if time.monotonic() > deadline:
+                office.close()
+                raise click.ClickException(
+                    "central's HTTP API did not answer within 30 s"
+                ) from None
+            time.sleep(0.2)
+
+
+def _back_office_round(
+    app: KioskApp, office: BackOffice, filed: list[FilingResult], lookups: dict[str, str]
+) -> dict[str, Any]:
+    """Staff answer from central; the kiosk ends up with all of it (bounded wait)."""
+    with_fee = next(r for r in filed if r.filed.fee_vnd > 0)
+    code = with_fee.filed.code
+    office.advance(code, {"result-ready": "Mời Ông/Bà đến nhận kết quả tại quầy số 2."})
+    click.echo(f"  back office: {code} received -> processing -> result-ready")
+    office.bank_pays(code, with_fee.filed.fee_vnd, app.now())
+    click.echo(f"  bank: {with_fee.filed.fee_vnd} VND paid for {code} (signed callback)")
+    office.answer(
+        lookups["question"],
+        "Ông/Bà mang CCCD đến UBND phường nơi đã đăng ký khai sinh, làm thủ tục cấp bản sao "
+        "trích lục khai sinh (8.000 đồng/bản).",
+    )
+    click.echo(f"  staff answered question {lookups['question']}")
+    office.publish_faq()
+    doc = bundled_document()
+    version = _next_version(str(doc["version"]))
+    doc["version"] = version
+    office.publish_catalogue(doc)
+    click.echo(f"  FAQ item and catalogue {version} published")
+    deadline = time.monotonic() + 60
+    while True:
+        track = app.tracking.lookup(code)
+        answer = app.feedback.answer_for(lookups["question"])
+        help_reply = app.support.status(lookups["help"])
+        faqs = app.info.faqs()
+        arrived = {
+            "status": track.state == "result-ready",
+            "paid": bool(track.paid),
+            "answer": answer.answered,
+            "support_reply": help_reply.status != "waiting",
+            "faq": bool(faqs),
+            "catalogue": app.catalogue().version == version,
+        }
+        if all(arrived.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    click.echo(f"  at the kiosk: {track.screen_text}")
+    click.echo(f"  at the kiosk: {answer.screen_text}")
+    click.echo(f"  at the kiosk: {help_reply.message}")
+    return {"tracked": {code: {"state": track.state, "paid": track.paid}}, "arrived": arrived}
+
+
+def kiosk_downlink(kiosk_db: Path) -> dict[str, int]:
+    """What central sent down that the kiosk holds, per kind (its cache)."""
+    k = sqlite3.connect(f"file:{kiosk_db}?mode=ro", uri=True)
+    try:
+        return dict(
+            k.execute("SELECT kind, count(*) FROM downlink_items GROUP BY kind ORDER BY kind")
+        )
+    finally:
+        k.close()
+
+
 @click.command()
 @click.option(
     "--once", is_flag=True, help="Exit after the scripted citizen (for CI and reviewers)."
@@ -329,7 +418,11 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
     shutil.rmtree(out, ignore_errors=True)
     (out / "receipts").mkdir(parents=True)
     broker = MosquittoProcess(out / "broker").start()
-    central_toml, kiosk_toml = _write_configs(out, broker)
+    staff_phone = WebhookInbox()  # the on-duty staff member's notifications
+    api_port = free_port()
+    central_toml, kiosk_toml = _write_configs(
+        out, broker, central_toml_extra(api_port, staff_phone.url)
+    )
     procs = [
         _spawn(["central.cli", "run", "--config", str(central_toml)], out / "central.log"),
     ]
@@ -339,8 +432,14 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
     result: dict[str, Any] = {}
     devices = KioskDevices(out)
     app = KioskApp(kiosk_cfg, devices=devices.supervisor)
+    office: BackOffice | None = None
     try:
         _wait_started(procs, [out / "central.db"])
+        office = _open_back_office(central_toml, api_port)
+        today = app.now().date()  # the office's own date (Asia/Ho_Chi_Minh)
+        office.put_on_duty(
+            kiosk_cfg.kiosk.agency, [today.isoformat(), (today + timedelta(days=1)).isoformat()]
+        )
         app.start()
         click.echo(
             f"broker (shipped config) on 127.0.0.1:{broker.local_port} (central) and "
@@ -354,20 +453,25 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
         people = CITIZENS * rounds
         half = len(people) // 2
         click.echo("citizens file at the kiosk (online):")
-        _file_all(app, devices, people[:half], 0)
+        filed = _file_all(app, devices, people[:half], 0)
         lookups = _ask_and_call_for_help(app, devices)
         _wait_synced(out, half, 30)
         click.echo(f"  central holds {summary(out / 'kiosk.db', out / 'central.db')['at_central']}")
         click.echo("the kiosk's link drops (broker stopped); citizens keep filing:")
         broker.stop()
-        _file_all(app, devices, people[half:], half)
+        filed += _file_all(app, devices, people[half:], half)
         click.echo(f"outbox while offline: {app.outbox.stats().queued} records waiting")
         broker.start()
         click.echo("link back; the kiosk drains its outbox to central ...")
         result = _wait_synced(out, len(people), 90)
         _wait_drained(app, 60)
+        click.echo("the office answers from central (HTTP API):")
+        office_round = _back_office_round(app, office, filed, lookups)
         result = summary(out / "kiosk.db", out / "central.db")
         result["lookup_codes"] = lookups
+        result["downlink_at_kiosk"] = kiosk_downlink(out / "kiosk.db")
+        result.update(office_round)
+        result["staff_notified"] = len(staff_phone.received)
         if not once:
             click.echo(
                 f"\nrunning; look at {out}/central.log, {out}/agent.log, and\n"
@@ -380,8 +484,11 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
-            result = {**summary(out / "kiosk.db", out / "central.db"), "lookup_codes": lookups}
+            result = {**result, **summary(out / "kiosk.db", out / "central.db")}
     finally:
+        if office is not None:
+            office.close()
+        staff_phone.close()
         app.stop()
         devices.close()
         for p in procs:
@@ -397,6 +504,7 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
     (out / "summary.json").write_text(json.dumps(result) + "\n")
     click.echo(json.dumps(result))
     ok = result.get("lost") == 0 and result.get("duplicates") == 0
+    ok = ok and all(result.get("arrived", {"none": False}).values())
     sys.exit(0 if ok and result["receipts"] == result.get("submitted") else 1)
 
 

@@ -52,3 +52,26 @@ def test_demo_once_files_and_syncs_everything(tmp_path: Path) -> None:
         "support": 2,
     }
     assert summary["lookup_codes"]["help"].startswith("HO-")
+    # Every model's answer from central reached the kiosk: a status change and a bank's
+    # payment from the back-office API, the staff's answer, the on-duty staff member's
+    # reply to the help request (and their webhook notification), a FAQ item and a new
+    # catalogue version, each read back through the kiosk application's own services.
+    assert summary["arrived"] == {
+        "status": True,
+        "paid": True,
+        "answer": True,
+        "support_reply": True,
+        "faq": True,
+        "catalogue": True,
+    }
+    (tracked,) = summary["tracked"].values()
+    assert tracked == {"state": "result-ready", "paid": True}
+    assert summary["downlink_at_kiosk"] == {
+        "answer": 1,
+        "catalogue": 1,
+        "dossier-status": 1,
+        "faq": 1,
+        "support-reply": 1,
+    }
+    assert summary["staff_notified"] >= 1
+    assert "Trần Thị Mai" in proc.stdout  # who is coming, on the kiosk's screen text

@@ -482,6 +482,10 @@ def test_faq_search_forgives_missing_diacritics_and_hides_withdrawn(app: KioskAp
     assert [f["id"] for f in app.info.faqs("HO TICH")] == ["f1"]
     assert app.info.faqs("chung thuc") == []  # withdrawn
     assert [n["id"] for n in app.info.news()] == ["n1"]
+    # Searched like the catalogue (edge_agent.search): no diacritics; news by its words.
+    assert [f["id"] for f in app.info.faqs("dang ky ket hon")] == ["f1"]
+    assert [n["id"] for n in app.info.news("nghi tet")] == ["n1"]
+    assert app.info.news("khai sinh") == []
 
 
 def test_lookup_codes_stop_at_999_a_day_and_slots_never_collide(tmp_path: Path) -> None:

@@ -1,17 +1,18 @@
 """Touch to know: FAQ and news central published, read from the kiosk's cache.
 
-Withdrawn items are hidden. :meth:`InfoService.faqs` searches questions,
-answers and tags forgiving missing diacritics ("ket hon" finds "kết hôn"):
-both sides are folded (NFD, combining marks dropped, đ -> d, lower case) and
-every word of the query must appear; hits in the question rank first.
+Withdrawn items are hidden. :meth:`InfoService.faqs` and :meth:`InfoService.news`
+search like the catalogue does (:class:`edge_agent.search.SearchIndex`: missing
+diacritics forgiven, "ket hon" finds "kết hôn", Telex/VNI leftovers repaired),
+ranked question (title) first, then tags, then the answer (body); with no
+query, newest first.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from edge_agent import downlink_cache
+from edge_agent.search import SearchIndex, normalize
 from sync.outbox import Outbox
 
 MAX_RESULTS = 50
@@ -19,8 +20,26 @@ MAX_RESULTS = 50
 
 def fold(text: str) -> str:
     """Lower case without diacritics: "Kết hôn Đồng Tháp" -> "ket hon dong thap"."""
-    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
-    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).lower().split())
+    return normalize(text)
+
+
+def _ranked(
+    items: list[dict[str, Any]], query: str | None, fields: list[tuple[str, float]]
+) -> list[dict[str, Any]]:
+    if not (query or "").strip():
+        return items[:MAX_RESULTS]
+    docs = []
+    for n, item in enumerate(items):
+        texts: list[tuple[str, float]] = []
+        for name, weight in fields:
+            value = item.get(name)
+            if isinstance(value, list):
+                texts.extend((str(v), weight) for v in value)
+            elif value is not None:
+                texts.append((str(value), weight))
+        docs.append((str(n), texts))
+    hits = SearchIndex(docs).search(query or "", limit=MAX_RESULTS)
+    return [items[int(h.id)] for h in hits]
 
 
 class InfoService:
@@ -39,17 +58,7 @@ class InfoService:
         items = self._live("faq")
         if procedure is not None:
             items = [i for i in items if i.get("procedure") == procedure]
-        words = fold(query or "").split()
-        if not words:
-            return items[:MAX_RESULTS]
-        scored = []
-        for i in items:
-            question = fold(str(i.get("question", "")))
-            rest = fold(" ".join([str(i.get("answer", "")), *map(str, i.get("tags", []))]))
-            if all(w in question or w in rest for w in words):
-                scored.append((sum(w in question for w in words), i))
-        scored.sort(key=lambda s: -s[0])  # stable: newest first within a score
-        return [i for _, i in scored[:MAX_RESULTS]]
+        return _ranked(items, query, [("question", 3.0), ("tags", 2.0), ("answer", 1.0)])
 
-    def news(self) -> list[dict[str, Any]]:
-        return self._live("news")[:MAX_RESULTS]
+    def news(self, query: str | None = None) -> list[dict[str, Any]]:
+        return _ranked(self._live("news"), query, [("title", 3.0), ("body", 1.0)])
