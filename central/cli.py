@@ -61,8 +61,13 @@ main.add_command(catalogue)
 def run(config_path: str) -> None:
     """Run the collector until SIGTERM (what the systemd unit starts)."""
     from central.service import CentralService
+    from central.web import ApiListenError
 
     cfg = _load(config_path)
+    if cfg.api.listen is not None:
+        # The web stack (FastAPI) takes about a second to import: before the store
+        # exists and the collector subscribes, not in the middle of start-up.
+        import central.web.app  # noqa: F401
     setup_logging(cfg.central.log_level)
     for warning in cfg.mqtt.warnings(Path(config_path)):
         logging.getLogger("aps.config").warning("%s: %s", config_path, warning)
@@ -73,8 +78,6 @@ def run(config_path: str) -> None:
             f"cannot prepare {exc.filename or cfg.central.database}: {exc.strerror}; check "
             f"central.database in {config_path}"
         ) from None
-    from central.web.server import ApiListenError
-
     try:
         code = service.run()
     except ApiListenError as exc:

@@ -5,3 +5,7 @@ library modules (roster, support, dossiers, answers, content, reports);
 :mod:`central.web.server` serves it with uvicorn, alone (``aps-central api``)
 or as a thread of ``aps-central run``.
 """
+
+
+class ApiListenError(OSError):
+    """The API could not start listening (address in use, no permission)."""

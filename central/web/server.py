@@ -6,15 +6,16 @@ import logging
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import FastAPI
+
+from central.web import ApiListenError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("aps.central.api")
-
-
-class ApiListenError(OSError):
-    """The API could not start listening (address in use, no permission)."""
 
 
 class ApiServer:
