@@ -166,10 +166,16 @@ class StateSync:
         return self._request(now)
 
     def poke(self, now: float) -> list[StateAction]:
-        """Central (re)started: ask now unless a request is already out."""
+        """A collector has just (re)subscribed: ask now.
+
+        A request still out may have been published before it subscribed, to
+        nobody, and would otherwise wait out ``reply_timeout_s``: it is replaced
+        (a late reply to it is ignored, like any reply to a request not out). A
+        page being applied is asked again after it is committed.
+        """
         if not self.online:
             return []
-        if self._busy():
+        if self._applying is not None:
             self._wanted = True
             return []
         self._attempts = 0

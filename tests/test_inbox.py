@@ -126,6 +126,26 @@ def test_a_silent_central_gets_a_bounded_number_of_requests() -> None:
     assert sent == 4
 
 
+def test_a_collector_coming_online_replaces_a_request_that_went_to_nobody() -> None:
+    # The kiosk asked before central's collector had subscribed: that request reached
+    # no one. The collector's live "online" must not wait out reply_timeout_s (600 s).
+    m = _machine(reply_timeout_s=600)
+    [lost] = m.connected(0.0, cursor=4)
+    assert isinstance(lost, SendRequest)
+    [again] = m.poke(1.0)
+    assert isinstance(again, SendRequest)
+    assert again.request.request != lost.request.request and again.request.cursor == 4
+    # A late reply to the lost request is ignored; the new one's is applied, once.
+    late = StateReply(request=lost.request.request, items=(), next_cursor=9, more=False)
+    assert m.reply(late, 1.1) == [] and m.counters.ignored_replies == 1
+    fresh = StateReply(request=again.request.request, items=(), next_cursor=9, more=False)
+    assert len(m.reply(fresh, 1.2)) == 1
+    # While a page is being applied, a poke waits for the commit, then asks once.
+    assert m.poke(1.3) == []
+    after = m.applied(fresh, 1.4, cursor=9)
+    assert len(after) == 1 and isinstance(after[0], SendRequest)
+
+
 def test_nudges_ask_once_per_page_however_many_come() -> None:
     m = _machine()
     [first] = m.connected(0.0, cursor=5)
