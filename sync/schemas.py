@@ -848,6 +848,15 @@ class DeviceHealth(TypedDict):
 
 
 @_strict
+class CatalogueHealth(TypedDict):
+    """The kiosk's active catalogue and the last one it refused (docs/catalogue.md)."""
+
+    version: NotRequired[VersionText | None]
+    rejected_version: NotRequired[VersionText | None]
+    error: NotRequired[ErrorText | None]
+
+
+@_strict
 class HeartbeatMessage(TypedDict):
     ts: NotRequired[LooseDateTime | None]
     queued: NotRequired[Counter | None]
@@ -858,6 +867,11 @@ class HeartbeatMessage(TypedDict):
     db_bytes: NotRequired[ByteCount | None]
     uptime_s: NotRequired[Seconds | None]
     agent_version: NotRequired[VersionText | None]
+    reconnects: NotRequired[Counter | None]
+    identity_conflicts: NotRequired[Counter | None]
+    subscribe_failures: NotRequired[Counter | None]
+    downlink_cursor: NotRequired[Annotated[int, Field(ge=0, le=INT64_MAX)] | None]
+    catalogue: NotRequired[CatalogueHealth | None]
     devices: NotRequired[
         Annotated[
             dict[Annotated[str, Field(max_length=32)], DeviceHealth],

@@ -30,6 +30,8 @@ from sync.schemas import (
     MAX_DEVICES,
     MAX_JSON_DEPTH,
     MAX_SECONDS,
+    SchemaError,
+    check_fleet_message,
 )
 
 KIOSK = "k-fleet-01"
@@ -220,3 +222,26 @@ def test_classify_fleet_never_raises_and_the_store_takes_what_it_accepts(
         item = classify_fleet(topic, p)
         assert isinstance(item, FleetUpdate | DeadLetter)
         store.ingest([item])
+
+
+def test_heartbeat_fields_of_the_kiosk_application_are_bounded() -> None:
+    """What issue 7 added to heartbeats (catalogue status, downlink cursor, SUBACK
+    refusals) is held to ranges like the rest, so a bad value cannot grow a row."""
+    good = {
+        "reconnects": 3,
+        "identity_conflicts": 0,
+        "subscribe_failures": 1,
+        "downlink_cursor": 2**63 - 1,
+        "catalogue": {"version": "2026.12.1", "rejected_version": "2026.12.2", "error": "x" * 300},
+    }
+    check_fleet_message("heartbeat", good)
+    for field, value in [
+        ("downlink_cursor", -1),
+        ("subscribe_failures", 10**9 + 1),
+        ("catalogue", {"version": "v" * 65}),
+        ("catalogue", {"error": "e" * 2001}),
+        ("catalogue", "2026.12.1"),
+    ]:
+        with pytest.raises(SchemaError) as err:
+            check_fleet_message("heartbeat", {**good, field: value})
+        assert field in str(err.value)
