@@ -33,7 +33,7 @@ __all__ = ["EmulatedV4l2Camera", "page_image"]
 
 
 def page_image(width: int, height: int, seed: int) -> Image.Image:
-    """A synthetic page: white paper, dark text-like lines, some sensor noise."""
+    """A synthetic page: off-white paper, dark text-like lines, a red seal, sensor noise."""
     rng = random.Random(seed)
     image = Image.new("RGB", (width, height), (236, 234, 228))
     draw = ImageDraw.Draw(image)
@@ -48,6 +48,10 @@ def page_image(width: int, height: int, seed: int) -> Image.Image:
             )
             x += word + max(3, width // 80)
         y += max(6, height // 30)
+    # The office's red seal (mộc đỏ): colour, so a YUYV conversion that swaps U and V shows.
+    r = max(8, min(width, height) // 6)
+    cx, cy = width - margin - r, height - margin - r
+    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=(200, 30, 35))
     noise = Image.effect_noise((width, height), 12).convert("RGB")
     return Image.blend(image, noise, 0.08)
 

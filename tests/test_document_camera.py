@@ -103,8 +103,10 @@ def test_a_capture_is_a_jpeg_page_true_to_the_paper(pixel_format: str) -> None:
     assert camera.health()["state"] == "ok"
     # The page is the paper (YUYV converted right: colours and text where they were).
     with Image.open(io.BytesIO(page.jpeg)) as got:
-        diff = ImageChops.difference(got.convert("L"), page_image(1280, 720, 0).convert("L"))
-        assert ImageStat.Stat(diff).mean[0] < 12
+        diff = ImageChops.difference(got.convert("RGB"), page_image(1280, 720, 0))
+        assert max(ImageStat.Stat(diff).mean) < 12
+        r, g, b = got.convert("RGB").getpixel((1280 - 106 - 120, 720 - 106 - 120))  # the seal
+        assert r > 150 and g < 90 and b < 90, (r, g, b)
 
 
 def test_a_page_over_the_limit_is_recompressed_then_downscaled_until_it_fits() -> None:
