@@ -25,6 +25,7 @@ from edge_agent.app import KioskApp
 from edge_agent.services.capture import CaptureService
 from firmware_mocks.v4l2_camera import EmulatedV4l2Camera, page_image
 from sync.config import ConfigError
+from sync.schemas import check_fleet_message
 from tests.kiosk import app_config
 
 URL = "v4l2:///dev/video0?width=1280&height=720&warmup=1"
@@ -239,7 +240,9 @@ def test_the_app_reports_the_camera_in_health(tmp_path: Path) -> None:
         with pytest.raises(CitizenError):
             app.capture.capture()
         assert app.health()["devices"]["document_camera"]["state"] == "unplugged"
-        assert app._heartbeat_fields()["devices"]["document_camera"]["state"] == "unplugged"
+        fields = app._heartbeat_fields()
+        assert fields["devices"]["document_camera"]["state"] == "unplugged"
+        check_fleet_message("heartbeat", fields)  # what central accepts
     finally:
         app.stop()
 
