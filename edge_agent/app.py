@@ -23,7 +23,8 @@ tests) and owns:
   the screen should show about them is queued as :class:`Notice`
   (:meth:`next_notice`).
 - the **services**: ``filing``, ``support``, ``feedback``, ``ratings``,
-  ``tracking``, ``info`` (``edge_agent/services/``): plain methods taking and
+  ``tracking``, ``info``, ``capture`` (document camera pages, which become
+  the filing's attachments) (``edge_agent/services/``): plain methods taking and
   returning plain values/dataclasses with ``to_json_dict()``; citizen errors
   are :class:`edge_agent.CitizenError` with a Vietnamese ``message_vi``.
 
@@ -46,6 +47,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from drivers.document_camera import DocumentCamera
 from drivers.identity import Identity
 from edge_agent import CitizenError
 from edge_agent.catalogue import Catalogue, CatalogueStore, bundled_catalogue
@@ -56,6 +58,7 @@ from edge_agent.dossiers import DossierDesk
 from edge_agent.due_date import WorkCalendar
 from edge_agent.lookup_codes import SCHEMA as LOOKUP_SCHEMA
 from edge_agent.services._common import Office
+from edge_agent.services.capture import CaptureService
 from edge_agent.services.feedback import FeedbackService
 from edge_agent.services.filing import FilingService
 from edge_agent.services.info import InfoService
@@ -114,6 +117,7 @@ class KioskApp:
         clock: Callable[[], datetime] | None = None,
         catalogue: Callable[[], Catalogue] | None = None,
         sync_settings: SyncSettings | None = None,
+        camera: DocumentCamera | None = None,
     ) -> None:
         self.cfg = cfg
         self.started = time.monotonic()
@@ -169,6 +173,9 @@ class KioskApp:
             self.ratings = RatingService(self.outbox)
             self.tracking = TrackingService(self.outbox, tracking_url=cfg.kiosk.tracking_url)
             self.info = InfoService(self.outbox)
+            if camera is None and cfg.devices.document_camera:
+                camera = DocumentCamera(cfg.devices.document_camera, reopen_s=cfg.devices.reopen_s)
+            self.capture = CaptureService(camera, page_max_bytes=cfg.devices.page_max_bytes)
             self.sync = SyncClient(
                 database=cfg.agent.database,
                 kiosk=cfg.kiosk.id,
@@ -258,10 +265,18 @@ class KioskApp:
             "kiosk": self.cfg.kiosk.id,
             "online": self.sync.network.connected.is_set(),
             "queued": stats.queued,
-            "devices": self.devices.health(),
+            "devices": self.device_health(),
             "payment_placeholder": self.cfg.payment.is_placeholder,
             "last_unconfirmed": None if unconfirmed is None else unconfirmed.to_json_dict(),
         }
+
+    def device_health(self) -> dict[str, dict[str, Any]]:
+        """The supervised devices' health and the document camera's (opened per capture)."""
+        out = self.devices.health()
+        camera = self.capture.health()
+        if camera is not None:
+            out["document_camera"] = camera
+        return out
 
     def next_notice(self, timeout: float = 0.0) -> Notice | None:
         """The oldest notice not yet taken, waiting up to ``timeout`` seconds for one."""
@@ -323,7 +338,7 @@ class KioskApp:
             "agent_version": AGENT_VERSION,
         }
         try:
-            fields["devices"] = self.devices.health()
+            fields["devices"] = self.device_health()
         except Exception:  # health must never cost the heartbeat (invariant 6)
             log.exception("device health unavailable")
         try:  # the active catalogue and the last refused one (docs/catalogue.md)

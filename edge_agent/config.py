@@ -107,6 +107,21 @@ class DevicesSection(Section):
         description="Chip/ID-card reader (serial protocol in docs/devices.md): a device path "
         "or pyserial URL. Empty: none.",
     )
+    document_camera: str = Field(
+        "",
+        description="Document camera (UVC, V4L2) that photographs paper originals: "
+        "`v4l2:///dev/video0?width=1920&height=1080`, options `format` (MJPG, YUYV, auto) "
+        "and `warmup` (frames dropped while exposure settles); better a "
+        "`/dev/v4l/by-id/...` link (docs/devices.md). Empty: none; the citizen hands the "
+        "originals in at the desk.",
+    )
+    page_max_bytes: int = Field(
+        1_500_000,
+        ge=100_000,
+        le=5_000_000,
+        description="Largest JPEG of one captured page, in bytes; a page is recompressed and "
+        "downscaled until it fits. All attachments of a dossier share 10 MiB.",
+    )
     printer_poll_s: float = Field(
         5.0,
         ge=0.1,
@@ -153,6 +168,15 @@ class DevicesSection(Section):
             from drivers.printer import parse_printer_url
 
             parse_printer_url(value)  # PrinterConfigError is a ValueError: names the fix
+        return value
+
+    @field_validator("document_camera")
+    @classmethod
+    def _camera_url(cls, value: str) -> str:
+        if value:
+            from drivers.document_camera import parse_camera_url
+
+            parse_camera_url(value)  # CameraConfigError is a ValueError: names the fix
         return value
 
 
