@@ -303,3 +303,27 @@ def test_a_sentence_types_word_by_word(
     written = [write(w, style) for w in words]
     keys = " ".join(spell(w, method) for w in written) + "."
     assert engine.type(keys, method, style=style) == " ".join(written) + "."
+
+
+def test_every_onset_rhyme_tone_types_in_both_methods_and_styles(engine: NodeEngine) -> None:
+    # The whole grid the generated tests draw from (about 20 000 syllables, 160 000
+    # typings): tone key last and right after the vowels, Telex and VNI, both styles.
+    cases = []
+    wants = []
+    for onset in ONSETS:
+        for rhyme in sorted(RHYMES):
+            for tone in range(6):
+                syl = Syllable(onset, rhyme, tone)
+                if not rhyme_allowed(onset, rhyme, tone) or parse(write(syl, "new")) != syl:
+                    continue
+                for style in STYLES:
+                    word = write(syl, style)
+                    for method in METHODS:
+                        for after in (False, True):
+                            keys = spell(word, method, tone_after_vowels=after)
+                            cases.append({"keys": keys, "method": method, "style": style})
+                            wants.append(word)
+    assert len(cases) > 100_000
+    results = engine.run(cases)
+    wrong = [(c, r) for c, r, w in zip(cases, results, wants, strict=True) if r.get("text") != w]
+    assert not wrong, wrong[:20]

@@ -89,7 +89,8 @@ def rhyme_allowed(onset: str, rhyme: str, tone: int) -> bool:
         return False
     if onset == "qu" and rhyme[0] in "uưo":
         return False
-    return not (onset == "gi" and rhyme[0] == "i" and len(rhyme) == 1)
+    # "gi" + "iêng" is written "giêng"; other rhymes on i take the onset g ("gìn").
+    return not (onset == "gi" and rhyme[0] == "i" and not rhyme.startswith("iê"))
 
 
 def parse(word: str) -> Syllable | None:
