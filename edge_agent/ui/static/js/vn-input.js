@@ -115,14 +115,15 @@ function clearTone(word) {
   return true;
 }
 
-// đ: the onset d (typed "dd" in Telex, "d9" in VNI, or the key later in the word).
+// đ: the d just typed ("dd" in Telex, "d9" in VNI; also inside abbreviations
+// such as HĐND), or the onset d when the key comes later in the word ("dungd").
 function applyBar(word, key, doubling) {
   const ls = word.letters;
   if (!ls.length) return false;
   const last = ls[ls.length - 1];
   const first = ls[0];
   let target = null;
-  if (doubling && last.base === "d") target = last;
+  if (last.base === "d" || last.base === "đ") target = last;
   else if (first.base === "d" && (!doubling || nucleus(ls))) target = first;
   else if (first.base === "đ") target = first;
   if (!target) return false;
