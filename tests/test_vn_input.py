@@ -176,6 +176,13 @@ def test_numeric_mode_takes_digits_only(engine: NodeEngine) -> None:
     assert engine.type(["0", "9", "Backspace", "1"], mode="numeric") == "01"
 
 
+def test_plain_mode_types_keys_as_they_are(engine: NodeEngine) -> None:
+    # In text mode "test" would become "tét"; e-mail fields use plain mode.
+    assert engine.type("test@gmail.com", mode="plain") == "test@gmail.com"
+    assert engine.type("test") == "tét"
+    assert engine.type(["a", "a", "Backspace"], mode="plain") == "a"
+
+
 def test_bad_options_and_keys_are_refused_by_name(engine: NodeEngine) -> None:
     (bad_method, bad_style, bad_mode, bad_key) = engine.run(
         [

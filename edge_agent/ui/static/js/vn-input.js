@@ -137,13 +137,12 @@ function applyBar(word, key, doubling) {
   return true;
 }
 
-// The vowels a mark key may change: the vowel run of the word.
+// The vowels a mark key may change.
 function vowelRun(word) {
   const n = nucleus(word.letters);
   if (!n) return [];
-  const ls = word.letters;
-  // The onset's u of "qu" can take no mark, the i of "gi" neither.
-  return ls.slice(n.start, n.end);
+  // After the onset: the u of "qu" and the i of "gi" take no mark.
+  return word.letters.slice(n.start, n.end);
 }
 
 function setMarks(word, targets, mark, key) {
@@ -279,8 +278,10 @@ function checkOptions(options) {
   if (style !== "new" && style !== "old") {
     throw new TypeError(`vn-input: option "style" is ${JSON.stringify(style)}; use "new" (hoà) or "old" (hòa)`);
   }
-  if (mode !== "text" && mode !== "numeric") {
-    throw new TypeError(`vn-input: option "mode" is ${JSON.stringify(mode)}; use "text" or "numeric"`);
+  if (mode !== "text" && mode !== "numeric" && mode !== "plain") {
+    throw new TypeError(
+      `vn-input: option "mode" is ${JSON.stringify(mode)}; use "text", "numeric" or "plain"`,
+    );
   }
   return { method, style, mode };
 }
@@ -330,8 +331,9 @@ function backspace(state, options) {
 
 // compose(state, key, options) -> new state. `key` is one character or
 // "Backspace". options: {method: "telex"|"vni", style: "new"|"old",
-// mode: "text"|"numeric"}; numeric mode (phone and ID numbers) takes digits
-// only and leaves the state as it was for any other key.
+// mode: "text"|"numeric"|"plain"}; numeric mode (phone and ID numbers) takes
+// digits only and leaves the state as it was for any other key; plain mode
+// (e-mail addresses, codes) types every key as it is, with no composition.
 export function compose(state, key, options) {
   const o = checkOptions(options);
   const s = checkState(state);
@@ -343,6 +345,7 @@ export function compose(state, key, options) {
     if (!/^[0-9]$/.test(key)) return { text: s.text, raw: "" };
     return { text: s.text + key, raw: "" };
   }
+  if (o.mode === "plain") return { text: s.text + key, raw: "" };
   if (!joinsWord(s.raw, key, o)) {
     return { text: s.text + key, raw: "" };
   }
