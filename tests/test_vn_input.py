@@ -119,6 +119,7 @@ TELEX = [
     ("thuowr", "thuở"), ("thuowng", "thương"), ("khuyeenr", "khuyển"), ("ngoaij", "ngoại"),
     ("Vieetj Nam", "Việt Nam"), ("DDaf", "Đà"), ("TOOIS", "TỐI"), ("a,b", "a,b"),
     ("Ddawsk Lawsk", "Đắk Lắk"), ("HDDND", "HĐND"), ("dungd", "đung"),
+    ("asss", "ass"), ("aaaa", "aaa"), ("xooongf", "xoòng"),
 ]  # fmt: skip
 
 VNI = [
@@ -126,7 +127,8 @@ VNI = [
     ("a1", "á"), ("a2", "à"), ("a3", "ả"), ("a4", "ã"), ("a5", "ạ"), ("a10", "a"),
     ("a66", "a6"), ("a11", "a1"), ("d99", "d9"), ("tie61ng", "tiếng"), ("tieng61", "tiếng"),
     ("d9u7o7c5", "được"), ("nguoi72", "người"), ("thuo73", "thuở"), ("qua2", "quà"),
-    ("12345", "12345"), ("HD9ND", "HĐND"), ("hd99", "hd9"), ("dung9", "đung"), ("so61 12", "số 12"),
+    ("12345", "12345"), ("HD9ND", "HĐND"), ("hd99", "hd9"), ("dung9", "đung"),
+    ("a111", "a11"), ("a666", "a66"), ("so61 12", "số 12"),
 ]  # fmt: skip
 
 
