@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what APS needs on a fresh Debian / Raspberry Pi OS machine:
 # mosquitto (only the binary is used; we start our own on a loopback port),
+# nodejs (tests only: they run the touch UI's JavaScript typing engine),
 # a virtualenv in .venv, and the project with its test tools.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
@@ -21,6 +22,9 @@ command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
 [ -e "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] \
   || need_apt+=(python3-dev)
 [ -e /usr/include/linux/input.h ] || need_apt+=(linux-libc-dev)
+# The tests run the touch UI's Vietnamese typing engine (plain JavaScript,
+# edge_agent/ui/static/js/vn-input.js) under Node; the kiosk itself needs no Node.
+command -v node >/dev/null 2>&1 || command -v nodejs >/dev/null 2>&1 || need_apt+=(nodejs)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
   as_root apt-get update -q
