@@ -31,7 +31,6 @@ from tests.vn_spelling import (
     corpus_words,
     parse,
     rhyme_allowed,
-    seed_files,
     spell,
     style_of,
     write,
@@ -216,10 +215,10 @@ def corpus_cases() -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def test_corpus_is_large_enough() -> None:
-    # The check below means little on a handful of words; the seed documents
-    # alone give hundreds.
+    # The check below means little on a handful of words. The repository alone (the
+    # catalogue, the Vietnamese strings of the code) must give hundreds: a CI clone has no
+    # ../shared/seed beside it, and the seed documents only add to the corpus.
     syllables, _ = corpus_words(ROOT)
-    assert seed_files(ROOT), "../shared/seed/*.txt not found beside or above the checkout"
     assert len(syllables) >= 500, len(syllables)
 
 

@@ -229,12 +229,16 @@ def seed_files(root: Path) -> list[Path]:
 
 
 def corpus_texts(root: Path) -> Iterator[str]:
-    """The repository's Vietnamese text: catalogue, seed documents, agent strings."""
+    """The repository's Vietnamese text: catalogue, the agent's, central's and sync's
+    strings, and the shared seed documents when the checkout has them beside it (a CI
+    clone elsewhere does not)."""
     catalogue = json.loads((root / "edge_agent/data/catalogue.json").read_text(encoding="utf-8"))
     yield from (s for s in _strings(catalogue) if _vietnamese(s))
     for path in seed_files(root):
         yield path.read_text(encoding="utf-8")
-    sources = sorted((root / "edge_agent").rglob("*.py"))
+    sources = sorted(
+        p for pkg in ("edge_agent", "central", "sync") for p in (root / pkg).rglob("*.py")
+    )
     yield from (s for s in python_strings(sources) if _vietnamese(s))
 
 
