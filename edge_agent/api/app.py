@@ -15,6 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge_agent import CitizenError
 from edge_agent.api.events import EventHub, TooManyClients
@@ -198,6 +199,22 @@ def create_app(
                 ),
             },
             status_code=422,
+        )
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (a body that is not JSON, no such path or method)
+        what = {400: "body", 404: "path", 405: "method"}.get(exc.status_code, "")
+        return JSONResponse(
+            {
+                "error": {
+                    "field": what,
+                    "message": f"{what or 'request'}: {exc.detail}",
+                    "message_vi": "Yêu cầu không hợp lệ.",
+                }
+            },
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
 
     @api.exception_handler(RemoteSigningError)
