@@ -134,7 +134,7 @@ def test_support_feedback_info_health(http: httpx.Client) -> None:
     assert "state" in health["printer"]
 
 
-def test_bad_input_names_the_field(http: httpx.Client) -> None:
+def test_bad_input_names_the_field(kiosk: KioskApp, http: httpx.Client) -> None:
     r = http.post(f"{V1}/filings/prepare", json={"procedure": "2.000815", "form": COPY_FORM})
     assert r.status_code == 422  # no card read, no applicant typed
     assert "thẻ căn cước" in r.json()["error"]["message_vi"]
@@ -147,9 +147,23 @@ def test_bad_input_names_the_field(http: httpx.Client) -> None:
         },
     )
     assert r.status_code == 422 and r.json()["error"]["field"].startswith("form.so_trang"), r.text
+    r = http.post(
+        f"{V1}/filings/prepare",
+        json={"procedure": "9.999999", "applicant": {"full_name": "A", "id_number": "1"}},
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "procedure"
+    assert r.json()["error"]["message_vi"].startswith("Không tìm thấy thủ tục")
     r = http.post(f"{V1}/filings/prepare", json={"procedure": "x" * 65})
     assert r.status_code == 422 and r.json()["error"]["field"] == "procedure"
     assert "64" in r.json()["error"]["message"]
+    kiosk.handle_device_event(DeviceEvent(device="scanner", kind="identity", identity=card()))
+    sha = http.post(
+        f"{V1}/filings/prepare", json={"procedure": "2.000815", "form": COPY_FORM}
+    ).json()["document_sha256"]
+    one_dot = {"type": "handwritten", "width": 400, "height": 200, "strokes": [[[5000, 1, 0]]]}
+    r = http.post(f"{V1}/filings", json={"document_sha256": sha, "signature": one_dot})
+    assert r.status_code == 422 and r.json()["error"]["field"].startswith("signature."), r.text
+    assert kiosk.outbox.stats().queued == 0
     r = http.post(f"{V1}/filings", json={"document_sha256": "ab", "signature": {"type": "x"}})
     assert r.status_code == 422 and r.json()["error"]["field"] == "document_sha256"
     r = http.post(f"{V1}/signing", json={"document_sha256": "0" * 64})

@@ -31,7 +31,7 @@ from edge_agent.services.remote_signing import (
     Signed,
     Transaction,
 )
-from edge_agent.signature import HandwrittenSignature, RemoteSignatureResult
+from edge_agent.signature import HandwrittenSignature, RemoteSignatureResult, SignatureError
 
 log = logging.getLogger("aps.api")
 
@@ -179,7 +179,11 @@ def create_app(
     @api.exception_handler(CitizenError)
     async def _citizen(request: Request, exc: CitizenError) -> JSONResponse:
         status = 404 if isinstance(exc, NotFound) else 422
-        return _error(status, _field_of(str(exc)), str(exc), exc.message_vi)
+        field = _field_of(str(exc))  # services name the field first: "form.so_trang: ..."
+        known = getattr(exc, "field", None)  # DossierRefused knows its dotted path
+        if not field and isinstance(known, str):
+            field = known
+        return _error(status, field, str(exc), exc.message_vi)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -290,6 +294,11 @@ def create_app(
     @api.post(f"{PREFIX}/filings/prepare", tags=["filing"])
     def prepare(body: PrepareIn) -> dict[str, Any]:
         """Check the form, compute the fee and the hash to sign; nothing is written."""
+        if body.procedure not in kiosk.catalogue().procedures:
+            raise CitizenError(
+                f"procedure: unknown procedure {body.procedure!r}; list them at {PREFIX}/catalogue",
+                "Không tìm thấy thủ tục này. Vui lòng hỏi cán bộ tại quầy.",
+            )
         applicant = None
         if body.applicant is not None:
             applicant = Applicant(**body.applicant.model_dump())
@@ -316,9 +325,14 @@ def create_app(
         p = _prepared(body.document_sha256)
         sig: HandwrittenSignature | RemoteSignatureResult
         if isinstance(body.signature, HandwrittenIn):
-            sig = HandwrittenSignature.from_strokes(
-                body.signature.strokes, width=body.signature.width, height=body.signature.height
-            )
+            try:
+                sig = HandwrittenSignature.from_strokes(
+                    body.signature.strokes,
+                    width=body.signature.width,
+                    height=body.signature.height,
+                )
+            except SignatureError as exc:  # "strokes: ..." -> "signature.strokes: ..."
+                raise CitizenError(f"signature.{exc}", exc.message_vi) from None
         else:
             with lock:
                 s = signings.get(body.signature.transaction)
