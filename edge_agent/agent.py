@@ -75,7 +75,11 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.app.start()
-        self.start_api()
+        try:
+            self.start_api()
+        except (OSError, RuntimeError) as exc:
+            # The screen is down, but what is queued still syncs and the help button works.
+            log.error("local API not served on %s: %s", self.cfg.ui.listen, exc)
         log.info(
             "agent for kiosk %s started; database %s; broker %s:%d",
             self.cfg.kiosk.id,

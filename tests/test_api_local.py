@@ -12,12 +12,14 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from central.mosquitto import MosquittoProcess
 from edge_agent.agent import Agent
 from edge_agent.api import ApiServer
 from edge_agent.app import KioskApp
 from edge_agent.config import UiSection
 from edge_agent.devices import DeviceEvent
-from tests.kiosk import app_config, card, strokes
+from tests.kiosk import KIOSK, app_config, card, strokes
+from tests.waiting import wait_until
 
 COPY_FORM = {"ten_giay_to": "Bằng tốt nghiệp", "so_trang": 5, "so_ban": 2}
 V1 = "/api/v1"
@@ -194,33 +196,68 @@ def test_bodies_are_bounded(server: ApiServer, http: httpx.Client) -> None:
     assert ok.status_code == 200
 
 
-def test_events_carry_notices_and_state(kiosk: KioskApp, http: httpx.Client) -> None:
+def sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event, data) pairs from an event stream's lines; ends when the stream does."""
+    kind = "message"
+    for line in lines:
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            yield kind, json.loads(line[6:])
+            kind = "message"
+
+
+def next_event(events: Iterator[tuple[str, dict[str, Any]]], want: str) -> dict[str, Any]:
+    """The next ``want`` event (bounded by the client's read timeout); fails if none comes."""
+    for kind, data in events:
+        if kind == want:
+            return data
+    raise AssertionError(f"the event stream ended without a {want!r} event")
+
+
+def test_events_carry_notices_and_state(
+    kiosk: KioskApp, server: ApiServer, http: httpx.Client
+) -> None:
     with http.stream("GET", f"{V1}/events") as first:
         assert first.status_code == 200
-        lines = first.iter_lines()
-        # the current state comes first: sync (offline here) and the printer
-        seen: dict[str, Any] = {}
-        for line in lines:
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                seen[kind] = json.loads(line[6:])
-                if {"sync", "printer"} <= seen.keys():
-                    break
-        assert seen["sync"]["online"] is False
+        assert first.headers["content-type"].startswith("text/event-stream")
+        events = sse(first.iter_lines())
+        # the current state comes first: sync (offline here: no broker) and the printer
+        assert next_event(events, "sync")["online"] is False
+        assert next_event(events, "printer")["state"] == "absent"
         kiosk.handle_device_event(DeviceEvent(device="button", kind="help_pressed"))
-        for line in lines:
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: ") and kind == "support":
-                assert json.loads(line[6:])["lookup_code"]
-                break
+        ticket = next_event(events, "support")
+        assert ticket["lookup_code"] in ticket["screen_text"]
+        kiosk.handle_device_event(DeviceEvent(device="scanner", kind="identity", identity=card()))
+        assert next_event(events, "identity")["full_name"] == "Nguyễn Thị Ngọc Hường"
         # a second client is allowed, a third is not (max_event_clients=2)
         with http.stream("GET", f"{V1}/events") as second:
             assert second.status_code == 200
             third = http.get(f"{V1}/events")
             assert third.status_code == 429
             assert third.json()["error"]["field"] == "events"
+    # both closed: their places are freed, a new one is let in again
+    wait_until(lambda: server.hub.client_count == 0, 20, "the closed streams to be dropped")
+    with http.stream("GET", f"{V1}/events") as again:
+        assert again.status_code == 200
+
+
+def test_events_follow_the_sync_going_online(broker: MosquittoProcess, tmp_path: Path) -> None:
+    app = KioskApp(app_config(tmp_path, broker.kiosk(KIOSK)))
+    srv = ApiServer(app, "127.0.0.1:0")
+    srv.start()  # before the app: the stream sees offline, then online
+    try:
+        with (
+            httpx.Client(base_url=srv.url, timeout=30.0) as http,
+            http.stream("GET", f"{V1}/events") as stream,
+        ):
+            events = sse(stream.iter_lines())
+            assert next_event(events, "sync")["online"] is False
+            app.start()
+            assert next_event(events, "sync")["online"] is True
+    finally:
+        srv.stop()
+        app.stop()
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,8 @@ PREFIX = "/api/v1"
 MAX_PREPARED = 32
 #: Seconds between keep-alive comments on an idle event stream.
 KEEPALIVE_S = 15.0
+#: Seconds between checks that an idle event stream's client is still there.
+DISCONNECT_CHECK_S = 1.0
 
 Text = Annotated[str, Field(max_length=2000)]
 ShortText = Annotated[str, Field(max_length=200)]
@@ -501,13 +503,18 @@ def create_app(
         async def stream() -> AsyncIterator[bytes]:
             try:
                 yield b"retry: 2000\n\n"
+                idle = 0.0
                 while True:
                     try:
-                        event = await asyncio.wait_for(client.queue.get(), KEEPALIVE_S)
+                        event = await asyncio.wait_for(client.queue.get(), DISCONNECT_CHECK_S)
                     except TimeoutError:
+                        # a screen that went away frees its place within a second
                         if await request.is_disconnected():
                             return
-                        yield b": keep-alive\n\n"
+                        idle += DISCONNECT_CHECK_S
+                        if idle >= KEEPALIVE_S:
+                            idle = 0.0
+                            yield b": keep-alive\n\n"
                         continue
                     if event is None:
                         return
