@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -292,3 +294,25 @@ def test_agent_serves_the_api_when_configured(tmp_path: Path) -> None:
         if agent.api is not None:
             agent.api.stop()
         agent.app.stop()
+
+
+def test_agent_keeps_running_when_the_port_is_taken(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = app_config(tmp_path)
+        cfg = cfg.model_copy(update={"ui": UiSection(listen=f"127.0.0.1:{port}")})
+        agent = Agent(cfg)
+        agent.stop_event.set()  # run() starts, finds the port taken, then stops at once
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            with caplog.at_level(logging.ERROR, logger="aps.agent"):
+                assert agent.run() == 0
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+    assert agent.api is None
+    assert f"local API not served on 127.0.0.1:{port}" in caplog.text

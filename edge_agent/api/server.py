@@ -35,7 +35,11 @@ class ApiServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((self.host, port))  # bound now: port 0 gets its number here
+        try:
+            self._sock.bind((self.host, port))  # bound now: port 0 gets its number here
+        except OSError:
+            self._sock.close()
+            raise
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
             self.asgi,
