@@ -7,6 +7,7 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -316,3 +317,25 @@ def test_agent_keeps_running_when_the_port_is_taken(
                 signal.signal(sig, handler)
     assert agent.api is None
     assert f"local API not served on 127.0.0.1:{port}" in caplog.text
+
+
+def test_a_double_tap_files_once(kiosk: KioskApp, server: ApiServer) -> None:
+    kiosk.handle_device_event(DeviceEvent(device="scanner", kind="identity", identity=card()))
+    with httpx.Client(base_url=server.url, timeout=30.0) as http:
+        sha = http.post(
+            f"{V1}/filings/prepare", json={"procedure": "2.000815", "form": COPY_FORM}
+        ).json()["document_sha256"]
+    body = {
+        "document_sha256": sha,
+        "signature": {"type": "handwritten", "width": 400, "height": 200, "strokes": strokes()},
+    }
+
+    def tap() -> int:
+        with httpx.Client(base_url=server.url, timeout=30.0) as http:
+            return http.post(f"{V1}/filings", json=body).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(lambda _: tap(), range(4)))
+    assert codes == [200, 404, 404, 404]
+    dossiers = [r for r in kiosk.outbox.records() if r["kind"] == "dossier"]
+    assert len(dossiers) == 1

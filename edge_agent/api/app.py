@@ -164,7 +164,7 @@ def create_app(
     hub: EventHub | None = None,
     max_body_kb: int = 256,
 ) -> FastAPI:
-    """The ASGI app over ``kiosk``; ``hub`` feeds ``/events`` (none: 503-free empty 404)."""
+    """The ASGI app over ``kiosk``; ``hub`` feeds ``/events`` (without one it answers 404)."""
     api = FastAPI(
         title="APS kiosk local API",
         version="1",
@@ -311,14 +311,17 @@ def create_app(
             prepared.put(p.document_sha256, p)
         return p.to_json_dict()
 
+    def _gone(sha: str) -> NotFound:
+        return NotFound(
+            f"document_sha256: no prepared filing {sha[:16]}...; prepare it again",
+            "Phiên làm việc đã hết hạn. Xin mời Ông/Bà khai lại.",
+        )
+
     def _prepared(sha: str) -> PreparedFiling:
         with lock:
             p = prepared.get(sha)
         if p is None:
-            raise NotFound(
-                f"document_sha256: no prepared filing {sha[:16]}...; prepare it again",
-                "Phiên làm việc đã hết hạn. Xin mời Ông/Bà khai lại.",
-            )
+            raise _gone(sha)
         return p
 
     @api.post(f"{PREFIX}/filings", tags=["filing"])
@@ -344,9 +347,15 @@ def create_app(
                     "Chưa có chữ ký số cho hồ sơ này. Xin mời Ông/Bà ký lại.",
                 )
             sig = RemoteSignatureResult.from_signed(s.signed)
-        result = kiosk.filing.file(p, signature=sig)
-        with lock:
-            prepared.pop(p.document_sha256, None)
+        with lock:  # taken out first: a double tap files once, the second tap gets 404
+            if prepared.pop(p.document_sha256, None) is None:
+                raise _gone(p.document_sha256)
+        try:
+            result = kiosk.filing.file(p, signature=sig)
+        except CitizenError:
+            with lock:  # refused, nothing committed: the citizen may try again
+                prepared.put(p.document_sha256, p)
+            raise
         out: dict[str, Any] = jsonable_encoder(result.to_json_dict())
         return out
 
