@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from edge_agent.catalogue import bundled_catalogue
@@ -15,6 +16,9 @@ from edge_agent.dossiers import DossierDesk
 from edge_agent.due_date import WorkCalendar
 from sync.outbox import Outbox
 from sync.systemd_notify import Notifier
+
+if TYPE_CHECKING:
+    from edge_agent.api import ApiServer
 
 log = logging.getLogger("aps.agent")
 
@@ -50,12 +54,32 @@ class Agent:
         self.devices = self.app.devices
         self.sync = self.app.sync
         self.stop_event = threading.Event()
+        self.api: ApiServer | None = None
+
+    def start_api(self) -> None:
+        """Serve the screen's local API (``[ui] listen``) on a thread, when configured."""
+        if not self.cfg.ui.listen:
+            return
+        from edge_agent.api import ApiServer
+
+        self.api = ApiServer(
+            self.app,
+            self.cfg.ui.listen,
+            max_body_kb=self.cfg.ui.max_body_kb,
+            max_event_clients=self.cfg.ui.max_event_clients,
+        )
+        self.api.start()
 
     def run(self) -> int:
         notifier = Notifier()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.app.start()
+        try:
+            self.start_api()
+        except (OSError, RuntimeError) as exc:
+            # The screen is down, but what is queued still syncs and the help button works.
+            log.error("local API not served on %s: %s", self.cfg.ui.listen, exc)
         log.info(
             "agent for kiosk %s started; database %s; broker %s:%d",
             self.cfg.kiosk.id,
@@ -78,6 +102,8 @@ class Agent:
             else:
                 log.error("sync thread died; not pinging the watchdog")
         notifier.stopping()
+        if self.api is not None:
+            self.api.stop()
         self.app.stop()
         log.info("agent stopped")
         return 0

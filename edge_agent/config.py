@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal
@@ -395,6 +396,49 @@ class OfficeSection(Section):
         )
 
 
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:8765"`` / ``"[::1]:8765"`` -> (host, port); ValueError naming the fix."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{listen!r} is not host:port; e.g. 127.0.0.1:8765")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{host!r} is not an IP address; give a loopback address such as 127.0.0.1:8765"
+        ) from None
+    if not address.is_loopback:
+        raise ValueError(
+            f"{host} is not a loopback address: the screen's API holds citizen data and must "
+            "not be reachable from the network; use 127.0.0.1:8765"
+        )
+    return host, int(port)
+
+
+class UiSection(Section):
+    listen: str = Field(
+        "",
+        max_length=60,
+        description="Where the agent serves the screen's local HTTP API, `host:port` on a "
+        "loopback address only (e.g. `127.0.0.1:8765`); empty: not served (docs/api-local.md).",
+    )
+    max_body_kb: int = Field(
+        256, ge=4, le=4096, description="Largest request body the local API takes, KiB (413)."
+    )
+    max_event_clients: int = Field(
+        4, ge=1, le=32, description="Screens that may hold the event stream at once (429)."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        if value == "":
+            return value
+        split_listen(value)  # ValueError naming the fix
+        return value
+
+
 class AgentConfig(Section):
     kiosk: KioskSection
     agent: AgentSection = Field(default_factory=AgentSection)
@@ -403,6 +447,7 @@ class AgentConfig(Section):
     devices: DevicesSection = Field(default_factory=DevicesSection)
     payment: PaymentSection = Field(default_factory=PaymentSection)
     office: OfficeSection = Field(default_factory=OfficeSection)
+    ui: UiSection = Field(default_factory=UiSection)
 
 
 def load_agent_config(path: Path | str, overrides: dict[str, Any] | None = None) -> AgentConfig:
