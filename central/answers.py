@@ -99,13 +99,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 
 def project(conn: sqlite3.Connection) -> int:
     """Fold feedback records central received since the last call; returns how many."""
-    top = conn.execute("SELECT max(rowid) FROM records").fetchone()[0] or 0
-    if top <= projection.position(conn, PROJECTION):
-        return 0
-    if conn.in_transaction:
-        return _project(conn)
-    with projection.transaction(conn):
-        return _project(conn)
+    return projection.catch_up(conn, PROJECTION, lambda: _project(conn))
 
 
 def _project(conn: sqlite3.Connection) -> int:

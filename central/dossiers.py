@@ -203,13 +203,7 @@ def project(
     Cheap when nothing is new (two indexed reads, no write lock). Runs in its
     own write transaction unless the caller is already in one.
     """
-    top = conn.execute("SELECT max(rowid) FROM records").fetchone()[0] or 0
-    if top <= projection.position(conn, PROJECTION):
-        return 0
-    if conn.in_transaction:
-        return _project(conn, duplicate_window_s, now)
-    with projection.transaction(conn):
-        return _project(conn, duplicate_window_s, now)
+    return projection.catch_up(conn, PROJECTION, lambda: _project(conn, duplicate_window_s, now))
 
 
 def _project(conn: sqlite3.Connection, window_s: float, now: float | None) -> int:
