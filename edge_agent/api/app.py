@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge_agent import CitizenError
 from edge_agent.api.events import EventHub, TooManyClients
+from edge_agent.api.static import mount_ui
 from edge_agent.app import KioskApp
 from edge_agent.dossiers import Applicant
 from edge_agent.search import procedure_index
@@ -538,6 +539,7 @@ def create_app(
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
+    mount_ui(api, PREFIX)
     return api
 
 

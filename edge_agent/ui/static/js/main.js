@@ -1,0 +1,25 @@
+// The page's entry point: loads the screens, wires the top bar, starts on the home screen.
+import { events, go, home, hooks, wipe } from "./core.js";
+import "./screens/index.js";
+
+function wireTopbar() {
+  document.getElementById("btn-home").addEventListener("click", () => home());
+  const big = document.getElementById("btn-bigtext");
+  big.addEventListener("click", () => {
+    const on = document.documentElement.classList.toggle("bigtext");
+    big.setAttribute("aria-pressed", String(on));
+  });
+  hooks.onWipe.push(() => big.setAttribute("aria-pressed", "false"));
+  document.getElementById("btn-speak").addEventListener("click", () => {
+    const text = document.getElementById("screen").innerText;
+    if (hooks.speak) hooks.speak(text);
+  });
+  // a kiosk has no context menu and no page zoom
+  document.addEventListener("contextmenu", (e) => e.preventDefault());
+  document.addEventListener("gesturestart", (e) => e.preventDefault());
+}
+
+window.aps = { wipe }; // for the browser tests and for staff tools in the console
+wireTopbar();
+events.connect();
+go("home", {}, { replace: true });
