@@ -50,6 +50,7 @@ import click
 from central.mosquitto import MosquittoProcess, free_port, mqtt_toml
 from drivers.cccd_qr import encode_cccd_qr
 from drivers.identity import Identity
+from edge_agent.api import ApiServer
 from edge_agent.app import KioskApp
 from edge_agent.catalogue import bundled_document
 from edge_agent.config import DevicesSection, load_agent_config
@@ -399,6 +400,17 @@ def kiosk_downlink(kiosk_db: Path) -> dict[str, int]:
         k.close()
 
 
+def _serve_screen(app: KioskApp) -> ApiServer:
+    """Serve the touch UI over the demo's kiosk (after the scripted citizens: the screen's event
+    stream then takes the app's notices). 127.0.0.1:8765 as on a kiosk, or a free port."""
+    try:
+        server = ApiServer(app, "127.0.0.1:8765")
+    except OSError:
+        server = ApiServer(app, "127.0.0.1:0")
+    server.start()
+    return server
+
+
 @click.command()
 @click.option(
     "--once", is_flag=True, help="Exit after the scripted citizen (for CI and reviewers)."
@@ -433,6 +445,7 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
     devices = KioskDevices(out)
     app = KioskApp(kiosk_cfg, devices=devices.supervisor)
     office: BackOffice | None = None
+    screen: ApiServer | None = None
     try:
         _wait_started(procs, [out / "central.db"])
         office = _open_back_office(central_toml, api_port)
@@ -473,8 +486,10 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
         result.update(office_round)
         result["staff_notified"] = len(staff_phone.received)
         if not once:
+            screen = _serve_screen(app)
             click.echo(
-                f"\nrunning; look at {out}/central.log, {out}/agent.log, and\n"
+                f"\nthe kiosk's screen: open {screen.url}/ in a browser on this machine\n"
+                f"running; look at {out}/central.log, {out}/agent.log, and\n"
                 f"  aps-central status --config {central_toml}\n"
                 f"  aps-agent outbox status --config {kiosk_toml}\n"
                 f"  aps-central fleet --config {central_toml}\nCtrl-C to stop."
@@ -486,6 +501,8 @@ def main(once: bool, out_dir: str, rounds: int) -> None:
                 pass
             result = {**result, **summary(out / "kiosk.db", out / "central.db")}
     finally:
+        if screen is not None:
+            screen.stop()
         if office is not None:
             office.close()
         staff_phone.close()
