@@ -28,7 +28,9 @@ citizen tapping "Chụp" on a dead camera does not hammer USB).
 The seam below the driver is :class:`FrameSource`: ``open``, ``read_frame``,
 ``close``. :class:`LinuxpySource` is the real one (linuxpy's ``Device`` and
 ``VideoCapture``, mmap streaming, a bounded ``select`` before each dequeue);
-``firmware_mocks.v4l2_camera`` provides the emulated one for tests.
+``firmware_mocks.v4l2_camera`` provides an emulated one for tests, and
+``firmware_mocks.v4l2_node`` emulates the node below linuxpy (ioctls, mmap, select), so
+the tests also run LinuxpySource itself.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """An emulated UVC document camera, at the seam drivers.document_camera reads frames from.
 
-Which seam, and why: the driver's lowest layer is linuxpy's ``Device`` /
-``VideoCapture`` (``drivers.document_camera.LinuxpySource``), which talks to
-the kernel with ``fcntl.ioctl`` on a real character-device fd (QUERYCAP,
-S_FMT, REQBUFS, QUERYBUF, mmap of the buffers, QBUF/DQBUF, STREAMON).
-Emulating that ABI would need the v4l2loopback kernel module (not loadable in
-a container) or patching ``fcntl.ioctl`` process-wide and faking mmap'd
-kernel buffers. So this mock replaces linuxpy's device object as the driver
-sees it: :class:`drivers.document_camera.FrameSource` (``open`` /
-``read_frame`` / ``close``), delivering what a UVC camera delivers: MJPEG
-frames (JPEG bytes) or YUYV 4:2:2 frames (2 bytes per pixel). LinuxpySource
-itself is therefore only exercised on a real camera.
+Which seam: :class:`drivers.document_camera.FrameSource` (``open`` / ``read_frame`` /
+``close``), delivering what a UVC camera delivers: MJPEG frames (JPEG bytes) or YUYV 4:2:2
+frames (2 bytes per pixel). Tests of paging, limits and the capture service use it directly;
+:mod:`firmware_mocks.v4l2_node` puts the same camera below linuxpy, at the V4L2 ioctls and
+mmap'd buffers, so the real ``LinuxpySource`` runs against it.
 
 Faults: ``present=False`` (no device: ``open`` raises ``FileNotFoundError``
 like ``open("/dev/video0")``), :meth:`unplug_after` (the next frames fail with
