@@ -16,7 +16,8 @@
 - ``assert_accessible(page, name)`` (tests.browser.a11y): axe-core, WCAG A/AA/AAA and
   best practices; serious or critical violations fail.
 
-Every test under tests/browser/ is marked ``browser`` (``-m 'not browser'`` skips them).
+Every test here that uses one of these fixtures is marked ``browser`` (``-m 'not
+browser'`` skips them).
 """
 
 from __future__ import annotations
@@ -56,9 +57,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+#: Fixtures that make a test a browser test (the ``browser`` marker is added for them).
+BROWSER_FIXTURES = {"browser", "browser_context", "page", "ui_stack", "ui_stack_factory"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
+        uses = set(getattr(item, "fixturenames", ()))
+        if HERE in Path(str(item.fspath)).resolve().parents and uses & BROWSER_FIXTURES:
             item.add_marker(pytest.mark.browser)
 
 
