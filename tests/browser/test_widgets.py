@@ -9,12 +9,11 @@ The widgets' pure logic runs under Node first (tests/js/widgets_logic.test.mjs).
 
 from __future__ import annotations
 
-import io
+import contextlib
 import itertools
 import json
 import shutil
 import subprocess
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,23 +22,13 @@ import httpx
 import pytest
 
 from edge_agent.api import ApiServer
+from edge_agent.api.speech import UNAVAILABLE_VI
 from edge_agent.app import KioskApp
 from edge_agent.devices import DeviceEvent
+from tests.browser.conftest import PageErrors
 from tests.kiosk import app_config, card
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
 V1 = "/api/v1"
 WAIT_MS = 10_000
 COPY_FORM = {"ten_giay_to": "Bằng tốt nghiệp", "so_trang": 5, "so_ban": 2}
@@ -63,55 +52,66 @@ def test_widget_logic_under_node() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-# -- fixtures --------------------------------------------------------------------------------
+# -- fixtures: the agent's API over a real KioskApp (no broker needed), and its page --------
+# (browser, browser_context and page_errors come from tests/browser/conftest.py)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (never a downloaded build)")
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def kiosk(tmp_path: Path) -> Iterator[KioskApp]:
-    app = KioskApp(app_config(tmp_path))
+@contextlib.contextmanager
+def serve(tmp_path: Path, **ui: Any) -> Iterator[tuple[KioskApp, ApiServer]]:
+    cfg = app_config(tmp_path)
+    if ui:
+        cfg = cfg.model_copy(update={"ui": cfg.ui.model_copy(update=ui)})
+    app = KioskApp(cfg)
     app.start()
-    yield app
-    app.stop()
+    srv = ApiServer(app, "127.0.0.1:0")
+    try:
+        srv.start()
+        yield app, srv
+    finally:
+        srv.stop()
+        app.stop()
 
 
 @pytest.fixture
-def server(kiosk: KioskApp) -> Iterator[ApiServer]:
-    srv = ApiServer(kiosk, "127.0.0.1:0")
-    srv.start()
-    yield srv
-    srv.stop()
+def served(tmp_path: Path) -> Iterator[tuple[KioskApp, ApiServer]]:
+    with serve(tmp_path) as pair:
+        yield pair
+
+
+@pytest.fixture
+def kiosk(served: tuple[KioskApp, ApiServer]) -> KioskApp:
+    return served[0]
+
+
+@pytest.fixture
+def server(served: tuple[KioskApp, ApiServer]) -> ApiServer:
+    return served[1]
 
 
 class Screen:
-    """A Chromium page on the agent's screen, with the widgets loaded."""
+    """The agent's page in Chromium (its CSP on), with the widget modules loaded."""
 
-    def __init__(self, browser: Any, server: ApiServer, routes: dict[str, Any] | None) -> None:
-        self.context = browser.new_context(
-            viewport={"width": 1280, "height": 800}, has_touch=True, locale="vi-VN"
+    def __init__(self, context: Any, url: str, errors: PageErrors) -> None:
+        self.context = context
+        self.page = context.new_page()
+        self.errors = errors
+        self.page.on("pageerror", lambda e: errors.messages.append(f"page error: {e}"))
+        self.page.on(
+            "console",
+            lambda m: (
+                errors.messages.append(f"console.error: {m.text}") if m.type == "error" else None
+            ),
         )
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.set_default_timeout(WAIT_MS)
-        for pattern, handler in (routes or {}).items():
-            self.page.route(pattern, handler)
-        self.page.goto(server.url)
+        self.page.goto(url + "/")
         self.page.wait_for_selector("body[data-screen=home]")
-        self.page.add_style_tag(url="/static/css/widgets.css")
+        # index.html gets the <link> at the merge; until then the test adds it
+        if not self.page.locator('link[href="/static/css/widgets.css"]').count():
+            self.page.add_style_tag(url="/static/css/widgets.css")
         self.page.evaluate("import('/static/js/widgets.js')")
 
-    # a field on the screen, with the keyboard attached and its input events counted
     def field(self, mode: str, attrs: dict[str, str] | None = None) -> Any:
+        """A field on the screen with the keyboard attached; its input events are counted."""
         self.page.evaluate(
             """async ([mode, attrs]) => {
                 const kb = await import('/static/js/keyboard.js');
@@ -154,33 +154,25 @@ class Screen:
         events: list[str] = self.page.evaluate("window.inputEvents")
         return events
 
-    def close(self) -> None:
-        self.context.close()
+    def check_errors(self) -> None:
+        bad = self.errors.unexpected()
+        assert not bad, "the page logged errors:\n" + "\n".join(bad)
 
 
 @pytest.fixture
-def screen(browser: Any, server: ApiServer) -> Iterator[Screen]:
-    s = Screen(browser, server, None)
+def screen(browser_context: Any, server: ApiServer, page_errors: PageErrors) -> Iterator[Screen]:
+    s = Screen(browser_context, server.url, page_errors)
     yield s
-    assert s.errors == []
-    s.close()
+    s.check_errors()
 
 
 @pytest.fixture
-def vni_screen(browser: Any, server: ApiServer) -> Iterator[Screen]:
-    """The office types VNI: GET /api/v1/kiosk says so (answered here until the agent has it)."""
-
-    def kiosk_info(route: Any) -> None:
-        route.fulfill(
-            status=200,
-            content_type="application/json",
-            body=json.dumps({"typing": {"method": "vni", "style": "new"}}),
-        )
-
-    s = Screen(browser, server, {f"**{V1}/kiosk": kiosk_info})
-    yield s
-    assert s.errors == []
-    s.close()
+def vni_screen(browser_context: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[Screen]:
+    """An office that types VNI (``[ui] typing_method = "vni"``, read from GET /kiosk)."""
+    with serve(tmp_path, typing_method="vni") as (_, srv):
+        s = Screen(browser_context, srv.url, page_errors)
+        yield s
+        s.check_errors()
 
 
 # -- the keyboard ----------------------------------------------------------------------------
@@ -457,82 +449,53 @@ def test_signature_drawn_by_touch_is_filed_and_cleared(
 
 # -- read aloud --------------------------------------------------------------------------------
 
-
-def silent_wav(seconds: float = 20.0) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\0\0" * int(8000 * seconds))
-    return buf.getvalue()
+SPEECH_AUDIO = "async () => (await import('/static/js/speech.js')).speechAudio()"
 
 
-def speech_route(sent: list[dict[str, Any]], status: int = 200) -> Any:
-    def handle(route: Any) -> None:
-        sent.append(json.loads(route.request.post_data or "{}"))
-        if status == 200:
-            route.fulfill(status=200, content_type="audio/wav", body=silent_wav())
-        else:
-            route.fulfill(
-                status=status,
-                content_type="application/json",
-                body=json.dumps(
-                    {
-                        "error": {
-                            "field": "",
-                            "message": "speech: espeak-ng is not installed",
-                            "message_vi": "Máy chưa đọc to được. Xin mời hỏi cán bộ.",
-                        }
-                    }
-                ),
-            )
-
-    return handle
-
-
-def test_read_aloud_plays_and_a_second_tap_stops(browser: Any, server: ApiServer) -> None:
-    sent: list[dict[str, Any]] = []
-    s = Screen(browser, server, {f"**{V1}/speech": speech_route(sent)})
-    try:
-        button = s.page.locator("#btn-speak")
-        button.tap()
-        assert button.get_attribute("aria-pressed") == "true"  # at once, while it is fetched
-        s.page.wait_for_function(
-            "async () => { const a = (await import('/static/js/speech.js')).speechAudio();"
-            " return !!a && !a.paused; }"
-        )
-        assert sent and "Ông/Bà muốn làm gì" in sent[0]["text"] and len(sent[0]["text"]) <= 1500
-        assert button.inner_text() == "Dừng đọc"
-        button.tap()
-        assert button.get_attribute("aria-pressed") == "false"
-        assert (
-            s.page.evaluate("async () => (await import('/static/js/speech.js')).speechAudio()")
-            is None
-        )
-        # a screen change stops it too
-        button.tap()
-        s.page.wait_for_function(
-            "async () => !!(await import('/static/js/speech.js')).speechAudio()"
-        )
-        s.page.evaluate("window.aps.wipe('idle')")
-        s.page.wait_for_function(
-            "() => document.querySelector('#btn-speak').getAttribute('aria-pressed') === 'false'"
-        )
-        assert s.errors == []
-    finally:
-        s.close()
+def test_read_aloud_plays_and_a_second_tap_stops(screen: Screen) -> None:
+    """The agent's own espeak-ng renders the home screen's text; the page plays it."""
+    requests: list[str] = []
+    screen.page.on(
+        "request",
+        lambda r: requests.append(r.post_data or "") if r.url.endswith("/speech") else None,
+    )
+    button = screen.page.locator("#btn-speak")
+    button.tap()
+    assert button.get_attribute("aria-pressed") == "true"  # at once, while it is rendered
+    screen.page.wait_for_function(
+        "async () => { const a = (await import('/static/js/speech.js')).speechAudio();"
+        " return !!a && !a.paused && a.currentTime > 0; }"
+    )
+    assert button.inner_text() == "Dừng đọc"
+    sent = json.loads(requests[0])
+    assert "Ông/Bà muốn làm gì" in sent["text"] and len(sent["text"]) <= 1500
+    button.tap()
+    assert button.get_attribute("aria-pressed") == "false"
+    assert button.inner_text() == "Đọc to"
+    assert screen.page.evaluate(SPEECH_AUDIO) is None
+    # a screen change (here the idle wipe, which goes home) stops it too
+    button.tap()
+    screen.page.wait_for_function(f"async () => !!(await ({SPEECH_AUDIO})())")
+    screen.page.evaluate("window.aps.wipe('idle')")
+    screen.page.wait_for_selector("#btn-speak[aria-pressed=false]")
+    assert screen.page.evaluate(SPEECH_AUDIO) is None
 
 
-def test_read_aloud_unavailable_says_so(browser: Any, server: ApiServer) -> None:
-    sent: list[dict[str, Any]] = []
-    s = Screen(browser, server, {f"**{V1}/speech": speech_route(sent, status=503)})
-    try:
-        s.page.locator("#btn-speak").tap()
-        notice = s.page.locator("#speech-notice")
-        notice.wait_for()
-        assert notice.inner_text() == "Máy chưa đọc to được. Xin mời hỏi cán bộ."
-        assert s.page.locator("#btn-speak").get_attribute("aria-pressed") == "false"
-        assert s.errors == []
-    finally:
-        s.close()
+@pytest.fixture
+def mute_screen(browser_context: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[Screen]:
+    """A box without espeak-ng: POST /api/v1/speech answers 503."""
+    with serve(tmp_path, speech_binary=str(tmp_path / "no-espeak-ng")) as (_, srv):
+        s = Screen(browser_context, srv.url, page_errors)
+        page_errors.expect("503")  # Chromium logs the refused request itself
+        yield s
+        s.check_errors()
+
+
+def test_read_aloud_unavailable_says_so(mute_screen: Screen) -> None:
+    mute_screen.page.locator("#btn-speak").tap()
+    notice = mute_screen.page.locator("#speech-notice")
+    notice.wait_for()
+    assert notice.inner_text() == UNAVAILABLE_VI  # the agent's own words
+    assert mute_screen.page.locator("#btn-speak").get_attribute("aria-pressed") == "false"
+    mute_screen.page.evaluate("window.aps.wipe('idle')")  # gone with the screen
+    mute_screen.page.wait_for_selector("#speech-notice", state="detached")
