@@ -267,7 +267,9 @@ def test_plain_mode_types_codes_as_they_are(screen: Screen) -> None:
 
 
 def test_keys_are_big_and_the_field_stays_in_view(screen: Screen) -> None:
-    for mode in ("text", "numeric"):
+    for mode, big in (("text", False), ("numeric", False), ("text", True), ("phone", True)):
+        if big != screen.page.evaluate("document.documentElement.classList.contains('bigtext')"):
+            screen.page.locator("#btn-bigtext").tap()  # "Chữ to": larger text and targets
         field = screen.field(mode)
         field.tap()
         panel = screen.page.locator("#keyboard")
@@ -278,6 +280,12 @@ def test_keys_are_big_and_the_field_stays_in_view(screen: Screen) -> None:
             })"""
         )
         assert sizes and all(w >= 64 and h >= 64 and f >= 24 for w, h, f in sizes), sizes
+        spans = screen.page.evaluate(
+            """() => [...document.querySelectorAll('#keyboard .kb-key span')].map((n) => [
+                n.getBoundingClientRect().width, n.parentElement.clientWidth,
+                parseFloat(getComputedStyle(n).fontSize)])"""
+        )
+        assert all(w <= inside and f >= 24 for w, inside, f in spans), spans  # labels fit
         box, top = field.bounding_box(), panel.bounding_box()
         assert box is not None and top is not None
         assert box["y"] + box["height"] <= top["y"], (box, top)
