@@ -257,6 +257,11 @@ def test_phone_pad_stops_at_the_api_limit(screen: Screen) -> None:
     screen.tap_text("0" * 22)
     assert screen.value() == "0" * 20
     assert "đủ số" in screen.page.locator("#keyboard .kb-hint").inner_text()
+    screen.key('[data-action="done"]')
+    screen.field("numeric", {"maxlength": "2"}).tap()  # a day of the month
+    screen.tap_text("123")
+    assert screen.value() == "12"
+    assert screen.page.locator("#keyboard .kb-hint").inner_text() == "Ô này đã đủ số."
 
 
 def test_plain_mode_types_codes_as_they_are(screen: Screen) -> None:
