@@ -14,7 +14,7 @@ import itertools
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from edge_agent.api import ApiServer
 from edge_agent.api.speech import UNAVAILABLE_VI
 from edge_agent.app import KioskApp
 from edge_agent.devices import DeviceEvent
+from tests.browser.a11y import assert_accessible
 from tests.browser.conftest import PageErrors
 from tests.kiosk import app_config, card
 
@@ -117,6 +118,7 @@ class Screen:
                 const kb = await import('/static/js/keyboard.js');
                 const input = document.createElement(attrs.tag || 'input');
                 input.id = 'f';
+                input.setAttribute('aria-label', 'Họ và tên');
                 for (const [k, v] of Object.entries(attrs)) {
                     if (k !== 'tag') input.setAttribute(k, v);
                 }
@@ -124,7 +126,11 @@ class Screen:
                 input.addEventListener('input', (e) => window.inputEvents.push(e.inputType));
                 const filler = document.createElement('div');
                 filler.className = 'tiles';
-                for (let i = 0; i < 6; i++) filler.append(document.createElement('button'));
+                for (let i = 0; i < 6; i++) {
+                    const b = document.createElement('button');
+                    b.textContent = `Ô ${i + 1}`;
+                    filler.append(b);
+                }
                 document.getElementById('screen').replaceChildren(filler, input);
                 kb.attachKeyboard(input, mode);
             }""",
@@ -331,6 +337,15 @@ def test_done_and_the_wipe_close_it(screen: Screen) -> None:
     assert screen.page.locator("#keyboard").is_hidden()
 
 
+def test_keyboards_pass_axe(screen: Screen, shot: Callable[[Any, str], Path]) -> None:
+    for mode in ("text", "phone"):
+        screen.field(mode).tap()
+        screen.tap_text("Nguyeenx" if mode == "text" else "0912")
+        assert_accessible(screen.page, f"keyboard-{mode}")
+        shot(screen.page, f"keyboard-{mode}")
+        screen.key('[data-action="done"]')
+
+
 # -- the signature pad -----------------------------------------------------------------------
 
 
@@ -387,7 +402,7 @@ def check_shape(sig: dict[str, Any], width: int, height: int) -> None:
 
 
 def test_signature_drawn_with_the_mouse_is_filed(
-    screen: Screen, kiosk: KioskApp, server: ApiServer
+    screen: Screen, kiosk: KioskApp, server: ApiServer, shot: Callable[[Any, str], Path]
 ) -> None:
     canvas = mount_pad(screen)
     assert canvas.get_attribute("aria-label")
@@ -412,6 +427,8 @@ def test_signature_drawn_with_the_mouse_is_filed(
     sig = screen.page.evaluate("window.pad.toSignature()")
     check_shape(sig, 600, 240)
     assert len(sig["strokes"]) == 2
+    assert_accessible(screen.page, "signature-pad")
+    shot(screen.page, "signature-pad")
     result = file_from_page(screen, prepared_filing(kiosk, server))
     assert result["status"] == 200, result
     code = result["body"]["code"]

@@ -358,10 +358,11 @@ function markRow() {
   const tones = TONE_NAMES.slice(1).map((name, i) => {
     const glyph = document.createElement("span");
     glyph.className = "kb-glyph";
+    glyph.setAttribute("aria-hidden", "true"); // the key's name is its visible word, "sắc"
     glyph.textContent = ("a" + TONE_MARKS[i + 1]).normalize("NFC");
     const text = document.createElement("span");
     text.textContent = name;
-    return key([glyph, text], { "data-tone": String(i + 1), "aria-label": `dấu ${name}`, class: "kb-tone" }, () => tone(i + 1));
+    return key([glyph, text], { "data-tone": String(i + 1), class: "kb-tone" }, () => tone(i + 1));
   });
   return row("kb-marks", [...marks, ...tones]);
 }
