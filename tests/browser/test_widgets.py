@@ -315,6 +315,9 @@ def test_a_physical_keyboard_still_works(screen: Screen) -> None:
     assert screen.value() == "Nguyên Van"
     screen.tap_text("a")
     assert screen.value() == "Nguyên Vana"
+    # a tap inside the text puts the caret back at the end, where the keys type
+    field.tap(position={"x": 20, "y": 20})  # on the first letter
+    assert screen.page.evaluate("[f.selectionStart, f.selectionEnd]") == [11, 11]
 
 
 def test_done_and_the_wipe_close_it(screen: Screen) -> None:
