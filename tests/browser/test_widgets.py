@@ -469,7 +469,7 @@ def test_signature_drawn_by_touch_is_filed_and_cleared(
     check_shape(sig, 500, 200)
     assert len(sig["strokes"]) == 2 and len(sig["strokes"][0]) >= 10
 
-    screen.page.locator(".sig-clear").tap()  # "Ký lại"
+    screen.page.locator(".sig-clear").tap()  # "Ký lại", right after the stroke: it clicks
     assert screen.page.locator(".sig-clear").inner_text() == "Ký lại"
     assert screen.page.evaluate("[window.pad.isEmpty(), window.pad.toSignature()]") == [True, None]
     sha = prepared_filing(kiosk, server)
