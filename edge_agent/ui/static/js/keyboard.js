@@ -233,7 +233,7 @@ function setValue(next, inputType, data) {
   if (!target) return;
   const limit = maxLength(target);
   if ([...next.text].length > limit && next.text.length > target.value.length) {
-    hint(mode === "phone" ? "Số điện thoại đã đủ số." : "Ô này đã đủ chữ.");
+    hint(mode === "phone" ? "Số điện thoại đã đủ số." : mode === "numeric" ? "Ô này đã đủ số." : "Ô này đã đủ chữ.");
     return;
   }
   state = next;
