@@ -286,7 +286,7 @@ function mark(letter) {
   if (!target) return;
   syncState();
   const r = pressMark(state, letter, typing, shift !== "off");
-  if (!r.applied) { hint(`Chưa thêm được chữ ${letter}. Xin mời Ông/Bà gõ lại chữ đó.`); return; }
+  if (!r.applied) { hint(`Chưa thêm được «${letter}». Xin mời Ông/Bà chạm «⌫ Xoá» rồi gõ lại chữ đó.`); return; }
   hint("");
   setValue(r.state, "insertText", letter);
   if (shift === "once") shift = "off";
