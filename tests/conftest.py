@@ -35,6 +35,15 @@ settings.load_profile(
 SLOW_TIMEOUT_S = 900
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--ui-screenshots",
+        action="store_true",
+        default=False,
+        help="browser tests: write screenshots to docs/img/ui-<name>.png (default: tmp)",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):

@@ -33,7 +33,9 @@ class ApiServer:
         self.hub = EventHub(app, max_clients=max_event_clients)
         self.asgi = create_app(app, hub=self.hub, max_body_kb=max_body_kb)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP;
+        # without it every answer waits ~44 ms for the browser's delayed ACK (bench/screen_latency.py)
+        self._sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self._sock.bind((self.host, port))  # bound now: port 0 gets its number here

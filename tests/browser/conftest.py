@@ -48,15 +48,6 @@ HERE = Path(__file__).resolve().parent
 IGNORED_CONSOLE: tuple[str, ...] = ()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--ui-screenshots",
-        action="store_true",
-        default=False,
-        help="browser tests: write screenshots to docs/img/ui-<name>.png (default: tmp)",
-    )
-
-
 #: Fixtures that make a test a browser test (the ``browser`` marker is added for them).
 BROWSER_FIXTURES = {"browser", "browser_context", "page", "ui_stack", "ui_stack_factory"}
 
