@@ -34,7 +34,7 @@ class ApiServer:
         self.asgi = create_app(app, hub=self.hub, max_body_kb=max_body_kb)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose proto says TCP;
-        # without it every answer waits ~44 ms for the browser's delayed ACK (bench/screen_latency.py)
+        # else every answer waits ~44 ms for the delayed ACK (bench/screen_latency.py)
         self._sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
