@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Path, Query, Request
@@ -24,7 +24,9 @@ from edge_agent.api.speech import MAX_TEXT_CHARS, UNAVAILABLE_VI, Speech, Speech
 from edge_agent.api.static import mount_ui
 from edge_agent.app import KioskApp
 from edge_agent.dossiers import Applicant
+from edge_agent.receipts import SCREEN_NOT_PRINTED, SCREEN_PRINTED
 from edge_agent.search import procedure_index
+from edge_agent.services.capture import CaptureRefused, Preview, UnknownPage
 from edge_agent.services.filing import PreparedFiling
 from edge_agent.services.remote_signing import (
     Expired,
@@ -51,6 +53,7 @@ ShortText = Annotated[str, Field(max_length=200)]
 Code = Annotated[str, Field(min_length=1, max_length=64)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Lookup = Annotated[str, Field(min_length=1, max_length=40)]
+PageId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[0-9A-Za-z]+$")]
 
 
 class Strict(BaseModel):
@@ -197,6 +200,7 @@ def create_app(
             prepared.clear()
             signings.clear()
             payments.clear()
+        voice.forget()  # a screen read aloud may have said the citizen's name
 
     # Idle expiry, "Kết thúc" and another card all end up here (and in the app's own
     # hook, which drops the captured pages and sends the screen a ``session`` event).
@@ -205,7 +209,9 @@ def create_app(
     # -- errors ---------------------------------------------------------------------------
     @api.exception_handler(CitizenError)
     async def _citizen(request: Request, exc: CitizenError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFound) else 422
+        status = 404 if isinstance(exc, NotFound | UnknownPage) else 422
+        if isinstance(exc, CaptureRefused):  # no camera, a camera fault, a page limit
+            return _error(409, "capture", str(exc), exc.message_vi)
         field = _field_of(str(exc))  # services name the field first: "form.so_trang: ..."
         known = getattr(exc, "field", None)  # DossierRefused knows its dotted path
         if not field and isinstance(known, str):
@@ -330,13 +336,22 @@ def create_app(
     @api.post(
         f"{PREFIX}/speech",
         tags=["speech"],
-        response_class=Response,
+        response_class=StreamingResponse,
         responses={200: {"content": {"audio/wav": {}}}, 503: {}},
     )
-    def speak(body: SpeechIn) -> Response:
+    def speak(body: SpeechIn) -> StreamingResponse:
         """The text read aloud in Vietnamese (espeak-ng on this box), as ``audio/wav``."""
-        return Response(
-            voice.render(body.text), media_type="audio/wav", headers={"Cache-Control": "no-store"}
+        handle, size = voice.open(body.text)
+
+        def chunks() -> Iterator[bytes]:
+            with handle:  # streamed from the file: a long text never sits in memory
+                while chunk := handle.read(64 * 1024):
+                    yield chunk
+
+        return StreamingResponse(
+            chunks(),
+            media_type="audio/wav",
+            headers={"Cache-Control": "no-store", "Content-Length": str(size)},
         )
 
     # -- catalogue ----------------------------------------------------------------------
@@ -425,11 +440,12 @@ def create_app(
             if prepared.pop(p.document_sha256, None) is None:
                 raise _gone(p.document_sha256)
         try:
-            result = kiosk.filing.file(p, signature=sig)
+            result = kiosk.filing.file(p, signature=sig, attachments=kiosk.capture.attachments())
         except CitizenError:
             with lock:  # refused, nothing committed: the citizen may try again
                 prepared.put(p.document_sha256, p)
             raise
+        kiosk.capture.clear()  # the pages are in the dossier's transaction now
         out: dict[str, Any] = jsonable_encoder(result.to_json_dict())
         if result.payment_qr is not None:
             with lock:
@@ -466,11 +482,74 @@ def create_app(
             )
         return {"code": code, "shown": True}
 
+    @api.post(f"{PREFIX}/filings/{{code}}/reprint", tags=["filing"])
+    def reprint(code: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+        """Print the slip of a dossier filed here again (staff fixed the printer)."""
+        if not kiosk.filing.filed_here(code):
+            raise NotFound(
+                f"code: no dossier {code[:64]!r} filed at this kiosk",
+                "Không tìm thấy hồ sơ này tại ki-ốt.",
+            )
+        printed = kiosk.filing.reprint(code)
+        if printed:
+            kiosk.printer_help.printer_seen("ok")
+        text = SCREEN_PRINTED if printed else SCREEN_NOT_PRINTED
+        return {"printed": printed, "screen_text": text.format(code=code)}
+
     @api.get(f"{PREFIX}/filings/last-unconfirmed", tags=["filing"])
     def last_unconfirmed() -> dict[str, Any]:
         """The newest filing never shown (show it after a restart), or null."""
         u = kiosk.filing.last_unconfirmed()
         return {"filing": None if u is None else u.to_json_dict()}
+
+    # -- document capture -----------------------------------------------------------------
+    def _preview(p: Preview, *, accepted: bool) -> dict[str, Any]:
+        return {**p.to_json_dict(), "url": f"{PREFIX}/capture/{p.id}.jpg", "accepted": accepted}
+
+    @api.get(f"{PREFIX}/capture", tags=["capture"])
+    def capture_state() -> dict[str, Any]:
+        """Whether a document camera is there, the accepted pages, the preview waiting."""
+        pending = kiosk.capture.pending()
+        return {
+            "available": kiosk.capture.available,
+            "pages": [_preview(p, accepted=True) for p in kiosk.capture.pages()],
+            "pending": None if pending is None else _preview(pending, accepted=False),
+        }
+
+    @api.post(f"{PREFIX}/capture", tags=["capture"], responses={409: {}})
+    def capture_page() -> dict[str, Any]:
+        """Photograph the page under the camera: a preview to accept or retake."""
+        preview = kiosk.capture.capture()
+        kiosk.session.hold()  # the idle clock covers the pages of a citizen without a card
+        return _preview(preview, accepted=False)
+
+    @api.get(
+        f"{PREFIX}/capture/{{preview_id}}.jpg",
+        tags=["capture"],
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}, 404: {}},
+    )
+    def capture_image(preview_id: PageId) -> Response:
+        """The photographed page (a preview or an accepted page) as JPEG."""
+        page = kiosk.capture.preview(preview_id)
+        return Response(page.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @api.post(f"{PREFIX}/capture/{{preview_id}}/accept", tags=["capture"])
+    def capture_accept(preview_id: PageId) -> dict[str, Any]:
+        """Keep the preview as the next page of the dossier."""
+        return {"pages": kiosk.capture.accept(preview_id)}
+
+    @api.post(f"{PREFIX}/capture/{{preview_id}}/retake", tags=["capture"], responses={409: {}})
+    def capture_retake(preview_id: PageId) -> dict[str, Any]:
+        """Drop the preview and photograph the page again."""
+        preview = kiosk.capture.retake(preview_id)
+        kiosk.session.hold()
+        return _preview(preview, accepted=False)
+
+    @api.delete(f"{PREFIX}/capture/{{preview_id}}", tags=["capture"])
+    def capture_remove(preview_id: PageId) -> dict[str, Any]:
+        """Drop an accepted page (or the preview)."""
+        return {"pages": kiosk.capture.remove(preview_id)}
 
     # -- remote signing -----------------------------------------------------------------
     @api.post(f"{PREFIX}/signing", tags=["signing"])
