@@ -2,6 +2,7 @@
 // what it is, the papers to bring, the fee and the time limit.
 import { register } from "../core.js";
 import { filing, heading, messageLine, money, say, withType } from "./filing-common.js";
+import { afterQuestions } from "./filing-papers.js";
 
 const SEARCH_PAUSE_MS = 300; // wait for the typing to pause before asking the agent
 
@@ -107,7 +108,7 @@ register({
               for (const k of Object.keys(f.answers)) if (k.startsWith("form.")) delete f.answers[k];
               f.prepared = null;
               if (f.questions.length) ctx.go("filing-question", { field: f.questions[0].field });
-              else ctx.go("filing-review");
+              else afterQuestions(ctx, f);
             },
           },
         }),

@@ -5,6 +5,7 @@
 //   mode "fix": the agent refused this field (error = its message_vi); "Tiếp tục" re-checks
 import { register } from "../core.js";
 import { allQuestions, filing, keyboardMode, messageLine, questionFor, say } from "./filing-common.js";
+import { afterQuestions } from "./filing-papers.js";
 
 const ID_DIGITS = /^(\d{12}|\d{9})$/;
 
@@ -138,7 +139,7 @@ register({
       if (mode === "fix") return ctx.go("filing-review", {}, { replace: true });
       const after = list[index + 1];
       if (after) return ctx.go("filing-question", { field: after.field });
-      return ctx.go(f.procedure ? "filing-review" : "filing-choose");
+      return f.procedure ? afterQuestions(ctx, f) : ctx.go("filing-choose");
     }
 
     if (error) say(message, error);

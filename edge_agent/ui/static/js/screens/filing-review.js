@@ -45,6 +45,12 @@ register({
     who.push(line(ctx, "Số điện thoại", a.phone || "(không ghi)", edit("applicant.phone")));
     const form = f.questions.filter((q) => q.field.startsWith("form.")).map((q) =>
       line(ctx, q.label, answerText(q, prepared.form[q.field.slice(5)]), q));
+    const pages = f.capturedPages
+      ? ctx.el("dl", { class: "filing-review-list" }, ctx.el("div", { class: "filing-review-line", "data-field": "papers" },
+        ctx.el("dt", { text: "Ảnh giấy tờ" }),
+        ctx.el("dd", {}, ctx.el("span", { class: "filing-review-value", text: `${f.capturedPages} trang` }),
+          ctx.el("button", { class: "filing-edit", "aria-label": "Sửa ảnh giấy tờ", text: "Sửa", on: { click: () => ctx.go("filing-papers") } }))))
+      : null;
     const message = messageLine(ctx);
     return ctx.el("div", { class: "filing-review" },
       heading(ctx, "Xin mời Ông/Bà kiểm tra lại", "Nếu có dòng chưa đúng, chạm «Sửa» ở dòng đó. Nếu đúng hết, chạm «Đúng, ký tên»."),
@@ -53,6 +59,7 @@ register({
       ctx.el("h3", { text: "Người nộp hồ sơ" }),
       ctx.el("dl", { class: "filing-review-list" }, who),
       form.length ? [ctx.el("h3", { text: "Thông tin đã khai" }), ctx.el("dl", { class: "filing-review-list" }, form)] : null,
+      pages,
       ctx.el("p", { class: "filing-review-fee", "data-fact": "fee" }, "Lệ phí: ",
         ctx.el("strong", { text: money(prepared.fee && prepared.fee.amount_vnd) })),
       message,

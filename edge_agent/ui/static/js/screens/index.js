@@ -3,6 +3,7 @@ import "./home.js";
 import "./filing-start.js";
 import "./filing-procedure.js";
 import "./filing-question.js";
+import "./filing-papers.js";
 import "./filing-review.js";
 import "./filing-sign.js";
 import "./filing-result.js";
