@@ -9,6 +9,8 @@ export async function wantsPapers(ctx, f) {
   const originals = (f.procedure.papers || []).some((p) => p.kind === "original");
   if (!originals) return false;
   try {
+    if (f.captureDevice === undefined) f.captureDevice = Boolean((await ctx.api.get("/kiosk")).capture);
+    if (!f.captureDevice) return false;
     const state = await ctx.api.get("/capture");
     f.capturedPages = (state.pages || []).length;
     return Boolean(state.available);
