@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from central import attachments
 from tests.browser.a11y import assert_accessible
 from tests.browser.conftest import PageErrors
-from central import attachments
 from tests.browser.ui_stack import KIOSK_ID, UiStack, default_citizen, wait_for
 
 Shot = Callable[[Any, str], Path]
