@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge_agent import CitizenError
 from edge_agent.api.events import EventHub, TooManyClients
+from edge_agent.api.payment_qr import payment_svg
 from edge_agent.api.speech import MAX_TEXT_CHARS, UNAVAILABLE_VI, Speech, SpeechUnavailable
 from edge_agent.api.static import mount_ui
 from edge_agent.app import KioskApp
@@ -185,9 +186,21 @@ def create_app(
     lock = threading.Lock()
     prepared: _Bounded[PreparedFiling] = _Bounded()
     signings: _Bounded[_Signing] = _Bounded()
+    payments: _Bounded[str] = _Bounded()  # dossier code -> its VietQR payload
     max_body = max_body_kb * 1024
     ui = kiosk.cfg.ui
     voice = speech or Speech(binary=ui.speech_binary, voice=ui.speech_voice)
+
+    def forget_citizen(reason: str = "ended") -> None:
+        """The session ended: nothing the citizen prepared stays in the API's memory."""
+        with lock:
+            prepared.clear()
+            signings.clear()
+            payments.clear()
+
+    # Idle expiry, "Kết thúc" and another card all end up here (and in the app's own
+    # hook, which drops the captured pages and sends the screen a ``session`` event).
+    kiosk.session.on_clear.append(forget_citizen)
 
     # -- errors ---------------------------------------------------------------------------
     @api.exception_handler(CitizenError)
@@ -267,20 +280,32 @@ def create_app(
             request._body = bytes(body)  # read once, bounded; the route reads this
         return await call_next(request)
 
+    @api.middleware("http")
+    async def _expire_idle(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        # Before any answer: an idle citizen's data is gone before anything could show it
+        # (the app's housekeeping tick does the same when no request comes).
+        if request.url.path.startswith(PREFIX):
+            kiosk.session.expire_if_idle()
+        return await call_next(request)
+
     # -- session ------------------------------------------------------------------------
     @api.get(f"{PREFIX}/session", tags=["session"])
     def get_session() -> dict[str, Any]:
-        """The citizen at the kiosk now (ID masked), or no identity."""
-        kiosk.session.expire_if_idle()
+        """The citizen at the kiosk now (ID masked), or no identity; ``idle_timeout_s``."""
+        return kiosk.session.snapshot().to_json_dict()
+
+    @api.post(f"{PREFIX}/session/activity", tags=["session"])
+    def session_activity() -> dict[str, Any]:
+        """The citizen touched the screen: the agent's idle clock starts again."""
+        kiosk.session.touch()
         return kiosk.session.snapshot().to_json_dict()
 
     @api.delete(f"{PREFIX}/session", tags=["session"])
     def clear_session() -> dict[str, Any]:
-        """ "Kết thúc": forget the citizen (and what they prepared)."""
+        """ "Kết thúc": forget the citizen (and what they prepared and photographed)."""
         kiosk.session.clear()
-        with lock:
-            prepared.clear()
-            signings.clear()
+        forget_citizen()
+        kiosk.capture.clear()
         return kiosk.session.snapshot().to_json_dict()
 
     # -- the screen's settings, read aloud ------------------------------------------------
@@ -357,6 +382,7 @@ def create_app(
         )
         with lock:
             prepared.put(p.document_sha256, p)
+        kiosk.session.hold()  # a typed-in citizen's filing is wiped by the idle clock too
         return p.to_json_dict()
 
     def _gone(sha: str) -> NotFound:
@@ -405,7 +431,30 @@ def create_app(
                 prepared.put(p.document_sha256, p)
             raise
         out: dict[str, Any] = jsonable_encoder(result.to_json_dict())
+        if result.payment_qr is not None:
+            with lock:
+                payments.put(result.code, result.payment_qr)
+            out["payment"]["qr_svg"] = f"{PREFIX}/filings/{result.code}/payment-qr.svg"
         return out
+
+    @api.get(
+        f"{PREFIX}/filings/{{code}}/payment-qr.svg",
+        tags=["filing"],
+        response_class=Response,
+        responses={200: {"content": {"image/svg+xml": {}}}, 404: {}},
+    )
+    def payment_qr(code: Annotated[str, Path(max_length=64)]) -> Response:
+        """The fee's VietQR code (the slip's payload) as SVG, for a filing of this session."""
+        with lock:
+            payload = payments.get(code)
+        if payload is None:
+            raise NotFound(
+                f"code: no fee to pay by QR for {code[:64]!r} at this kiosk now",
+                "Không có mã thanh toán cho hồ sơ này. Xin mời Ông/Bà nộp lệ phí tại quầy.",
+            )
+        return Response(
+            payment_svg(payload), media_type="image/svg+xml", headers={"Cache-Control": "no-store"}
+        )
 
     @api.post(f"{PREFIX}/filings/{{code}}/shown", tags=["filing"])
     def confirm_shown(code: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
