@@ -2,16 +2,17 @@
 // slip printed, or the printer is out (the code extra large, staff called, "In lại"), or the
 // kiosk is offline (saved, will be sent). The agent is told once the code is on screen.
 import { register } from "../core.js";
-import { dueText, filing, heading, messageLine, money, say } from "./filing-common.js";
+import { dueText, filing, messageLine, money, say } from "./filing-common.js";
 
 export const OFFLINE_VI = "Hồ sơ đã được lưu trên máy và sẽ tự gửi đi khi có mạng. Ông/Bà không cần làm gì thêm.";
 
 function paymentNode(ctx, payment) {
   if (!payment) return null;
   return ctx.el("section", { class: "filing-payment", "aria-labelledby": "filing-payment-title" },
-    ctx.el("h3", { id: "filing-payment-title", text: `Lệ phí: ${money(payment.amount_vnd)}` }),
-    ctx.el("img", { class: "filing-qr", src: payment.qr_svg, alt: `Mã VietQR để nộp lệ phí ${money(payment.amount_vnd)}`, width: "280", height: "280" }),
-    ctx.el("p", { text: "Ông/Bà có thể quét mã này bằng ứng dụng ngân hàng trên điện thoại để nộp lệ phí. Hoặc nộp tại quầy Một cửa." }));
+    ctx.el("h3", { id: "filing-payment-title", text: "Nộp lệ phí bằng mã QR" }),
+    ctx.el("img", { class: "filing-qr", src: payment.qr_svg, alt: `Mã VietQR để nộp lệ phí ${money(payment.amount_vnd)}`, width: "240", height: "240" }),
+    ctx.el("p", { class: "filing-payment-amount", "data-fact": "amount", text: `Số tiền: ${money(payment.amount_vnd)}` }),
+    ctx.el("p", { text: "Quét bằng ứng dụng ngân hàng trên điện thoại. Hoặc nộp tại quầy Một cửa." }));
 }
 
 function printedNode(ctx, r) {
@@ -75,19 +76,22 @@ register({
       f.shown = r.code; // once: the agent answers 404 to a second confirmation
       try { await ctx.api.post(`/filings/${encodeURIComponent(r.code)}/shown`); } catch (err) { console.warn("shown", err); }
     }, { once: true });
-    return ctx.el("div", { class: "filing-result" + (r.printed ? "" : " filing-not-printed") },
-      heading(ctx, "Hồ sơ của Ông/Bà đã được nộp", "Đây là mã hồ sơ. Ông/Bà dùng mã này để tra cứu kết quả."),
-      ctx.el("p", { class: "filing-code-label", text: "Mã hồ sơ" }),
+    const payment = paymentNode(ctx, r.payment);
+    return ctx.el("div", { class: "filing-result" },
+      ctx.el("h2", { text: "Hồ sơ của Ông/Bà đã được nộp" }),
+      ctx.el("p", { class: "filing-code-label", text: "Mã hồ sơ, dùng để tra cứu kết quả:" }),
       ctx.el("p", { class: "big-code filing-code", "data-fact": "code", text: r.code }),
-      ctx.el("dl", { class: "filing-facts" },
-        ctx.el("dt", { text: "Thủ tục" }), ctx.el("dd", { text: r.procedure_name }),
-        ctx.el("dt", { text: "Ngày hẹn trả kết quả" }), ctx.el("dd", { "data-fact": "due", text: dueText(r) }),
-        ctx.el("dt", { text: "Lệ phí" }), ctx.el("dd", { "data-fact": "fee", text: money(r.fee_vnd) })),
-      offline,
-      printedNode(ctx, r),
-      paymentNode(ctx, r.payment),
-      ctx.el("div", { class: "actions" },
-        ctx.el("button", { class: "primary", "data-action": "next", text: "Tiếp tục", on: { click: () => ctx.go("filing-rating", {}, { replace: true }) } })));
+      ctx.el("div", { class: "filing-result-body" + (payment ? " with-payment" : "") },
+        ctx.el("div", { class: "filing-result-main" },
+          ctx.el("dl", { class: "filing-facts" },
+            ctx.el("dt", { text: "Thủ tục" }), ctx.el("dd", { text: r.procedure_name }),
+            ctx.el("dt", { text: "Hẹn trả kết quả" }), ctx.el("dd", { "data-fact": "due", text: dueText(r) }),
+            ctx.el("dt", { text: "Lệ phí" }), ctx.el("dd", { "data-fact": "fee", text: money(r.fee_vnd) })),
+          offline,
+          printedNode(ctx, r),
+          ctx.el("div", { class: "actions" },
+            ctx.el("button", { class: "primary", "data-action": "next", text: "Tiếp tục", on: { click: () => ctx.go("filing-rating", {}, { replace: true }) } }))),
+        payment));
   },
   leave() {
     document.body.classList.remove("filing-printer-out");
