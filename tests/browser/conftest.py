@@ -9,7 +9,10 @@
 - ``page``: a new browser context per test (1280x800, touch, vi-VN) on the stack's
   page; console errors and page errors fail the test at teardown.
 - ``shot(page, name)``: a PNG to docs/img/ui-<name>.png with ``--ui-screenshots`` (or
-  ``APS_UI_SCREENSHOTS=1``), else to the test's temporary directory.
+  ``APS_UI_SCREENSHOTS=1``), else to the test's temporary directory. The option is
+  known only when pytest is pointed at tests/browser (``pytest tests/browser
+  --ui-screenshots``): a bare ``pytest`` loads this file too late for options; there,
+  use ``APS_UI_SCREENSHOTS=1 pytest -m browser``.
 - ``assert_accessible(page, name)`` (tests.browser.a11y): axe-core, WCAG A/AA/AAA and
   best practices; serious or critical violations fail.
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edge_agent.demo import demo_signature
 from tests.browser.a11y import assert_accessible
 from tests.browser.conftest import PageErrors
 from tests.browser.ui_stack import UiStack, default_citizen, wait_for
@@ -114,3 +115,38 @@ def test_assert_accessible_fails_on_a_critical_violation(page: Any) -> None:
     with pytest.raises(AssertionError, match=r"button-name \(critical\)") as err:
         assert_accessible(page, "broken-on-purpose")
     assert "'broken-on-purpose'" in str(err.value) and "at " in str(err.value)
+
+
+def test_back_office_answers_reach_the_kiosk(ui_stack: UiStack) -> None:
+    """Status, payment, a question's answer and a support reply, from central's staff API."""
+    kiosk, office = ui_stack.kiosk, ui_stack.back_office
+    ui_stack.scan_card()
+    wait_for(lambda: kiosk.session.snapshot().active, "the card in the session")
+    prepared = kiosk.filing.prepare(
+        "2.000815",
+        {"ten_giay_to": "Bằng tốt nghiệp", "so_trang": 2, "so_ban": 3},
+        phone="0912345678",
+    )
+    filed = kiosk.filing.file(prepared, signature=demo_signature(1)).filed
+    assert filed.fee_vnd > 0
+    kiosk.filing.confirm_shown(filed.code)
+    assert ui_stack.wait_at_central(filed.code)["code"] == filed.code
+    office.set_status(filed.code, "received")
+    office.set_status(filed.code, "result-ready", "Mời Ông/Bà đến quầy số 2.")
+    office.mark_paid(filed.code, filed.fee_vnd)
+    wait_for(
+        lambda: (t := kiosk.tracking.lookup(filed.code)).state == "result-ready" and t.paid,
+        "status and payment at the kiosk",
+        60,
+    )
+    question = kiosk.feedback.submit("question", "Làm lại căn cước bị mất cần gì?", contact=None)
+    office.answer_inquiry(question.lookup_code, "Ông/Bà mang giấy khai sinh đến công an phường.")
+    wait_for(lambda: kiosk.feedback.answer_for(question.lookup_code).answered, "the answer", 60)
+    ui_stack.press_help_button()
+    (req,) = wait_for(lambda: office.support_requests("help"), "the help request at central")
+    ticket = req["lookup_code"]
+    office.reply_support(ticket)
+    status = wait_for(
+        lambda: (s := kiosk.support.status(ticket)).status != "waiting" and s, "a reply", 60
+    )
+    assert status.staff_name == "Trần Thị Mai"

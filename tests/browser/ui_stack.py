@@ -133,6 +133,11 @@ class StaffApi(BackOffice):
         rows = self._call("GET", "/support", params={"lookup_code": lookup_code})["requests"]
         return dict(rows[0]) if rows else None
 
+    def support_requests(self, type: str | None = None) -> list[dict[str, Any]]:
+        """Support requests central holds, newest first (``type``: help or home-visit)."""
+        params = {} if type is None else {"type": type}
+        return list(self._call("GET", "/support", params=params)["requests"])
+
     def reply_support(self, lookup_code: str, *, staff: str = STAFF_ID) -> dict[str, Any]:
         """Staff take the request: assigned to ``staff`` if it is not, then acknowledged.
 
