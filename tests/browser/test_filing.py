@@ -113,7 +113,9 @@ def answer(page: Any, answers: dict[str, str], shot: Shot | None = None) -> list
     for _ in range(20):
         page.locator(".filing-question, .filing-review, .filing-papers-step").first.wait_for()
         if page.locator(".filing-papers-step").count():
-            page.locator("[data-action=skip]").click()
+            step = page.locator(".filing-papers-step").element_handle()
+            page.locator("[data-action=skip]").click()  # no photos: the papers go to the desk
+            page.wait_for_function("(node) => !node.isConnected", arg=step)
             continue
         if page.locator(".filing-review, .filing-wrong").count():
             return asked  # the review, or a question the agent sent back
