@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from central import attachments
 from tests.browser.a11y import assert_accessible
@@ -67,15 +66,19 @@ def central_dossier(stack: UiStack, code: str) -> dict[str, Any]:
     return found
 
 
-@pytest.fixture(autouse=True)
-def _capture_route_pending(ui_stack: UiStack, page_errors: PageErrors) -> None:
-    """Until the agent serves /api/v1/capture (h-api item 3), its 404 is expected."""
-    spec = httpx.get(f"{ui_stack.url}/api/v1/openapi.json", timeout=10).json()
-    if "/api/v1/capture" not in spec["paths"]:
-        page_errors.expect("/api/v1/capture")
-
-
 # -- the citizen's moves ------------------------------------------------------------------
+def enter(page: Any, selector: str, text: str) -> None:
+    """Put ``text`` in a field as a typed value (an ``input`` event), whatever was there.
+
+    (Typing on the on-screen keyboard itself is tests/browser/test_widgets.py's business.)
+    """
+    page.locator(selector).evaluate(
+        "(el, v) => { el.focus(); el.value = v;"
+        " el.dispatchEvent(new Event('input', { bubbles: true })); }",
+        text,
+    )
+
+
 def open_filing(page: Any, shot: Shot | None = None) -> None:
     page.locator("[data-go=filing-start]").click()
     page.locator(".filing-scan-picture").wait_for()
@@ -96,7 +99,7 @@ def card_read(page: Any, stack: UiStack, shot: Shot | None = None) -> None:
 def choose(page: Any, code: str, shot: Shot | None = None, query: str | None = None) -> None:
     page.locator(".filing-row").first.wait_for()
     if query is not None:
-        page.locator("#filing-search").fill(query)
+        enter(page, "#filing-search", query)
         # the list narrows to matches (birth registration is not one of them)
         page.locator("[data-code='1.001193']").wait_for(state="detached")
     look(page, "filing-choose", shot)
@@ -125,7 +128,7 @@ def answer(page: Any, answers: dict[str, str], shot: Shot | None = None) -> list
         asked.append(field)
         if len(asked) == 1:
             look(page, "filing-question", shot)
-        page.locator("#filing-answer").fill(answers.get(field, ""))
+        enter(page, "#filing-answer", answers.get(field, ""))
         handle = question.element_handle()
         page.locator("[data-action=next]").click()
         page.wait_for_function("(node) => !node.isConnected", arg=handle)
@@ -240,7 +243,7 @@ def test_a_wrong_field_is_named_on_its_question_and_fixed(
     assert "«Số điện thoại»" in message  # the field in the question's own words
     assert page.locator(".filing-question-label").inner_text() == "Số điện thoại"
     look(page, "filing-wrong-field", shot)
-    page.locator("#filing-answer").fill("0912345678")
+    enter(page, "#filing-answer", "0912345678")
     page.locator("[data-action=next]").click()
     page.locator(".filing-review").wait_for()
     assert "0912345678" in page.locator(".filing-review").inner_text()
@@ -249,7 +252,7 @@ def test_a_wrong_field_is_named_on_its_question_and_fixed(
     page.locator(".filing-review-line[data-field='form.so_ban'] [data-action=edit]").click()
     page.locator(".filing-question[data-field='form.so_ban']").wait_for()
     assert page.locator("#filing-answer").input_value() == "2"  # what was given is shown
-    page.locator("#filing-answer").fill("1")
+    enter(page, "#filing-answer", "1")
     page.locator("[data-action=next]").click()
     page.locator(".filing-review").wait_for()
     assert page.locator(".filing-review-fee").inner_text() == "Lệ phí: 5.000 đồng"
@@ -350,25 +353,25 @@ def test_typed_details_without_a_card(page: Any, ui_stack: UiStack, shot: Shot) 
     page.locator("[data-action=no-card]").click()
     page.locator(".filing-question[data-field='applicant.full_name']").wait_for()
     look(page, "filing-typed-name", shot)
-    page.locator("#filing-answer").fill("Trần Văn Bình")
+    enter(page, "#filing-answer", "Trần Văn Bình")
     page.locator("[data-action=next]").click()
 
     page.locator(".filing-question[data-field='applicant.id_number']").wait_for()
     assert page.locator("#filing-answer").get_attribute("data-keyboard") == "numeric"
-    page.locator("#filing-answer").fill("0872")
+    enter(page, "#filing-answer", "0872")
     page.locator("[data-action=next]").click()
     assert "12 chữ số" in page.locator(".filing-message.error").inner_text()
-    page.locator("#filing-answer").fill("087201009876")
+    enter(page, "#filing-answer", "087201009876")
     page.locator("[data-action=next]").click()
 
     page.locator(".filing-question[data-field='applicant.date_of_birth']").wait_for()
-    page.locator("#filing-date-day").fill("31")
-    page.locator("#filing-date-month").fill("2")
-    page.locator("#filing-date-year").fill("1950")
+    enter(page, "#filing-date-day", "31")
+    enter(page, "#filing-date-month", "2")
+    enter(page, "#filing-date-year", "1950")
     page.locator("[data-action=next]").click()
     assert "không phải ngày hợp lệ" in page.locator(".filing-message.error").inner_text()
-    page.locator("#filing-date-day").fill("2")
-    page.locator("#filing-date-month").fill("1")
+    enter(page, "#filing-date-day", "2")
+    enter(page, "#filing-date-month", "1")
     look(page, "filing-typed-date", shot)
     page.locator("[data-action=next]").click()
 

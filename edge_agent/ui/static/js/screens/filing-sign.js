@@ -50,7 +50,7 @@ register({
       }
     });
     return ctx.el("div", { class: "filing-sign" },
-      heading(ctx, "Xin mời Ông/Bà ký tên", "Dùng ngón tay ký vào khung dưới đây, như ký trên giấy. Ký xong, chạm «Nộp hồ sơ»."),
+      heading(ctx, "Xin mời Ông/Bà ký tên", "Ký như ký trên giấy. Ký xong, chạm «Nộp hồ sơ»."),
       ctx.el("div", { class: "filing-pad" }, pad.node),
       message,
       ctx.el("div", { class: "actions" },
