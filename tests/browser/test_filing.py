@@ -384,3 +384,44 @@ def test_typed_details_without_a_card(page: Any, ui_stack: UiStack, shot: Shot) 
     dossier = central_dossier(ui_stack, code)
     assert dossier["applicant"]["full_name"] == "Trần Văn Bình"
     assert dossier["identity_source"] == "typed"
+
+
+def test_papers_photographed_retaken_and_filed_with_the_dossier(
+    page: Any, ui_stack: UiStack, shot: Shot
+) -> None:
+    open_filing(page)
+    card_read(page, ui_stack)
+    choose(page, COPY)
+    for field, value in COPY_ANSWERS.items():  # the questions, then the papers step
+        page.locator(f".filing-question[data-field='{field}']").wait_for()
+        enter(page, "#filing-answer", value)
+        page.locator("[data-action=next]").click()
+    page.locator(".filing-papers-step").wait_for()
+    assert page.locator("[data-fact=pages]").inner_text() == "Chưa chụp trang nào."
+    page.locator("[data-action=capture]").click()
+
+    loaded = (
+        "() => { const i = document.querySelector('.filing-page-preview');"
+        " return i && i.complete && i.naturalWidth > 0 ? i.getAttribute('src') : null; }"
+    )
+    first = page.wait_for_function(loaded).json_value()
+    assert page.locator("main h2").inner_text() == "Ảnh có rõ không?"
+    look(page, "filing-papers-preview", shot)
+    page.locator("[data-action=retake]").click()
+    page.wait_for_function(f"() => ({loaded})() && ({loaded})() !== {json.dumps(first)}")
+    page.locator("[data-action=accept]").click()
+    page.locator("[data-fact=pages]").wait_for()
+    assert page.locator("[data-fact=pages]").inner_text() == "Đã chụp 1 trang."
+    assert page.locator("main h2").inner_text() == "Chụp giấy tờ bản chính"
+    look(page, "filing-papers", shot)
+    page.locator("[data-action=next]").click()
+
+    page.locator(".filing-review").wait_for()
+    pages = page.locator(".filing-review-line[data-field=papers]").inner_text()
+    assert "1 trang" in pages
+    code = sign_and_file(page)
+    dossier = central_dossier(ui_stack, code)
+    photos = [a for a in dossier["attachments"] if a["mime"] == "image/jpeg"]
+    assert [a["name"] for a in photos] == ["trang-01.jpg"]
+    jpeg = wait_for(lambda: central_attachment(ui_stack, photos[0]["att"]), "the page at central")
+    assert jpeg.startswith(b"\xff\xd8")

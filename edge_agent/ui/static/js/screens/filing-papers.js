@@ -54,7 +54,7 @@ register({
         }
       });
       holder.replaceChildren(
-        heading(ctx, "Chụp giấy tờ bản chính", "Đặt từng trang giấy tờ lên bàn chụp, mặt chữ hướng lên, rồi chạm «Chụp giấy tờ». Ông/Bà cũng có thể bỏ qua bước này."),
+        ...heading(ctx, "Chụp giấy tờ bản chính", "Đặt từng trang giấy tờ lên bàn chụp, mặt chữ hướng lên, rồi chạm «Chụp giấy tờ». Ông/Bà cũng có thể bỏ qua bước này."),
         originals.length ? ctx.el("ul", { class: "filing-papers" }, originals.map((p) => ctx.el("li", { text: p.name }))) : null,
         ctx.el("p", { class: "filing-papers-count", "data-fact": "pages", text: n ? `Đã chụp ${n} trang.` : "Chưa chụp trang nào." }),
         message,
@@ -87,7 +87,7 @@ register({
         } catch (err) { again.disabled = false; again.classList.remove("busy"); again.textContent = "Chụp lại"; fail(err); }
       });
       holder.replaceChildren(
-        heading(ctx, "Ảnh có rõ không?", "Nếu đọc được chữ trên ảnh, chạm «Dùng ảnh này». Nếu mờ hoặc lệch, chạm «Chụp lại»."),
+        ...heading(ctx, "Ảnh có rõ không?", "Nếu đọc được chữ trên ảnh, chạm «Dùng ảnh này». Nếu mờ hoặc lệch, chạm «Chụp lại»."),
         ctx.el("img", { class: "filing-page-preview", src: p.url, alt: "Ảnh giấy tờ vừa chụp", width: String(p.width || 640), height: String(p.height || 480) }),
         message,
         ctx.el("div", { class: "actions" }, again, use));
