@@ -152,8 +152,18 @@ def sign_and_file(page: Any, shot: Shot | None = None) -> str:
     page.locator("[data-action=sign]").click()
     draw_signature(page)
     look(page, "filing-sign", shot)
-    page.locator("[data-action=file]").dblclick()  # a double tap files once
+    posts: list[str] = []
+
+    def on_request(request: Any) -> None:
+        if request.method == "POST" and request.url.endswith("/api/v1/filings"):
+            posts.append(request.url)
+
+    page.on("request", on_request)
+    # a double tap files once: two taps on "Nộp hồ sơ" before the first answer comes back
+    page.locator("[data-action=file]").evaluate("(b) => { b.click(); b.click(); }")
     page.locator("[data-fact=code]").wait_for()
+    page.remove_listener("request", on_request)
+    assert len(posts) == 1, f"{len(posts)} POST /filings for one double tap"
     return str(page.locator("[data-fact=code]").inner_text()).strip()
 
 
