@@ -435,3 +435,16 @@ def test_papers_photographed_retaken_and_filed_with_the_dossier(
     assert [a["name"] for a in photos] == ["trang-01.jpg"]
     jpeg = wait_for(lambda: central_attachment(ui_stack, photos[0]["att"]), "the page at central")
     assert jpeg.startswith(b"\xff\xd8")
+
+
+def test_an_unreadable_card_says_so_and_a_good_one_is_read_after(
+    page: Any, ui_stack: UiStack, shot: Shot
+) -> None:
+    open_filing(page)
+    ui_stack.scan_text("087205001234||Nguyễn Văn A|14031954")  # a CCCD QR cut short
+    alert = page.locator(".filing-message.error")
+    alert.wait_for()
+    assert "Xin mời Ông/Bà" in alert.inner_text()
+    look(page, "filing-card-error", shot)
+    card_read(page, ui_stack)
+    page.locator(".filing-row").first.wait_for()

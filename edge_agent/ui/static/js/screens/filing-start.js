@@ -48,10 +48,11 @@ register({
     ctx.on("identity", (who) => { if (who && who.full_name) showRead(who); });
     ctx.on("card_error", (e) => say(message, (e && e.message_vi) || "Máy chưa đọc được thẻ. Xin mời Ông/Bà đặt lại thẻ."));
     ctx.on("scan_rejected", (e) => say(message, (e && e.message_vi) || "Máy chưa đọc được mã. Xin mời Ông/Bà đặt lại thẻ."));
+    ctx.on("error", (e) => { if (e && e.message_vi) say(message, e.message_vi); });
 
     const ask = ctx.el("div", { class: "filing-start" },
       heading(ctx, "Xin mời đặt căn cước công dân vào máy quét",
-        "Đặt mặt thẻ có mã QR lên ô kính của máy quét, phía dưới màn hình. Giữ yên thẻ cho đến khi máy kêu."),
+        "Đặt mặt thẻ có mã QR lên ô kính của máy quét, phía dưới màn hình. Giữ yên thẻ một chút cho máy đọc."),
       ctx.el("img", {
         class: "filing-scan-picture", src: "/static/img/filing-scan-card.svg",
         alt: "Hình vẽ: thẻ căn cước đặt úp mặt có mã QR lên máy quét", width: "360", height: "240",
