@@ -9,13 +9,12 @@ The widgets' pure logic runs under Node first (tests/js/widgets_logic.test.mjs).
 
 from __future__ import annotations
 
-import io
+import contextlib
 import itertools
 import json
 import shutil
 import subprocess
-import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +22,14 @@ import httpx
 import pytest
 
 from edge_agent.api import ApiServer
+from edge_agent.api.speech import UNAVAILABLE_VI
 from edge_agent.app import KioskApp
 from edge_agent.devices import DeviceEvent
+from tests.browser.a11y import assert_accessible
+from tests.browser.conftest import PageErrors
 from tests.kiosk import app_config, card
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
 V1 = "/api/v1"
 WAIT_MS = 10_000
 COPY_FORM = {"ten_giay_to": "Bằng tốt nghiệp", "so_trang": 5, "so_ban": 2}
@@ -63,60 +53,72 @@ def test_widget_logic_under_node() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-# -- fixtures --------------------------------------------------------------------------------
+# -- fixtures: the agent's API over a real KioskApp (no broker needed), and its page --------
+# (browser, browser_context and page_errors come from tests/browser/conftest.py)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (never a downloaded build)")
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def kiosk(tmp_path: Path) -> Iterator[KioskApp]:
-    app = KioskApp(app_config(tmp_path))
+@contextlib.contextmanager
+def serve(tmp_path: Path, **ui: Any) -> Iterator[tuple[KioskApp, ApiServer]]:
+    cfg = app_config(tmp_path)
+    if ui:
+        cfg = cfg.model_copy(update={"ui": cfg.ui.model_copy(update=ui)})
+    app = KioskApp(cfg)
     app.start()
-    yield app
-    app.stop()
+    srv = ApiServer(app, "127.0.0.1:0")
+    try:
+        srv.start()
+        yield app, srv
+    finally:
+        srv.stop()
+        app.stop()
 
 
 @pytest.fixture
-def server(kiosk: KioskApp) -> Iterator[ApiServer]:
-    srv = ApiServer(kiosk, "127.0.0.1:0")
-    srv.start()
-    yield srv
-    srv.stop()
+def served(tmp_path: Path) -> Iterator[tuple[KioskApp, ApiServer]]:
+    with serve(tmp_path) as pair:
+        yield pair
+
+
+@pytest.fixture
+def kiosk(served: tuple[KioskApp, ApiServer]) -> KioskApp:
+    return served[0]
+
+
+@pytest.fixture
+def server(served: tuple[KioskApp, ApiServer]) -> ApiServer:
+    return served[1]
 
 
 class Screen:
-    """A Chromium page on the agent's screen, with the widgets loaded."""
+    """The agent's page in Chromium (its CSP on), with the widget modules loaded."""
 
-    def __init__(self, browser: Any, server: ApiServer, routes: dict[str, Any] | None) -> None:
-        self.context = browser.new_context(
-            viewport={"width": 1280, "height": 800}, has_touch=True, locale="vi-VN"
+    def __init__(self, context: Any, url: str, errors: PageErrors) -> None:
+        self.context = context
+        self.page = context.new_page()
+        self.errors = errors
+        self.page.on("pageerror", lambda e: errors.messages.append(f"page error: {e}"))
+        self.page.on(
+            "console",
+            lambda m: (
+                errors.messages.append(f"console.error: {m.text}") if m.type == "error" else None
+            ),
         )
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.set_default_timeout(WAIT_MS)
-        for pattern, handler in (routes or {}).items():
-            self.page.route(pattern, handler)
-        self.page.goto(server.url)
+        self.page.goto(url + "/")
         self.page.wait_for_selector("body[data-screen=home]")
-        self.page.add_style_tag(url="/static/css/widgets.css")
+        # index.html gets the <link> at the merge; until then the test adds it
+        if not self.page.locator('link[href="/static/css/widgets.css"]').count():
+            self.page.add_style_tag(url="/static/css/widgets.css")
         self.page.evaluate("import('/static/js/widgets.js')")
 
-    # a field on the screen, with the keyboard attached and its input events counted
     def field(self, mode: str, attrs: dict[str, str] | None = None) -> Any:
+        """A field on the screen with the keyboard attached; its input events are counted."""
         self.page.evaluate(
             """async ([mode, attrs]) => {
                 const kb = await import('/static/js/keyboard.js');
                 const input = document.createElement(attrs.tag || 'input');
                 input.id = 'f';
+                input.setAttribute('aria-label', 'Họ và tên');
                 for (const [k, v] of Object.entries(attrs)) {
                     if (k !== 'tag') input.setAttribute(k, v);
                 }
@@ -124,7 +126,11 @@ class Screen:
                 input.addEventListener('input', (e) => window.inputEvents.push(e.inputType));
                 const filler = document.createElement('div');
                 filler.className = 'tiles';
-                for (let i = 0; i < 6; i++) filler.append(document.createElement('button'));
+                for (let i = 0; i < 6; i++) {
+                    const b = document.createElement('button');
+                    b.textContent = `Ô ${i + 1}`;
+                    filler.append(b);
+                }
                 document.getElementById('screen').replaceChildren(filler, input);
                 kb.attachKeyboard(input, mode);
             }""",
@@ -154,33 +160,25 @@ class Screen:
         events: list[str] = self.page.evaluate("window.inputEvents")
         return events
 
-    def close(self) -> None:
-        self.context.close()
+    def check_errors(self) -> None:
+        bad = self.errors.unexpected()
+        assert not bad, "the page logged errors:\n" + "\n".join(bad)
 
 
 @pytest.fixture
-def screen(browser: Any, server: ApiServer) -> Iterator[Screen]:
-    s = Screen(browser, server, None)
+def screen(browser_context: Any, server: ApiServer, page_errors: PageErrors) -> Iterator[Screen]:
+    s = Screen(browser_context, server.url, page_errors)
     yield s
-    assert s.errors == []
-    s.close()
+    s.check_errors()
 
 
 @pytest.fixture
-def vni_screen(browser: Any, server: ApiServer) -> Iterator[Screen]:
-    """The office types VNI: GET /api/v1/kiosk says so (answered here until the agent has it)."""
-
-    def kiosk_info(route: Any) -> None:
-        route.fulfill(
-            status=200,
-            content_type="application/json",
-            body=json.dumps({"typing": {"method": "vni", "style": "new"}}),
-        )
-
-    s = Screen(browser, server, {f"**{V1}/kiosk": kiosk_info})
-    yield s
-    assert s.errors == []
-    s.close()
+def vni_screen(browser_context: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[Screen]:
+    """An office that types VNI (``[ui] typing_method = "vni"``, read from GET /kiosk)."""
+    with serve(tmp_path, typing_method="vni") as (_, srv):
+        s = Screen(browser_context, srv.url, page_errors)
+        yield s
+        s.check_errors()
 
 
 # -- the keyboard ----------------------------------------------------------------------------
@@ -265,6 +263,11 @@ def test_phone_pad_stops_at_the_api_limit(screen: Screen) -> None:
     screen.tap_text("0" * 22)
     assert screen.value() == "0" * 20
     assert "đủ số" in screen.page.locator("#keyboard .kb-hint").inner_text()
+    screen.key('[data-action="done"]')
+    screen.field("numeric", {"maxlength": "2"}).tap()  # a day of the month
+    screen.tap_text("123")
+    assert screen.value() == "12"
+    assert screen.page.locator("#keyboard .kb-hint").inner_text() == "Ô này đã đủ số."
 
 
 def test_plain_mode_types_codes_as_they_are(screen: Screen) -> None:
@@ -275,7 +278,9 @@ def test_plain_mode_types_codes_as_they_are(screen: Screen) -> None:
 
 
 def test_keys_are_big_and_the_field_stays_in_view(screen: Screen) -> None:
-    for mode in ("text", "numeric"):
+    for mode, big in (("text", False), ("numeric", False), ("text", True), ("phone", True)):
+        if big != screen.page.evaluate("document.documentElement.classList.contains('bigtext')"):
+            screen.page.locator("#btn-bigtext").tap()  # "Chữ to": larger text and targets
         field = screen.field(mode)
         field.tap()
         panel = screen.page.locator("#keyboard")
@@ -286,6 +291,12 @@ def test_keys_are_big_and_the_field_stays_in_view(screen: Screen) -> None:
             })"""
         )
         assert sizes and all(w >= 64 and h >= 64 and f >= 24 for w, h, f in sizes), sizes
+        spans = screen.page.evaluate(
+            """() => [...document.querySelectorAll('#keyboard .kb-key span')].map((n) => [
+                n.getBoundingClientRect().width, n.parentElement.clientWidth,
+                parseFloat(getComputedStyle(n).fontSize)])"""
+        )
+        assert all(w <= inside and f >= 24 for w, inside, f in spans), spans  # labels fit
         box, top = field.bounding_box(), panel.bounding_box()
         assert box is not None and top is not None
         assert box["y"] + box["height"] <= top["y"], (box, top)
@@ -304,6 +315,9 @@ def test_a_physical_keyboard_still_works(screen: Screen) -> None:
     assert screen.value() == "Nguyên Van"
     screen.tap_text("a")
     assert screen.value() == "Nguyên Vana"
+    # a tap inside the text puts the caret back at the end, where the keys type
+    field.tap(position={"x": 20, "y": 20})  # on the first letter
+    assert screen.page.evaluate("[f.selectionStart, f.selectionEnd]") == [11, 11]
 
 
 def test_done_and_the_wipe_close_it(screen: Screen) -> None:
@@ -324,6 +338,15 @@ def test_done_and_the_wipe_close_it(screen: Screen) -> None:
     screen.page.evaluate("window.aps.wipe('idle')")
     screen.page.wait_for_selector("body[data-screen=home]")
     assert screen.page.locator("#keyboard").is_hidden()
+
+
+def test_keyboards_pass_axe(screen: Screen, shot: Callable[[Any, str], Path]) -> None:
+    for mode in ("text", "phone"):
+        screen.field(mode).tap()
+        screen.tap_text("Nguyeenx" if mode == "text" else "0912")
+        assert_accessible(screen.page, f"keyboard-{mode}")
+        shot(screen.page, f"keyboard-{mode}")
+        screen.key('[data-action="done"]')
 
 
 # -- the signature pad -----------------------------------------------------------------------
@@ -382,7 +405,7 @@ def check_shape(sig: dict[str, Any], width: int, height: int) -> None:
 
 
 def test_signature_drawn_with_the_mouse_is_filed(
-    screen: Screen, kiosk: KioskApp, server: ApiServer
+    screen: Screen, kiosk: KioskApp, server: ApiServer, shot: Callable[[Any, str], Path]
 ) -> None:
     canvas = mount_pad(screen)
     assert canvas.get_attribute("aria-label")
@@ -407,6 +430,8 @@ def test_signature_drawn_with_the_mouse_is_filed(
     sig = screen.page.evaluate("window.pad.toSignature()")
     check_shape(sig, 600, 240)
     assert len(sig["strokes"]) == 2
+    assert_accessible(screen.page, "signature-pad")
+    shot(screen.page, "signature-pad")
     result = file_from_page(screen, prepared_filing(kiosk, server))
     assert result["status"] == 200, result
     code = result["body"]["code"]
@@ -444,7 +469,7 @@ def test_signature_drawn_by_touch_is_filed_and_cleared(
     check_shape(sig, 500, 200)
     assert len(sig["strokes"]) == 2 and len(sig["strokes"][0]) >= 10
 
-    screen.page.locator(".sig-clear").tap()  # "Ký lại"
+    screen.page.locator(".sig-clear").tap()  # "Ký lại", right after the stroke: it clicks
     assert screen.page.locator(".sig-clear").inner_text() == "Ký lại"
     assert screen.page.evaluate("[window.pad.isEmpty(), window.pad.toSignature()]") == [True, None]
     sha = prepared_filing(kiosk, server)
@@ -457,82 +482,54 @@ def test_signature_drawn_by_touch_is_filed_and_cleared(
 
 # -- read aloud --------------------------------------------------------------------------------
 
-
-def silent_wav(seconds: float = 20.0) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\0\0" * int(8000 * seconds))
-    return buf.getvalue()
+SPEECH_AUDIO = "async () => (await import('/static/js/speech.js')).speechAudio()"
 
 
-def speech_route(sent: list[dict[str, Any]], status: int = 200) -> Any:
-    def handle(route: Any) -> None:
-        sent.append(json.loads(route.request.post_data or "{}"))
-        if status == 200:
-            route.fulfill(status=200, content_type="audio/wav", body=silent_wav())
-        else:
-            route.fulfill(
-                status=status,
-                content_type="application/json",
-                body=json.dumps(
-                    {
-                        "error": {
-                            "field": "",
-                            "message": "speech: espeak-ng is not installed",
-                            "message_vi": "Máy chưa đọc to được. Xin mời hỏi cán bộ.",
-                        }
-                    }
-                ),
-            )
-
-    return handle
-
-
-def test_read_aloud_plays_and_a_second_tap_stops(browser: Any, server: ApiServer) -> None:
-    sent: list[dict[str, Any]] = []
-    s = Screen(browser, server, {f"**{V1}/speech": speech_route(sent)})
-    try:
-        button = s.page.locator("#btn-speak")
+def test_read_aloud_plays_and_a_second_tap_stops(screen: Screen) -> None:
+    """The agent's own espeak-ng renders the home screen's text; the page plays it."""
+    requests: list[str] = []
+    screen.page.on(
+        "request",
+        lambda r: requests.append(r.post_data or "") if r.url.endswith("/speech") else None,
+    )
+    button = screen.page.locator("#btn-speak")
+    button.tap()
+    assert button.get_attribute("aria-pressed") == "true"  # at once, while it is rendered
+    screen.page.wait_for_function(
+        "async () => { const a = (await import('/static/js/speech.js')).speechAudio();"
+        " return !!a && !a.paused && a.currentTime > 0; }"
+    )
+    assert button.inner_text() == "Dừng đọc"
+    sent = json.loads(requests[0])
+    assert "Ông/Bà muốn làm gì" in sent["text"] and len(sent["text"]) <= 1500
+    button.tap()
+    assert button.get_attribute("aria-pressed") == "false"
+    assert button.inner_text() == "Đọc to"
+    assert screen.page.evaluate(SPEECH_AUDIO) is None
+    # a screen change ("Trang đầu") stops it, and so does the idle wipe
+    for leave in ("document.getElementById('btn-home').click()", "window.aps.wipe('idle')"):
         button.tap()
-        assert button.get_attribute("aria-pressed") == "true"  # at once, while it is fetched
-        s.page.wait_for_function(
-            "async () => { const a = (await import('/static/js/speech.js')).speechAudio();"
-            " return !!a && !a.paused; }"
-        )
-        assert sent and "Ông/Bà muốn làm gì" in sent[0]["text"] and len(sent[0]["text"]) <= 1500
-        assert button.inner_text() == "Dừng đọc"
-        button.tap()
-        assert button.get_attribute("aria-pressed") == "false"
-        assert (
-            s.page.evaluate("async () => (await import('/static/js/speech.js')).speechAudio()")
-            is None
-        )
-        # a screen change stops it too
-        button.tap()
-        s.page.wait_for_function(
-            "async () => !!(await import('/static/js/speech.js')).speechAudio()"
-        )
-        s.page.evaluate("window.aps.wipe('idle')")
-        s.page.wait_for_function(
-            "() => document.querySelector('#btn-speak').getAttribute('aria-pressed') === 'false'"
-        )
-        assert s.errors == []
-    finally:
-        s.close()
+        screen.page.wait_for_function(f"async () => !!(await ({SPEECH_AUDIO})())")
+        screen.page.evaluate(leave)
+        screen.page.wait_for_selector("#btn-speak[aria-pressed=false]")
+        assert screen.page.evaluate(SPEECH_AUDIO) is None
 
 
-def test_read_aloud_unavailable_says_so(browser: Any, server: ApiServer) -> None:
-    sent: list[dict[str, Any]] = []
-    s = Screen(browser, server, {f"**{V1}/speech": speech_route(sent, status=503)})
-    try:
-        s.page.locator("#btn-speak").tap()
-        notice = s.page.locator("#speech-notice")
-        notice.wait_for()
-        assert notice.inner_text() == "Máy chưa đọc to được. Xin mời hỏi cán bộ."
-        assert s.page.locator("#btn-speak").get_attribute("aria-pressed") == "false"
-        assert s.errors == []
-    finally:
-        s.close()
+@pytest.fixture
+def mute_screen(browser_context: Any, tmp_path: Path, page_errors: PageErrors) -> Iterator[Screen]:
+    """A box without espeak-ng: POST /api/v1/speech answers 503."""
+    with serve(tmp_path, speech_binary=str(tmp_path / "no-espeak-ng")) as (_, srv):
+        s = Screen(browser_context, srv.url, page_errors)
+        page_errors.expect("503")  # Chromium logs the refused request itself
+        yield s
+        s.check_errors()
+
+
+def test_read_aloud_unavailable_says_so(mute_screen: Screen) -> None:
+    mute_screen.page.locator("#btn-speak").tap()
+    notice = mute_screen.page.locator("#speech-notice")
+    notice.wait_for()
+    assert notice.inner_text() == UNAVAILABLE_VI  # the agent's own words
+    assert mute_screen.page.locator("#btn-speak").get_attribute("aria-pressed") == "false"
+    mute_screen.page.evaluate("window.aps.wipe('idle')")  # gone with the screen
+    mute_screen.page.wait_for_selector("#speech-notice", state="detached")
