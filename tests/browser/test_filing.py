@@ -98,11 +98,12 @@ def card_read(page: Any, stack: UiStack, shot: Shot | None = None) -> None:
 
 def choose(page: Any, code: str, shot: Shot | None = None, query: str | None = None) -> None:
     page.locator(".filing-row").first.wait_for()
+    look(page, "filing-choose", shot)
     if query is not None:
         enter(page, "#filing-search", query)
         # the list narrows to matches (birth registration is not one of them)
         page.locator("[data-code='1.001193']").wait_for(state="detached")
-    look(page, "filing-choose", shot)
+        assert_accessible(page, "filing-search")  # with the keyboard open
     page.locator(f"[data-code='{code}']").click()
     page.locator("[data-action=start]").wait_for()
     assert page.locator(".filing-papers li").count() >= 1  # the papers to bring, before starting

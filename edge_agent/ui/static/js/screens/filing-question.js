@@ -49,7 +49,7 @@ function readAnswer(q, controls) {
   return { value: text };
 }
 
-function textControls(ctx, q, value) {
+function textControls(ctx, q, value, hint) {
   const attrs = { id: "filing-answer", autocomplete: "off", spellcheck: "false", "aria-describedby": "filing-hint" };
   if (q.type === "int" || q.type === "id_number") attrs.inputmode = "numeric";
   if (q.type === "phone") attrs.inputmode = "tel";
@@ -58,14 +58,16 @@ function textControls(ctx, q, value) {
   const input = ctx.el(long ? "textarea" : "input", { ...attrs, rows: long ? "3" : undefined });
   if (value !== undefined && value !== null) input.value = String(value);
   ctx.keyboard(input, keyboardMode(q.type));
+  const row = ctx.el("div", { class: "filing-answer-row" }, input);
   return {
     inputs: [input],
+    row,
     node: ctx.el("div", { class: "filing-answer" },
-      ctx.el("label", { class: "filing-question-label", for: "filing-answer", text: q.label }), input),
+      ctx.el("label", { class: "filing-question-label", for: "filing-answer", text: q.label }), hint, row),
   };
 }
 
-function dateControls(ctx, q, value) {
+function dateControls(ctx, q, value, hint) {
   const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value || "");
   const parts = [["day", "Ngày", 2, m && m[3]], ["month", "Tháng", 2, m && m[2]], ["year", "Năm", 4, m && m[1]]];
   const inputs = [];
@@ -79,14 +81,16 @@ function dateControls(ctx, q, value) {
     inputs.push(input);
     return ctx.el("div", { class: "filing-date-part" }, ctx.el("label", { for: input.id, text }), input);
   });
+  const row = ctx.el("div", { class: "filing-answer-row filing-date-row" }, boxes);
   return {
     inputs,
+    row,
     node: ctx.el("fieldset", { class: "filing-answer filing-date", "aria-describedby": "filing-hint" },
-      ctx.el("legend", { class: "filing-question-label", text: q.label }), boxes),
+      ctx.el("legend", { class: "filing-question-label", text: q.label }), hint, row),
   };
 }
 
-function choiceControls(ctx, q, value, onPick) {
+function choiceControls(ctx, q, value, onPick, hint) {
   const controls = { inputs: [], chosen: value === null ? undefined : value };
   const options = q.type === "bool" ? [["Có", true], ["Không", false]] : (q.choices || []).map((c) => [c, c]);
   const buttons = options.map(([text, v]) => ctx.el("button", {
@@ -100,15 +104,15 @@ function choiceControls(ctx, q, value, onPick) {
     },
   }));
   controls.node = ctx.el("fieldset", { class: "filing-answer filing-choices", "aria-describedby": "filing-hint" },
-    ctx.el("legend", { class: "filing-question-label", text: q.label }), buttons);
+    ctx.el("legend", { class: "filing-question-label", text: q.label }), hint, buttons);
   return controls;
 }
 
 function hintFor(q) {
   if (q.type === "choice" || q.type === "bool") return "Xin mời Ông/Bà chạm vào một ô.";
   const how = q.type === "date" ? "Gõ ngày, tháng, năm bằng bàn phím số." :
-    (q.type === "text" ? "Chạm vào ô bên dưới rồi gõ bằng bàn phím trên màn hình." : "Gõ bằng bàn phím số.");
-  return q.required ? how : `${how} Không bắt buộc: Ông/Bà có thể để trống và chạm «Tiếp tục».`;
+    (q.type === "text" ? "Gõ bằng bàn phím trên màn hình." : "Gõ bằng bàn phím số.");
+  return q.required ? how : `${how} Không bắt buộc: có thể để trống.`;
 }
 
 register({
@@ -122,9 +126,10 @@ register({
     const index = list.findIndex((x) => x.field === field);
     const message = messageLine(ctx);
     const go = () => next();
+    const hint = ctx.el("p", { id: "filing-hint", class: "filing-hint", text: hintFor(q) });
     const controls = q.type === "choice" || q.type === "bool"
-      ? choiceControls(ctx, q, f.answers[field], go)
-      : q.type === "date" ? dateControls(ctx, q, f.answers[field]) : textControls(ctx, q, f.answers[field]);
+      ? choiceControls(ctx, q, f.answers[field], go, hint)
+      : q.type === "date" ? dateControls(ctx, q, f.answers[field], hint) : textControls(ctx, q, f.answers[field], hint);
 
     function next() {
       const got = readAnswer(q, controls);
@@ -149,14 +154,16 @@ register({
     document.addEventListener("aps:screen", () => {
       if (controls.inputs[0] && controls.inputs[0].isConnected) controls.inputs[0].focus();
     }, { once: true });
+    // "Tiếp tục" sits beside the field it answers, so the on-screen keyboard never hides it
+    const nextButton = ctx.el("button", { class: "primary", "data-action": "next", text: "Tiếp tục", on: { click: go } });
+    if (controls.row) controls.row.append(nextButton);
     const node = ctx.el("div", { class: "filing-question" + (error ? " filing-wrong" : ""), "data-field": field },
       ctx.el("p", { class: "filing-step", text: `Câu ${index + 1} trên ${list.length}` }),
       controls.node,
-      ctx.el("p", { id: "filing-hint", class: "filing-hint", text: hintFor(q) }),
       message,
       ctx.el("div", { class: "actions" },
         ctx.el("button", { "data-action": "back", text: "Quay lại", on: { click: () => ctx.back() } }),
-        ctx.el("button", { class: "primary", "data-action": "next", text: "Tiếp tục", on: { click: go } })));
+        controls.row ? null : nextButton));
     return node;
   },
 });
