@@ -62,6 +62,7 @@ from edge_agent.services.capture import CaptureService
 from edge_agent.services.feedback import FeedbackService
 from edge_agent.services.filing import FilingService
 from edge_agent.services.info import InfoService
+from edge_agent.services.printer_help import PrinterHelp
 from edge_agent.services.ratings import RatingService
 from edge_agent.services.remote_signing import RemoteSigner
 from edge_agent.services.support import SupportService
@@ -75,6 +76,15 @@ log = logging.getLogger("aps.app")
 
 #: Notices kept for the screen, at most (oldest dropped first).
 MAX_NOTICES = 64
+#: Downlink kinds whose arrival the screen hears of (``downlink`` notices) ...
+DOWNLINK_NOTICE_KINDS = frozenset(
+    {"answer", "dossier-status", "support-reply", "faq", "news", "catalogue"}
+)
+#: ... and those whose key (a lookup or dossier code) goes with it.
+KEYED_DOWNLINK_KINDS = frozenset({"answer", "dossier-status", "support-reply"})
+#: More items of one keyed kind in one page than this: one notice with key null instead
+#: (a page after a long offline spell must not push the screen's other events out).
+MAX_KEYED_NOTICES = 8
 AGENT_VERSION = "0.1.0"
 
 
@@ -86,7 +96,9 @@ class Notice:
     ``tracking`` (a slip was scanned: the tracking result), ``support`` (the
     help button: the ticket), ``card_error`` / ``scan_rejected`` / ``error``
     (data has ``message_vi``), ``session`` (the citizen's session ended:
-    ``{"active": false, "reason": "idle" | "ended" | "replaced"}``).
+    ``{"active": false, "reason": "idle" | "ended" | "replaced"}``), ``downlink``
+    (an item from central arrived: ``{"kind", "key"}``, the key a lookup or
+    dossier code, or null for faq, news and catalogue).
     """
 
     kind: str
@@ -174,6 +186,11 @@ class KioskApp:
                 now=clock,
             )
             self.support = SupportService(self.outbox, office, self.session)
+            # A slip that does not print calls staff, once per printer fault episode.
+            self.printer_help = PrinterHelp(
+                self.support, printer_configured=bool(cfg.devices.printer)
+            )
+            self.filing.after_print = self.printer_help.after_print
             self.feedback = FeedbackService(self.outbox, office)
             self.ratings = RatingService(self.outbox)
             self.tracking = TrackingService(self.outbox, tracking_url=cfg.kiosk.tracking_url)
@@ -213,6 +230,9 @@ class KioskApp:
         for warning in cfg.payment.warnings():
             log.warning("%s", warning)
         self.session.on_clear.append(self._session_ended)
+        listeners = getattr(self.inbox, "on_applied", None)
+        if isinstance(listeners, list):
+            listeners.append(self._downlink_arrived)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -284,6 +304,11 @@ class KioskApp:
             out["document_camera"] = camera
         return out
 
+    def _printer_state(self) -> str | None:
+        """The printer's last known state (no I/O), or None without a printer."""
+        printer = self.devices.printer
+        return None if printer is None else printer.status().state.value
+
     def next_notice(self, timeout: float = 0.0) -> Notice | None:
         """The oldest notice not yet taken, waiting up to ``timeout`` seconds for one."""
         with self._notice_ready:
@@ -294,6 +319,24 @@ class KioskApp:
         """The citizen's session ended: their pages go, and the screen is told (no data)."""
         self.capture.clear()
         self._notify(Notice(kind="session", data={"active": False, "reason": reason}))
+
+    def _downlink_arrived(self, items: list[tuple[str, str]]) -> None:
+        """Downlink items applied: one ``downlink`` notice per (kind, key), no citizen data.
+
+        The key is the lookup or dossier code the screen may be waiting on; FAQ, news and
+        the catalogue, and more than :data:`MAX_KEYED_NOTICES` items of one kind in a page,
+        are one notice per kind with key null: the screen reloads what it shows.
+        """
+        keys: dict[str, list[str]] = {}
+        for kind, key in items:
+            if kind in DOWNLINK_NOTICE_KINDS and key not in keys.setdefault(kind, []):
+                keys[kind].append(key)
+        for kind, of_kind in keys.items():
+            if kind in KEYED_DOWNLINK_KINDS and len(of_kind) <= MAX_KEYED_NOTICES:
+                for key in of_kind:
+                    self._notify(Notice(kind="downlink", data={"kind": kind, "key": key}))
+            else:  # unkeyed, or a flood after a long offline spell: "reload what you show"
+                self._notify(Notice(kind="downlink", data={"kind": kind, "key": None}))
 
     def _notify(self, notice: Notice) -> None:
         with self._notice_ready:
@@ -337,6 +380,7 @@ class KioskApp:
             try:
                 event = self.devices.next_event(timeout=0.5)
                 self.session.expire_if_idle()
+                self.printer_help.printer_seen(self._printer_state())
                 if event is not None:
                     self.handle_device_event(event)
             except Exception:  # the event loop must not die of one event (invariant 6)

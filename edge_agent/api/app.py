@@ -24,6 +24,7 @@ from edge_agent.api.speech import MAX_TEXT_CHARS, UNAVAILABLE_VI, Speech, Speech
 from edge_agent.api.static import mount_ui
 from edge_agent.app import KioskApp
 from edge_agent.dossiers import Applicant
+from edge_agent.receipts import SCREEN_NOT_PRINTED, SCREEN_PRINTED
 from edge_agent.search import procedure_index
 from edge_agent.services.capture import CaptureRefused, Preview, UnknownPage
 from edge_agent.services.filing import PreparedFiling
@@ -470,6 +471,20 @@ def create_app(
                 "Không tìm thấy hồ sơ này tại ki-ốt.",
             )
         return {"code": code, "shown": True}
+
+    @api.post(f"{PREFIX}/filings/{{code}}/reprint", tags=["filing"])
+    def reprint(code: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+        """Print the slip of a dossier filed here again (staff fixed the printer)."""
+        if not kiosk.filing.filed_here(code):
+            raise NotFound(
+                f"code: no dossier {code[:64]!r} filed at this kiosk",
+                "Không tìm thấy hồ sơ này tại ki-ốt.",
+            )
+        printed = kiosk.filing.reprint(code)
+        if printed:
+            kiosk.printer_help.printer_seen("ok")
+        text = SCREEN_PRINTED if printed else SCREEN_NOT_PRINTED
+        return {"printed": printed, "screen_text": text.format(code=code)}
 
     @api.get(f"{PREFIX}/filings/last-unconfirmed", tags=["filing"])
     def last_unconfirmed() -> dict[str, Any]:
