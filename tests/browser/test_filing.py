@@ -272,6 +272,10 @@ def test_a_wrong_field_is_named_on_its_question_and_fixed(
 def test_printer_out_shows_the_code_large_calls_staff_and_reprints(
     page: Any, ui_stack: UiStack, shot: Shot
 ) -> None:
+    # The stack hands its printer to the device supervisor, not through [devices] in the
+    # config, so PrinterHelp believes no printer is configured and never calls staff
+    # (reported; remove this line once the app asks its devices instead).
+    ui_stack.kiosk.printer_help.printer_configured = True
     ui_stack.paper_out()
     open_filing(page)
     card_read(page, ui_stack)
@@ -288,12 +292,11 @@ def test_printer_out_shows_the_code_large_calls_staff_and_reprints(
     assert "Máy in chưa in được phiếu hẹn" in box.inner_text()
     result = ui_stack.kiosk.filing.last_unconfirmed()
     assert result is None  # the code is on screen: confirmed even without a slip
-    staff = page.locator("[data-fact=staff-called]")
-    if staff.count():
-        assert "Cán bộ đang đến" in staff.inner_text()
+    assert "Cán bộ đang đến" in page.locator("[data-fact=staff-called]").inner_text()
     look(page, "filing-printer-out", shot)
 
     ui_stack.paper_ok()
+    page.get_by_text("Máy in đã sẵn sàng").wait_for()  # the printer event, before any tap
     page.locator("[data-action=reprint]").click()
     page.locator(".filing-print[data-state=printed]").wait_for()
     assert "nhận phiếu hẹn" in page.locator(".filing-print").inner_text()
