@@ -36,8 +36,18 @@ COPY_FEE_VND = 10_000
 
 
 def look(page: Any, name: str, shot: Shot | None) -> None:
-    """Every screen of the flow: no serious accessibility problem, and its picture."""
+    """Every screen of the flow: no serious accessibility problem, nothing wider than the
+    screen (in "Chữ to" too), every button a 64 px target, and its picture."""
     assert_accessible(page, name)
+    wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert wide <= 0, f"screen {name!r} is {wide}px wider than the window"
+    small = page.evaluate(
+        """() => [...document.querySelectorAll('#screen button')]
+            .filter((b) => b.offsetParent !== null)
+            .map((b) => b.getBoundingClientRect())
+            .filter((r) => r.width < 64 || r.height < 64).length"""
+    )
+    assert small == 0, f"screen {name!r}: {small} button(s) smaller than 64x64 CSS px"
     if shot is not None:
         shot(page, name)
 
@@ -363,6 +373,8 @@ def test_unconfirmed_filing_is_shown_first_after_a_restart(
 
 
 def test_typed_details_without_a_card(page: Any, ui_stack: UiStack, shot: Shot) -> None:
+    page.locator("#btn-bigtext").click()  # "Chữ to": every screen below in large text
+    assert page.evaluate("() => document.documentElement.classList.contains('bigtext')")
     open_filing(page)
     page.locator("[data-action=no-card]").click()
     page.locator(".filing-question[data-field='applicant.full_name']").wait_for()
