@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Path, Query, Request
@@ -200,6 +200,7 @@ def create_app(
             prepared.clear()
             signings.clear()
             payments.clear()
+        voice.forget()  # a screen read aloud may have said the citizen's name
 
     # Idle expiry, "Kết thúc" and another card all end up here (and in the app's own
     # hook, which drops the captured pages and sends the screen a ``session`` event).
@@ -335,13 +336,22 @@ def create_app(
     @api.post(
         f"{PREFIX}/speech",
         tags=["speech"],
-        response_class=Response,
+        response_class=StreamingResponse,
         responses={200: {"content": {"audio/wav": {}}}, 503: {}},
     )
-    def speak(body: SpeechIn) -> Response:
+    def speak(body: SpeechIn) -> StreamingResponse:
         """The text read aloud in Vietnamese (espeak-ng on this box), as ``audio/wav``."""
-        return Response(
-            voice.render(body.text), media_type="audio/wav", headers={"Cache-Control": "no-store"}
+        handle, size = voice.open(body.text)
+
+        def chunks() -> Iterator[bytes]:
+            with handle:  # streamed from the file: a long text never sits in memory
+                while chunk := handle.read(64 * 1024):
+                    yield chunk
+
+        return StreamingResponse(
+            chunks(),
+            media_type="audio/wav",
+            headers={"Cache-Control": "no-store", "Content-Length": str(size)},
         )
 
     # -- catalogue ----------------------------------------------------------------------
