@@ -1,6 +1,7 @@
 // The page's entry point: loads the screens, wires the top bar, starts on the home screen.
 import { events, go, home, hooks, wipe } from "./core.js";
 import "./screens/index.js";
+import { firstScreen } from "./screens/filing-unconfirmed.js";
 
 function wireTopbar() {
   document.getElementById("btn-home").addEventListener("click", () => home());
@@ -22,4 +23,4 @@ function wireTopbar() {
 window.aps = { wipe }; // for the browser tests and for staff tools in the console
 wireTopbar();
 events.connect();
-go("home", {}, { replace: true });
+firstScreen(); // a filing never shown before a restart comes first, else home
