@@ -187,8 +187,10 @@ class KioskApp:
             )
             self.support = SupportService(self.outbox, office, self.session)
             # A slip that does not print calls staff, once per printer fault episode.
+            # the devices' own configuration: a supervisor handed in (the demo, the browser
+            # tests) names its printer there, not in cfg.devices
             self.printer_help = PrinterHelp(
-                self.support, printer_configured=bool(cfg.devices.printer)
+                self.support, printer_configured=bool(self.devices.cfg.printer)
             )
             self.filing.after_print = self.printer_help.after_print
             self.feedback = FeedbackService(self.outbox, office)

@@ -65,6 +65,26 @@ def fill_cache(app: KioskApp, items: list[tuple[str, str, dict[str, Any]]], repl
 # -- filing ----------------------------------------------------------------------------
 
 
+def test_form_fields_the_card_gives_are_filled_not_asked_and_the_card_wins(app: KioskApp) -> None:
+    app.handle_device_event(DeviceEvent(device="scanner", kind="identity", identity=card()))
+    pre = app.filing.prefill("1.004194")  # Đăng ký thường trú: name and ID number from the card
+    typed = [t["field"] for t in pre["to_type"]]
+    assert "form.ho_ten_nguoi_yeu_cau" not in typed and "form.so_dinh_danh" not in typed
+    assert "form.dia_chi_moi" in typed
+    assert pre["form"]["ho_ten_nguoi_yeu_cau"] == "Nguyễn Thị Ngọc Hường"
+    assert pre["form"]["so_dinh_danh"] == "********1234"  # masked on the screen
+    rest = {
+        t["field"].removeprefix("form."): "Vợ"
+        for t in pre["to_type"]
+        if t["field"].startswith("form.") and t.get("type") == "text" and t["required"]
+    }
+    rest["dia_chi_moi"] = "Số 12, đường Hùng Vương, Phường 1"
+    typed_over = {**rest, "so_dinh_danh": "001099000001", "ho_ten_nguoi_yeu_cau": "Người Khác"}
+    prepared = app.filing.prepare("1.004194", typed_over, phone="0912345678")
+    assert prepared.form["so_dinh_danh"] == "087205001234"  # the card's, not what was typed
+    assert prepared.form["ho_ten_nguoi_yeu_cau"] == "Nguyễn Thị Ngọc Hường"
+
+
 def test_a_card_event_prefills_and_the_filing_carries_fee_signature_and_source(
     app: KioskApp, caplog: pytest.LogCaptureFixture
 ) -> None:

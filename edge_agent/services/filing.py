@@ -34,6 +34,7 @@ by the number itself.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import sqlite3
@@ -46,7 +47,7 @@ from typing import Any
 from drivers.identity import Identity, mask_id
 from drivers.printer import ReceiptPrinter
 from edge_agent import CitizenError
-from edge_agent.catalogue import Catalogue
+from edge_agent.catalogue import Catalogue, Procedure
 from edge_agent.config import AgentConfig
 from edge_agent.dossiers import APPLICANT_LABELS, Applicant, DossierDesk, Filed
 from edge_agent.fees import compute_fee
@@ -238,6 +239,7 @@ class FilingService:
                 "date_of_birth": a.date_of_birth,
                 "address": a.address,
             }
+        card_form = self._card_form(proc, current[0] if current is not None else None)
         given = {k for k, v in applicant.items() if v}
         to_type = [
             {
@@ -263,6 +265,7 @@ class FilingService:
                 "max": f.max,
             }
             for f in proc.form
+            if f.name not in card_form  # the card gave it: shown, not asked again
         ]
         return {
             "procedure": proc.code,
@@ -270,8 +273,16 @@ class FilingService:
             "papers": list(proc.papers),
             "identity_source": source,
             "applicant": applicant,
+            "form": _shown_form(proc, card_form),
             "to_type": to_type,
         }
+
+    @staticmethod
+    def _card_form(proc: Procedure, identity: Identity | Applicant | None) -> dict[str, Any]:
+        """The form values the card (or the typed applicant) gives: fields with ``from_card``."""
+        if identity is None:
+            return {}
+        return proc.prefill(dataclasses.asdict(identity))
 
     # -- 2. prepare --------------------------------------------------------------------
     def prepare(
@@ -313,6 +324,9 @@ class FilingService:
                 "số định danh cá nhân.",
             )
         who = who.normalized()
+        # what the card gives always wins over typing, in the form as in the applicant
+        card = current[0] if current is not None else who
+        form = {**form, **self._card_form(proc, card)}
         clean = self.desk.check(proc, who, form)
         fee = compute_fee(proc, clean)
         digest = document_sha256(
@@ -535,3 +549,9 @@ def _applicant_dict(a: Applicant) -> dict[str, Any]:
         "phone": a.phone,
         "address": a.address,
     }
+
+
+def _shown_form(proc: Procedure, form: dict[str, Any]) -> dict[str, Any]:
+    """``form`` for the screen: a value the card's ID number gave is masked, as on the slip."""
+    secret = {f.name for f in proc.form if f.from_card in ("id_number", "old_id_number")}
+    return {k: mask_id(str(v)) if k in secret else v for k, v in form.items()}

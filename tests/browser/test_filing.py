@@ -282,10 +282,6 @@ def test_a_wrong_field_is_named_on_its_question_and_fixed(
 def test_printer_out_shows_the_code_large_calls_staff_and_reprints(
     page: Any, ui_stack: UiStack, shot: Shot
 ) -> None:
-    # The stack hands its printer to the device supervisor, not through [devices] in the
-    # config, so PrinterHelp believes no printer is configured and never calls staff
-    # (reported; remove this line once the app asks its devices instead).
-    ui_stack.kiosk.printer_help.printer_configured = True
     ui_stack.paper_out()
     open_filing(page)
     card_read(page, ui_stack)
