@@ -73,6 +73,7 @@ def test_form_fields_the_card_gives_are_filled_not_asked_and_the_card_wins(app: 
     assert "form.dia_chi_moi" in typed
     assert pre["form"]["ho_ten_nguoi_yeu_cau"] == "Nguyễn Thị Ngọc Hường"
     assert pre["form"]["so_dinh_danh"] == "********1234"  # masked on the screen
+    assert pre["guidance"].startswith("Thủ tục do Công an")  # its guidance, for the screen
     rest = {
         t["field"].removeprefix("form."): "Vợ"
         for t in pre["to_type"]

@@ -270,6 +270,7 @@ class FilingService:
         return {
             "procedure": proc.code,
             "procedure_name": proc.name,
+            "guidance": proc.guidance,
             "papers": list(proc.papers),
             "identity_source": source,
             "applicant": applicant,
