@@ -93,6 +93,7 @@ export async function wipe(reason) {
   try { sessionStorage.clear(); localStorage.clear(); } catch (e) { /* storage disabled */ }
   document.documentElement.classList.remove("bigtext");
   history.length = 0;
+  leave(); // the wiped screen's event listeners go with it
   current = null;
   screenNode().replaceChildren();
   try { await api.del("/session"); } catch (e) { /* the agent's own idle timeout still clears it */ }

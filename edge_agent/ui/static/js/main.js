@@ -1,6 +1,7 @@
 // The page's entry point: loads the screens, wires the top bar, starts on the home screen.
 import { events, go, home, hooks, wipe } from "./core.js";
 import "./screens/index.js";
+import { startChrome } from "./chrome.js";
 
 function wireTopbar() {
   document.getElementById("btn-home").addEventListener("click", () => home());
@@ -21,5 +22,6 @@ function wireTopbar() {
 
 window.aps = { wipe }; // for the browser tests and for staff tools in the console
 wireTopbar();
+startChrome();
 events.connect();
 go("home", {}, { replace: true });
