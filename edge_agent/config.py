@@ -429,6 +429,36 @@ class UiSection(Section):
     max_event_clients: int = Field(
         4, ge=1, le=32, description="Screens that may hold the event stream at once (429)."
     )
+    typing_method: Literal["telex", "vni"] = Field(
+        "telex",
+        description="How the on-screen keyboard composes Vietnamese: `telex` (aa -> â, s f r x j "
+        "tones) or `vni` (a6 -> â, 1-5 tones).",
+    )
+    tone_style: Literal["new", "old"] = Field(
+        "new",
+        description="Where the keyboard puts the tone mark in oa/oe/uy: `new` (hoà, thuý) or "
+        "`old` (hòa, thúy).",
+    )
+    idle_warning_s: float = Field(
+        30.0,
+        ge=5,
+        le=600,
+        description="Seconds before the idle timeout (`kiosk.session_idle_s`) at which the screen "
+        "asks whether the citizen is still there; must be shorter than the timeout.",
+    )
+    speech_voice: str = Field(
+        "vi",
+        pattern=r"^[A-Za-z0-9_+-]{1,40}$",
+        description="espeak-ng voice for the screen's read-aloud button (`vi` Northern, "
+        "`vi-vn-x-central`, `vi-vn-x-south`).",
+    )
+    speech_binary: str = Field(
+        "espeak-ng",
+        min_length=1,
+        max_length=200,
+        description="The espeak-ng program (a name on PATH or an absolute path); missing: the "
+        "read-aloud button says speech is unavailable.",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -448,6 +478,16 @@ class AgentConfig(Section):
     payment: PaymentSection = Field(default_factory=PaymentSection)
     office: OfficeSection = Field(default_factory=OfficeSection)
     ui: UiSection = Field(default_factory=UiSection)
+
+    @model_validator(mode="after")
+    def _warning_before_timeout(self) -> AgentConfig:
+        if self.ui.idle_warning_s >= self.kiosk.session_idle_s:
+            raise ValueError(
+                f"ui.idle_warning_s ({self.ui.idle_warning_s:g}) must be shorter than "
+                f"kiosk.session_idle_s ({self.kiosk.session_idle_s:g}): the screen warns that "
+                "long before it wipes; lower idle_warning_s or raise session_idle_s"
+            )
+        return self
 
 
 def load_agent_config(path: Path | str, overrides: dict[str, Any] | None = None) -> AgentConfig:

@@ -13,12 +13,13 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge_agent import CitizenError
 from edge_agent.api.events import EventHub, TooManyClients
+from edge_agent.api.speech import MAX_TEXT_CHARS, UNAVAILABLE_VI, Speech, SpeechUnavailable
 from edge_agent.api.static import mount_ui
 from edge_agent.app import KioskApp
 from edge_agent.dossiers import Applicant
@@ -89,6 +90,10 @@ class RemoteIn(Strict):
 class FileIn(Strict):
     document_sha256: Sha256
     signature: Annotated[HandwrittenIn | RemoteIn, Field(discriminator="type")]
+
+
+class SpeechIn(Strict):
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
 
 
 class SignStartIn(Strict):
@@ -164,8 +169,12 @@ def create_app(
     *,
     hub: EventHub | None = None,
     max_body_kb: int = 256,
+    speech: Speech | None = None,
 ) -> FastAPI:
-    """The ASGI app over ``kiosk``; ``hub`` feeds ``/events`` (without one it answers 404)."""
+    """The ASGI app over ``kiosk``; ``hub`` feeds ``/events`` (without one it answers 404).
+
+    ``speech`` reads text aloud (default: espeak-ng as ``[ui]`` names it).
+    """
     api = FastAPI(
         title="APS kiosk local API",
         version="1",
@@ -177,6 +186,8 @@ def create_app(
     prepared: _Bounded[PreparedFiling] = _Bounded()
     signings: _Bounded[_Signing] = _Bounded()
     max_body = max_body_kb * 1024
+    ui = kiosk.cfg.ui
+    voice = speech or Speech(binary=ui.speech_binary, voice=ui.speech_voice)
 
     # -- errors ---------------------------------------------------------------------------
     @api.exception_handler(CitizenError)
@@ -224,6 +235,11 @@ def create_app(
             headers=exc.headers,
         )
 
+    @api.exception_handler(SpeechUnavailable)
+    async def _no_speech(request: Request, exc: SpeechUnavailable) -> JSONResponse:
+        log.warning("%s", exc)
+        return _error(503, "speech", str(exc), UNAVAILABLE_VI)
+
     @api.exception_handler(RemoteSigningError)
     async def _signing(request: Request, exc: RemoteSigningError) -> JSONResponse:
         # Central or the provider could not answer: not the input's fault.
@@ -266,6 +282,37 @@ def create_app(
             prepared.clear()
             signings.clear()
         return kiosk.session.snapshot().to_json_dict()
+
+    # -- the screen's settings, read aloud ------------------------------------------------
+    @api.get(f"{PREFIX}/kiosk", tags=["kiosk"])
+    def kiosk_settings() -> dict[str, Any]:
+        """What the screen needs to know about this kiosk (no secrets, no credentials)."""
+        return {
+            "office_name": kiosk.cfg.kiosk.office_name,
+            "hotline": kiosk.cfg.kiosk.hotline,
+            "typing": {"method": ui.typing_method, "style": ui.tone_style},
+            "idle_timeout_s": kiosk.session.idle_timeout_s,
+            "idle_warning_s": ui.idle_warning_s,
+            "speech": voice.available,
+            "capture": kiosk.capture.available,
+        }
+
+    @api.get(f"{PREFIX}/speech", tags=["speech"])
+    def speech_available() -> dict[str, Any]:
+        """Whether the read-aloud button can speak (espeak-ng installed)."""
+        return {"available": voice.available}
+
+    @api.post(
+        f"{PREFIX}/speech",
+        tags=["speech"],
+        response_class=Response,
+        responses={200: {"content": {"audio/wav": {}}}, 503: {}},
+    )
+    def speak(body: SpeechIn) -> Response:
+        """The text read aloud in Vietnamese (espeak-ng on this box), as ``audio/wav``."""
+        return Response(
+            voice.render(body.text), media_type="audio/wav", headers={"Cache-Control": "no-store"}
+        )
 
     # -- catalogue ----------------------------------------------------------------------
     @api.get(f"{PREFIX}/catalogue", tags=["catalogue"])
