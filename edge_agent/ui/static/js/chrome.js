@@ -102,6 +102,7 @@ const idle = {
   touchedAt: 0,   // the citizen's last touch (page clock)
   toldAt: 0,      // the last activity the agent was told about
   trailing: null, // timer of the pending trailing POST /session/activity
+  everyMs: ACTIVITY_EVERY_MS, // how often the agent is told at most (see readSettings)
   overlay: null,  // {node, count}
 };
 
@@ -131,8 +132,8 @@ function activity() {
   }
   if (idle.overlay) return; // only the overlay's own button answers the question
   const since = now - idle.toldAt;
-  if (since >= ACTIVITY_EVERY_MS) tellAgent();
-  else if (!idle.trailing) idle.trailing = setTimeout(tellAgent, ACTIVITY_EVERY_MS - since);
+  if (since >= idle.everyMs) tellAgent();
+  else if (!idle.trailing) idle.trailing = setTimeout(tellAgent, idle.everyMs - since);
 }
 
 function showWarning() {
@@ -227,6 +228,9 @@ async function readSettings() {
   if (Number(s.idle_warning_s) > 0) idle.warningMs = Number(s.idle_warning_s) * 1000;
   // a warning as long as the whole timeout would leave no time to use the screen
   idle.warningMs = Math.min(idle.warningMs, idle.timeoutMs / 2);
+  // the deadline counts from the last activity told to the agent, which lags the last
+  // touch by up to everyMs: keep that well inside the time before the warning
+  idle.everyMs = Math.min(ACTIVITY_EVERY_MS, (idle.timeoutMs - idle.warningMs) / 4);
 }
 
 export function startChrome() {

@@ -89,10 +89,9 @@ register({
     const body = el("div", { class: "support-body" });
     const paint = (s) => {
       const hotline = s.hotline || office.hotline;
-      body.replaceChildren(
-        ...statusLines(el, s),
-        s.status !== "waiting" && s.message ? el("blockquote", { class: "staff-reply", text: s.message }) : null,
-        hotlineNode(el, hotline, "Nếu cần gấp, xin gọi đường dây nóng"));
+      const reply = s.status !== "waiting" && s.message ? el("blockquote", { class: "staff-reply", text: s.message }) : null;
+      const parts = [...statusLines(el, s), reply, hotlineNode(el, hotline, "Nếu cần gấp, xin gọi đường dây nóng")];
+      body.replaceChildren(...parts.filter(Boolean));
       body.dataset.status = s.status || "waiting";
     };
     const refresh = async () => {

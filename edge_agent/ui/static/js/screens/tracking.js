@@ -36,7 +36,7 @@ register({
       input.setAttribute("aria-invalid", "true");
     };
     const submit = async () => {
-      const code = input.value.trim();
+      const code = input.value.trim().toUpperCase(); // codes are printed in capitals
       if (!code) return showError("Ông/Bà chưa nhập mã hồ sơ. Mã in trên phiếu hẹn, dưới mã QR.");
       lookup.disabled = true;
       lookup.classList.add("busy");

@@ -1,0 +1,118 @@
+"""The idle wipe: announced before it happens, then nothing of the citizen is left in the
+DOM, the page's storage, core.js's memory or the agent's session; "Tôi vẫn đang dùng"
+keeps everything. A short timeout (10 s, warning 5 s before) keeps the tests short; the
+waits are bounded, nothing asserts how long anything took.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser.a11y import assert_accessible
+from tests.browser.ui_stack import UiStack, wait_for
+
+IDLE = {"session_idle_s": 10.0, "kiosk_extra": "\n[ui]\nidle_warning_s = 5\n"}
+NAME = "Nguyễn Thị Ngọc Hường"
+PHONE = "0912345678"
+#: Longer than the whole timeout: the warning and the wipe come well within it.
+WAIT_MS = 30_000
+
+pytestmark = pytest.mark.parametrize("ui_stack", [IDLE], indirect=True)
+
+
+def session(stack: UiStack) -> dict[str, Any]:
+    return dict(httpx.get(f"{stack.url}/api/v1/session", timeout=10).json())
+
+
+def citizen_at_work(page: Any, stack: UiStack) -> None:
+    """A card read, a home-visit draft on screen (the card's name) with a phone typed."""
+    stack.scan_card()
+    wait_for(lambda: session(stack)["active"], "the card in the agent's session")
+    page.click("[data-go=home-visit]")
+    page.click("[data-reason=benh-nang]")
+    page.wait_for_function("document.body.dataset.screen === 'home-visit-name'")
+    assert page.input_value("input") == NAME
+    page.click("[data-action=next]")
+    page.wait_for_function("document.body.dataset.screen === 'home-visit-phone'")
+    page.fill("input", PHONE)
+    page.evaluate("sessionStorage.setItem('draft', 'x'); localStorage.setItem('draft', 'y')")
+
+
+def leftovers(page: Any) -> dict[str, Any]:
+    """Whatever of the citizen the page still holds."""
+    return dict(
+        page.evaluate(
+            """async ([name, phone]) => {
+              const core = await import('/static/js/core.js');
+              const html = document.documentElement.outerHTML;
+              const values = [...document.querySelectorAll('input, textarea')].map((i) => i.value);
+              return {
+                inDom: html.includes(name) || html.includes(phone),
+                inFields: values.filter((v) => v.includes(name) || v.includes(phone)),
+                storage: sessionStorage.length + localStorage.length,
+                memory: JSON.stringify(core.citizen),
+                screen: document.body.dataset.screen,
+                overlay: !document.getElementById('overlay').hidden,
+              };
+            }""",
+            [NAME, PHONE],
+        )
+    )
+
+
+def test_the_idle_wipe_is_announced_then_leaves_nothing(
+    page: Any, ui_stack: UiStack, shot: Any
+) -> None:
+    citizen_at_work(page, ui_stack)
+    assert leftovers(page)["memory"] != "{}"  # the draft is in core's memory meanwhile
+
+    page.wait_for_selector(".idle-dialog", timeout=WAIT_MS)
+    assert "Ông/Bà còn đang sử dụng máy không?" in page.inner_text("#overlay")
+    assert "giây" in page.inner_text("#idle-count")  # the countdown
+    assert page.locator("[data-action=keep-using]").inner_text() == "Tôi vẫn đang dùng"
+    assert_accessible(page, "idle-warning")
+    shot(page, "idle-warning")
+
+    page.wait_for_selector("#overlay", state="hidden", timeout=WAIT_MS)
+    page.wait_for_function("document.body.dataset.screen === 'home'")
+    left = leftovers(page)
+    assert left == {
+        "inDom": False,
+        "inFields": [],
+        "storage": 0,
+        "memory": "{}",
+        "screen": "home",
+        "overlay": False,
+    }
+    s = session(ui_stack)
+    assert s["active"] is False and s["full_name"] is None
+
+
+def test_still_using_keeps_the_citizen(page: Any, ui_stack: UiStack) -> None:
+    citizen_at_work(page, ui_stack)
+    page.wait_for_selector(".idle-dialog", timeout=WAIT_MS)
+    page.click("[data-action=keep-using]")
+    page.wait_for_selector("#overlay", state="hidden")
+    kept_at = time.monotonic()
+    # past the moment the wipe would have come (at most 5 s after the warning showed)
+    while time.monotonic() - kept_at < 6.0:
+        page.wait_for_timeout(500)
+        assert page.evaluate("document.body.dataset.screen") == "home-visit-phone"
+    assert page.input_value("input") == PHONE
+    assert session(ui_stack)["active"] is True  # the agent's clock was told too
+
+
+def test_touches_restart_the_clock(page: Any, ui_stack: UiStack) -> None:
+    citizen_at_work(page, ui_stack)
+    started = time.monotonic()
+    # keep touching for longer than the whole timeout: no warning, no wipe
+    while time.monotonic() - started < 14.0:
+        page.locator(".question-label").click()
+        page.wait_for_timeout(1000)
+        assert page.locator(".idle-dialog").count() == 0
+    assert page.evaluate("document.body.dataset.screen") == "home-visit-phone"
+    assert session(ui_stack)["active"] is True
