@@ -2,6 +2,8 @@
 # Installs what APS needs on a fresh Debian / Raspberry Pi OS machine:
 # mosquitto (only the binary is used; we start our own on a loopback port),
 # nodejs (tests only: they run the touch UI's JavaScript typing engine),
+# chromium and espeak-ng (the kiosk's screen and its read-aloud voice; the browser
+# tests drive this same Debian chromium with Playwright, never a downloaded build),
 # a virtualenv in .venv, and the project with its test tools.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
@@ -25,6 +27,13 @@ command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
 # The tests run the touch UI's Vietnamese typing engine (plain JavaScript,
 # edge_agent/ui/static/js/vn-input.js) under Node; the kiosk itself needs no Node.
 command -v node >/dev/null 2>&1 || command -v nodejs >/dev/null 2>&1 || need_apt+=(nodejs)
+# The touch UI runs in Debian's chromium in kiosk mode (scripts/kiosk-browser.sh), and the
+# browser tests (tests/browser/) drive that same binary through Playwright: Playwright's own
+# browser download is never used, so the tested browser is the one the box runs.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# "Đọc to" (read aloud) speaks the screen's Vietnamese with espeak-ng's Vietnamese voice,
+# rendered on the box with no network.
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
   as_root apt-get update -q

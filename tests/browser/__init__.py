@@ -1,0 +1,1 @@
+"""Browser tests: the touch UI in headless Debian chromium against the whole stack."""
