@@ -85,7 +85,8 @@ class Notice:
     kinds: ``identity`` (a card was read: data is the session snapshot),
     ``tracking`` (a slip was scanned: the tracking result), ``support`` (the
     help button: the ticket), ``card_error`` / ``scan_rejected`` / ``error``
-    (data has ``message_vi``).
+    (data has ``message_vi``), ``session`` (the citizen's session ended:
+    ``{"active": false, "reason": "idle" | "ended" | "replaced"}``).
     """
 
     kind: str
@@ -118,6 +119,7 @@ class KioskApp:
         catalogue: Callable[[], Catalogue] | None = None,
         sync_settings: SyncSettings | None = None,
         camera: DocumentCamera | None = None,
+        session_clock: Callable[[], float] | None = None,
     ) -> None:
         self.cfg = cfg
         self.started = time.monotonic()
@@ -139,7 +141,10 @@ class KioskApp:
             )
             self.catalogues = CatalogueStore(self._catalogue_conn, fallback=bundled_catalogue())
             self._catalogue_source = catalogue or self.catalogues.current
-            self.session = CitizenSession(idle_timeout_s=cfg.kiosk.session_idle_s)
+            self.session = CitizenSession(
+                idle_timeout_s=cfg.kiosk.session_idle_s,
+                monotonic=session_clock or time.monotonic,
+            )
             self.desk = DossierDesk(
                 self.outbox,
                 self.catalogue,
@@ -207,6 +212,7 @@ class KioskApp:
         )
         for warning in cfg.payment.warnings():
             log.warning("%s", warning)
+        self.session.on_clear.append(self._session_ended)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -283,6 +289,11 @@ class KioskApp:
         with self._notice_ready:
             self._notice_ready.wait_for(lambda: bool(self._notices), timeout)
             return self._notices.popleft() if self._notices else None
+
+    def _session_ended(self, reason: str) -> None:
+        """The citizen's session ended: their pages go, and the screen is told (no data)."""
+        self.capture.clear()
+        self._notify(Notice(kind="session", data={"active": False, "reason": reason}))
 
     def _notify(self, notice: Notice) -> None:
         with self._notice_ready:

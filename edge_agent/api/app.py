@@ -189,6 +189,16 @@ def create_app(
     ui = kiosk.cfg.ui
     voice = speech or Speech(binary=ui.speech_binary, voice=ui.speech_voice)
 
+    def forget_citizen(reason: str = "ended") -> None:
+        """The session ended: nothing the citizen prepared stays in the API's memory."""
+        with lock:
+            prepared.clear()
+            signings.clear()
+
+    # Idle expiry, "Kết thúc" and another card all end up here (and in the app's own
+    # hook, which drops the captured pages and sends the screen a ``session`` event).
+    kiosk.session.on_clear.append(forget_citizen)
+
     # -- errors ---------------------------------------------------------------------------
     @api.exception_handler(CitizenError)
     async def _citizen(request: Request, exc: CitizenError) -> JSONResponse:
@@ -267,20 +277,32 @@ def create_app(
             request._body = bytes(body)  # read once, bounded; the route reads this
         return await call_next(request)
 
+    @api.middleware("http")
+    async def _expire_idle(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        # Before any answer: an idle citizen's data is gone before anything could show it
+        # (the app's housekeeping tick does the same when no request comes).
+        if request.url.path.startswith(PREFIX):
+            kiosk.session.expire_if_idle()
+        return await call_next(request)
+
     # -- session ------------------------------------------------------------------------
     @api.get(f"{PREFIX}/session", tags=["session"])
     def get_session() -> dict[str, Any]:
-        """The citizen at the kiosk now (ID masked), or no identity."""
-        kiosk.session.expire_if_idle()
+        """The citizen at the kiosk now (ID masked), or no identity; ``idle_timeout_s``."""
+        return kiosk.session.snapshot().to_json_dict()
+
+    @api.post(f"{PREFIX}/session/activity", tags=["session"])
+    def session_activity() -> dict[str, Any]:
+        """The citizen touched the screen: the agent's idle clock starts again."""
+        kiosk.session.touch()
         return kiosk.session.snapshot().to_json_dict()
 
     @api.delete(f"{PREFIX}/session", tags=["session"])
     def clear_session() -> dict[str, Any]:
-        """ "Kết thúc": forget the citizen (and what they prepared)."""
+        """ "Kết thúc": forget the citizen (and what they prepared and photographed)."""
         kiosk.session.clear()
-        with lock:
-            prepared.clear()
-            signings.clear()
+        forget_citizen()
+        kiosk.capture.clear()
         return kiosk.session.snapshot().to_json_dict()
 
     # -- the screen's settings, read aloud ------------------------------------------------
@@ -357,6 +379,7 @@ def create_app(
         )
         with lock:
             prepared.put(p.document_sha256, p)
+        kiosk.session.hold()  # a typed-in citizen's filing is wiped by the idle clock too
         return p.to_json_dict()
 
     def _gone(sha: str) -> NotFound:
