@@ -34,10 +34,10 @@ def citizen_at_work(page: Any, stack: UiStack) -> None:
     wait_for(lambda: session(stack)["active"], "the card in the agent's session")
     page.click("[data-go=home-visit]")
     page.click("[data-reason=benh-nang]")
-    page.wait_for_function("document.body.dataset.screen === 'home-visit-name'")
+    page.wait_for_selector("body[data-screen='home-visit-name']")
     assert page.input_value("input") == NAME
     page.click("[data-action=next]")
-    page.wait_for_function("document.body.dataset.screen === 'home-visit-phone'")
+    page.wait_for_selector("body[data-screen='home-visit-phone']")
     page.fill("input", PHONE)
     page.evaluate("sessionStorage.setItem('draft', 'x'); localStorage.setItem('draft', 'y')")
 
@@ -78,7 +78,7 @@ def test_the_idle_wipe_is_announced_then_leaves_nothing(
     shot(page, "idle-warning")
 
     page.wait_for_selector("#overlay", state="hidden", timeout=WAIT_MS)
-    page.wait_for_function("document.body.dataset.screen === 'home'")
+    page.wait_for_selector("body[data-screen='home']")
     left = leftovers(page)
     assert left == {
         "inDom": False,

@@ -23,7 +23,8 @@ SHOWN_MS = 15_000
 
 
 def on_screen(page: Any, name: str) -> None:
-    page.wait_for_function(f"document.body.dataset.screen === {name!r}", timeout=SHOWN_MS)
+    # a selector, not wait_for_function: the page's CSP forbids the eval that polling needs
+    page.wait_for_selector(f"body[data-screen='{name}']", timeout=SHOWN_MS)
 
 
 def open_tile(page: Any, name: str) -> None:
@@ -105,9 +106,7 @@ def test_tracking_a_wrong_code_names_the_code(
     assert "chưa nhập mã hồ sơ" in page.inner_text("#tracking-error")
     page.fill("#tracking-code", "12345")
     page.click("[data-action=lookup]")
-    page.wait_for_function(
-        "document.getElementById('tracking-error').textContent.includes('Mã hồ sơ không đúng')"
-    )
+    page.wait_for_selector("#tracking-error:has-text('Mã hồ sơ không đúng')")
     assert page.get_attribute("#tracking-code", "aria-invalid") == "true"
     assert_accessible(page, "tracking-error")
     shot(page, "tracking-error")
@@ -205,7 +204,7 @@ def test_faq_and_news_shown_after_central_publishes(page: Any, ui_stack: UiStack
     page.wait_for_selector(".info-item[data-id=faq-khai-sinh-mat]")
     page.fill("#info-search", "hộ chiếu")
     page.click("[data-action=search]")
-    page.wait_for_function("document.getElementById('info-count').textContent.includes('Không tìm thấy')")
+    page.wait_for_selector("#info-count:has-text('Không tìm thấy')")
     assert page.locator(".info-item").count() == 0
 
     ui_stack.back_office._call(

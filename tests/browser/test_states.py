@@ -44,7 +44,7 @@ def test_printer_out_banner_shows_and_clears(page: Any, ui_stack: UiStack, shot:
     page.wait_for_selector("[data-banner=printer]", timeout=SHOWN_MS)
     assert banners(page) == [PAPER_VI]
     page.click("[data-go=tracking]")  # above every screen, not just home
-    page.wait_for_function("document.body.dataset.screen === 'tracking'")
+    page.wait_for_selector("body[data-screen='tracking']")
     assert banners(page) == [PAPER_VI]
     assert_accessible(page, "printer-out")
     shot(page, "state-printer-out")
@@ -59,8 +59,8 @@ def test_both_at_once(page: Any, ui_stack: UiStack) -> None:
     page.wait_for_selector("[data-go=tracking]")
     ui_stack.paper_out()
     ui_stack.offline()
-    page.wait_for_function("document.querySelectorAll('#banners [data-banner]').length === 2")
+    page.wait_for_selector("#banners [data-banner]:nth-child(2)", timeout=SHOWN_MS)
     assert banners(page) == [OFFLINE_VI, PAPER_VI]
     ui_stack.paper_ok()
     ui_stack.online()
-    page.wait_for_function("document.querySelectorAll('#banners [data-banner]').length === 0")
+    page.wait_for_selector("#banners [data-banner]", state="detached", timeout=SHOWN_MS)
