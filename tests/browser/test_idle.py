@@ -21,7 +21,7 @@ PHONE = "0912345678"
 #: Longer than the whole timeout: the warning and the wipe come well within it.
 WAIT_MS = 30_000
 
-pytestmark = pytest.mark.parametrize("ui_stack", [IDLE], indirect=True)
+short_timeout = pytest.mark.parametrize("ui_stack", [IDLE], indirect=True)
 
 
 def session(stack: UiStack) -> dict[str, Any]:
@@ -64,6 +64,7 @@ def leftovers(page: Any) -> dict[str, Any]:
     )
 
 
+@short_timeout
 def test_the_idle_wipe_is_announced_then_leaves_nothing(
     page: Any, ui_stack: UiStack, shot: Any
 ) -> None:
@@ -92,6 +93,7 @@ def test_the_idle_wipe_is_announced_then_leaves_nothing(
     assert s["active"] is False and s["full_name"] is None
 
 
+@short_timeout
 def test_still_using_keeps_the_citizen(page: Any, ui_stack: UiStack) -> None:
     citizen_at_work(page, ui_stack)
     page.wait_for_selector(".idle-dialog", timeout=WAIT_MS)
@@ -106,6 +108,7 @@ def test_still_using_keeps_the_citizen(page: Any, ui_stack: UiStack) -> None:
     assert session(ui_stack)["active"] is True  # the agent's clock was told too
 
 
+@short_timeout
 def test_touches_restart_the_clock(page: Any, ui_stack: UiStack) -> None:
     citizen_at_work(page, ui_stack)
     started = time.monotonic()
@@ -116,3 +119,23 @@ def test_touches_restart_the_clock(page: Any, ui_stack: UiStack) -> None:
         assert page.locator(".idle-dialog").count() == 0
     assert page.evaluate("document.body.dataset.screen") == "home-visit-phone"
     assert session(ui_stack)["active"] is True
+
+
+def test_the_agent_ending_the_session_for_idleness_wipes_the_page(
+    page: Any, ui_stack: UiStack
+) -> None:
+    # the default stack: the page's own clock (120 s) is far from its end
+    citizen_at_work(page, ui_stack)
+    ui_stack.kiosk.session.clear("idle")  # what the agent's housekeeping does at expiry
+    page.wait_for_selector("body[data-screen='home']", timeout=WAIT_MS)
+    left = leftovers(page)
+    assert [left[k] for k in ("inDom", "inFields", "storage", "memory")] == [False, [], 0, "{}"]
+
+
+def test_the_screen_ending_its_own_session_does_not_wipe_again(
+    page: Any, ui_stack: UiStack
+) -> None:
+    citizen_at_work(page, ui_stack)
+    ui_stack.kiosk.session.clear()  # reason "ended": what DELETE /session (Kết thúc) does
+    page.wait_for_timeout(1500)  # the event has long arrived (same machine)
+    assert page.evaluate("document.body.dataset.screen") == "home-visit-phone"

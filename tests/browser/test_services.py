@@ -58,8 +58,10 @@ def test_tracking_after_a_status_change_at_central_scanned_and_typed(
         ui_stack.back_office.set_status(code, state)
     ui_stack.back_office.mark_paid(code, fee)
     wait_for(
-        lambda: ui_stack.kiosk.tracking.lookup(code).state == "result-ready"
-        and ui_stack.kiosk.tracking.lookup(code).paid,
+        lambda: (
+            ui_stack.kiosk.tracking.lookup(code).state == "result-ready"
+            and ui_stack.kiosk.tracking.lookup(code).paid
+        ),
         "the new status and the payment at the kiosk",
     )
 
@@ -189,7 +191,9 @@ def test_a_question_answered(page: Any, ui_stack: UiStack, shot: Any) -> None:
     shot(page, "feedback-answer")
 
 
-def test_faq_and_news_shown_after_central_publishes(page: Any, ui_stack: UiStack, shot: Any) -> None:
+def test_faq_and_news_shown_after_central_publishes(
+    page: Any, ui_stack: UiStack, shot: Any
+) -> None:
     open_tile(page, "info")
     page.wait_for_selector("#info-count")
     assert "Chưa có câu hỏi thường gặp nào" in screen_text(page)

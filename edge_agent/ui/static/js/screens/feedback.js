@@ -120,9 +120,17 @@ function answerView(ctx, a) {
     a.answered_by ? el("p", { class: "note", text: `Người trả lời: ${a.answered_by}` }) : null);
 }
 
+// while "not yet" is shown the agent is asked again this often (its own cache: cheap)
+const REFRESH_MS = 15000;
+let answerTimer = null;
+
 register({
   name: "feedback-answer",
   title: "Xem câu trả lời",
+  leave() {
+    clearInterval(answerTimer);
+    answerTimer = null;
+  },
   render(ctx, params) {
     const { el } = ctx;
     const shown = el("div", { class: "answer-box", "aria-live": "polite" });
@@ -133,11 +141,16 @@ register({
       asked = a.lookup_code;
       shown.replaceChildren(answerView(ctx, a));
     };
-    // the answer arrives while the citizen waits: show it
-    ctx.on("downlink", async (d) => {
-      if (!asked || !d || d.kind !== "answer" || d.key !== asked) return;
+    // the answer arrives while the citizen waits: show it (the event, or a slow
+    // refresh in case the event stream was reconnecting when it came)
+    const again = async () => {
       try { shown.replaceChildren(answerView(ctx, await fetchAnswer(asked))); } catch (e) { /* keep what is shown */ }
-    });
+    };
+    ctx.on("downlink", (d) => { if (asked && d && d.kind === "answer" && d.key === asked) again(); });
+    clearInterval(answerTimer);
+    answerTimer = setInterval(() => {
+      if (asked && shown.querySelector("[data-answered=false]")) again();
+    }, REFRESH_MS);
     const node = ask(ctx, {
       label: "Mã tra cứu của Ông/Bà",
       hint: "Mã có dạng HT-261201-1004, in trên màn hình khi Ông/Bà gửi.",
