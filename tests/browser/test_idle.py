@@ -139,3 +139,38 @@ def test_the_screen_ending_its_own_session_does_not_wipe_again(
     ui_stack.kiosk.session.clear()  # reason "ended": what DELETE /session (Kết thúc) does
     page.wait_for_timeout(1500)  # the event has long arrived (same machine)
     assert page.evaluate("document.body.dataset.screen") == "home-visit-phone"
+
+
+@short_timeout
+def test_no_timeout_while_a_request_is_in_flight(page: Any, ui_stack: UiStack) -> None:
+    def slow(route: Any) -> None:
+        time.sleep(12.0)  # longer than the whole timeout (10 s)
+        route.continue_()
+
+    page.route("**/api/v1/support/help", slow)
+    page.click("[data-go=support]")
+    page.evaluate("sessionStorage.setItem('marker', 'kept')")
+    page.click("[data-topic=nop-ho-so]")
+    page.wait_for_selector("body[data-screen='support-status']", timeout=WAIT_MS)
+    page.wait_for_timeout(1500)  # several ticks of the idle clock after the answer
+    assert page.evaluate("sessionStorage.getItem('marker')") == "kept"  # never wiped
+    assert page.evaluate("document.body.dataset.screen") == "support-status"
+    assert page.locator(".idle-dialog").count() == 0  # the time before the wait is still left
+
+
+def test_a_wipe_while_a_request_is_in_flight_is_not_undone_by_its_answer(
+    page: Any, ui_stack: UiStack
+) -> None:
+    def wiped_meanwhile(route: Any) -> None:
+        ui_stack.kiosk.session.clear("idle")  # the agent ends the session meanwhile
+        time.sleep(3.0)  # the page gets the event and wipes
+        route.continue_()
+
+    ui_stack.scan_card()
+    wait_for(lambda: session(ui_stack)["active"], "the card in the agent's session")
+    page.route("**/api/v1/support/help", wiped_meanwhile)
+    page.click("[data-go=support]")
+    page.click("[data-topic=nop-ho-so]")
+    page.wait_for_timeout(2000)  # the answer has come back by now
+    assert page.evaluate("document.body.dataset.screen") == "home"
+    assert page.locator(".support-status").count() == 0

@@ -13,7 +13,8 @@
 // - `idle_warning_s` before `idle_timeout_s` (GET /kiosk) an overlay asks whether the
 //   citizen is still there, with a countdown; "Tôi vẫn đang dùng" restarts both clocks.
 // - While a request to the agent is in flight the clock stands still (a slow filing is not
-//   the citizen's idleness).
+//   the citizen's idleness): the time spent waiting is added to the deadline, and after a
+//   long wait the agent is told again, so its clock never ends before the page's.
 // - At zero, or when the agent says the session ended for idleness (`session` event,
 //   active false, reason idle), wipe("idle") (core.js) clears the screen, the citizen's
 //   memory, the page's storage and the agent's session.
@@ -196,13 +197,24 @@ function onWiped() {
   idle.armed = false;
 }
 
+let lastTick = Date.now();
+let heldMs = 0; // how long the clock has stood still for the requests in flight now
+
 function tick() {
-  if (!idle.armed || idle.wiping) return;
   const now = Date.now();
+  const step = now - lastTick;
+  lastTick = now;
+  if (!idle.armed || idle.wiping) return;
   if (inFlight > 0) {
-    // hold the clock: the deadline moves with the time spent waiting for the agent
-    idle.toldAt = Math.max(idle.toldAt, now - idle.timeoutMs + idle.warningMs + TICK_MS);
+    idle.toldAt += step; // the clock stands still
+    heldMs += step;
+    return;
   }
+  if (heldMs > 1000) {
+    // the page's deadline moved on while the agent's did not: tell it, keeping ours
+    api.post("/session/activity").catch(() => {});
+  }
+  heldMs = 0;
   const left = deadline() - now;
   if (left <= 0) {
     idleWipe();

@@ -172,8 +172,14 @@ function errorNode(err) {
 }
 
 function makeContext(mine) {
+  // a screen that is no longer shown (left, or wiped while its request was in flight)
+  // must not navigate: its answer would bring the citizen's screen back after a wipe
+  const live = () => current === mine;
   return {
-    api, el, go, back, home,
+    api, el,
+    go: (...args) => (live() ? go(...args) : Promise.resolve()),
+    back: () => (live() ? back() : Promise.resolve()),
+    home: () => (live() ? home() : Promise.resolve()),
     get citizen() { return citizen; },
     on(kind, fn) {
       const off = events.on(kind, fn);
