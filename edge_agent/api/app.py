@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edge_agent import CitizenError
 from edge_agent.api.events import EventHub, TooManyClients
+from edge_agent.api.payment_qr import payment_svg
 from edge_agent.api.speech import MAX_TEXT_CHARS, UNAVAILABLE_VI, Speech, SpeechUnavailable
 from edge_agent.api.static import mount_ui
 from edge_agent.app import KioskApp
@@ -185,6 +186,7 @@ def create_app(
     lock = threading.Lock()
     prepared: _Bounded[PreparedFiling] = _Bounded()
     signings: _Bounded[_Signing] = _Bounded()
+    payments: _Bounded[str] = _Bounded()  # dossier code -> its VietQR payload
     max_body = max_body_kb * 1024
     ui = kiosk.cfg.ui
     voice = speech or Speech(binary=ui.speech_binary, voice=ui.speech_voice)
@@ -194,6 +196,7 @@ def create_app(
         with lock:
             prepared.clear()
             signings.clear()
+            payments.clear()
 
     # Idle expiry, "Kết thúc" and another card all end up here (and in the app's own
     # hook, which drops the captured pages and sends the screen a ``session`` event).
@@ -428,7 +431,30 @@ def create_app(
                 prepared.put(p.document_sha256, p)
             raise
         out: dict[str, Any] = jsonable_encoder(result.to_json_dict())
+        if result.payment_qr is not None:
+            with lock:
+                payments.put(result.code, result.payment_qr)
+            out["payment"]["qr_svg"] = f"{PREFIX}/filings/{result.code}/payment-qr.svg"
         return out
+
+    @api.get(
+        f"{PREFIX}/filings/{{code}}/payment-qr.svg",
+        tags=["filing"],
+        response_class=Response,
+        responses={200: {"content": {"image/svg+xml": {}}}, 404: {}},
+    )
+    def payment_qr(code: Annotated[str, Path(max_length=64)]) -> Response:
+        """The fee's VietQR code (the slip's payload) as SVG, for a filing of this session."""
+        with lock:
+            payload = payments.get(code)
+        if payload is None:
+            raise NotFound(
+                f"code: no fee to pay by QR for {code[:64]!r} at this kiosk now",
+                "Không có mã thanh toán cho hồ sơ này. Xin mời Ông/Bà nộp lệ phí tại quầy.",
+            )
+        return Response(
+            payment_svg(payload), media_type="image/svg+xml", headers={"Cache-Control": "no-store"}
+        )
 
     @api.post(f"{PREFIX}/filings/{{code}}/shown", tags=["filing"])
     def confirm_shown(code: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:

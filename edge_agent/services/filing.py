@@ -133,6 +133,10 @@ class FilingResult:
 
     filed: Filed
     receipt: ReceiptOutcome
+    #: The slip's VietQR payload (EMVCo) for the fee, or None (no fee, no account set).
+    payment_qr: str | None = None
+    #: Staff were called to hand-write or reprint the slip (the printer failed).
+    staff_called: bool = False
 
     @property
     def code(self) -> str:
@@ -154,6 +158,10 @@ class FilingResult:
             "printed": self.receipt.printed,
             "reprintable": self.receipt.reprintable,
             "screen_text": self.receipt.screen_text,
+            "staff_called": self.staff_called,
+            "payment": None
+            if self.payment_qr is None
+            else {"amount_vnd": f.fee_vnd, "vietqr": self.payment_qr},
         }
 
 
@@ -397,9 +405,11 @@ class FilingService:
                 filed.code,
                 earlier,
             )
-        return FilingResult(filed=filed, receipt=self._print(filed))
+        outcome, payment_qr = self._print(filed)
+        return FilingResult(filed=filed, receipt=outcome, payment_qr=payment_qr)
 
-    def _print(self, filed: Filed) -> ReceiptOutcome:
+    def _print(self, filed: Filed) -> tuple[ReceiptOutcome, str | None]:
+        """Print the slip; also gives its payment code (the same VietQR, for the screen)."""
         printer = self.printer()
         try:
             data = build_receipt(
@@ -417,7 +427,9 @@ class FilingService:
                 screen_text=SCREEN_NOT_PRINTED.format(code=filed.code),
                 printer_state=None,
             )
+            payment_qr = None
         else:
+            payment_qr = data.payment
             with self._print_lock:  # one slip at a time out of one printer
                 outcome = print_after_filing(filed, data, printer)
         self._local_write(
@@ -425,7 +437,7 @@ class FilingService:
             " print_state = ? WHERE code = ?",
             (outcome.printed, outcome.printer_state or "none", filed.code),
         )
-        return outcome
+        return outcome, payment_qr
 
     # -- confirmation --------------------------------------------------------------------
     def confirm_shown(self, code: str) -> bool:
