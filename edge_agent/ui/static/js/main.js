@@ -2,6 +2,7 @@
 import { events, go, home, hooks, wipe } from "./core.js";
 import "./screens/index.js";
 import { startChrome } from "./chrome.js";
+import "./widgets.js";
 
 function wireTopbar() {
   document.getElementById("btn-home").addEventListener("click", () => home());
