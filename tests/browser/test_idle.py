@@ -34,6 +34,17 @@ def assert_accessible(page: Any, name: str) -> None:
     axe_check(page, name)
 
 
+def type_into(page: Any, selector: str, text: str) -> None:
+    """Replace a field's text as a citizen would: touch the field, then type.
+
+    (A fill without touching the field first appends to it once the on-screen keyboard
+    has been open: its focus handler puts the caret at the end; reported.)
+    """
+    page.click(selector)
+    page.fill(selector, text)
+    assert page.input_value(selector) == text
+
+
 def session(stack: UiStack) -> dict[str, Any]:
     return dict(httpx.get(f"{stack.url}/api/v1/session", timeout=10).json())
 
@@ -48,7 +59,7 @@ def citizen_at_work(page: Any, stack: UiStack) -> None:
     assert page.input_value("input") == NAME
     page.click("[data-action=next]")
     page.wait_for_selector("body[data-screen='home-visit-phone']")
-    page.fill("input", PHONE)
+    type_into(page, "input", PHONE)
     page.evaluate("sessionStorage.setItem('draft', 'x'); localStorage.setItem('draft', 'y')")
 
 

@@ -32,6 +32,17 @@ def assert_accessible(page: Any, name: str) -> None:
     axe_check(page, name)
 
 
+def type_into(page: Any, selector: str, text: str) -> None:
+    """Replace a field's text as a citizen would: touch the field, then type.
+
+    (A fill without touching the field first appends to it once the on-screen keyboard
+    has been open: its focus handler puts the caret at the end; reported.)
+    """
+    page.click(selector)
+    page.fill(selector, text)
+    assert page.input_value(selector) == text
+
+
 def on_screen(page: Any, name: str) -> None:
     # a selector, not wait_for_function: the page's CSP forbids the eval that polling needs
     page.wait_for_selector(f"body[data-screen='{name}']", timeout=SHOWN_MS)
@@ -94,7 +105,7 @@ def test_tracking_after_a_status_change_at_central_scanned_and_typed(
     # typed, in small letters as a citizen may: the same answer
     page.click("[data-action=again]")
     on_screen(page, "tracking")
-    page.fill("#tracking-code", code.lower())
+    type_into(page, "#tracking-code", code.lower())
     page.click("[data-action=lookup]")
     on_screen(page, "tracking-result")
     assert "Đã có kết quả, mời đến nhận" in screen_text(page)
@@ -116,7 +127,7 @@ def test_tracking_a_wrong_code_names_the_code(
     open_tile(page, "tracking")
     page.click("[data-action=lookup]")
     assert "chưa nhập mã hồ sơ" in page.inner_text("#tracking-error")
-    page.fill("#tracking-code", "12345")
+    type_into(page, "#tracking-code", "12345")
     page.click("[data-action=lookup]")
     page.wait_for_selector("#tracking-error:has-text('Mã hồ sơ không đúng')")
     assert page.get_attribute("#tracking-code", "aria-invalid") == "true"
@@ -163,15 +174,15 @@ def test_a_question_answered(page: Any, ui_stack: UiStack, shot: Any) -> None:
     on_screen(page, "feedback-message")
     page.click("[data-action=next]")  # nothing typed: the question says what is missing
     assert "chưa viết nội dung câu hỏi" in screen_text(page)
-    page.fill("textarea", "Làm lại giấy khai sinh bị mất cần giấy tờ gì?")
+    type_into(page, "textarea", "Làm lại giấy khai sinh bị mất cần giấy tờ gì?")
     assert_accessible(page, "feedback-message")
     shot(page, "feedback-message")
     page.click("[data-action=next]")
     on_screen(page, "feedback-contact")
-    page.fill("input", "12")
+    type_into(page, "input", "12")
     page.click("[data-action=next]")
     assert "Số điện thoại chỉ gồm chữ số" in screen_text(page)
-    page.fill("input", "0912 345 678")
+    type_into(page, "input", "0912 345 678")
     assert_accessible(page, "feedback-contact")
     shot(page, "feedback-contact")
     page.click("[data-action=next]")
@@ -183,13 +194,13 @@ def test_a_question_answered(page: Any, ui_stack: UiStack, shot: Any) -> None:
     shot(page, "feedback-sent")
 
     inquiry = wait_for(lambda: ui_stack.back_office.inquiry(code), "the question at central")
-    assert "khai sinh" in str(inquiry)
+    assert "khai sinh" in str(inquiry) and "0912345678" in str(inquiry)  # the phone as typed
 
     # looked up before staff answer: not yet; the answer then arrives on the same screen
     open_tile(page, "feedback")
     page.click("[data-go=feedback-answer]")
     on_screen(page, "feedback-answer")
-    page.fill("input", code)
+    type_into(page, "input", code)
     page.click("[data-action=next]")
     page.wait_for_selector(".answer[data-answered=false]")
     assert "Chưa có câu trả lời" in screen_text(page)
@@ -213,10 +224,10 @@ def test_faq_and_news_shown_after_central_publishes(
     assert_accessible(page, "info-faq")
     shot(page, "info-faq")
 
-    page.fill("#info-search", "khai sinh mat")  # no diacritics: still found
+    type_into(page, "#info-search", "khai sinh mat")  # no diacritics: still found
     page.click("[data-action=search]")
     page.wait_for_selector(".info-item[data-id=faq-khai-sinh-mat]")
-    page.fill("#info-search", "hộ chiếu")
+    type_into(page, "#info-search", "hộ chiếu")
     page.click("[data-action=search]")
     page.wait_for_selector("#info-count:has-text('Không tìm thấy')")
     assert page.locator(".info-item").count() == 0
@@ -256,10 +267,10 @@ def test_a_home_visit_request(page: Any, ui_stack: UiStack, shot: Any) -> None:
     on_screen(page, "home-visit-phone")
     page.click("[data-action=next]")
     assert "chưa nhập số điện thoại" in screen_text(page)
-    page.fill("input", "0912345678")
+    type_into(page, "input", "0912345678")
     page.click("[data-action=next]")
     on_screen(page, "home-visit-address")
-    page.fill("textarea", "Số 5, hẻm 3, đường Nguyễn Huệ, Phường 1")
+    type_into(page, "textarea", "Số 5, hẻm 3, đường Nguyễn Huệ, Phường 1")
     assert_accessible(page, "home-visit-address")
     shot(page, "home-visit-address")
     page.click("[data-action=next]")

@@ -35,6 +35,12 @@ export function ask(ctx, spec) {
     field.setAttribute("aria-invalid", "true");
   };
   if (spec.errorText) showError(spec.errorText);
+  field.addEventListener("input", () => { // typing again: the old complaint goes
+    error.textContent = "";
+    error.classList.remove("error");
+    error.removeAttribute("role");
+    field.removeAttribute("aria-invalid");
+  });
   const next = el("button", { class: "primary", "data-action": "next", text: spec.nextLabel || "Tiếp tục" });
   const skip = spec.skipLabel ? el("button", { "data-action": "skip", text: spec.skipLabel }) : null;
   const run = async (value, button) => {

@@ -51,6 +51,12 @@ register({
         lookup.classList.remove("busy");
       }
     };
+    input.addEventListener("input", () => { // typing again: the old complaint goes
+      error.textContent = "";
+      error.classList.remove("error");
+      error.removeAttribute("role");
+      input.removeAttribute("aria-invalid");
+    });
     lookup.addEventListener("click", submit);
     input.addEventListener("keydown", (e) => { if (e.key === "Enter") submit(); });
     ctx.keyboard(input, "plain");
