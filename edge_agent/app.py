@@ -75,6 +75,15 @@ log = logging.getLogger("aps.app")
 
 #: Notices kept for the screen, at most (oldest dropped first).
 MAX_NOTICES = 64
+#: Downlink kinds whose arrival the screen hears of (``downlink`` notices) ...
+DOWNLINK_NOTICE_KINDS = frozenset(
+    {"answer", "dossier-status", "support-reply", "faq", "news", "catalogue"}
+)
+#: ... and those whose key (a lookup or dossier code) goes with it.
+KEYED_DOWNLINK_KINDS = frozenset({"answer", "dossier-status", "support-reply"})
+#: More items of one keyed kind in one page than this: one notice with key null instead
+#: (a page after a long offline spell must not push the screen's other events out).
+MAX_KEYED_NOTICES = 8
 AGENT_VERSION = "0.1.0"
 
 
@@ -86,7 +95,9 @@ class Notice:
     ``tracking`` (a slip was scanned: the tracking result), ``support`` (the
     help button: the ticket), ``card_error`` / ``scan_rejected`` / ``error``
     (data has ``message_vi``), ``session`` (the citizen's session ended:
-    ``{"active": false, "reason": "idle" | "ended" | "replaced"}``).
+    ``{"active": false, "reason": "idle" | "ended" | "replaced"}``), ``downlink``
+    (an item from central arrived: ``{"kind", "key"}``, the key a lookup or
+    dossier code, or null for faq, news and catalogue).
     """
 
     kind: str
@@ -213,6 +224,9 @@ class KioskApp:
         for warning in cfg.payment.warnings():
             log.warning("%s", warning)
         self.session.on_clear.append(self._session_ended)
+        listeners = getattr(self.inbox, "on_applied", None)
+        if isinstance(listeners, list):
+            listeners.append(self._downlink_arrived)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -294,6 +308,24 @@ class KioskApp:
         """The citizen's session ended: their pages go, and the screen is told (no data)."""
         self.capture.clear()
         self._notify(Notice(kind="session", data={"active": False, "reason": reason}))
+
+    def _downlink_arrived(self, items: list[tuple[str, str]]) -> None:
+        """Downlink items applied: one ``downlink`` notice per (kind, key), no citizen data.
+
+        The key is the lookup or dossier code the screen may be waiting on; FAQ, news and
+        the catalogue, and more than :data:`MAX_KEYED_NOTICES` items of one kind in a page,
+        are one notice per kind with key null: the screen reloads what it shows.
+        """
+        keys: dict[str, list[str]] = {}
+        for kind, key in items:
+            if kind in DOWNLINK_NOTICE_KINDS and key not in keys.setdefault(kind, []):
+                keys[kind].append(key)
+        for kind, of_kind in keys.items():
+            if kind in KEYED_DOWNLINK_KINDS and len(of_kind) <= MAX_KEYED_NOTICES:
+                for key in of_kind:
+                    self._notify(Notice(kind="downlink", data={"kind": kind, "key": key}))
+            else:  # unkeyed, or a flood after a long offline spell: "reload what you show"
+                self._notify(Notice(kind="downlink", data={"kind": kind, "key": None}))
 
     def _notify(self, notice: Notice) -> None:
         with self._notice_ready:

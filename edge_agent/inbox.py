@@ -40,6 +40,10 @@ this kiosk; its next version (central supersedes by key) arrives as usual. A
 handler that raises is treated the same way, and its savepoint is rolled
 back, so it never leaves half its rows behind.
 
+After the page's transaction has committed, every ``on_applied`` listener gets
+the ``(kind, key)`` of each item applied (stale, invalid and failed items are
+not news); the application turns them into the screen's ``downlink`` events.
+
 Writes go through the Outbox's own transaction API (``with
 outbox.transaction() as tx: tx.conn``), so the inbox and filing share one
 writer. When the outbox refuses new records because it is full
@@ -81,6 +85,8 @@ CREATE TABLE IF NOT EXISTS downlink_state (
 
 #: ``handler(conn, item)``: runs inside the page's transaction (a savepoint of it).
 KindHandler = Callable[[sqlite3.Connection, Item], None]
+#: ``listener([(kind, key), ...])``: the items of one page applied, after its commit.
+AppliedListener = Callable[[list[tuple[str, str]]], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,6 +130,8 @@ class Inbox:
         self.validators = validators or ItemValidators()
         self._handlers: dict[str, KindHandler] = {}
         self.counters = InboxCounters()
+        #: Called after each page's commit with the (kind, key) of every item applied.
+        self.on_applied: list[AppliedListener] = []
         with self._transaction() as conn:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -179,12 +187,14 @@ class Inbox:
         """Apply one state reply's page and store ``next_cursor``, in one transaction."""
         at = time.time() if now is None else now
         applied = stale = invalid = failed = 0
+        news: list[tuple[str, str]] = []
         with self._transaction() as conn:
             stored = self._effective_cursor(conn)
             for item in items:
                 outcome = self._apply_one(conn, item, stored, at)
                 if outcome == "applied":
                     applied += 1
+                    news.append((item.kind, item.key))
                 elif outcome == "stale":
                     stale += 1
                 elif outcome == "invalid":
@@ -201,6 +211,12 @@ class Inbox:
         c.stale += stale
         c.invalid += invalid
         c.handler_failures += failed
+        if news:
+            for listener in self.on_applied:
+                try:
+                    listener(news)
+                except Exception:  # the screen's news must never cost the cursor
+                    log.exception("downlink listener failed")
         return ApplyResult(
             applied=applied, stale=stale, invalid=invalid, failed=failed, cursor=new_cursor
         )

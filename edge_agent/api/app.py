@@ -25,6 +25,7 @@ from edge_agent.api.static import mount_ui
 from edge_agent.app import KioskApp
 from edge_agent.dossiers import Applicant
 from edge_agent.search import procedure_index
+from edge_agent.services.capture import CaptureRefused, Preview, UnknownPage
 from edge_agent.services.filing import PreparedFiling
 from edge_agent.services.remote_signing import (
     Expired,
@@ -51,6 +52,7 @@ ShortText = Annotated[str, Field(max_length=200)]
 Code = Annotated[str, Field(min_length=1, max_length=64)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Lookup = Annotated[str, Field(min_length=1, max_length=40)]
+PageId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[0-9A-Za-z]+$")]
 
 
 class Strict(BaseModel):
@@ -205,7 +207,9 @@ def create_app(
     # -- errors ---------------------------------------------------------------------------
     @api.exception_handler(CitizenError)
     async def _citizen(request: Request, exc: CitizenError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFound) else 422
+        status = 404 if isinstance(exc, NotFound | UnknownPage) else 422
+        if isinstance(exc, CaptureRefused):  # no camera, a camera fault, a page limit
+            return _error(409, "capture", str(exc), exc.message_vi)
         field = _field_of(str(exc))  # services name the field first: "form.so_trang: ..."
         known = getattr(exc, "field", None)  # DossierRefused knows its dotted path
         if not field and isinstance(known, str):
@@ -425,11 +429,12 @@ def create_app(
             if prepared.pop(p.document_sha256, None) is None:
                 raise _gone(p.document_sha256)
         try:
-            result = kiosk.filing.file(p, signature=sig)
+            result = kiosk.filing.file(p, signature=sig, attachments=kiosk.capture.attachments())
         except CitizenError:
             with lock:  # refused, nothing committed: the citizen may try again
                 prepared.put(p.document_sha256, p)
             raise
+        kiosk.capture.clear()  # the pages are in the dossier's transaction now
         out: dict[str, Any] = jsonable_encoder(result.to_json_dict())
         if result.payment_qr is not None:
             with lock:
@@ -471,6 +476,55 @@ def create_app(
         """The newest filing never shown (show it after a restart), or null."""
         u = kiosk.filing.last_unconfirmed()
         return {"filing": None if u is None else u.to_json_dict()}
+
+    # -- document capture -----------------------------------------------------------------
+    def _preview(p: Preview, *, accepted: bool) -> dict[str, Any]:
+        return {**p.to_json_dict(), "url": f"{PREFIX}/capture/{p.id}.jpg", "accepted": accepted}
+
+    @api.get(f"{PREFIX}/capture", tags=["capture"])
+    def capture_state() -> dict[str, Any]:
+        """Whether a document camera is there, the accepted pages, the preview waiting."""
+        pending = kiosk.capture.pending()
+        return {
+            "available": kiosk.capture.available,
+            "pages": [_preview(p, accepted=True) for p in kiosk.capture.pages()],
+            "pending": None if pending is None else _preview(pending, accepted=False),
+        }
+
+    @api.post(f"{PREFIX}/capture", tags=["capture"], responses={409: {}})
+    def capture_page() -> dict[str, Any]:
+        """Photograph the page under the camera: a preview to accept or retake."""
+        preview = kiosk.capture.capture()
+        kiosk.session.hold()  # the idle clock covers the pages of a citizen without a card
+        return _preview(preview, accepted=False)
+
+    @api.get(
+        f"{PREFIX}/capture/{{preview_id}}.jpg",
+        tags=["capture"],
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}, 404: {}},
+    )
+    def capture_image(preview_id: PageId) -> Response:
+        """The photographed page (a preview or an accepted page) as JPEG."""
+        page = kiosk.capture.preview(preview_id)
+        return Response(page.jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @api.post(f"{PREFIX}/capture/{{preview_id}}/accept", tags=["capture"])
+    def capture_accept(preview_id: PageId) -> dict[str, Any]:
+        """Keep the preview as the next page of the dossier."""
+        return {"pages": kiosk.capture.accept(preview_id)}
+
+    @api.post(f"{PREFIX}/capture/{{preview_id}}/retake", tags=["capture"], responses={409: {}})
+    def capture_retake(preview_id: PageId) -> dict[str, Any]:
+        """Drop the preview and photograph the page again."""
+        preview = kiosk.capture.retake(preview_id)
+        kiosk.session.hold()
+        return _preview(preview, accepted=False)
+
+    @api.delete(f"{PREFIX}/capture/{{preview_id}}", tags=["capture"])
+    def capture_remove(preview_id: PageId) -> dict[str, Any]:
+        """Drop an accepted page (or the preview)."""
+        return {"pages": kiosk.capture.remove(preview_id)}
 
     # -- remote signing -----------------------------------------------------------------
     @api.post(f"{PREFIX}/signing", tags=["signing"])

@@ -13,7 +13,9 @@ Limits: each page is at most ``devices.page_max_bytes`` and never more than
 what is left of the dossier's ``MAX_ATTACHMENT_BYTES`` after the accepted
 pages and :data:`SIGNATURE_RESERVE_BYTES` (the handwritten signature's PNG
 and strokes); at most :data:`MAX_PAGES` pages. Every refusal is a
-``CitizenError`` with a Vietnamese ``message_vi``.
+``CitizenError`` with a Vietnamese ``message_vi``: :class:`CaptureRefused` when
+the camera is missing or failed or a limit is reached (the screen's API answers
+409), :class:`UnknownPage` for an id that is not (or no longer) here (404).
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ from edge_agent import CitizenError
 from sync.attachments import MAX_ATTACHMENT_BYTES, AttachmentIn
 from sync.ids import new_ulid
 
-__all__ = ["MAX_PAGES", "SIGNATURE_RESERVE_BYTES", "CaptureService", "Preview"]
+__all__ = [
+    "MAX_PAGES",
+    "SIGNATURE_RESERVE_BYTES",
+    "CaptureRefused",
+    "CaptureService",
+    "Preview",
+    "UnknownPage",
+]
 
 log = logging.getLogger("aps.capture")
 
@@ -42,6 +51,14 @@ MAX_PAGES = 20
 #: Kept free in the dossier's attachment budget for the signature image and strokes.
 SIGNATURE_RESERVE_BYTES = 512 * 1024
 _MIN_PAGE_BYTES = 100_000
+
+
+class CaptureRefused(CitizenError):
+    """No camera, a camera fault (unplugged, blank frame) or a page limit reached."""
+
+
+class UnknownPage(CitizenError):
+    """No captured page by that id (never taken, dropped, or the session ended)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +76,13 @@ class Preview:
 
     def to_json_dict(self) -> dict[str, Any]:
         """Without the bytes (the screen fetches them by ``id``)."""
-        return {"id": self.id, "width": self.width, "height": self.height, "size": self.size}
+        return {
+            "id": self.id,
+            "width": self.width,
+            "height": self.height,
+            "size": self.size,
+            "bytes": self.size,
+        }
 
     def __repr__(self) -> str:
         return f"Preview({self.id}, {self.width}x{self.height}, {self.size} B)"
@@ -89,20 +112,20 @@ class CaptureService:
     def capture(self) -> Preview:
         """Photograph the page under the camera; it replaces a preview not yet accepted."""
         if self.camera is None:
-            raise CitizenError(
+            raise CaptureRefused(
                 "no document camera configured (devices.document_camera)",
                 "Ki-ốt này không có máy chụp giấy tờ. Xin mời Ông/Bà nộp bản giấy tại quầy.",
             )
         with self._lock:
             if len(self._pages) >= MAX_PAGES:
-                raise CitizenError(
+                raise CaptureRefused(
                     f"{len(self._pages)} pages accepted, the limit is {MAX_PAGES} per dossier",
                     f"Đã chụp đủ {MAX_PAGES} trang, số trang tối đa của một hồ sơ. "
                     "Xin mời Ông/Bà nộp các trang còn lại tại quầy.",
                 )
             budget = self._budget()
             if budget < _MIN_PAGE_BYTES:
-                raise CitizenError(
+                raise CaptureRefused(
                     f"{budget} bytes left of the dossier's attachments, under one page",
                     "Hồ sơ đã đủ dung lượng ảnh. Xin mời Ông/Bà nộp các trang còn lại tại quầy.",
                 )
@@ -110,10 +133,10 @@ class CaptureService:
         try:
             page = self.camera.capture(max_bytes=budget)
         except BlankFrame as exc:
-            raise CitizenError(str(exc), exc.citizen_text) from exc
+            raise CaptureRefused(str(exc), exc.citizen_text) from exc
         except (CameraUnplugged, PageTooLarge, CameraError) as exc:
             log.warning("capture failed: %s", exc)
-            raise CitizenError(str(exc), exc.citizen_text) from exc
+            raise CaptureRefused(str(exc), exc.citizen_text) from exc
         preview = Preview(id=new_ulid(), jpeg=page.jpeg, width=page.width, height=page.height)
         with self._lock:
             self._pending = preview
@@ -126,15 +149,15 @@ class CaptureService:
             for p in [*self._pages, *([self._pending] if self._pending else [])]:
                 if p.id == preview_id:
                     return p
-        raise CitizenError(
-            f"no captured page {preview_id!r}",
+        raise UnknownPage(
+            f"id: no captured page {preview_id[:40]!r}",
             "Không tìm thấy ảnh trang này. Xin mời Ông/Bà chụp lại.",
         )
 
     def _take_pending(self, preview_id: str) -> Preview:
         if self._pending is None or self._pending.id != preview_id:
-            raise CitizenError(
-                f"page {preview_id!r} is not the preview waiting for accept/retake",
+            raise UnknownPage(
+                f"id: page {preview_id[:40]!r} is not the preview waiting for accept/retake",
                 "Ảnh này không còn chờ xác nhận. Xin mời Ông/Bà chụp lại.",
             )
         pending, self._pending = self._pending, None
@@ -153,12 +176,15 @@ class CaptureService:
         return self.capture()
 
     def remove(self, preview_id: str) -> int:
-        """Drop an accepted page; returns the number of pages left."""
+        """Drop an accepted page (or the preview); returns the number of pages left."""
         with self._lock:
+            if self._pending is not None and self._pending.id == preview_id:
+                self._pending = None
+                return len(self._pages)
             kept = [p for p in self._pages if p.id != preview_id]
             if len(kept) == len(self._pages):
-                raise CitizenError(
-                    f"no accepted page {preview_id!r}",
+                raise UnknownPage(
+                    f"id: no accepted page {preview_id[:40]!r}",
                     "Không tìm thấy trang này trong hồ sơ.",
                 )
             self._pages = kept
@@ -167,6 +193,11 @@ class CaptureService:
     def pages(self) -> list[Preview]:
         with self._lock:
             return list(self._pages)
+
+    def pending(self) -> Preview | None:
+        """The preview waiting for accept or retake, if any."""
+        with self._lock:
+            return self._pending
 
     def attachments(self) -> list[AttachmentIn]:
         """The accepted pages, in order, as attachments of the filing."""
