@@ -195,3 +195,14 @@ def test_a_wipe_while_a_request_is_in_flight_is_not_undone_by_its_answer(
     page.wait_for_timeout(2000)  # the answer has come back by now
     assert page.evaluate("document.body.dataset.screen") == "home"
     assert page.locator(".support-status").count() == 0
+
+
+def test_a_wiped_screen_no_longer_acts_on_events(page: Any, ui_stack: UiStack) -> None:
+    page.click("[data-go=info]")  # it reloads itself when central publishes
+    page.wait_for_selector("#info-count")
+    page.evaluate("window.aps.wipe('idle')")
+    page.wait_for_selector("body[data-screen='home']")
+    ui_stack.back_office.publish_faq()
+    wait_for(lambda: ui_stack.kiosk.info.faqs(), "the FAQ at the kiosk")
+    page.wait_for_timeout(1500)  # the downlink event has reached the page by now
+    assert page.evaluate("document.body.dataset.screen") == "home"
