@@ -134,6 +134,14 @@ def test_tracking_a_wrong_code_names_the_code(
     assert_accessible(page, "tracking-error")
     shot(page, "tracking-error")
 
+    # a code in the right shape that no one filed
+    type_into(page, "#tracking-code", "000.00.14.H56-200101-0999")
+    page.click("[data-action=lookup]")
+    page.wait_for_selector("body[data-screen='tracking-result'] .tracking-result .error")
+    assert "Không tìm thấy hồ sơ 000.00.14.H56-200101-0999" in screen_text(page)
+    assert_accessible(page, "tracking-not-found")
+    shot(page, "tracking-not-found")
+
 
 def test_a_support_request_answered_by_staff(page: Any, ui_stack: UiStack, shot: Any) -> None:
     open_tile(page, "support")
@@ -267,6 +275,8 @@ def test_a_home_visit_request(page: Any, ui_stack: UiStack, shot: Any) -> None:
     on_screen(page, "home-visit-phone")
     page.click("[data-action=next]")
     assert "chưa nhập số điện thoại" in screen_text(page)
+    assert_accessible(page, "home-visit-phone")
+    shot(page, "home-visit-phone")
     type_into(page, "input", "0912345678")
     page.click("[data-action=next]")
     on_screen(page, "home-visit-address")
@@ -293,3 +303,31 @@ def test_home_shows_the_office_and_the_hotline(page: Any, ui_stack: UiStack, sho
         assert page.locator(f"[data-go={name}]").count() == 1
     assert_accessible(page, "home")
     shot(page, "home")
+
+
+def test_a_home_visit_for_another_reason_in_large_text(
+    page: Any, ui_stack: UiStack, shot: Any
+) -> None:
+    page.click("#btn-bigtext")  # "Chữ to": the same screens, larger
+    open_tile(page, "home-visit")
+    page.click("[data-reason=khac]")
+    on_screen(page, "home-visit-other")
+    page.click("[data-action=next]")
+    assert "chưa viết lý do" in screen_text(page)
+    type_into(page, "textarea", "Mẹ tôi mới mổ, không đi lại được")
+    assert_accessible(page, "home-visit-other")
+    shot(page, "home-visit-other-bigtext")
+    page.click("[data-action=next]")
+    on_screen(page, "home-visit-name")
+    assert page.input_value("input") == ""  # no card read: nothing to prefill
+    type_into(page, "input", "Lê Văn Tám")
+    page.click("[data-action=next]")
+    type_into(page, "input", "0277 3861 999")
+    page.click("[data-action=next]")
+    type_into(page, "textarea", "Ấp Tân Hòa, xã Tân Khánh Đông")
+    page.click("[data-action=next]")
+    on_screen(page, "home-visit-sent")
+    code = page.get_attribute(".lookup-code", "data-code")
+    assert code and code.startswith("TN-")
+    request = wait_for(lambda: ui_stack.back_office.support_request(code), "the visit at central")
+    assert "mới mổ" in str(request) and "02773861999" in str(request)
