@@ -15,15 +15,25 @@ export const TILES = [
 register({
   name: "home",
   title: "Xin chào Ông/Bà",
-  async render(ctx) {
-    const office = await kioskSettings();
+  render(ctx) {
+    // the tiles at once; the office's name and hotline when GET /kiosk answers
+    const office = ctx.el("p", { class: "office-name", hidden: true });
+    const hotline = ctx.el("div", { class: "home-hotline" });
+    kioskSettings().then((k) => {
+      if (k.office_name) {
+        office.textContent = k.office_name;
+        office.hidden = false;
+      }
+      const line = hotlineNode(ctx.el, k.hotline, "Cần giúp đỡ, xin gọi đường dây nóng");
+      if (line) hotline.replaceChildren(line);
+    });
     return ctx.el("div", { class: "home" },
-      office.office_name ? ctx.el("p", { class: "office-name", text: office.office_name }) : null,
+      office,
       ctx.el("p", { class: "lead", text: "Ông/Bà muốn làm gì? Xin mời chạm vào một ô." }),
       ctx.el("div", { class: "tiles" },
         TILES.map(([name, label, hint]) =>
           ctx.el("button", { class: "tile", "data-go": name, on: { click: () => ctx.go(name) } },
             label, ctx.el("small", { text: hint })))),
-      hotlineNode(ctx.el, office.hotline, "Cần giúp đỡ, xin gọi đường dây nóng"));
+      hotline);
   },
 });
