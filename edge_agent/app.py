@@ -62,6 +62,7 @@ from edge_agent.services.capture import CaptureService
 from edge_agent.services.feedback import FeedbackService
 from edge_agent.services.filing import FilingService
 from edge_agent.services.info import InfoService
+from edge_agent.services.printer_help import PrinterHelp
 from edge_agent.services.ratings import RatingService
 from edge_agent.services.remote_signing import RemoteSigner
 from edge_agent.services.support import SupportService
@@ -185,6 +186,11 @@ class KioskApp:
                 now=clock,
             )
             self.support = SupportService(self.outbox, office, self.session)
+            # A slip that does not print calls staff, once per printer fault episode.
+            self.printer_help = PrinterHelp(
+                self.support, printer_configured=bool(cfg.devices.printer)
+            )
+            self.filing.after_print = self.printer_help.after_print
             self.feedback = FeedbackService(self.outbox, office)
             self.ratings = RatingService(self.outbox)
             self.tracking = TrackingService(self.outbox, tracking_url=cfg.kiosk.tracking_url)
@@ -298,6 +304,11 @@ class KioskApp:
             out["document_camera"] = camera
         return out
 
+    def _printer_state(self) -> str | None:
+        """The printer's last known state (no I/O), or None without a printer."""
+        printer = self.devices.printer
+        return None if printer is None else printer.status().state.value
+
     def next_notice(self, timeout: float = 0.0) -> Notice | None:
         """The oldest notice not yet taken, waiting up to ``timeout`` seconds for one."""
         with self._notice_ready:
@@ -369,6 +380,7 @@ class KioskApp:
             try:
                 event = self.devices.next_event(timeout=0.5)
                 self.session.expire_if_idle()
+                self.printer_help.printer_seen(self._printer_state())
                 if event is not None:
                     self.handle_device_event(event)
             except Exception:  # the event loop must not die of one event (invariant 6)

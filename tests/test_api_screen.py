@@ -15,7 +15,7 @@ from edge_agent.api import ApiServer, create_app
 from edge_agent.api.speech import Speech
 from edge_agent.app import KioskApp
 from edge_agent.config import AgentConfig
-from tests.kiosk import app_config
+from tests.kiosk import app_config, card
 
 V1 = "/api/v1"
 HAS_ESPEAK = shutil.which("espeak-ng") is not None
@@ -135,3 +135,38 @@ def _check_503(kiosk: KioskApp, binary: str, available: bool) -> None:
     assert spoken.status_code == 503, spoken.text
     error = spoken.json()["error"]
     assert error["field"] == "speech" and "đọc to" in error["message_vi"]
+
+
+@pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not installed")
+def test_speech_files_are_private_bounded_and_wiped() -> None:
+    speech = Speech(cache_entries=2)
+    try:
+        first = speech.render("Xin chào Ông Nguyễn Văn An.")
+        assert speech._dir is not None and (speech._dir.stat().st_mode & 0o777) == 0o700
+        assert speech.render("Xin chào Ông Nguyễn Văn An.") == first  # from the cache
+        speech.render("Một.")
+        speech.render("Hai.")
+        assert len(list(speech._dir.iterdir())) == 2  # the oldest evicted
+        for f in speech._dir.iterdir():
+            f.unlink()  # a temp cleaner: rendered again, not a failure
+        assert speech.render("Hai.")[:4] == b"RIFF"
+        speech.forget()
+        assert list(speech._dir.iterdir()) == []
+        directory = speech._dir
+    finally:
+        speech.close()
+    assert not directory.exists()
+
+
+@pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not installed")
+def test_the_session_end_forgets_what_was_read_aloud(kiosk: KioskApp) -> None:
+    srv = serve(kiosk)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=20.0) as http:
+            http.post(f"{V1}/speech", json={"text": "Ông Nguyễn Văn An, xin mời ký tên."})
+            assert srv.speech._dir is not None and list(srv.speech._dir.iterdir())
+            kiosk.identify(card())
+            http.delete(f"{V1}/session")
+            assert list(srv.speech._dir.iterdir()) == []
+    finally:
+        srv.stop()

@@ -20,8 +20,15 @@ loopback address only (``[ui] listen``; the config refuses anything else).
   the signature (strokes, or a remote signing transaction that was signed).
   What is signed is what is filed: the screen never sends the form twice.
 - ``GET /api/v1/events`` is a server-sent-event stream: the app's notices
-  (:meth:`KioskApp.next_notice`), sync online/offline and printer state
-  changes, fanned out by one :class:`EventHub` thread to every client.
+  (:meth:`KioskApp.next_notice`: identity, session ended, downlink arrivals,
+  ...), sync online/offline and printer state changes, fanned out by one
+  :class:`EventHub` thread to every client.
+- The citizen's session ending (idle, "Kết thúc", another card) makes the API
+  forget what it kept for them: prepared filings, signing transactions,
+  payment codes, read-aloud WAVs (and the app drops the captured pages).
+- Read aloud (``speech.py``) is espeak-ng in a subprocess, streamed from a
+  private temporary file; the payment QR (``payment_qr.py``) is the slip's
+  VietQR payload drawn as SVG.
 """
 
 from edge_agent.api.app import create_app

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Path, Query, Request
@@ -24,6 +24,7 @@ from edge_agent.api.speech import MAX_TEXT_CHARS, UNAVAILABLE_VI, Speech, Speech
 from edge_agent.api.static import mount_ui
 from edge_agent.app import KioskApp
 from edge_agent.dossiers import Applicant
+from edge_agent.receipts import SCREEN_NOT_PRINTED, SCREEN_PRINTED
 from edge_agent.search import procedure_index
 from edge_agent.services.capture import CaptureRefused, Preview, UnknownPage
 from edge_agent.services.filing import PreparedFiling
@@ -199,6 +200,7 @@ def create_app(
             prepared.clear()
             signings.clear()
             payments.clear()
+        voice.forget()  # a screen read aloud may have said the citizen's name
 
     # Idle expiry, "Kết thúc" and another card all end up here (and in the app's own
     # hook, which drops the captured pages and sends the screen a ``session`` event).
@@ -334,13 +336,22 @@ def create_app(
     @api.post(
         f"{PREFIX}/speech",
         tags=["speech"],
-        response_class=Response,
+        response_class=StreamingResponse,
         responses={200: {"content": {"audio/wav": {}}}, 503: {}},
     )
-    def speak(body: SpeechIn) -> Response:
+    def speak(body: SpeechIn) -> StreamingResponse:
         """The text read aloud in Vietnamese (espeak-ng on this box), as ``audio/wav``."""
-        return Response(
-            voice.render(body.text), media_type="audio/wav", headers={"Cache-Control": "no-store"}
+        handle, size = voice.open(body.text)
+
+        def chunks() -> Iterator[bytes]:
+            with handle:  # streamed from the file: a long text never sits in memory
+                while chunk := handle.read(64 * 1024):
+                    yield chunk
+
+        return StreamingResponse(
+            chunks(),
+            media_type="audio/wav",
+            headers={"Cache-Control": "no-store", "Content-Length": str(size)},
         )
 
     # -- catalogue ----------------------------------------------------------------------
@@ -470,6 +481,20 @@ def create_app(
                 "Không tìm thấy hồ sơ này tại ki-ốt.",
             )
         return {"code": code, "shown": True}
+
+    @api.post(f"{PREFIX}/filings/{{code}}/reprint", tags=["filing"])
+    def reprint(code: Annotated[str, Path(max_length=64)]) -> dict[str, Any]:
+        """Print the slip of a dossier filed here again (staff fixed the printer)."""
+        if not kiosk.filing.filed_here(code):
+            raise NotFound(
+                f"code: no dossier {code[:64]!r} filed at this kiosk",
+                "Không tìm thấy hồ sơ này tại ki-ốt.",
+            )
+        printed = kiosk.filing.reprint(code)
+        if printed:
+            kiosk.printer_help.printer_seen("ok")
+        text = SCREEN_PRINTED if printed else SCREEN_NOT_PRINTED
+        return {"printed": printed, "screen_text": text.format(code=code)}
 
     @api.get(f"{PREFIX}/filings/last-unconfirmed", tags=["filing"])
     def last_unconfirmed() -> dict[str, Any]:

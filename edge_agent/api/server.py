@@ -12,6 +12,7 @@ import uvicorn
 
 from edge_agent.api.app import create_app
 from edge_agent.api.events import EventHub
+from edge_agent.api.speech import Speech
 from edge_agent.app import KioskApp
 from edge_agent.config import split_listen
 
@@ -31,7 +32,8 @@ class ApiServer:
     ) -> None:
         self.host, port = split_listen(listen)
         self.hub = EventHub(app, max_clients=max_event_clients)
-        self.asgi = create_app(app, hub=self.hub, max_body_kb=max_body_kb)
+        self.speech = Speech(binary=app.cfg.ui.speech_binary, voice=app.cfg.ui.speech_voice)
+        self.asgi = create_app(app, hub=self.hub, max_body_kb=max_body_kb, speech=self.speech)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,3 +79,4 @@ class ApiServer:
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._sock.close()
+        self.speech.close()

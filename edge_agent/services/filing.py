@@ -211,6 +211,8 @@ class FilingService:
     printer: Callable[[], ReceiptPrinter | None]
     tz: tzinfo
     now: Callable[[], datetime] | None = None
+    #: Told of every slip printed or not; True: staff were called (``PrinterHelp``).
+    after_print: Callable[[ReceiptOutcome], bool] | None = None
     _salt: str = field(init=False, default="")
     _print_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
@@ -406,7 +408,15 @@ class FilingService:
                 earlier,
             )
         outcome, payment_qr = self._print(filed)
-        return FilingResult(filed=filed, receipt=outcome, payment_qr=payment_qr)
+        staff_called = False
+        if self.after_print is not None:
+            try:
+                staff_called = self.after_print(outcome)
+            except Exception:  # the dossier is filed whatever happens to the call for help
+                log.exception("after-print hook failed for %s", filed.code)
+        return FilingResult(
+            filed=filed, receipt=outcome, payment_qr=payment_qr, staff_called=staff_called
+        )
 
     def _print(self, filed: Filed) -> tuple[ReceiptOutcome, str | None]:
         """Print the slip; also gives its payment code (the same VietQR, for the screen)."""
@@ -466,6 +476,14 @@ class FilingService:
             filed_at=row[3],
             printed=row[4] is not None,
         )
+
+    def filed_here(self, code: str) -> bool:
+        """True if this kiosk filed ``code`` (and has not purged it yet)."""
+        with self.outbox.reading() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM filing_confirmations WHERE code = ?", (code,)
+            ).fetchone()
+        return row is not None
 
     def reprint(self, code: str) -> bool:
         """Print a spooled slip again (a citizen who lost theirs, a jam); True if printed."""

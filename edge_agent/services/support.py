@@ -73,12 +73,12 @@ class SupportService:
     def request_help(
         self,
         *,
-        source: Literal["screen", "button"] = "screen",
+        source: Literal["screen", "button", "kiosk"] = "screen",
         message: str | None = None,
         topic: str | None = None,
         phone: str | None = None,
     ) -> SupportTicket:
-        """Queue a help request (from the screen, or the button with no text)."""
+        """Queue a help request (from the screen, the button with no text, or the kiosk itself)."""
         current = self.session.identity()
         body = {
             "type": "help",
