@@ -14,7 +14,7 @@ import itertools
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from edge_agent.api import ApiServer
 from edge_agent.api.speech import UNAVAILABLE_VI
 from edge_agent.app import KioskApp
 from edge_agent.devices import DeviceEvent
+from tests.browser.a11y import assert_accessible
 from tests.browser.conftest import PageErrors
 from tests.kiosk import app_config, card
 
@@ -117,6 +118,7 @@ class Screen:
                 const kb = await import('/static/js/keyboard.js');
                 const input = document.createElement(attrs.tag || 'input');
                 input.id = 'f';
+                input.setAttribute('aria-label', 'Họ và tên');
                 for (const [k, v] of Object.entries(attrs)) {
                     if (k !== 'tag') input.setAttribute(k, v);
                 }
@@ -124,7 +126,11 @@ class Screen:
                 input.addEventListener('input', (e) => window.inputEvents.push(e.inputType));
                 const filler = document.createElement('div');
                 filler.className = 'tiles';
-                for (let i = 0; i < 6; i++) filler.append(document.createElement('button'));
+                for (let i = 0; i < 6; i++) {
+                    const b = document.createElement('button');
+                    b.textContent = `Ô ${i + 1}`;
+                    filler.append(b);
+                }
                 document.getElementById('screen').replaceChildren(filler, input);
                 kb.attachKeyboard(input, mode);
             }""",
@@ -257,6 +263,11 @@ def test_phone_pad_stops_at_the_api_limit(screen: Screen) -> None:
     screen.tap_text("0" * 22)
     assert screen.value() == "0" * 20
     assert "đủ số" in screen.page.locator("#keyboard .kb-hint").inner_text()
+    screen.key('[data-action="done"]')
+    screen.field("numeric", {"maxlength": "2"}).tap()  # a day of the month
+    screen.tap_text("123")
+    assert screen.value() == "12"
+    assert screen.page.locator("#keyboard .kb-hint").inner_text() == "Ô này đã đủ số."
 
 
 def test_plain_mode_types_codes_as_they_are(screen: Screen) -> None:
@@ -304,6 +315,9 @@ def test_a_physical_keyboard_still_works(screen: Screen) -> None:
     assert screen.value() == "Nguyên Van"
     screen.tap_text("a")
     assert screen.value() == "Nguyên Vana"
+    # a tap inside the text puts the caret back at the end, where the keys type
+    field.tap(position={"x": 20, "y": 20})  # on the first letter
+    assert screen.page.evaluate("[f.selectionStart, f.selectionEnd]") == [11, 11]
 
 
 def test_done_and_the_wipe_close_it(screen: Screen) -> None:
@@ -324,6 +338,15 @@ def test_done_and_the_wipe_close_it(screen: Screen) -> None:
     screen.page.evaluate("window.aps.wipe('idle')")
     screen.page.wait_for_selector("body[data-screen=home]")
     assert screen.page.locator("#keyboard").is_hidden()
+
+
+def test_keyboards_pass_axe(screen: Screen, shot: Callable[[Any, str], Path]) -> None:
+    for mode in ("text", "phone"):
+        screen.field(mode).tap()
+        screen.tap_text("Nguyeenx" if mode == "text" else "0912")
+        assert_accessible(screen.page, f"keyboard-{mode}")
+        shot(screen.page, f"keyboard-{mode}")
+        screen.key('[data-action="done"]')
 
 
 # -- the signature pad -----------------------------------------------------------------------
@@ -382,7 +405,7 @@ def check_shape(sig: dict[str, Any], width: int, height: int) -> None:
 
 
 def test_signature_drawn_with_the_mouse_is_filed(
-    screen: Screen, kiosk: KioskApp, server: ApiServer
+    screen: Screen, kiosk: KioskApp, server: ApiServer, shot: Callable[[Any, str], Path]
 ) -> None:
     canvas = mount_pad(screen)
     assert canvas.get_attribute("aria-label")
@@ -407,6 +430,8 @@ def test_signature_drawn_with_the_mouse_is_filed(
     sig = screen.page.evaluate("window.pad.toSignature()")
     check_shape(sig, 600, 240)
     assert len(sig["strokes"]) == 2
+    assert_accessible(screen.page, "signature-pad")
+    shot(screen.page, "signature-pad")
     result = file_from_page(screen, prepared_filing(kiosk, server))
     assert result["status"] == 200, result
     code = result["body"]["code"]
@@ -444,7 +469,7 @@ def test_signature_drawn_by_touch_is_filed_and_cleared(
     check_shape(sig, 500, 200)
     assert len(sig["strokes"]) == 2 and len(sig["strokes"][0]) >= 10
 
-    screen.page.locator(".sig-clear").tap()  # "Ký lại"
+    screen.page.locator(".sig-clear").tap()  # "Ký lại", right after the stroke: it clicks
     assert screen.page.locator(".sig-clear").inner_text() == "Ký lại"
     assert screen.page.evaluate("[window.pad.isEmpty(), window.pad.toSignature()]") == [True, None]
     sha = prepared_filing(kiosk, server)
@@ -481,12 +506,13 @@ def test_read_aloud_plays_and_a_second_tap_stops(screen: Screen) -> None:
     assert button.get_attribute("aria-pressed") == "false"
     assert button.inner_text() == "Đọc to"
     assert screen.page.evaluate(SPEECH_AUDIO) is None
-    # a screen change (here the idle wipe, which goes home) stops it too
-    button.tap()
-    screen.page.wait_for_function(f"async () => !!(await ({SPEECH_AUDIO})())")
-    screen.page.evaluate("window.aps.wipe('idle')")
-    screen.page.wait_for_selector("#btn-speak[aria-pressed=false]")
-    assert screen.page.evaluate(SPEECH_AUDIO) is None
+    # a screen change ("Trang đầu") stops it, and so does the idle wipe
+    for leave in ("document.getElementById('btn-home').click()", "window.aps.wipe('idle')"):
+        button.tap()
+        screen.page.wait_for_function(f"async () => !!(await ({SPEECH_AUDIO})())")
+        screen.page.evaluate(leave)
+        screen.page.wait_for_selector("#btn-speak[aria-pressed=false]")
+        assert screen.page.evaluate(SPEECH_AUDIO) is None
 
 
 @pytest.fixture

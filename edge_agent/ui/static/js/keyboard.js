@@ -233,7 +233,7 @@ function setValue(next, inputType, data) {
   if (!target) return;
   const limit = maxLength(target);
   if ([...next.text].length > limit && next.text.length > target.value.length) {
-    hint(mode === "phone" ? "Số điện thoại đã đủ số." : "Ô này đã đủ chữ.");
+    hint(mode === "phone" ? "Số điện thoại đã đủ số." : mode === "numeric" ? "Ô này đã đủ số." : "Ô này đã đủ chữ.");
     return;
   }
   state = next;
@@ -286,7 +286,7 @@ function mark(letter) {
   if (!target) return;
   syncState();
   const r = pressMark(state, letter, typing, shift !== "off");
-  if (!r.applied) { hint(`Chưa thêm được chữ ${letter}. Xin mời Ông/Bà gõ lại chữ đó.`); return; }
+  if (!r.applied) { hint(`Chưa thêm được «${letter}». Xin mời Ông/Bà chạm «⌫ Xoá» rồi gõ lại chữ đó.`); return; }
   hint("");
   setValue(r.state, "insertText", letter);
   if (shift === "once") shift = "off";
@@ -358,10 +358,11 @@ function markRow() {
   const tones = TONE_NAMES.slice(1).map((name, i) => {
     const glyph = document.createElement("span");
     glyph.className = "kb-glyph";
+    glyph.setAttribute("aria-hidden", "true"); // the key's name is its visible word, "sắc"
     glyph.textContent = ("a" + TONE_MARKS[i + 1]).normalize("NFC");
     const text = document.createElement("span");
     text.textContent = name;
-    return key([glyph, text], { "data-tone": String(i + 1), "aria-label": `dấu ${name}`, class: "kb-tone" }, () => tone(i + 1));
+    return key([glyph, text], { "data-tone": String(i + 1), class: "kb-tone" }, () => tone(i + 1));
   });
   return row("kb-marks", [...marks, ...tones]);
 }

@@ -174,6 +174,12 @@ export function createSignaturePad({ width = 600, height = 240 } = {}) {
     g.lineTo(b[0], b[1]);
     g.stroke();
   }
+  // No gestures from a stroke: without this Chromium still makes a scroll and a fling of
+  // it (touch-action none or not), and a tap that comes while the fling runs is swallowed
+  // (a "Ký lại" or "Nộp hồ sơ" tapped right after signing would do nothing).
+  const noGesture = (e) => { if (e.cancelable) e.preventDefault(); };
+  canvas.addEventListener("touchstart", noGesture, { passive: false });
+  canvas.addEventListener("touchmove", noGesture, { passive: false });
   canvas.addEventListener("pointerdown", (e) => {
     if (pointer !== null || (e.pointerType === "mouse" && e.button !== 0)) return;
     e.preventDefault();
@@ -214,16 +220,7 @@ export function createSignaturePad({ width = 600, height = 240 } = {}) {
     resetCanvas();
     changed();
   }
-  // Chromium may swallow the click of a tap that comes right after a stroke (a gesture
-  // still settling), so a press released on the button clears too; clearing is idempotent.
-  let pressed = null;
   again.addEventListener("click", clear);
-  again.addEventListener("pointerdown", (e) => { pressed = e.pointerId; });
-  again.addEventListener("pointerup", (e) => {
-    if (e.pointerId === pressed) clear();
-    pressed = null;
-  });
-  again.addEventListener("pointerleave", () => { pressed = null; });
 
   return {
     node,
