@@ -13,23 +13,13 @@ import httpx
 
 from drivers.identity import Identity
 from edge_agent.signature import HandwrittenSignature
-from tests.browser.a11y import assert_accessible as axe_check
+from tests.browser.a11y import assert_accessible
 from tests.browser.ui_stack import UiStack, default_citizen, wait_for
 from tests.kiosk import strokes
 
 COPY_FORM = {"ten_giay_to": "Bằng tốt nghiệp", "so_trang": 5, "so_ban": 2}
 #: A bound for the page to show what the agent already has (events, a GET).
 SHOWN_MS = 15_000
-
-
-def assert_accessible(page: Any, name: str) -> None:
-    """axe over the screen as the citizen sees it, the on-screen keyboard closed.
-
-    With it open, axe finds label-content-name-mismatch on its tone keys (widgets,
-    keyboard.js: the visible "´ sắc" is not in the name "dấu sắc"); reported to that branch.
-    """
-    page.evaluate("import('/static/js/keyboard.js').then((m) => m.closeKeyboard())")
-    axe_check(page, name)
 
 
 def type_into(page: Any, selector: str, text: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.browser.a11y import assert_accessible as axe_check
+from tests.browser.a11y import assert_accessible
 from tests.browser.ui_stack import UiStack
 
 OFFLINE_VI = "Máy đang mất mạng. Hồ sơ vẫn được lưu và sẽ tự gửi đi. Ông/Bà không cần làm gì thêm."
@@ -13,16 +13,6 @@ PAPER_VI = (
     "Máy in hết giấy: cán bộ sẽ đến. Ông/Bà vẫn có thể nộp hồ sơ; mã hồ sơ sẽ hiện trên màn hình."
 )
 SHOWN_MS = 15_000
-
-
-def assert_accessible(page: Any, name: str) -> None:
-    """axe over the screen as the citizen sees it, the on-screen keyboard closed.
-
-    With it open, axe finds label-content-name-mismatch on its tone keys (widgets,
-    keyboard.js: the visible "´ sắc" is not in the name "dấu sắc"); reported to that branch.
-    """
-    page.evaluate("import('/static/js/keyboard.js').then((m) => m.closeKeyboard())")
-    axe_check(page, name)
 
 
 def banners(page: Any) -> list[str]:
