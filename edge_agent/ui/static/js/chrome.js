@@ -262,7 +262,3 @@ export function startChrome() {
   setInterval(tick, TICK_MS);
 }
 
-// for the browser tests: the timer's view of itself (no citizen data in it)
-export function idleState() {
-  return { armed: idle.armed, inFlight, warning: Boolean(idle.overlay), leftMs: idle.armed ? deadline() - Date.now() : null };
-}

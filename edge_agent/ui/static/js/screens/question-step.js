@@ -23,7 +23,7 @@ export function ask(ctx, spec) {
   const id = `q-${fieldCount}`;
   const errorId = `${id}-error`;
   const field = spec.multiline
-    ? el("textarea", { id, class: "answer-field", rows: "4", "aria-describedby": errorId, maxlength: spec.maxlength || "2000" })
+    ? el("textarea", { id, class: "answer-field", rows: "2", "aria-describedby": errorId, maxlength: spec.maxlength || "2000" })
     : el("input", { id, class: "answer-field", type: "text", autocomplete: "off", "aria-describedby": errorId, maxlength: spec.maxlength || "300" });
   field.value = spec.value || "";
   if (spec.mode === "numeric" || spec.mode === "phone") field.setAttribute("inputmode", "numeric");
