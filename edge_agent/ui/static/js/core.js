@@ -93,6 +93,7 @@ export async function wipe(reason) {
   try { sessionStorage.clear(); localStorage.clear(); } catch (e) { /* storage disabled */ }
   document.documentElement.classList.remove("bigtext");
   history.length = 0;
+  leave(); // the wiped screen's event listeners go with it
   current = null;
   screenNode().replaceChildren();
   try { await api.del("/session"); } catch (e) { /* the agent's own idle timeout still clears it */ }
@@ -171,8 +172,14 @@ function errorNode(err) {
 }
 
 function makeContext(mine) {
+  // a screen that is no longer shown (left, or wiped while its request was in flight)
+  // must not navigate: its answer would bring the citizen's screen back after a wipe
+  const live = () => current === mine;
   return {
-    api, el, go, back, home,
+    api, el,
+    go: (...args) => (live() ? go(...args) : Promise.resolve()),
+    back: () => (live() ? back() : Promise.resolve()),
+    home: () => (live() ? home() : Promise.resolve()),
     get citizen() { return citizen; },
     on(kind, fn) {
       const off = events.on(kind, fn);

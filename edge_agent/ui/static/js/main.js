@@ -1,7 +1,9 @@
 // The page's entry point: loads the screens, wires the top bar, starts on the home screen.
-import { events, go, home, hooks, wipe } from "./core.js";
+import { events, home, hooks, wipe } from "./core.js";
 import "./screens/index.js";
 import { firstScreen } from "./screens/filing-unconfirmed.js";
+import { startChrome } from "./chrome.js";
+import "./widgets.js";
 
 function wireTopbar() {
   document.getElementById("btn-home").addEventListener("click", () => home());
@@ -22,5 +24,6 @@ function wireTopbar() {
 
 window.aps = { wipe }; // for the browser tests and for staff tools in the console
 wireTopbar();
+startChrome();
 events.connect();
 firstScreen(); // a filing never shown before a restart comes first, else home

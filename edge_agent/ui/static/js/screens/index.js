@@ -9,3 +9,8 @@ import "./filing-sign.js";
 import "./filing-result.js";
 import "./filing-rating.js";
 import "./filing-unconfirmed.js";
+import "./tracking.js";
+import "./support.js";
+import "./info.js";
+import "./feedback.js";
+import "./home-visit.js";
