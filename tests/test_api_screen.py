@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -130,7 +131,9 @@ def _check_503(kiosk: KioskApp, binary: str, available: bool) -> None:
                 f"{V1}/speech", json={"text": "Xin chào"}
             )
 
-    status, spoken = asyncio.run(go())
+    # on a thread of its own: another test's live event loop (Playwright's) may hold this one
+    with ThreadPoolExecutor(1) as pool:
+        status, spoken = pool.submit(asyncio.run, go()).result()
     assert status.json() == {"available": available}
     assert spoken.status_code == 503, spoken.text
     error = spoken.json()["error"]
