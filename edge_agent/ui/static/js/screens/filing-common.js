@@ -125,3 +125,12 @@ export function say(node, text, kind = "error") {
   if (kind === "error") node.setAttribute("role", "alert");
   else node.removeAttribute("role");
 }
+
+/** A dossier code, large, that wraps only between the agency and the date
+ *  ("000.00.14.H56-" / "261202-1001"), never inside a part. */
+export function codeNode(ctx, code) {
+  const cut = code.indexOf("-");
+  const parts = cut > 0 ? [code.slice(0, cut + 1), code.slice(cut + 1)] : [code];
+  return ctx.el("p", { class: "big-code filing-code", "data-fact": "code" },
+    parts.map((part) => ctx.el("span", { class: "code-part", text: part })));
+}

@@ -2,7 +2,7 @@
 // slip printed, or the printer is out (the code extra large, staff called, "In lại"), or the
 // kiosk is offline (saved, will be sent). The agent is told once the code is on screen.
 import { register } from "../core.js";
-import { dueText, filing, messageLine, money, say } from "./filing-common.js";
+import { codeNode, dueText, filing, messageLine, money, say } from "./filing-common.js";
 
 export const OFFLINE_VI = "Hồ sơ đã được lưu trên máy và sẽ tự gửi đi khi có mạng. Ông/Bà không cần làm gì thêm.";
 
@@ -80,7 +80,7 @@ register({
     return ctx.el("div", { class: "filing-result" },
       ctx.el("h2", { text: "Hồ sơ của Ông/Bà đã được nộp" }),
       ctx.el("p", { class: "filing-code-label", text: "Mã hồ sơ, dùng để tra cứu kết quả:" }),
-      ctx.el("p", { class: "big-code filing-code", "data-fact": "code", text: r.code }),
+      codeNode(ctx, r.code),
       ctx.el("div", { class: "filing-result-body" + (payment ? " with-payment" : "") },
         ctx.el("div", { class: "filing-result-main" },
           ctx.el("dl", { class: "filing-facts" },

@@ -2,7 +2,7 @@
 // crashed) is shown first, so its citizen, or the staff, can note its code. Once it is on
 // screen the agent is told (POST /filings/{code}/shown) and does not show it again.
 import { api, go, register } from "../core.js";
-import { heading } from "./filing-common.js";
+import { codeNode, heading } from "./filing-common.js";
 
 /** The first screen after the page loads: the unconfirmed filing if there is one, else home. */
 export async function firstScreen() {
@@ -23,7 +23,7 @@ register({
     return ctx.el("div", { class: "filing-unconfirmed" },
       heading(ctx, "Hồ sơ này đã được lưu", "Máy vừa khởi động lại. Hồ sơ dưới đây đã nộp xong và đã được lưu trên máy. Xin ghi lại mã hồ sơ."),
       ctx.el("p", { class: "filing-code-label", text: "Mã hồ sơ" }),
-      ctx.el("p", { class: "big-code filing-code", "data-fact": "code", text: filing.code }),
+      codeNode(ctx, filing.code),
       ctx.el("dl", { class: "filing-facts" },
         ctx.el("dt", { text: "Người nộp" }), ctx.el("dd", { "data-fact": "name", text: filing.applicant_name }),
         ctx.el("dt", { text: "Phiếu hẹn" }), ctx.el("dd", { text: filing.printed ? "Đã in" : "Chưa in: cán bộ tại quầy sẽ in lại cho Ông/Bà" })),
