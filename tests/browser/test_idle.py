@@ -6,6 +6,7 @@ waits are bounded, nothing asserts how long anything took.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from tests.browser.a11y import assert_accessible
-from tests.browser.ui_stack import UiStack, wait_for
+from tests.browser.ui_stack import UiStack, default_citizen, wait_for
 
 IDLE = {"session_idle_s": 10.0, "kiosk_extra": "\n[ui]\nidle_warning_s = 5\n"}
 NAME = "Nguyễn Thị Ngọc Hường"
@@ -196,3 +197,22 @@ def test_a_wiped_screen_no_longer_acts_on_events(page: Any, ui_stack: UiStack) -
     wait_for(lambda: ui_stack.kiosk.info.faqs(), "the FAQ at the kiosk")
     page.wait_for_timeout(1500)  # the downlink event has reached the page by now
     assert page.evaluate("document.body.dataset.screen") == "home"
+
+
+def test_another_citizens_card_wipes_the_one_before_and_keeps_the_new_session(
+    page: Any, ui_stack: UiStack
+) -> None:
+    citizen_at_work(page, ui_stack)  # the first citizen's home-visit draft, with a phone
+    second = dataclasses.replace(
+        default_citizen(5678), full_name="Trần Văn Bình", address="Ấp Tân Hòa, xã Tân Khánh Đông"
+    )
+    ui_stack.scan_card(second)
+    page.wait_for_selector("body[data-screen='filing-start'] >> text=Trần Văn Bình")
+    left = leftovers(page)  # looks for the first citizen's name and phone
+    assert not left["inDom"] and not left["inFields"], left
+    assert left["storage"] == 0, left
+    # core's memory holds the new citizen only (the card on screen), nothing of the first
+    assert NAME not in left["memory"] and PHONE not in left["memory"], left
+    assert "Trần Văn Bình" in left["memory"], left
+    now = session(ui_stack)
+    assert now["active"] and now["full_name"] == "Trần Văn Bình"  # not ended by the wipe

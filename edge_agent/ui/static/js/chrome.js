@@ -232,6 +232,11 @@ function tick() {
 function onSession(data) {
   // the agent ended the session for idleness; "ended" is the screen's own "Kết thúc"
   if (data && data.active === false && data.reason === "idle" && idle.armed) idleWipe();
+  // another citizen's card was read: nothing of the one before may stay on the screen; the
+  // new citizen's session stays, and the filing start shows their card
+  if (data && data.active === false && data.reason === "replaced") {
+    wipe("replaced", { keepAgentSession: true, next: "filing-start" });
+  }
 }
 
 async function readSettings() {

@@ -85,7 +85,9 @@ export const hooks = {
   onWipe: [],       // functions run by wipe() (close the keyboard, stop speech, timers)
 };
 
-export async function wipe(reason) {
+// keepAgentSession: another citizen's card replaced the session at the agent; the page
+// forgets the previous citizen but must not end the new one's session. next: the screen after.
+export async function wipe(reason, { keepAgentSession = false, next = "home" } = {}) {
   for (const fn of hooks.onWipe) {
     try { fn(reason); } catch (e) { console.error("wipe hook", e); }
   }
@@ -96,8 +98,10 @@ export async function wipe(reason) {
   leave(); // the wiped screen's event listeners go with it
   current = null;
   screenNode().replaceChildren();
-  try { await api.del("/session"); } catch (e) { /* the agent's own idle timeout still clears it */ }
-  await go("home", {}, { replace: true });
+  if (!keepAgentSession) {
+    try { await api.del("/session"); } catch (e) { /* the agent's own idle timeout still clears it */ }
+  }
+  await go(next, {}, { replace: true });
 }
 
 // -- screens -----------------------------------------------------------------------------
