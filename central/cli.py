@@ -49,6 +49,9 @@ def _open_store(cfg: CentralConfig, config_path: str) -> SQLiteStore:
 
 
 @click.group()
+@click.version_option(
+    package_name="aps-kiosk", prog_name="aps-central", message="%(prog)s %(version)s"
+)
 def main() -> None:
     """APS central: collects what every kiosk files and watches the fleet."""
 

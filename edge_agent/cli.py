@@ -38,6 +38,9 @@ def _load(path: str) -> AgentConfig:
 
 
 @click.group()
+@click.version_option(
+    package_name="aps-kiosk", prog_name="aps-agent", message="%(prog)s %(version)s"
+)
 def main() -> None:
     """APS kiosk agent: files dossiers durably and syncs them to central."""
 

@@ -164,3 +164,14 @@ def test_agent_with_a_printer_logs_with_timestamps_or_priorities_and_a_fault_onc
         stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
         assert re.match(stamp + "INFO aps.agent: ", started[0]), started
         assert re.match(stamp + "(ERROR|WARNING) aps.devices: ", printer[0]), printer
+
+
+def test_both_clis_say_their_version() -> None:
+    from importlib.metadata import version
+
+    from central.cli import main as central_main
+    from edge_agent.cli import main as agent_main
+
+    for name, cli in (("aps-agent", agent_main), ("aps-central", central_main)):
+        out = CliRunner().invoke(cli, ["--version"])
+        assert out.exit_code == 0 and out.output == f"{name} {version('aps-kiosk')}\n"
