@@ -537,6 +537,16 @@ class SigningSection(Section):
         )
 
 
+class SecuritySection(Section):
+    """Central's own signing key: acks and everything sent down are signed with it."""
+
+    signing_key: Path = Field(
+        Path("/var/lib/aps-central/keys/central-signing.key"),
+        description="Central's Ed25519 signing key (PKCS#8 PEM, mode 0600); made by "
+        "`aps-central keys init` if missing. Kiosks get its public key at provisioning.",
+    )
+
+
 class CentralConfig(Section):
     central: CentralSection = Field(default_factory=CentralSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
@@ -560,6 +570,7 @@ class CentralConfig(Section):
     downlink: DownlinkSection = Field(default_factory=DownlinkSection)
     dossiers: DossiersSection = Field(default_factory=DossiersSection)
     signing: SigningSection = Field(default_factory=SigningSection)
+    security: SecuritySection = Field(default_factory=SecuritySection)
 
 
 def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:

@@ -469,6 +469,32 @@ class UiSection(Section):
         return value
 
 
+class IdentitySection(Section):
+    """What ``aps-agent provision`` writes: the kiosk's own signing key and central's keys."""
+
+    office: str = Field(
+        "",
+        max_length=64,
+        description="Office code the kiosk was enrolled in (given by central at provisioning).",
+    )
+    central_url: str = Field(
+        "",
+        max_length=300,
+        description="Central's HTTPS address the kiosk was provisioned from (renewal, clock "
+        "check, self-test).",
+    )
+    signing_key: Path | None = Field(
+        None,
+        description="The kiosk's Ed25519 record-signing key (PKCS#8 PEM, mode 0600), made on "
+        "the box by `aps-agent provision`; it never leaves the box.",
+    )
+    central_keys: Path | None = Field(
+        None,
+        description="Central's public signing keys (JSON, from provisioning): acks and "
+        "everything sent down are verified against them before the kiosk acts.",
+    )
+
+
 class AgentConfig(Section):
     kiosk: KioskSection
     agent: AgentSection = Field(default_factory=AgentSection)
@@ -478,6 +504,7 @@ class AgentConfig(Section):
     payment: PaymentSection = Field(default_factory=PaymentSection)
     office: OfficeSection = Field(default_factory=OfficeSection)
     ui: UiSection = Field(default_factory=UiSection)
+    identity: IdentitySection = Field(default_factory=IdentitySection)
 
     @model_validator(mode="after")
     def _warning_before_timeout(self) -> AgentConfig:
