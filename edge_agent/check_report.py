@@ -109,8 +109,13 @@ def _number(value: float, lang: Lang, decimals: int) -> str:
 
 
 def duration(seconds: float, lang: Lang) -> str:
-    """``3`` -> "3 giây" / "3 s"; under 10 s one decimal, "0,2 giây"; minutes, hours, days."""
+    """``3`` -> "3 giây" / "3 s"; under 10 s one decimal, "0,2 giây"; minutes, hours, days.
+
+    Below 0.05 s: "dưới 0,1 giây" / "under 0.1 s" (never "0 giây").
+    """
     s = abs(seconds)
+    if s < 0.05:
+        return "dưới 0,1 giây" if lang == "vi" else "under 0.1 s"
     if s < 10:
         n, vi, en = _number(s, lang, 1), "giây", "s"
     elif s < 120:

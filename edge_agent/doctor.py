@@ -475,7 +475,7 @@ def check_certificate(cfg: AgentConfig, *, now: datetime | None = None) -> Check
     days = int((end - when).total_seconds() // 86400)
     seen = Words(
         vi=f"Chứng chỉ còn hạn {days} ngày (đến {_day(end)}).",
-        en=f"The certificate has {days} days left (until {_day(end)}).",
+        en=f"The certificate has {days} day{'' if days == 1 else 's'} left (until {_day(end)}).",
     )
     if days < CERT_WARN_DAYS:
         return CheckResult(

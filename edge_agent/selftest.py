@@ -622,7 +622,7 @@ def check_broker(cfg: AgentConfig, *, timeout_s: float) -> RoundTrip:
             name="broker",
             status="ok",
             seen=Words(
-                vi=f"Máy chủ trung tâm trả lời sau {duration(took, 'vi')}.",
+                vi=f"Máy chủ trung tâm đã trả lời, mất {duration(took, 'vi')}.",
                 en=f"Central answered in {duration(took, 'en')}.",
             ),
             detail=f"state request {request.request} answered via {where}",

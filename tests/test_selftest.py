@@ -418,7 +418,8 @@ def test_missing_identity_says_run_provision(tmp_path: Path) -> None:
 # -- words --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("seconds", "vi", "en"),
-    [(3, "3 giây", "3 s"), (0.24, "0,2 giây", "0.2 s"), (45, "45 giây", "45 s"),
+    [(3, "3 giây", "3 s"), (0.24, "0,2 giây", "0.2 s"), (0.01, "dưới 0,1 giây", "under 0.1 s"),
+     (45, "45 giây", "45 s"),
      (600, "10 phút", "10 min"), (3 * 86400, "3 ngày", "3 days")],
 )  # fmt: skip
 def test_durations_are_words(seconds: float, vi: str, en: str) -> None:
