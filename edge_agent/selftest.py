@@ -607,8 +607,8 @@ def check_broker(cfg: AgentConfig, *, timeout_s: float) -> RoundTrip:
                 f"no state reply to request {request.request} within {timeout_s:g} s",
             )
     finally:
+        client.disconnect()  # queued for the loop thread, which writes it and then ends
         client.loop_stop()
-        client.disconnect()
     got, ts = reply_at[0]
     took = got - sent_at[0]
     offset: float | None = None
