@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from edge_agent.doctor import (
     check_devices,
     check_queue,
 )
+from edge_agent.host_checks import Policy
 from firmware_mocks.cdc_scanner import EmulatedCdcScanner
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
 from sync.mqtt_link import MqttSettings
@@ -216,15 +218,20 @@ def test_devices_present_missing_and_unusable(tmp_path: Path) -> None:
 
 
 def test_device_node_the_service_user_may_not_open(tmp_path: Path) -> None:
+    """A node only its owner may use, checked for another account: the fix names the group."""
     node = tmp_path / "ttyFAKE"
     node.write_bytes(b"")
-    node.chmod(0o000)
-    files, _ = _files(tmp_path, MqttSettings(port=9))
-    r = check_device_node("scanner", str(node), policy(files.config))
-    if USER == "root":  # root opens anything: the check says so
-        assert r.status == "ok"
-    else:
-        assert r.status == "fail" and "usermod -aG" in (r.fix.en if r.fix else "")
+    node.chmod(0o600)
+    other = "nobody" if USER != "nobody" else "root"
+    r = check_device_node("scanner", str(node), Policy(service_user=other))
+    assert r.status == "fail"
+    assert r.seen.en == f"The device is there, but the account {other} may not use it."
+    assert (
+        r.fix is not None
+        and f"usermod -aG {grp.getgrgid(node.stat().st_gid).gr_name} {other}" in r.fix.en
+    )
+    node.chmod(0o666)
+    assert check_device_node("scanner", str(node), Policy(service_user=other)).status == "ok"
 
 
 # -- queue --------------------------------------------------------------------------------
