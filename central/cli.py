@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from central import cli_backoffice, cli_downlink
+from central.broker_config import broker_config_command
 from central.cli_catalogue import catalogue
 from central.cli_signing import signing
 from central.cli_support import api_command, api_token_group, roster_group, support_group
@@ -214,6 +215,7 @@ main.add_command(cli_backoffice.report)
 main.add_command(cli_backoffice.kiosk)
 main.add_command(cli_downlink.downlink)
 main.add_command(signing)
+main.add_command(broker_config_command)
 
 if __name__ == "__main__":
     main()
