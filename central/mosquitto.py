@@ -180,14 +180,14 @@ class TestPki:
             raise CentralError(f"{self.dir / 'ca.key'}: expected an EC key (made by TestPki)")
         return x509.load_pem_x509_certificate(self.ca.read_bytes()), ca_key
 
-    def expired_client(self, cn: str) -> tuple[Path, Path]:
-        """A certificate for ``cn`` signed by this CA that expired yesterday (attack tests)."""
+    def client_ending(self, cn: str, days: int) -> tuple[Path, Path]:
+        """A certificate for ``cn`` from this CA that ends ``days`` from now (< 0: expired)."""
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
         from cryptography.x509.oid import NameOID
 
-        crt, key = self.dir / f"expired-{cn}.crt", self.dir / f"expired-{cn}.key"
+        crt, key = (self.dir / f"ending-{days}-{cn}.{s}" for s in ("crt", "key"))
         ca, ca_key = self._ca_and_key()
         own = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
@@ -197,8 +197,8 @@ class TestPki:
             .issuer_name(ca.subject)
             .public_key(own.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=3))
-            .not_valid_after(now - datetime.timedelta(days=1))
+            .not_valid_before(now - datetime.timedelta(days=abs(days) + 2))
+            .not_valid_after(now + datetime.timedelta(days=days))
             .sign(ca_key, hashes.SHA256())
         )
         crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
