@@ -16,6 +16,7 @@ from central.cli_catalogue import catalogue
 from central.cli_signing import signing
 from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
+from central.fleet.duplicates import duplicate_identities
 from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
 from sync.config import ConfigError, markdown_reference
@@ -178,10 +179,12 @@ def fleet(config_path: str, stale_after: int) -> None:
     cfg = _load(config_path)
     store = _open_store(cfg, config_path)
     now = time.time()
+    duplicates = duplicate_identities(store.conn)  # two boxes, one identity
     for k in store.fleet():
         seen = k["last_heartbeat_at"]
         k["seconds_since_heartbeat"] = None if seen is None else round(now - seen)
         k["down"] = k["state"] != "online" or seen is None or now - seen > stale_after
+        k["duplicate_identity"] = duplicates.get(k["kiosk"], [])
         click.echo(json.dumps(k, ensure_ascii=False))
     store.close()
 
