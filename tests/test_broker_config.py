@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,15 @@ def test_a_missing_plugin_is_named_with_the_fix(tmp_path: Path) -> None:
         aps_central, ["broker-config", "--out", str(tmp_path), "--local-port", "70000"]
     )
     assert result.exit_code == 1 and "--local-port 70000" in result.output
+
+
+def test_the_documented_command_runs_as_written(tmp_path: Path) -> None:
+    doc = (SHIPPED_CONF.parent.parent / "docs" / "broker.md").read_text(encoding="utf-8")
+    [line] = [x.strip() for x in doc.splitlines() if x.strip().startswith("aps-central broker-")]
+    args = shlex.split(line)[1:]
+    assert args[args.index("--out") + 1] == "/etc/aps/broker"
+    args[args.index("--out") + 1] = str(tmp_path / "broker")
+    result = CliRunner().invoke(aps_central, args)
+    assert result.exit_code == 0, result.output
+    conf = (tmp_path / "broker" / CONF_NAME).read_text(encoding="utf-8")
+    assert conf == render_conf(BrokerOptions(plugin=find_plugin()))

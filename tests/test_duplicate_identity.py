@@ -70,7 +70,7 @@ def test_central_accepts_the_instance_and_refuses_a_malformed_one() -> None:
         ([("online", X), ("online", Y)] * 5, [(X, Y)]),
         # a network cut: the same instance again
         ([("online", X), ("offline", X), ("online", X), ("online", X)], []),
-        # a clean restart, and a crash whose Last Will comes after the new run's online
+        # a clean restart, and one whose old Will is seen late (offline statuses never count)
         ([("online", X), ("offline", X), ("online", Y)], []),
         ([("online", X), ("online", Y), ("offline", X), ("online", Y)], []),
         # three restarts in a row

@@ -17,9 +17,10 @@ another instance was online since its own last ``online``: X, Y, X. That is
 the ping-pong, and not:
 
 - a reconnect after a network cut: X, X (one instance);
-- a restart: X, Y (a new instance, and X never returns), including a crash
-  whose Last Will (``offline`` from X) arrives after Y's ``online``: only
-  ``online`` statuses count.
+- a restart: X, Y (a new instance, and X never returns). Only ``online``
+  statuses count: a Last Will (``offline``; on a takeover the broker sends
+  the old connection's at once) or a clean ``offline`` in between, in
+  whatever order it arrives, changes nothing.
 
 Each (kiosk, pair of instances) alerts once per process; the store's
 ``identity_alerts`` table keeps one row per pair whatever the restarts
