@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,13 @@ def test_only_ports_and_paths_change_between_production_and_the_tests(tmp_path: 
 
 def test_the_test_broker_runs_exactly_the_generated_files(broker: MosquittoProcess) -> None:
     confd = broker.confd
+    # The test broker sets ports and paths only (and the kiosks' listener on loopback).
+    options, defaults = broker.options(), BrokerOptions()
+    assert {
+        f.name
+        for f in fields(BrokerOptions)
+        if getattr(options, f.name) != getattr(defaults, f.name)
+    } <= {"kiosk_port", "kiosk_address", "local_port", "tls_dir", "data_dir", "plugin"}
     assert (confd / CONF_NAME).read_text(encoding="utf-8") == render_conf(broker.options())
     bootstrap = json.loads((confd / BOOTSTRAP_NAME).read_text(encoding="utf-8"))
     assert bootstrap == {"commands": setup_commands()}
