@@ -36,6 +36,7 @@ connection at once and the certificate then gets nothing (default deny).
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -101,6 +102,7 @@ class BrokerOptions:
             )
 
 
+@functools.cache
 def find_plugin(choice: str = "auto") -> str:
     """The dynamic-security plugin's path: ``choice`` itself, or found on this machine."""
     if choice != "auto":

@@ -96,6 +96,10 @@ class DuplicateDetector:
         self.max_kiosks = max_kiosks
         self._kiosks: OrderedDict[str, _Seen] = OrderedDict()
 
+    def __len__(self) -> int:
+        """How many kiosks are tracked (at most ``max_kiosks``)."""
+        return len(self._kiosks)
+
     def history(self, kiosk: str) -> list[str]:
         """The instances of the kiosk's recent ``online`` statuses, oldest first."""
         seen = self._kiosks.get(kiosk)
