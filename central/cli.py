@@ -11,10 +11,12 @@ from pathlib import Path
 import click
 
 from central import cli_backoffice, cli_downlink
+from central.broker_config import broker_config_command
 from central.cli_catalogue import catalogue
 from central.cli_signing import signing
 from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
+from central.fleet.duplicates import duplicate_identities
 from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
 from sync.config import ConfigError, markdown_reference
@@ -177,10 +179,12 @@ def fleet(config_path: str, stale_after: int) -> None:
     cfg = _load(config_path)
     store = _open_store(cfg, config_path)
     now = time.time()
+    duplicates = duplicate_identities(store.conn)  # two boxes, one identity
     for k in store.fleet():
         seen = k["last_heartbeat_at"]
         k["seconds_since_heartbeat"] = None if seen is None else round(now - seen)
         k["down"] = k["state"] != "online" or seen is None or now - seen > stale_after
+        k["duplicate_identity"] = duplicates.get(k["kiosk"], [])
         click.echo(json.dumps(k, ensure_ascii=False))
     store.close()
 
@@ -214,6 +218,7 @@ main.add_command(cli_backoffice.report)
 main.add_command(cli_backoffice.kiosk)
 main.add_command(cli_downlink.downlink)
 main.add_command(signing)
+main.add_command(broker_config_command)
 
 if __name__ == "__main__":
     main()

@@ -41,6 +41,7 @@ import paho.mqtt.client as mqtt
 
 from central.downlink import DownlinkService, is_downlink_topic
 from central.downlink import subscriptions as downlink_subscriptions
+from central.fleet.duplicates import DuplicateWatch
 from central.ingest import Accept, DeadLetter, FleetUpdate, classify, classify_fleet
 from central.isolation import Message, commit_isolating
 from central.quotas import Quotas
@@ -117,6 +118,7 @@ class Collector:
         #: central.downlink.DownlinkService (set before start): it answers state
         #: requests and remote calls on this connection.
         self.downlink: DownlinkService | None = None
+        self.duplicates = DuplicateWatch()  # two boxes, one identity (central/fleet/duplicates.py)
 
     @property
     def subscriptions(self) -> list[str]:
@@ -281,6 +283,7 @@ class Collector:
         for ack_topic, payload in result.acks:
             self.network.client.publish(ack_topic, payload, qos=1)
             self.counters.acks_sent += 1
+        self.duplicates.observe_batch(store, result.items, time.time())
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,9 +4,12 @@ It never touches a broker someone else started: everything lives in a
 directory of its own, and it listens on loopback ports it picked. It runs the
 production files as a technician installs them on Debian 12 (docs/broker.md):
 a main ``mosquitto.conf`` equal to Debian's own (persistence on), which
-includes ``conf.d/``, where ``config/mosquitto.conf`` goes with **only its
-ports and paths substituted** (:func:`render_shipped_config`; any other
-difference would make the substitution fail). Identities are made the way
+includes ``conf.d/``, where :func:`central.broker_config.write_broker_config`
+writes **exactly** what ``aps-central broker-config`` generates, given only
+this broker's ports, its TLS directory, its data directory and the plugin's
+path (:meth:`MosquittoProcess.options`); the dynsec bootstrap applied after
+``dynsec init`` is the generated ``dynsec-bootstrap.json``. Nothing is
+patched after generation. Identities are made the way
 the docs make them: ``mosquitto_ctrl dynsec init`` for the admin, then the
 commands of :mod:`central.broker_identities` for roles, collectors and
 kiosks. Kiosks connect over mutual TLS with certificates from a private test
@@ -22,7 +25,8 @@ ports (only on the first start: a restart must keep its ports).
 
 from __future__ import annotations
 
-import glob
+import datetime
+import json
 import os
 import pwd
 import re
@@ -32,19 +36,20 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from central import CentralError
+from central.broker_config import BOOTSTRAP_NAME, BrokerOptions, find_plugin, write_broker_config
 from central.broker_identities import (
     DynsecAdmin,
     collector_commands,
     kiosk_commands,
     new_password,
-    setup_commands,
 )
 from sync.mqtt_link import MqttSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_CONF = ROOT / "config" / "mosquitto.conf"
+SHIPPED_CONF = ROOT / "config" / "mosquitto.conf"  # render_conf() of the defaults
 ADMIN_USER = "aps-admin"
 
 #: Debian 12's /etc/mosquitto/mosquitto.conf, paths moved into the work directory,
@@ -69,13 +74,6 @@ log_type information
 connection_messages true
 """
 
-#: What the renderer changes in config/mosquitto.conf, each exactly once.
-SHIPPED_KIOSK_LISTENER = "listener 8883"
-SHIPPED_LOCAL_LISTENER = "listener 1883 127.0.0.1"
-SHIPPED_TLS_DIR = "/etc/aps/tls/"
-SHIPPED_DATA_DIR = "/var/lib/mosquitto/"
-SHIPPED_PLUGIN = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
-
 
 def find_mosquitto() -> str:
     for candidate in (
@@ -89,17 +87,6 @@ def find_mosquitto() -> str:
         "mosquitto not found: install it with 'apt-get install -y mosquitto' "
         "(scripts/bootstrap.sh does this)"
     )
-
-
-def find_dynsec_plugin() -> str:
-    found = sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so"))
-    found += sorted(glob.glob("/usr/lib/mosquitto_dynamic_security.so"))
-    if not found:
-        raise CentralError(
-            "mosquitto_dynamic_security.so not found under /usr/lib: install Debian's "
-            "'mosquitto' package (2.0 or later ships the plugin)"
-        )
-    return found[0]
 
 
 def free_port() -> int:
@@ -118,39 +105,6 @@ def refused_port() -> tuple[socket.socket, int]:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     return s, int(s.getsockname()[1])
-
-
-def render_shipped_config(
-    text: str, *, kiosk_port: int, local_port: int, tls_dir: Path, data_dir: Path, plugin: str
-) -> str:
-    """The shipped conf.d file with only its ports and paths changed (comments kept as they are).
-
-    Each substitution must apply to the number of directive lines it expects,
-    so a change to the shipped file that the renderer does not know fails here.
-    """
-    rules = [
-        (SHIPPED_KIOSK_LISTENER, f"listener {kiosk_port} 127.0.0.1", 1),
-        (SHIPPED_LOCAL_LISTENER, f"listener {local_port} 127.0.0.1", 1),
-        (SHIPPED_TLS_DIR, f"{tls_dir}/", 3),
-        (SHIPPED_DATA_DIR, f"{data_dir}/", 1),
-        (SHIPPED_PLUGIN, plugin, 1),
-    ]
-    seen = [0] * len(rules)
-    out = []
-    for line in text.splitlines():
-        if not line.lstrip().startswith("#"):
-            for n, (old, new, _) in enumerate(rules):
-                if (line == old) if old.startswith("listener") else (old in line):
-                    line = new if old.startswith("listener") else line.replace(old, new)
-                    seen[n] += 1
-        out.append(line)
-    for (old, _, want), got in zip(rules, seen, strict=True):
-        if got != want:
-            raise CentralError(
-                f"{SHIPPED_CONF}: expected {old!r} on {want} directive line(s), found {got}; "
-                "update central/mosquitto.py together with the shipped file"
-            )
-    return "\n".join(out) + "\n"
 
 
 def mqtt_toml(settings: MqttSettings) -> str:
@@ -216,6 +170,76 @@ class TestPki:
         """Certificate and key with this CN (made once, then reused)."""
         return self._issue(f"client-{cn}", cn)
 
+    def _ca_and_key(self) -> tuple[Any, Any]:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        ca_key = serialization.load_pem_private_key((self.dir / "ca.key").read_bytes(), None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+            raise CentralError(f"{self.dir / 'ca.key'}: expected an EC key (made by TestPki)")
+        return x509.load_pem_x509_certificate(self.ca.read_bytes()), ca_key
+
+    def client_ending(self, cn: str, days: int) -> tuple[Path, Path]:
+        """A certificate for ``cn`` from this CA that ends ``days`` from now (< 0: expired)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        crt, key = (self.dir / f"ending-{days}-{cn}.{s}" for s in ("crt", "key"))
+        ca, ca_key = self._ca_and_key()
+        own = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca.subject)
+            .public_key(own.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=abs(days) + 2))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .sign(ca_key, hashes.SHA256())
+        )
+        crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key.write_bytes(
+            own.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key.chmod(0o600)
+        return crt, key
+
+    def write_crl(self, revoked: list[str] = []) -> Path:  # noqa: B006 (never mutated)
+        """``crl.pem`` (signed by this CA) listing the client certificates of these CNs."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+
+        ca, ca_key = self._ca_and_key()
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.subject)
+            .last_update(now - datetime.timedelta(minutes=5))
+            .next_update(now + datetime.timedelta(days=1))
+        )
+        for cn in revoked:
+            cert = x509.load_pem_x509_certificate(self.client(cn)[0].read_bytes())
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(cert.serial_number)
+                .revocation_date(now - datetime.timedelta(minutes=1))
+                .build()
+            )
+        path = self.dir / "crl.pem"
+        tmp = path.with_suffix(".tmp")
+        crl = builder.sign(ca_key, hashes.SHA256())
+        tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        os.replace(tmp, path)
+        return path
+
 
 class MosquittoProcess:
     """mosquitto with the shipped configuration, on two loopback ports of its own.
@@ -226,14 +250,18 @@ class MosquittoProcess:
     and return the settings to connect with.
     """
 
-    def __init__(self, workdir: Path, *, pki: TestPki | None = None) -> None:
+    def __init__(self, workdir: Path, *, pki: TestPki | None = None, crl: bool = False) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data = self.workdir / "data"
         self.confd = self.workdir / "conf.d"
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
+        #: The CA and the broker's certificate (``ca.crt``, ``broker.crt``, ``broker.key``
+        #: in ``pki.dir``): pass another CA here to run the broker with it.
         self.pki = pki or TestPki(self.workdir / "tls")
+        #: ``broker-config --crl``: refuse certificates listed in ``pki.dir/crl.pem``.
+        self.crl = crl
         self.local_port = 0
         self.kiosk_port = 0
         self.admin_password = new_password()
@@ -303,20 +331,25 @@ class MosquittoProcess:
         return MqttSettings(port=self.kiosk_port, tls_ca=self.pki.ca, tls_cert=crt, tls_key=key)
 
     # -- process -----------------------------------------------------------------
+    def options(self) -> BrokerOptions:
+        """The generator's options for this broker: its ports and paths, nothing else."""
+        return BrokerOptions(
+            kiosk_port=self.kiosk_port,
+            kiosk_address="127.0.0.1",
+            local_port=self.local_port,
+            tls_dir=self.pki.dir,
+            data_dir=self.data,
+            plugin=find_plugin("auto"),
+            crl=self.crl,
+        )
+
     def _write_config(self) -> None:
         self.data.mkdir(exist_ok=True)
-        self.confd.mkdir(exist_ok=True)
         self.pki.create()
-        (self.confd / "aps.conf").write_text(
-            render_shipped_config(
-                SHIPPED_CONF.read_text(encoding="utf-8"),
-                kiosk_port=self.kiosk_port,
-                local_port=self.local_port,
-                tls_dir=self.pki.dir,
-                data_dir=self.data,
-                plugin=find_dynsec_plugin(),
-            )
-        )
+        if self.crl and not (self.pki.dir / "crl.pem").exists():
+            self.pki.write_crl([])
+        # Exactly what 'aps-central broker-config' writes for these ports and paths.
+        write_broker_config(self.options(), self.confd, force=True)
         self.conf.write_text(
             DEBIAN_MAIN_CONF.format(
                 workdir=self.workdir,
@@ -355,7 +388,8 @@ class MosquittoProcess:
         else:
             raise CentralError("mosquitto: no free pair of loopback ports after 5 tries")
         if not self._set_up:
-            DynsecAdmin(self.admin()).run(setup_commands())
+            bootstrap = json.loads((self.confd / BOOTSTRAP_NAME).read_text(encoding="utf-8"))
+            DynsecAdmin(self.admin()).run(bootstrap["commands"])
             self._set_up = True
         return self
 
@@ -408,6 +442,11 @@ class MosquittoProcess:
         if self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto rereads its configuration and the CRL."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGHUP)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)

@@ -74,6 +74,7 @@ from sync.envelope import (
     encode_heartbeat,
     encode_status,
     heartbeat_topic,
+    new_instance,
     records_topic,
     status_topic,
     topic,
@@ -253,6 +254,7 @@ class SyncClient:
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._mqtt_settings = mqtt_settings
+        self.instance = new_instance()  # run.box: central tells two boxes apart by it
         self.network = NetworkLoop(
             self._new_client,
             mqtt_settings,
@@ -261,7 +263,7 @@ class SyncClient:
             stop=self._stop,
             name=f"mqtt-{kiosk}",
             identity=f"kiosk id {kiosk}",
-            farewell=lambda: (status_topic(kiosk), encode_status(kiosk, "offline", now_iso())),
+            farewell=lambda: (status_topic(kiosk), self._status("offline")),
         )
         self._database = Path(database)
         self._thread = threading.Thread(target=self._run, name=f"sync-{kiosk}", daemon=True)
@@ -296,12 +298,15 @@ class SyncClient:
             idle_retry_s=s.state_idle_retry_s,
         )
 
+    def _status(self, state: str) -> bytes:  # with this run's instance (duplicate boxes)
+        return encode_status(self.kiosk, state, now_iso(), instance=self.instance)
+
     def _new_client(self) -> mqtt.Client:
         client = make_paho_client(self.kiosk, self._mqtt_settings)
         client.max_inflight_messages_set(self.settings.inflight_window)
         client.will_set(
             status_topic(self.kiosk),
-            encode_status(self.kiosk, "offline", now_iso()),
+            self._status("offline"),
             qos=1,
             retain=True,
         )
@@ -330,7 +335,7 @@ class SyncClient:
             self._session_sub = (client, mid)
             client.publish(
                 status_topic(self.kiosk),
-                encode_status(self.kiosk, "online", now_iso()),
+                self._status("online"),
                 qos=1,
                 retain=True,
             )

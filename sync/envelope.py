@@ -12,11 +12,14 @@ are :func:`sync.schemas.check_body`.
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sync import SyncError
@@ -326,10 +329,28 @@ def decode_ack(payload: bytes, *, max_bytes: int = MAX_ACK_BYTES) -> Ack:
     return Ack(acked=tuple(acked), rejected=tuple(rej))
 
 
-def encode_status(kiosk: str, state: str, ts: str) -> bytes:
-    return _dumps(
-        {"v": PROTOCOL_VERSION, "type": "status", "kiosk": kiosk, "state": state, "ts": ts}
-    )
+def encode_status(kiosk: str, state: str, ts: str, *, instance: str | None = None) -> bytes:
+    body = {"v": PROTOCOL_VERSION, "type": "status", "kiosk": kiosk, "state": state, "ts": ts}
+    if instance is not None:
+        body["instance"] = instance
+    return _dumps(body)
+
+
+MACHINE_ID = Path("/etc/machine-id")
+
+
+def new_instance(machine_id: Path = MACHINE_ID) -> str:
+    """``<run>.<box>`` for a status message: new at each agent start, the box's stable.
+
+    The box part is an application-specific hash of ``/etc/machine-id`` (the
+    machine id itself is confidential, systemd says); without one it is zeros.
+    Two boxes presenting one certificate show as two instances (docs/broker.md).
+    """
+    try:
+        box = hmac.new(b"aps-kiosk-box", machine_id.read_bytes().strip(), "sha256").hexdigest()
+    except OSError:
+        box = "0" * 16
+    return f"{secrets.token_hex(8)}.{box[:16]}"
 
 
 def encode_heartbeat(kiosk: str, ts: str, **fields: Any) -> bytes:

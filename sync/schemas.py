@@ -551,6 +551,12 @@ Mime = Annotated[
 Sha256 = Annotated[
     str, Field(max_length=64), _like(SHA256_RE, "expected 64 lower-case hex digits (SHA-256)")
 ]
+#: A kiosk agent's run: 16 hex digits new at each start, a dot, 16 hex digits of its box
+#: (docs/broker.md, "Two boxes with one identity").
+INSTANCE_RE = re.compile(r"\A[0-9a-f]{16}\.[0-9a-f]{16}\Z")
+Instance = Annotated[
+    str, Field(max_length=33), _like(INSTANCE_RE, "expected <16 hex>.<16 hex> (run.box)")
+]
 FormKey = Annotated[
     str,
     Field(max_length=FORM_KEY_CHARS),
@@ -837,6 +843,7 @@ def _problem(err: Any) -> FieldProblem:
 class StatusMessage(TypedDict):
     state: Literal["online", "offline"]
     ts: NotRequired[LooseDateTime | None]
+    instance: NotRequired[Instance | None]
 
 
 @_strict

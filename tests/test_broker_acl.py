@@ -1,7 +1,9 @@
 """Invariant 7 at the broker, with the shipped configuration and identities.
 
-Every test here runs mosquitto with config/mosquitto.conf as installed on
-Debian (tests/conftest.py) and the identities of central.broker_identities.
+Every test here runs mosquitto with what ``aps-central broker-config`` generates,
+as installed on Debian (tests/conftest.py), and the identities of
+central.broker_identities. The generator itself: tests/test_broker_config.py;
+the other attacks: tests/test_broker_attacks.py.
 """
 
 from __future__ import annotations
@@ -20,12 +22,7 @@ from central.broker_identities import (
     remove_kiosk_commands,
 )
 from central.collector import Collector, CollectorSettings
-from central.mosquitto import (
-    DEBIAN_MAIN_CONF,
-    SHIPPED_CONF,
-    MosquittoProcess,
-    render_shipped_config,
-)
+from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import acks_topic, records_topic
@@ -72,36 +69,7 @@ def _kiosk(broker: MosquittoProcess, db: Path, kiosk: str, **sync: Any) -> SyncC
     return client
 
 
-# -- item 7: the shipped files work as shipped, and nobody is anonymous ---------------------
-
-
-def test_the_shipped_file_differs_only_in_ports_and_paths(tmp_path: Path) -> None:
-    shipped = SHIPPED_CONF.read_text(encoding="utf-8")
-    rendered = render_shipped_config(
-        shipped,
-        kiosk_port=18883,
-        local_port=11883,
-        tls_dir=tmp_path / "tls",
-        data_dir=tmp_path / "data",
-        plugin="/x/dynsec.so",
-    )
-    changed = [
-        (a, b) for a, b in zip(shipped.splitlines(), rendered.splitlines(), strict=True) if a != b
-    ]
-    assert [a for a, _ in changed] == [
-        "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
-        "plugin_opt_config_file /var/lib/mosquitto/dynamic-security.json",
-        "listener 8883",
-        "cafile /etc/aps/tls/ca.crt",
-        "certfile /etc/aps/tls/broker.crt",
-        "keyfile /etc/aps/tls/broker.key",
-        "listener 1883 127.0.0.1",
-    ]
-    # Debian's main file sets these; the conf.d file must not (mosquitto refuses duplicates).
-    directives = {line.split()[0] for line in shipped.splitlines() if line and line[0] != "#"}
-    debian = {line.split()[0] for line in DEBIAN_MAIN_CONF.splitlines() if line and line[0] != "#"}
-    assert not directives & (debian - {"user", "log_type", "connection_messages"})
-    assert "allow_anonymous false" in shipped and "password_file" not in shipped
+# -- item 7: nobody is anonymous ---------------------
 
 
 def test_nobody_gets_in_without_an_identity(broker: MosquittoProcess) -> None:
