@@ -95,7 +95,7 @@ def test_kiosk_ids_are_checked_and_never_reused(reg: Registry) -> None:
     with pytest.raises(RegistryError, match="never reused"):
         add(reg)
     with pytest.raises(RegistryError, match="slot"):
-        add(reg, "h56-k100", slot=100)
+        add(reg, "h56-k10", slot=10)
 
 
 def test_connect_rotation_retirement(reg: Registry) -> None:

@@ -70,7 +70,9 @@ CREATE TABLE IF NOT EXISTS fleet_kiosks (
     cert_serial TEXT,
     cert_not_after TEXT,
     revoked_at TEXT,
-    revoke_reason TEXT
+    revoke_reason TEXT,
+    hostname TEXT NOT NULL DEFAULT '',
+    machine_id TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS fleet_kiosks_live_slot
     ON fleet_kiosks (office, slot) WHERE state IN ('pending', 'active');
@@ -99,7 +101,8 @@ CREATE TABLE IF NOT EXISTS fleet_tokens (
 CREATE INDEX IF NOT EXISTS fleet_tokens_slot ON fleet_tokens (office, slot, state);
 """
 
-MAX_SLOT = 99
+#: A kiosk's slot is its digit among the office's kiosks (dossier codes are slot*1000 + n).
+MIN_SLOT, MAX_SLOT = 0, 9
 MAX_FIELD_CHARS = 200
 
 
@@ -140,6 +143,8 @@ class KioskEntry:
     revoked_at: datetime | None
     revoke_reason: str | None
     keys: tuple[SigningKey, ...]
+    hostname: str = ""
+    machine_id: str = ""
 
     @property
     def accepted_keys(self) -> dict[str, Ed25519PublicKey]:
@@ -159,10 +164,10 @@ def _parse(text: str | None) -> datetime | None:
 
 
 def check_slot(slot: int) -> int:
-    if isinstance(slot, bool) or not isinstance(slot, int) or not 1 <= slot <= MAX_SLOT:
+    if isinstance(slot, bool) or not isinstance(slot, int) or not MIN_SLOT <= slot <= MAX_SLOT:
         raise RegistryError(
-            f"slot: {slot!r} is not a whole number from 1 to {MAX_SLOT}; give the kiosk's "
-            "position in its office (1 for the first kiosk)"
+            f"slot: {slot!r} is not a whole number from {MIN_SLOT} to {MAX_SLOT}; give the "
+            "kiosk's digit among its office's kiosks (its dossier codes start with it)"
         )
     return slot
 
@@ -289,6 +294,8 @@ class Registry:
             revoked_at=_parse(row["revoked_at"]),
             revoke_reason=row["revoke_reason"],
             keys=self._keys(row["kiosk"]),
+            hostname=row["hostname"],
+            machine_id=row["machine_id"],
         )
 
     def get(self, kiosk: str) -> KioskEntry | None:
@@ -368,6 +375,8 @@ class Registry:
         location: str = "",
         cert_serial: str | None = None,
         cert_not_after: datetime | None = None,
+        hostname: str = "",
+        machine_id: str = "",
         now: datetime | None = None,
     ) -> None:
         """Register ``kiosk`` as pending on ``office``'s ``slot``; refuses a held slot."""
@@ -379,6 +388,8 @@ class Registry:
         check_slot(slot)
         check_text("agency", agency)
         check_text("location", location, required=False)
+        check_text("hostname", hostname, required=False)
+        check_text("machine_id", machine_id, required=False)
         at = _iso(now or _now())
         with self.transaction() as conn:
             if self._row(kiosk) is not None:
@@ -395,7 +406,8 @@ class Registry:
                 )
             conn.execute(
                 "INSERT INTO fleet_kiosks (kiosk, office, slot, agency, location, state,"
-                " enrolled_at, cert_serial, cert_not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " enrolled_at, cert_serial, cert_not_after, hostname, machine_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     kiosk,
                     office,
@@ -406,6 +418,8 @@ class Registry:
                     at,
                     cert_serial,
                     _iso(cert_not_after),
+                    hostname,
+                    machine_id,
                 ),
             )
             self._insert_key(kiosk, signing_key, at)
