@@ -133,7 +133,8 @@ def _b64_key(field: str, text: Any) -> Ed25519PublicKey:
 
 
 def _check(field: str, value: Any, pattern: re.Pattern[str], what: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    """``value`` if it is empty (the box did not know) or matches ``pattern``."""
+    if not isinstance(value, str) or (value and not pattern.match(value)):
         raise EnrolRefused(400, "invalid", field, f"{field}: expected {what}")
     return value
 
