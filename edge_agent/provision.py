@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -50,6 +49,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from sync.ca_pin import ca_pin
 from sync.envelope_signing import sign
 from sync.files import make_private_dir
 from sync.identity_files import (
@@ -102,13 +102,6 @@ class Provisioned:
         ]
         lines += [f"  {name:<12} {path}" for name, path in self.files.items()]
         return "\n".join(lines)
-
-
-def ca_pin(certificate: x509.Certificate) -> str:
-    spki = certificate.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return "sha256:" + hashlib.sha256(spki).hexdigest()
 
 
 # -- files -------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import ipaddress
 import os
 import secrets
@@ -42,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from central import CentralError
+from sync.ca_pin import ca_pin
 
 __all__ = [
     "KIOSK_VALIDITY",
@@ -73,14 +73,6 @@ class IssuedCertificate:
     @property
     def pem(self) -> str:
         return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
-def ca_pin(certificate: x509.Certificate) -> str:
-    """``sha256:<hex>`` of the certificate's SubjectPublicKeyInfo (kubeadm's CA pin)."""
-    spki = certificate.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return "sha256:" + hashlib.sha256(spki).hexdigest()
 
 
 def load_csr(pem: str) -> x509.CertificateSigningRequest:
