@@ -11,13 +11,19 @@ import hashlib
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-__all__ = ["ca_pin"]
+__all__ = ["ca_pin", "key_pin"]
+
+
+def key_pin(public_key: CertificatePublicKeyTypes) -> str:
+    """``sha256:<64 hex>`` of a public key's DER SubjectPublicKeyInfo."""
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "sha256:" + hashlib.sha256(spki).hexdigest()
 
 
 def ca_pin(certificate: x509.Certificate) -> str:
     """``sha256:<64 hex>`` of the certificate's SubjectPublicKeyInfo."""
-    spki = certificate.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return "sha256:" + hashlib.sha256(spki).hexdigest()
+    return key_pin(certificate.public_key())

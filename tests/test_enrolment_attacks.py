@@ -98,12 +98,20 @@ def error(res: Any) -> dict[str, Any]:
 
 def test_token_replay_is_refused(central: Central) -> None:
     token = central.token()
-    first = central.enrol(new_box(), token)
+    first_box = new_box()
+    first = central.enrol(first_box, token)
     res = central.client.post("/v1/enrol", json=new_box().body(token))
     assert res.status_code == 409
     assert error(res)["code"] == "token-used" and error(res)["field"] == "token"
     assert first["kiosk"] in error(res)["message"]
+    # Knowing the enrolled box's public signing key does not help: the CSR is for the
+    # thief's own TLS key, not the one central certified.
+    victim = Box(new_box().tls, first_box.signing)
+    res = central.client.post("/v1/enrol", json=victim.body(token))
+    assert res.status_code == 409 and error(res)["code"] == "token-used"
     assert [e.kiosk for e in central.service.registry.list()] == [first["kiosk"]]
+    # The enrolled box itself, retrying, gets its own kiosk back.
+    assert central.enrol(first_box, token)["kiosk"] == first["kiosk"]
 
 
 def test_unknown_and_guessed_tokens_are_refused(central: Central) -> None:

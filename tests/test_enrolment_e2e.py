@@ -215,3 +215,23 @@ def test_renew_rotates_the_signing_key_and_revoke_kicks_the_kiosk(stack: EnrolSt
         f"{KIOSK}-2"
     )
     assert tomllib.loads(config2.read_text())["kiosk"]["id"] == f"{KIOSK}-2"
+
+
+def test_a_box_that_lost_the_answer_may_retry_its_token(stack: EnrolStack) -> None:
+    """Central committed, the box never wrote the answer (power cut): the same box, with
+    the same keys, gets its kiosk again; nobody else can (see the used-token refusal)."""
+    issued = stack.service.create_token(office=OFFICE, slot=5)
+    config, state = stack.box()
+    first = provision(stack.url, issued.token, config=config, state_dir=state)
+    config.unlink()
+    (state / "tls.crt").unlink()
+    again = provision(stack.url, issued.token, config=config, state_dir=state)
+    assert again.kiosk == first.kiosk and not again.already
+    assert [e.kiosk for e in stack.service.registry.list()] == [first.kiosk]
+    cert = x509.load_pem_x509_certificate((state / "tls.crt").read_bytes())
+    entry = stack.service.registry.get(first.kiosk)
+    assert entry is not None and entry.cert_serial == format(cert.serial_number, "x")
+    # A box with other keys and the same token: refused.
+    config2, state2 = stack.box("thief")
+    with pytest.raises(ProvisionError, match="already used"):
+        provision(stack.url, issued.token, config=config2, state_dir=state2)

@@ -1,9 +1,10 @@
 """The registry and its tokens against a simple model (hypothesis RuleBasedStateMachine).
 
-Drives the real :class:`Enrolment` (tokens, redemption with a real CSR, connect, revoke)
-over a real SQLite registry while a dict model predicts every answer. After each step:
-the registry's states equal the model's, no office slot has two live kiosks, every used
-token enrolled exactly one kiosk, and a revoked kiosk never may send again.
+Drives the real :class:`Enrolment` (tokens, redemption by new boxes with real CSRs, the
+same box retrying, connect, revoke, time passing) over a real SQLite registry while a dict
+model predicts every answer. After each step: the registry's states equal the model's, no
+office slot has two live kiosks, every used token enrolled exactly one kiosk, and a revoked
+kiosk never may send again.
 """
 
 from __future__ import annotations
@@ -33,15 +34,18 @@ OFFICES = ("000.00.14.H56", "000.00.15.H57")
 SLOTS = (0, 1, 2)
 _CA_DIR = Path(tempfile.mkdtemp(prefix="aps-ca-"))
 CA = CertificateAuthority.open(_CA_DIR / "ca")
-_TLS = ec.generate_private_key(ec.SECP256R1())
-CSR = (
-    x509.CertificateSigningRequestBuilder()
-    .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "box")]))
-    .sign(_TLS, hashes.SHA256())
-    .public_bytes(serialization.Encoding.PEM)
-    .decode()
-)
-SIGNING = public_key_text(Ed25519PrivateKey.generate().public_key())
+
+
+def new_box() -> tuple[str, str]:
+    """(CSR, public signing key) of a new box: its own TLS and signing keys."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "box")]))
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    return csr, public_key_text(Ed25519PrivateKey.generate().public_key())
 
 
 class RegistryMachine(RuleBasedStateMachine):
@@ -63,6 +67,7 @@ class RegistryMachine(RuleBasedStateMachine):
         self.tokens: dict[str, list[object]] = {}
         self.kiosks: dict[str, list[object]] = {}
         self.ever_revoked: set[str] = set()
+        self.boxes: dict[str, tuple[str, str, str]] = {}  # used token -> (csr, key, kiosk)
 
     def teardown(self) -> None:
         self.registry.close()
@@ -105,13 +110,8 @@ class RegistryMachine(RuleBasedStateMachine):
     def redeem(self, data: st.DataObject) -> None:
         token = data.draw(st.sampled_from(list(self.tokens)))
         office, slot, state, expires = self.tokens[token]
-        body = {
-            "token": token,
-            "csr": CSR,
-            "signing_key": SIGNING,
-            "hostname": "",
-            "machine_id": "",
-        }
+        csr, signing = new_box()
+        body = {"token": token, "csr": csr, "signing_key": signing}
         try:
             answer = self.service.enrol(body)
         except EnrolRefused as exc:
@@ -131,6 +131,19 @@ class RegistryMachine(RuleBasedStateMachine):
         self.tokens[token][2] = TokenState.USED
         assert answer["kiosk"] not in self.kiosks
         self.kiosks[answer["kiosk"]] = [office, slot, KioskState.PENDING]
+        self.boxes[token] = (csr, signing, answer["kiosk"])
+
+    @precondition(lambda self: self.boxes)
+    @rule(data=st.data())
+    def the_same_box_retries(self, data: st.DataObject) -> None:
+        token = data.draw(st.sampled_from(list(self.boxes)))
+        csr, signing, kiosk = self.boxes[token]
+        try:
+            answer = self.service.enrol({"token": token, "csr": csr, "signing_key": signing})
+        except EnrolRefused as exc:
+            assert exc.code == "token-used" and self.kiosks[kiosk][2] == KioskState.REVOKED
+            return
+        assert answer["kiosk"] == kiosk and self.kiosks[kiosk][2] != KioskState.REVOKED
 
     @precondition(lambda self: self.tokens)
     @rule(data=st.data())

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from central import CentralError
-from sync.ca_pin import ca_pin
+from sync.ca_pin import ca_pin, key_pin
 
 __all__ = [
     "KIOSK_VALIDITY",
@@ -73,6 +73,11 @@ class IssuedCertificate:
     @property
     def pem(self) -> str:
         return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    @property
+    def key_pin(self) -> str:
+        """``sha256:<hex>`` of the certified key (the registry keeps it)."""
+        return key_pin(self.certificate.public_key())
 
 
 def load_csr(pem: str) -> x509.CertificateSigningRequest:

@@ -12,7 +12,10 @@ only parse and print. Nothing here trusts the box beyond what it can prove:
   (pending, its signing key, the certificate serial), records the kiosk's office, and
   creates the kiosk's broker identity (when a broker admin is configured). Any failure rolls
   all of it back, so the token can be used again; a refused token (used, expired, revoked)
-  changes nothing but an expiry found on the way.
+  changes nothing but an expiry found on the way. A used token presented again by the
+  *same box* (a CSR for the TLS key it enrolled, which only that box can sign, and the same
+  signing key) gets a fresh certificate for its kiosk: a box that lost central's answer to a
+  power cut can simply re-run ``aps-agent provision``.
 - **Renew** (:meth:`Enrolment.renew`): a request signed (domain ``aps-enrol-v1``) with one of
   the kiosk's currently accepted signing keys and dated within :data:`RENEW_SKEW_S` of
   central's clock; a new CSR gets a new certificate, an optional new signing key is added
@@ -42,9 +45,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from central.fleet import tokens
-from central.fleet.ca import CaError, CertificateAuthority
+from central.fleet.ca import CaError, CertificateAuthority, load_csr
 from central.fleet.lifecycle import KioskState
 from central.fleet.registry import KioskEntry, NotRegistered, Registry, RegistryError
+from sync.ca_pin import key_pin
 from sync.envelope import EnvelopeError, check_kiosk_id
 from sync.envelope_signing import EnvelopeSignatureError, key_id, verify
 from sync.identity_files import KeyFileError, public_key_from_text, public_key_text
@@ -275,11 +279,16 @@ class Enrolment:
                     cert_not_after=issued.not_after,
                     hostname=hostname,
                     machine_id=machine_id,
+                    tls_key_pin=issued.key_pin,
                     now=now,
                 )
                 tokens.bind_kiosk(conn, used.token_id, kiosk)
                 _assign_office(conn, kiosk, used.office)
                 self._broker_run(kiosk_commands(kiosk))
+        if refused is not None and refused.reason == "used":
+            again = self._retried(token, csr, signing_key)
+            if again is not None:
+                return again
         if refused is not None:
             status = {"unknown": 401, "used": 409}.get(refused.reason, 410)
             raise EnrolRefused(status, f"token-{refused.reason}", "token", str(refused))
@@ -288,6 +297,33 @@ class Enrolment:
             raise RegistryError(f"kiosk {kiosk} vanished after its enrolment")
         log.info("kiosk %s enrolled on %s slot %d", kiosk, entry.office, entry.slot)
         return self._answer(entry, issued.pem)
+
+    def _retried(
+        self, token: str, csr: Any, signing_key: Ed25519PublicKey
+    ) -> dict[str, Any] | None:
+        """The same box retrying a redemption whose answer it never got, else None.
+
+        Only the box that holds the enrolled TLS key can make a CSR for it (the CSR is signed
+        with it), and it must send the same signing key: then it gets a fresh certificate for
+        its kiosk. Anyone else with the token gets "used".
+        """
+        used = tokens.get(self.registry, tokens.parse_token(token)[0])
+        entry = None if used is None or used.kiosk is None else self.registry.get(used.kiosk)
+        if entry is None or entry.state is KioskState.REVOKED or not isinstance(csr, str):
+            return None
+        try:
+            csr_pin = key_pin(load_csr(csr).public_key())
+        except CaError:
+            return None
+        if csr_pin != entry.tls_key_pin or key_id(signing_key) not in entry.accepted_keys:
+            return None
+        issued = self.ca.sign_kiosk(csr, entry.kiosk)
+        self.registry.record_certificate(
+            entry.kiosk, serial=issued.serial, not_after=issued.not_after, tls_key_pin=csr_pin
+        )
+        log.info("kiosk %s: enrolment retried by the same box, certificate re-issued", entry.kiosk)
+        fresh = self.registry.get(entry.kiosk)
+        return None if fresh is None else self._answer(fresh, issued.pem)
 
     # -- renew -----------------------------------------------------------------------------
 
@@ -330,7 +366,11 @@ class Enrolment:
             raise EnrolRefused(400, "invalid", "csr", str(exc)) from None
         with self.registry.transaction():
             self.registry.record_certificate(
-                entry.kiosk, serial=issued.serial, not_after=issued.not_after, renewal=True
+                entry.kiosk,
+                serial=issued.serial,
+                not_after=issued.not_after,
+                tls_key_pin=issued.key_pin,
+                renewal=True,
             )
             if new_pub is not None:
                 self.registry.add_signing_key(entry.kiosk, new_pub)

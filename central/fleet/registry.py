@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS fleet_kiosks (
     revoked_at TEXT,
     revoke_reason TEXT,
     hostname TEXT NOT NULL DEFAULT '',
-    machine_id TEXT NOT NULL DEFAULT ''
+    machine_id TEXT NOT NULL DEFAULT '',
+    tls_key_pin TEXT NOT NULL DEFAULT ''
 );
 CREATE UNIQUE INDEX IF NOT EXISTS fleet_kiosks_live_slot
     ON fleet_kiosks (office, slot) WHERE state IN ('pending', 'active');
@@ -145,6 +146,7 @@ class KioskEntry:
     keys: tuple[SigningKey, ...]
     hostname: str = ""
     machine_id: str = ""
+    tls_key_pin: str = ""  # sha256:<hex> of the certificate's key (a retried enrolment)
 
     @property
     def accepted_keys(self) -> dict[str, Ed25519PublicKey]:
@@ -296,6 +298,7 @@ class Registry:
             keys=self._keys(row["kiosk"]),
             hostname=row["hostname"],
             machine_id=row["machine_id"],
+            tls_key_pin=row["tls_key_pin"],
         )
 
     def get(self, kiosk: str) -> KioskEntry | None:
@@ -377,6 +380,7 @@ class Registry:
         cert_not_after: datetime | None = None,
         hostname: str = "",
         machine_id: str = "",
+        tls_key_pin: str = "",
         now: datetime | None = None,
     ) -> None:
         """Register ``kiosk`` as pending on ``office``'s ``slot``; refuses a held slot."""
@@ -406,8 +410,8 @@ class Registry:
                 )
             conn.execute(
                 "INSERT INTO fleet_kiosks (kiosk, office, slot, agency, location, state,"
-                " enrolled_at, cert_serial, cert_not_after, hostname, machine_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " enrolled_at, cert_serial, cert_not_after, hostname, machine_id, tls_key_pin)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     kiosk,
                     office,
@@ -420,6 +424,7 @@ class Registry:
                     _iso(cert_not_after),
                     hostname,
                     machine_id,
+                    tls_key_pin,
                 ),
             )
             self._insert_key(kiosk, signing_key, at)
@@ -491,7 +496,13 @@ class Registry:
             )
 
     def record_certificate(
-        self, kiosk: str, *, serial: str, not_after: datetime, renewal: bool = False
+        self,
+        kiosk: str,
+        *,
+        serial: str,
+        not_after: datetime,
+        tls_key_pin: str,
+        renewal: bool = False,
     ) -> None:
         """The kiosk's current client certificate (a renewal keeps an active kiosk active)."""
         with self.transaction():
@@ -500,7 +511,13 @@ class Registry:
             self._refuse_if_revoked(row)
             if renewal and state is KioskState.ACTIVE:
                 state = next_kiosk_state(state, "renew")
-            self._set_state(kiosk, state, cert_serial=serial, cert_not_after=_iso(not_after))
+            self._set_state(
+                kiosk,
+                state,
+                cert_serial=serial,
+                cert_not_after=_iso(not_after),
+                tls_key_pin=tls_key_pin,
+            )
 
     def revoke(self, kiosk: str, *, reason: str, now: datetime | None = None) -> None:
         """Revoke ``kiosk`` for good: its slot is free, nothing it sends is accepted."""
