@@ -7,6 +7,7 @@ signed with another kiosk's key, a renewal replayed late.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from central.fleet import tokens
 from central.fleet.ca import CertificateAuthority
-from central.fleet.enrolment import BrokerAddress, Enrolment
+from central.fleet.enrolment import BrokerAddress, Enrolment, EnrolRefused
 from central.fleet.lifecycle import TokenState
 from central.fleet.registry import Registry, RegistryError
 from central.web.app import create_app
@@ -238,6 +239,11 @@ def test_unknown_office_is_refused_naming_the_fix(central: Central) -> None:
         central.service.create_token(office="000.00.99.Z99", slot=1)
     with pytest.raises(RegistryError, match="agency id"):
         central.service.create_token(office="phường 1", slot=1)
+    # An office whose kiosk ids would take central's names (aps-*, fleet*) is refused up front.
+    central.service.offices = (*central.service.offices, "APS.01", "FLEET.1")
+    for office in ("APS.01", "FLEET.1"):
+        with pytest.raises(RegistryError, match="reserved"):
+            central.service.create_token(office=office, slot=1)
 
 
 def test_enrolment_off_says_so(tmp_path: Path) -> None:
@@ -245,3 +251,39 @@ def test_enrolment_off_says_so(tmp_path: Path) -> None:
     with TestClient(app) as client:
         res = client.post("/v1/enrol", json=new_box().body("x"))
     assert res.status_code == 404 and error(res)["code"] == "not-enabled"
+
+
+def test_one_token_raced_by_many_boxes_enrols_one(central: Central, tmp_path: Path) -> None:
+    """Several central processes (own connections) redeem one token at once: one wins."""
+    token = central.token()
+    services = [
+        Enrolment(
+            registry=Registry(tmp_path / "central.db"),
+            ca=central.service.ca,
+            central_keys=[],
+            broker=BrokerAddress("127.0.0.1"),
+            central_url="https://central",
+            offices=(OFFICE,),
+        )
+        for _ in range(6)
+    ]
+    outcomes: list[str] = []
+    start = threading.Barrier(len(services))
+
+    def redeem(service: Enrolment) -> None:
+        body = new_box().body(token)
+        start.wait()
+        try:
+            outcomes.append(service.enrol(body)["kiosk"])
+        except EnrolRefused as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=redeem, args=(s,)) for s in services]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in services:
+        s.registry.close()
+    assert sorted(outcomes) == ["000-00-14-h56-k1"] + ["token-used"] * 5
+    assert [e.kiosk for e in central.service.registry.list()] == ["000-00-14-h56-k1"]

@@ -77,6 +77,9 @@ def test_ca_init_and_broker_cert(config: Path, tmp_path: Path) -> None:
     assert names.get_values_for_type(x509.DNSName) == ["broker.example.vn"]
     assert (out_dir / "ca.crt").read_bytes() == (tmp_path / "ca" / "ca.crt").read_bytes()
     assert stat.S_IMODE(os.stat(out_dir / "broker.key").st_mode) == 0o600
+    key.chmod(0o644)
+    code, out = run("ca", "init", "--config", str(config))
+    assert code == 1 and f"chmod 600 {key}" in out
 
 
 def test_enroll_create_list_revoke(config: Path) -> None:

@@ -183,6 +183,7 @@ class Enrolment:
         location: str = "",
     ) -> tokens.IssuedToken:
         self.check_office(office)
+        kiosk_id_for(office, 0, lambda _k: False)  # an office whose ids would be reserved
         return tokens.create(
             self.registry,
             office=office,
