@@ -21,7 +21,7 @@ from central.fleet import tokens
 from central.fleet.ca import CaError, CertificateAuthority
 from central.fleet.enrolment import Enrolment, EnrolRefused, from_config
 from central.fleet.lifecycle import IllegalTransition
-from central.fleet.registry import KioskEntry, RegistryError
+from central.fleet.registry import KioskEntry, Registry, RegistryError
 from sync.config import ConfigError
 
 DEFAULT_CONFIG = "/etc/aps/central.toml"
@@ -50,6 +50,14 @@ def _service(path: str) -> Enrolment:
         return from_config(_cfg(path))[0]
     except (CaError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _registry(path: str) -> Registry:
+    """The registry alone (listing and showing need neither the CA nor the broker)."""
+    try:
+        return Registry(_cfg(path).central.database)
+    except OSError as exc:
+        raise click.ClickException(f"central's database cannot be opened: {exc}") from None
 
 
 def _duration(text: str) -> timedelta:
@@ -132,8 +140,11 @@ def enroll_create(
 @json_option
 def enroll_list(config_path: str, office: str | None, as_json: bool) -> None:
     """Tokens with their state (issued, used, expired, revoked); secrets are never shown."""
-    service = _service(config_path)
-    items = tokens.list_tokens(service.registry, office=office)
+    registry = _registry(config_path)
+    try:
+        items = tokens.list_tokens(registry, office=office)
+    finally:
+        registry.close()
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = [
         {
@@ -163,11 +174,13 @@ def enroll_list(config_path: str, office: str | None, as_json: bool) -> None:
 @click.argument("token_id", metavar="TOKEN-ID")
 def enroll_revoke(config_path: str, token_id: str) -> None:
     """Withdraw an unused token; its slot is free again."""
-    service = _service(config_path)
+    registry = _registry(config_path)
     try:
-        entry = tokens.revoke(service.registry, token_id)
+        entry = tokens.revoke(registry, token_id)
     except (RegistryError, IllegalTransition) as exc:
         raise _refused(exc) from None
+    finally:
+        registry.close()
     click.echo(f"token {entry.token_id} revoked (office {entry.office}, slot {entry.slot})")
 
 
@@ -250,7 +263,11 @@ def _entry_json(e: KioskEntry) -> dict[str, Any]:
 @json_option
 def kiosk_list(config_path: str, office: str | None, as_json: bool) -> None:
     """Enrolled kiosks: office, slot, state, certificate expiry."""
-    entries = _service(config_path).registry.list(office)
+    registry = _registry(config_path)
+    try:
+        entries = registry.list(office)
+    finally:
+        registry.close()
     if as_json:
         click.echo(json.dumps([_entry_json(e) for e in entries]))
         return
@@ -269,7 +286,11 @@ def kiosk_list(config_path: str, office: str | None, as_json: bool) -> None:
 @json_option
 def kiosk_show(config_path: str, kiosk_id: str, as_json: bool) -> None:
     """One kiosk's registry entry: keys, certificate, state and history."""
-    entry = _service(config_path).registry.get(kiosk_id)
+    registry = _registry(config_path)
+    try:
+        entry = registry.get(kiosk_id)
+    finally:
+        registry.close()
     if entry is None:
         raise click.ClickException(
             f"kiosk {kiosk_id!r} is not enrolled; `aps-central kiosk list` shows the kiosks"
@@ -292,8 +313,9 @@ def kiosk_show(config_path: str, kiosk_id: str, as_json: bool) -> None:
 @click.option("--reason", required=True, help="Why (kept in the registry).")
 def kiosk_revoke(config_path: str, kiosk_id: str, reason: str) -> None:
     """Revoke KIOSK: broker access cut at once, its records refused, its slot freed."""
+    service = _service(config_path)
     try:
-        entry = _service(config_path).revoke(kiosk_id, reason=reason)
+        entry = service.revoke(kiosk_id, reason=reason)
     except EnrolRefused as exc:
         raise click.ClickException(
             f"{exc.message}; the registry says revoked, run this again once the broker is up"
@@ -301,9 +323,17 @@ def kiosk_revoke(config_path: str, kiosk_id: str, reason: str) -> None:
     except (RegistryError, IllegalTransition) as exc:
         raise _refused(exc) from None
     click.echo(
-        f"kiosk {entry.kiosk} revoked ({entry.revoke_reason}); its broker identity is removed "
-        f"and slot {entry.slot} of {entry.office} is free"
+        f"kiosk {entry.kiosk} revoked ({entry.revoke_reason}); slot {entry.slot} of "
+        f"{entry.office} is free"
     )
+    if service.broker_admin is None:
+        click.echo(
+            "no broker admin configured ([enrolment] broker_admin_password_file): cut its broker "
+            "access now with `python -m central.broker_identities --admin-password-file FILE "
+            f"remove-kiosk {entry.kiosk}`"
+        )
+    else:
+        click.echo("its broker identity is removed: it was disconnected at once")
 
 
 @kiosk_group.command("retire-key")
@@ -312,8 +342,11 @@ def kiosk_revoke(config_path: str, kiosk_id: str, reason: str) -> None:
 @click.argument("kid", metavar="KEY-ID")
 def kiosk_retire_key(config_path: str, kiosk_id: str, kid: str) -> None:
     """Stop accepting KIOSK's signing key KEY-ID (after a rotation by `aps-agent renew`)."""
+    registry = _registry(config_path)
     try:
-        _service(config_path).registry.retire_signing_key(kiosk_id, kid)
+        registry.retire_signing_key(kiosk_id, kid)
     except RegistryError as exc:
         raise _refused(exc) from None
+    finally:
+        registry.close()
     click.echo(f"kiosk {kiosk_id}: signing key {kid} retired")

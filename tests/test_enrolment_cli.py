@@ -140,6 +140,7 @@ def test_kiosk_list_show_revoke(config: Path) -> None:
     assert doc["state"] == "pending" and len(doc["signing_keys"]) == 1
     code, out = run("kiosk", "revoke", "--config", str(config), kiosk, "--reason", "stolen")
     assert code == 0 and "revoked (stolen)" in out and "slot 3" in out
+    assert f"remove-kiosk {kiosk}" in out  # no broker admin here: says what to run
     code, out = run("kiosk", "show", "--config", str(config), kiosk)
     assert "revoked" in out and "stolen" in out
     code, out = run("kiosk", "show", "--config", str(config), "nobody-k1")

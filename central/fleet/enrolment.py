@@ -285,7 +285,10 @@ class Enrolment:
                 )
                 tokens.bind_kiosk(conn, used.token_id, kiosk)
                 _assign_office(conn, kiosk, used.office)
-                self._broker_run(kiosk_commands(kiosk))
+                # A leftover of an attempt whose commit failed is this kiosk's own identity.
+                self._broker_run(
+                    kiosk_commands(kiosk), ignore=("Role already exists", "Client already exists")
+                )
         if refused is not None and refused.reason == "used":
             again = self._retried(token, csr, signing_key)
             if again is not None:
