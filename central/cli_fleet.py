@@ -203,6 +203,9 @@ def ca_init(config_path: str) -> None:
         raise _refused(exc) from None
     click.echo(f"CA       {authority.cert_path}")
     click.echo(f"CA pin   {authority.pin}")
+    if cfg.enrolment.crl_file is not None:
+        _service(config_path).write_crl()
+        click.echo(f"CRL      {cfg.enrolment.crl_file} (the broker's crlfile)")
 
 
 @ca.command("broker-cert")

@@ -594,6 +594,13 @@ class EnrolmentSection(Section):
         description="File holding that admin's password (mode 0600). Unset: kiosks' broker "
         "identities are made by hand (`python -m central.broker_identities add-kiosk`).",
     )
+    crl_file: Path | None = Field(
+        None,
+        description="Where to write the CRL of revoked kiosks' certificates (PEM), at every "
+        "start and revocation, for the broker's `crlfile`; reload the broker after a "
+        "revocation (`systemctl reload mosquitto`). Unset: no CRL (revocation still deletes "
+        "the kiosk's broker identity at once).",
+    )
     token_lifetime_h: float = Field(
         24.0, gt=0, le=168, description="Default lifetime of an enrolment token, hours."
     )

@@ -23,6 +23,12 @@ The **pin** (:func:`ca_pin`) is ``sha256:`` and the hex SHA-256 of the CA certif
 SubjectPublicKeyInfo, as kubeadm prints it: an enrolment token carries it, so a fresh box
 fetches the CA over unauthenticated TLS, checks it against the pin, and from then on trusts
 only that CA (:mod:`edge_agent.provision`).
+
+A **CRL** (:meth:`~CertificateAuthority.crl`) lists the certificates of revoked kiosks, for
+a broker listener's ``crlfile`` (``[enrolment] crl_file``; mosquitto re-reads it on SIGHUP):
+then a revoked kiosk's certificate fails the TLS handshake itself, on top of its broker
+identity being deleted. Its nextUpdate is :data:`CRL_VALIDITY` ahead, and central rewrites it
+at every start and revocation: a CRL left to expire would lock every kiosk out.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import datetime as dt
 import ipaddress
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +60,9 @@ __all__ = [
 ]
 
 KIOSK_VALIDITY = dt.timedelta(days=397)
+#: A CRL's nextUpdate: OpenSSL refuses every certificate once a CRL it checks is past it, so
+#: central rewrites the CRL at every start and every revocation, long before this.
+CRL_VALIDITY = dt.timedelta(days=90)
 SERVER_VALIDITY = dt.timedelta(days=397)
 CA_VALIDITY = dt.timedelta(days=3650)
 #: Clock skew a freshly issued certificate tolerates (a Raspberry Pi has no real-time clock).
@@ -262,6 +272,31 @@ class CertificateAuthority:
             .sign(self._key, hashes.SHA256())
         )
         return IssuedCertificate(cert, format(serial, "x"), not_after)
+
+    def crl(
+        self, revoked: Iterable[tuple[str, dt.datetime]], *, now: dt.datetime | None = None
+    ) -> bytes:
+        """A CRL (PEM) of these ``(serial hex, revoked at)``, valid :data:`CRL_VALIDITY`."""
+        now = now or dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.certificate.subject)
+            .last_update(now - BACKDATE)
+            .next_update(now + CRL_VALIDITY)
+        )
+        for serial, at in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(int(serial, 16))
+                .revocation_date(min(at, now))
+                .build()
+            )
+        crl = builder.sign(self._key, hashes.SHA256())
+        return crl.public_bytes(serialization.Encoding.PEM)
+
+    def write_crl(self, path: Path, revoked: Iterable[tuple[str, dt.datetime]]) -> None:
+        """Write :meth:`crl` atomically (0644) for the broker's ``crlfile``."""
+        _write_public(path, self.crl(revoked))
 
     def issue_server(self, names: list[str], directory: Path, stem: str) -> tuple[Path, Path]:
         """``<stem>.crt`` and ``<stem>.key`` in ``directory`` for these DNS names / IPs.

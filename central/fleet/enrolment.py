@@ -20,9 +20,10 @@ only parse and print. Nothing here trusts the box beyond what it can prove:
   the kiosk's currently accepted signing keys and dated within :data:`RENEW_SKEW_S` of
   central's clock; a new CSR gets a new certificate, an optional new signing key is added
   (the old one stays accepted until retired: key rotation). Revoked kiosks are refused.
-- **Revoke** (:meth:`Enrolment.revoke`): registry state revoked, then the broker identity is
-  deleted, which disconnects the kiosk at once (mosquitto's dynamic-security plugin); its
-  records are refused by the collector from then on (:attr:`SenderKeys.may_send`).
+- **Revoke** (:meth:`Enrolment.revoke`): registry state revoked, the CRL rewritten (when
+  ``[enrolment] crl_file`` is set), then the broker identity is deleted, which disconnects
+  the kiosk at once (mosquitto's dynamic-security plugin); its records are refused by the
+  collector from then on (:attr:`SenderKeys.may_send`).
 
 Kiosk ids are ``<office>-k<slot>`` (the office lower-cased, dots as dashes), with ``-2``,
 ``-3``... when that id was used before (ids are never reused: a revoked kiosk's stolen
@@ -155,6 +156,18 @@ class Enrolment:
     offices: tuple[str, ...] = ()
     broker_admin: BrokerIdentities | None = None
     clock: Callable[[], float] = time.time
+    crl_file: Path | None = None
+
+    def write_crl(self) -> None:
+        """The CRL of every revoked kiosk's current certificate, if ``crl_file`` is set."""
+        if self.crl_file is None:
+            return
+        revoked = [
+            (e.cert_serial, e.revoked_at or self._now())
+            for e in self.registry.list()
+            if e.state is KioskState.REVOKED and e.cert_serial
+        ]
+        self.ca.write_crl(self.crl_file, revoked)
 
     # -- tokens ----------------------------------------------------------------------------
 
@@ -400,6 +413,7 @@ class Enrolment:
             )
         if entry.state is not KioskState.REVOKED:
             self.registry.revoke(kiosk, reason=reason)
+        self.write_crl()
         self._broker_run(
             remove_kiosk_commands(kiosk), ignore=("Client not found", "Role not found")
         )
@@ -453,5 +467,7 @@ def from_config(cfg: CentralConfig) -> tuple[Enrolment, tuple[Path, Path]]:
         central_url=section.central_url,
         offices=tuple(section.offices),
         broker_admin=admin,
+        crl_file=section.crl_file,
     )
+    service.write_crl()  # fresh at every start: an expired CRL would lock every kiosk out
     return service, tls
