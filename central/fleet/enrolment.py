@@ -159,15 +159,9 @@ class Enrolment:
     crl_file: Path | None = None
 
     def write_crl(self) -> None:
-        """The CRL of every revoked kiosk's current certificate, if ``crl_file`` is set."""
-        if self.crl_file is None:
-            return
-        revoked = [
-            (e.cert_serial, e.revoked_at or self._now())
-            for e in self.registry.list()
-            if e.state is KioskState.REVOKED and e.cert_serial
-        ]
-        self.ca.write_crl(self.crl_file, revoked)
+        """The CRL of every certificate of every revoked kiosk, if ``crl_file`` is set."""
+        if self.crl_file is not None:
+            self.ca.write_crl(self.crl_file, self.registry.revoked_certificates())
 
     # -- tokens ----------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 The registry lives in central's SQLite file (``[central] database``) in tables of its own
-(``fleet_kiosks``, ``fleet_kiosk_keys``, ``fleet_tokens``), opened in WAL mode so the
+(``fleet_kiosks``, ``fleet_kiosk_keys``, ``fleet_certificates``: every certificate issued,
+``fleet_tokens``), opened in WAL mode so the
 collector, the HTTP service and ``aps-central kiosk revoke`` (another process) share it.
 
 - A kiosk row is made *pending* at enrolment (:meth:`Registry.add_kiosk`), becomes *active*
@@ -30,6 +31,7 @@ One connection guarded by one lock serves every thread. Kiosk ids are checked wi
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import sqlite3
 import threading
@@ -86,6 +88,13 @@ CREATE TABLE IF NOT EXISTS fleet_kiosk_keys (
     retired_at TEXT,
     PRIMARY KEY (kiosk, kid)
 );
+CREATE TABLE IF NOT EXISTS fleet_certificates (
+    serial TEXT PRIMARY KEY,
+    kiosk TEXT NOT NULL REFERENCES fleet_kiosks (kiosk),
+    not_after TEXT NOT NULL,
+    issued_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fleet_certificates_kiosk ON fleet_certificates (kiosk);
 CREATE TABLE IF NOT EXISTS fleet_tokens (
     token_id TEXT PRIMARY KEY,
     secret_hash TEXT NOT NULL,
@@ -428,6 +437,27 @@ class Registry:
                 ),
             )
             self._insert_key(kiosk, signing_key, at)
+            if cert_serial is not None and cert_not_after is not None:
+                self._insert_certificate(kiosk, cert_serial, cert_not_after, at)
+
+    def _insert_certificate(
+        self, kiosk: str, serial: str, not_after: datetime, at: str | None
+    ) -> None:
+        self._conn.execute(
+            "INSERT OR IGNORE INTO fleet_certificates (serial, kiosk, not_after, issued_at)"
+            " VALUES (?, ?, ?, ?)",
+            (serial, kiosk, _iso(not_after), at or _iso(_now())),
+        )
+
+    def revoked_certificates(self) -> builtins.list[tuple[str, datetime]]:
+        """``(serial, revoked at)`` of every certificate ever issued to a revoked kiosk."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT c.serial, k.revoked_at FROM fleet_certificates c"
+                " JOIN fleet_kiosks k ON k.kiosk = c.kiosk WHERE k.state = 'revoked'"
+                " ORDER BY c.serial"
+            ).fetchall()
+        return [(r["serial"], _parse(r["revoked_at"]) or _now()) for r in rows]
 
     def _insert_key(self, kiosk: str, key: Ed25519PublicKey, at: str | None) -> str:
         kid = key_id(key)
@@ -518,6 +548,7 @@ class Registry:
                 cert_not_after=_iso(not_after),
                 tls_key_pin=tls_key_pin,
             )
+            self._insert_certificate(kiosk, serial, not_after, None)
 
     def revoke(self, kiosk: str, *, reason: str, now: datetime | None = None) -> None:
         """Revoke ``kiosk`` for good: its slot is free, nothing it sends is accepted."""
