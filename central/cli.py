@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from central import cli_backoffice, cli_downlink
+from central import cli_backoffice, cli_downlink, cli_fleet
 from central.broker_config import broker_config_command
 from central.cli_catalogue import catalogue
 from central.cli_signing import signing
@@ -219,6 +219,8 @@ main.add_command(cli_backoffice.kiosk)
 main.add_command(cli_downlink.downlink)
 main.add_command(signing)
 main.add_command(broker_config_command)
+main.add_command(cli_fleet.enroll)
+main.add_command(cli_fleet.ca)
 
 if __name__ == "__main__":
     main()

@@ -333,7 +333,7 @@ def api_token_revoke(config_path: str, name: str) -> None:
 )
 def api_command(config_path: str, listen: str | None) -> None:
     """Serve central's HTTP API in the foreground (uvicorn) until SIGINT/SIGTERM."""
-    from central.web.app import create_app, settings_from_config
+    from central.web.app import app_from_config
     from central.web.server import serve_forever
 
     cfg = load_config(config_path)
@@ -343,4 +343,5 @@ def api_command(config_path: str, listen: str | None) -> None:
         except ConfigError as exc:
             raise click.BadParameter(str(exc), param_hint="--listen") from None
     host, port = cfg.api.host_port() or ("127.0.0.1", 8080)
-    serve_forever(create_app(settings_from_config(cfg)), host, port)
+    app, tls = app_from_config(cfg)  # HTTPS when [enrolment] is enabled
+    serve_forever(app, host, port, tls=tls)

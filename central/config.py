@@ -547,6 +547,104 @@ class SecuritySection(Section):
     )
 
 
+class EnrolmentSection(Section):
+    """Enrolment of kiosks over central's HTTPS service (docs/enrolment.md)."""
+
+    enabled: bool = Field(
+        False,
+        description="Serve `POST /v1/enrol` and `/v1/enrol/renew` on the API (`[api] listen`), "
+        "over HTTPS with a server certificate from the fleet CA.",
+    )
+    ca_dir: Path = Field(
+        Path("/var/lib/aps-central/ca"),
+        description="The fleet CA (`ca.key` 0600, `ca.crt`), made by `aps-central ca init` "
+        "or on first use; also holds central's HTTPS certificate (`server.crt`/`server.key`). "
+        "`ca.crt` is the broker's `cafile`.",
+    )
+    central_url: str = Field(
+        "",
+        max_length=300,
+        description="Central's HTTPS address as kiosks reach it, e.g. "
+        "`https://central.example.vn:8443`; written into each kiosk's `[identity]`.",
+    )
+    server_names: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Host names and IP addresses central's HTTPS certificate covers (the "
+        "host of `central_url` is always added).",
+    )
+    broker_host: str = Field(
+        "",
+        max_length=253,
+        description="The broker's address handed to kiosks (their `[mqtt] host`); empty: the "
+        "host of `central_url`.",
+    )
+    broker_port: int = Field(
+        8883, ge=1, le=65535, description="The broker's TLS listener for kiosks."
+    )
+    broker_admin: str = Field(
+        "aps-admin",
+        max_length=100,
+        description="The broker's dynamic-security admin (`mosquitto_ctrl dynsec init`): "
+        "enrolment creates each kiosk's broker identity and revocation deletes it, over "
+        "central's `[mqtt]` host and port.",
+    )
+    broker_admin_password_file: Path | None = Field(
+        None,
+        description="File holding that admin's password (mode 0600). Unset: kiosks' broker "
+        "identities are made by hand (`python -m central.broker_identities add-kiosk`).",
+    )
+    crl_file: Path | None = Field(
+        None,
+        description="Where to write the CRL of revoked kiosks' certificates (PEM), at every "
+        "start and revocation, for the broker's `crlfile`; reload the broker after a "
+        "revocation (`systemctl reload mosquitto`). Unset: no CRL (revocation still deletes "
+        "the kiosk's broker identity at once).",
+    )
+    token_lifetime_h: float = Field(
+        24.0, gt=0, le=168, description="Default lifetime of an enrolment token, hours."
+    )
+    offices: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Agency ids of the offices central enrols kiosks for (e.g. "
+        '`["000.00.14.H56"]`); offices in the support roster are known as well.',
+    )
+
+    @field_validator("central_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if value:
+            url = urlsplit(value)
+            if url.scheme != "https" or not url.hostname:
+                raise ValueError(
+                    f"{value!r} is not an https:// URL; kiosks enrol over HTTPS only, give "
+                    "e.g. https://central.example.vn:8443"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.enabled and not self.central_url:
+            raise ValueError(
+                "enrolment.enabled is true but enrolment.central_url is empty: give the "
+                "https:// address kiosks reach central at"
+            )
+        return self
+
+    def names(self) -> list[str]:
+        """Every name central's HTTPS certificate must cover."""
+        host = urlsplit(self.central_url).hostname if self.central_url else None
+        out = list(self.server_names)
+        if host and host not in out:
+            out.insert(0, host)
+        return out
+
+    def broker_address(self) -> tuple[str, int]:
+        host = self.broker_host or urlsplit(self.central_url).hostname or "127.0.0.1"
+        return host, self.broker_port
+
+
 class CentralConfig(Section):
     central: CentralSection = Field(default_factory=CentralSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
@@ -571,6 +669,7 @@ class CentralConfig(Section):
     dossiers: DossiersSection = Field(default_factory=DossiersSection)
     signing: SigningSection = Field(default_factory=SigningSection)
     security: SecuritySection = Field(default_factory=SecuritySection)
+    enrolment: EnrolmentSection = Field(default_factory=EnrolmentSection)
 
 
 def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:

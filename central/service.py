@@ -89,10 +89,11 @@ class CentralService:
         self.support_router.start()
         address = self.cfg.api.host_port()
         if address is not None:
-            from central.web.app import create_app, settings_from_config
+            from central.web.app import app_from_config
             from central.web.server import ApiServer
 
-            self.api_server = ApiServer(create_app(settings_from_config(self.cfg)), *address)
+            app, tls = app_from_config(self.cfg)  # HTTPS when [enrolment] is enabled
+            self.api_server = ApiServer(app, *address, tls=tls)
             self.api_server.start()
 
     def stop_staff_side(self) -> None:

@@ -14,6 +14,7 @@ import click
 from drivers.decode_cli import decode
 from edge_agent.cli_app import filing
 from edge_agent.cli_catalogue import COMMANDS as catalogue_commands
+from edge_agent.cli_provision import provision_command, renew_command
 from edge_agent.cli_selftest import COMMANDS as selftest_commands
 from edge_agent.config import AgentConfig, load_agent_config
 from sync.config import ConfigError, markdown_reference
@@ -52,6 +53,8 @@ for _command in catalogue_commands:
 main.add_command(filing)
 for _command in selftest_commands:
     main.add_command(_command)
+main.add_command(provision_command)
+main.add_command(renew_command)
 
 
 @main.command()

@@ -14,6 +14,7 @@ Shared by the kiosk agent and central (central may import these):
 - :mod:`sync.logs` is the log set-up of both services (stderr, journald priorities).
 - :mod:`sync.files` keeps files holding citizen data private (0600 in 0700), and says
   why a path cannot be opened.
+- :mod:`sync.ca_pin`: the fleet CA's pin, printed in enrolment tokens and checked by the box.
 
 Kiosk only:
 

@@ -14,7 +14,8 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,8 +30,11 @@ from central.config import CentralConfig
 from central.payments import PaymentError, PaymentNotice, Recorder
 from central.roster import NotFound, RosterError
 from central.support import IllegalTransition, RequestNotFound, SupportError
-from central.web import routes_backoffice, routes_support
+from central.web import routes_backoffice, routes_enrol, routes_support
 from central.web.common import ApiError, ApiSettings, Databases, error_response
+
+if TYPE_CHECKING:
+    from central.fleet.enrolment import Enrolment
 
 API_VERSION = "1"
 log = logging.getLogger("aps.central.api")
@@ -150,7 +154,8 @@ def default_recorder() -> Recorder:
     return record
 
 
-def create_app(settings: ApiSettings) -> FastAPI:
+def create_app(settings: ApiSettings, *, enrolment: Enrolment | None = None) -> FastAPI:
+    """The API; with ``enrolment``, also the kiosks' ``/v1/enrol`` routes (docs/enrolment.md)."""
     databases = Databases(settings.database)
 
     @asynccontextmanager
@@ -169,6 +174,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.databases = databases
+    app.state.enrolment = enrolment
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -228,5 +234,20 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app.include_router(routes_support.router)
     app.include_router(routes_backoffice.router)
+    app.include_router(routes_enrol.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def app_from_config(cfg: CentralConfig) -> tuple[FastAPI, tuple[Path, Path] | None]:
+    """The API from central.toml, and the HTTPS (certificate, key) it is served with.
+
+    With ``[enrolment] enabled``, the enrolment routes are served and the API goes HTTPS
+    with a certificate from the fleet CA (made on first use).
+    """
+    if not cfg.enrolment.enabled:
+        return create_app(settings_from_config(cfg)), None
+    from central.fleet.enrolment import from_config
+
+    enrolment, tls = from_config(cfg)
+    return create_app(settings_from_config(cfg), enrolment=enrolment), tls

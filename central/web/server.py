@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -21,7 +22,10 @@ log = logging.getLogger("aps.central.api")
 class ApiServer:
     """uvicorn on ``host:port`` in a background thread (stopped by :meth:`stop`)."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(
+        self, app: FastAPI, host: str, port: int, *, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """``tls``: (certificate, key) PEM files to serve HTTPS (enrolment needs it)."""
         config = uvicorn.Config(
             app,
             host=host,
@@ -31,7 +35,10 @@ class ApiServer:
             lifespan="on",
             timeout_keep_alive=5,
             limit_concurrency=64,
+            ssl_certfile=None if tls is None else str(tls[0]),
+            ssl_keyfile=None if tls is None else str(tls[1]),
         )
+        self.scheme = "http" if tls is None else "https"
         self.server = uvicorn.Server(config)
         self.host, self.port = host, port
         self._thread: threading.Thread | None = None
@@ -61,7 +68,12 @@ class ApiServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise ApiListenError(f"the API on {self.host}:{self.port} did not start")
             time.sleep(0.02)
-        log.info("API listening on http://%s:%d (OpenAPI: /openapi.json)", self.host, self.port)
+        log.info(
+            "API listening on %s://%s:%d (OpenAPI: /openapi.json)",
+            self.scheme,
+            self.host,
+            self.port,
+        )
 
     @property
     def bound_port(self) -> int:
@@ -76,6 +88,16 @@ class ApiServer:
             self._socket.close()
 
 
-def serve_forever(app: FastAPI, host: str, port: int) -> None:
+def serve_forever(
+    app: FastAPI, host: str, port: int, *, tls: tuple[Path, Path] | None = None
+) -> None:
     """Serve in the foreground until SIGINT/SIGTERM (``aps-central api``)."""
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_keep_alive=5)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_keep_alive=5,
+        ssl_certfile=None if tls is None else str(tls[0]),
+        ssl_keyfile=None if tls is None else str(tls[1]),
+    )
