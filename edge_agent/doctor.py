@@ -447,10 +447,10 @@ def check_certificate(cfg: AgentConfig, *, now: datetime | None = None) -> Check
                 en=f"The certificate expired on {_day(end)}.",
             ),
             fix=Words(
-                vi="Xin mã đăng ký mới ở máy chủ trung tâm và chạy aps-agent provision để cấp "
-                "lại chứng chỉ.",
-                en="Get a new enrolment token from central and run aps-agent provision to "
-                "renew the certificate.",
+                vi="Chạy aps-agent renew để gia hạn chứng chỉ; nếu máy chủ từ chối, xin mã "
+                "đăng ký mới ở máy chủ trung tâm và chạy aps-agent provision.",
+                en="Run aps-agent renew to renew the certificate; if central refuses, get a "
+                "new enrolment token from central and run aps-agent provision.",
             ),
         )
     issued_by_ca = False
@@ -483,10 +483,8 @@ def check_certificate(cfg: AgentConfig, *, now: datetime | None = None) -> Check
             status="warn",
             seen=seen,
             fix=Words(
-                vi="Gia hạn sớm: xin mã đăng ký mới ở máy chủ trung tâm và chạy aps-agent "
-                "provision.",
-                en="Renew it soon: get a new enrolment token from central and run aps-agent "
-                "provision.",
+                vi="Gia hạn sớm: chạy aps-agent renew (cần kết nối tới máy chủ trung tâm).",
+                en="Renew it soon: run aps-agent renew (central must be reachable).",
             ),
         )
     return CheckResult(name="certificate", status="ok", seen=seen)
