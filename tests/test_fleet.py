@@ -146,3 +146,39 @@ def test_a_cleanly_stopped_kiosk_says_offline_and_heartbeats_carry_the_promised_
         assert (last(status_topic(stack.KIOSK)) or {})["state"] == "offline"
     finally:
         late.loop_stop()
+
+
+def test_the_fleet_view_names_each_kiosks_office_and_slot_heard_from_or_not(
+    tmp_path: Path,
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from central.fleet.registry import Registry
+
+    db = tmp_path / "central.sqlite"
+    SQLiteStore(db).close()  # the store's schema, as `aps-central run` makes it
+    registry = Registry(db)
+    for kiosk, slot in (("h56-k1", 1), ("h56-k2", 2)):
+        registry.add_kiosk(
+            kiosk,
+            office="000.00.14.H56",
+            slot=slot,
+            agency="000.00.14.H56",
+            signing_key=Ed25519PrivateKey.generate().public_key(),
+            location="Tầng 1",
+        )
+    registry.close()
+    store = SQLiteStore(db)
+    with store.conn:  # h56-k1 has sent a heartbeat; h56-k2 never spoke
+        store.conn.execute(
+            "INSERT INTO kiosks (kiosk, state, state_at, last_heartbeat_at) VALUES (?,?,?,?)",
+            ("h56-k1", "online", 1.0, 1.0),
+        )
+    store.close()
+    cfg = tmp_path / "central.toml"
+    cfg.write_text(f'[central]\ndatabase = "{db}"\n', encoding="utf-8")
+    rows = _fleet(cfg)
+    assert rows["h56-k1"]["office"] == "000.00.14.H56" and rows["h56-k1"]["slot"] == 1
+    assert rows["h56-k2"]["state"] == "never-seen" and rows["h56-k2"]["slot"] == 2
+    assert rows["h56-k2"]["location"] == "Tầng 1" and rows["h56-k2"]["down"] is True
+    assert {r["registry"] for r in rows.values()} == {"pending"}

@@ -559,3 +559,27 @@ class Registry:
             self._set_state(
                 kiosk, state, revoked_at=_iso(now or _now()), revoke_reason=reason.strip()
             )
+
+
+def registry_rows(conn: sqlite3.Connection) -> dict[str, dict[str, object]]:
+    """kiosk -> office, slot, location and registry state, read on any connection.
+
+    For reports (``aps-central fleet``) that hold the store's connection; empty when
+    central has never enrolled a kiosk (no table yet), never creating anything.
+    """
+    try:
+        rows = conn.execute(
+            "SELECT kiosk, office, slot, location, state, enrolled_at FROM fleet_kiosks"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    return {
+        kiosk: {
+            "office": office,
+            "slot": slot,
+            "location": location,
+            "registry": state,
+            "enrolled_at": enrolled_at,
+        }
+        for kiosk, office, slot, location, state, enrolled_at in rows
+    }
