@@ -13,7 +13,8 @@ and its exposure score) and the udev rules. A second run must change nothing (sa
 verdict, same files, modes, owners, times), a damaged mode is repaired, and the uninstall
 and the purge remove what they promise and keep what they promise.
 
-The cache lives in $APS_TEST_CACHE (default /var/cache/aps-test): the debootstrap tarball, the
+The cache lives in $APS_TEST_CACHE (default /var/cache/aps-test, ~/.cache/aps-test when not
+root): the debootstrap tarball, the
 bootstrapped root file system as a tar (debootstrap's configure stage is the slow part), the
 wheelhouse. Delete it for a cold run.
 Needs root (chroot, chown); without root the test is skipped with that reason. A missing
@@ -42,14 +43,11 @@ INSTALL = ROOT / "scripts" / "install.sh"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 TEST_ONLY_PACKAGES = ["systemd"]  # on every real box; lets systemd-analyze verify the unit
-CACHE = Path(os.environ.get("APS_TEST_CACHE", "/var/cache/aps-test"))
+_DEFAULT_CACHE = "/var/cache/aps-test" if os.geteuid() == 0 else "~/.cache/aps-test"
+CACHE = Path(os.environ.get("APS_TEST_CACHE", _DEFAULT_CACHE)).expanduser()
 DEVICE_GROUPS = {"dialout", "input", "lp", "plugdev", "video"}
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(1800),
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chroot, useradd, chown"),
-]
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chroot, useradd, chown")
 
 
 def run(cmd: list[str], *, timeout: float = 900, check: bool = True) -> str:
@@ -289,6 +287,9 @@ def check_installed(root: Path) -> None:
                 check_device_rule(rule, DEVICE_GROUPS)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@needs_root
 def test_install_in_a_debootstrap_chroot_is_idempotent_and_uninstalls(tmp_path: Path) -> None:
     host = {name: Path("/etc", name).read_bytes() for name in ("passwd", "group")}
     host_opt = Path("/opt/aps").exists()
@@ -366,3 +367,51 @@ def test_install_in_a_debootstrap_chroot_is_idempotent_and_uninstalls(tmp_path: 
     # the host untouched: its accounts and /opt are as they were
     assert {name: Path("/etc", name).read_bytes() for name in ("passwd", "group")} == host
     assert Path("/opt/aps").exists() == host_opt
+
+
+def script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(INSTALL), *args], capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--purge"], "--purge goes with --uninstall"),
+        (["--frobnicate"], "unknown option --frobnicate"),
+        (["--prefix"], "--prefix needs a directory"),
+        (["--wheelhouse", "/nonexistent-wheels"], "--wheelhouse /nonexistent-wheels: no such"),
+    ],
+)
+def test_bad_options_are_refused_with_the_reason(
+    args: list[str], says: str, tmp_path: Path
+) -> None:
+    out = script("--prefix", str(tmp_path), "--no-system", *args)  # never the host's /
+    assert out.returncode == 2, out
+    assert says in out.stderr, out.stderr
+
+
+def test_an_empty_wheelhouse_is_refused(tmp_path: Path) -> None:
+    out = script("--prefix", str(tmp_path / "p"), "--wheelhouse", str(tmp_path))
+    assert out.returncode == 2 and "no .whl files in it" in out.stderr, out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_prefix_install_for_the_integrators_end_to_end_test(tmp_path: Path) -> None:
+    """`--prefix DIR --no-system --wheelhouse W`: no root effects, idempotent, uninstalls."""
+    prefix = tmp_path / "box"
+    first = script("--prefix", str(prefix), "--no-system", "--wheelhouse", str(wheelhouse()))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "skipped: apt-get" in first.stdout and "skipped: systemctl" in first.stdout
+    agent = prefix / "opt/aps/current/venv/bin/aps-agent"
+    version = subprocess.run([str(agent), "--version"], capture_output=True, text=True, timeout=60)
+    assert version.stdout.strip() == "aps-agent 0.1.0", version
+    assert oct(stat.S_IMODE((prefix / "etc/aps").stat().st_mode)) == "0o750"
+    assert oct(stat.S_IMODE((prefix / "var/lib/aps").stat().st_mode)) == "0o700"
+    again = script("--prefix", str(prefix), "--no-system", "--wheelhouse", str(wheelhouse()))
+    assert "changed:" not in again.stdout and "nothing to change" in again.stdout, again.stdout
+    gone = script("--prefix", str(prefix), "--no-system", "--uninstall")
+    assert gone.returncode == 0 and not (prefix / "opt/aps").exists(), gone.stdout
+    assert (prefix / "etc/aps").is_dir() and (prefix / "var/lib/aps").is_dir()
