@@ -88,7 +88,6 @@ done
 
 [ "$PURGE" = 0 ] || [ "$UNINSTALL" = 1 ] || die "--purge goes with --uninstall"
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[ -f "$SRC/pyproject.toml" ] || die "no pyproject.toml in $SRC: run install.sh from the project"
 mkdir -p "$PREFIX" 2>/dev/null || die "--prefix $PREFIX: cannot create it"
 PREFIX=$(cd "$PREFIX" && pwd)
 R=${PREFIX%/} # "" for /, so "$R/opt/aps" is /opt/aps
@@ -220,6 +219,8 @@ if [ "$UNINSTALL" = 1 ]; then
   fi
   exit 0
 fi
+
+[ -f "$SRC/pyproject.toml" ] || die "no pyproject.toml in $SRC: run install.sh from the project's checkout (this copy can only --uninstall)"
 
 # --- 1. Debian packages ------------------------------------------------------------------------
 if [ "$SYSTEM" = 1 ]; then

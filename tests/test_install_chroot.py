@@ -342,7 +342,10 @@ def test_install_in_a_debootstrap_chroot_is_idempotent_and_uninstalls(tmp_path: 
         assert "release 0.1.0 is installed from other source" in refused, refused
 
         (root / "etc/aps/agent.toml").write_text("# provisioned\n")
-        removed = install(root, "--uninstall")
+        # the copy in the release uninstalls (docs/install.md step 10), and only that
+        copy = in_chroot(root, "/opt/aps/current/scripts/install.sh", check=False)
+        assert "this copy can only --uninstall" in copy, copy
+        removed = in_chroot(root, "/opt/aps/current/scripts/install.sh", "--uninstall")
         for gone in (
             "opt/aps",
             "etc/systemd/system/aps-agent.service",
