@@ -26,8 +26,10 @@
 # rebuilt. The same version from changed source is refused unless --force, so a box never
 # runs code its version number does not describe.
 #
-# systemctl runs only where systemd is the running init (/run/systemd/system exists: not in a
-# chroot, not with --prefix); udevadm only where udevd listens (/run/udev/control).
+# systemctl enable runs wherever systemctl exists (offline in a chroot: it only makes the link
+# for the next boot); daemon-reload and restart only where systemd is the running init
+# (/run/systemd/system exists: not in a chroot); udevadm only where udevd listens
+# (/run/udev/control); none of them with --prefix or --no-system.
 set -euo pipefail
 umask 022
 
@@ -109,7 +111,10 @@ changed() { CHANGES=$((CHANGES + 1)); echo "changed: $*"; }
 ok() { echo "ok: $*"; }
 skipped() { echo "skipped: $*"; }
 
-systemd_runs() { [ "$SYSTEM" = 1 ] && [ -d /run/systemd/system ]; }
+# systemctl enable/disable work offline (a chroot, an image being built): they only make or
+# remove the unit's links; daemon-reload, start, stop and restart need systemd running
+systemctl_here() { [ "$SYSTEM" = 1 ] && command -v systemctl >/dev/null; }
+systemd_runs() { systemctl_here && [ -d /run/systemd/system ]; }
 udevd_runs() { [ "$SYSTEM" = 1 ] && [ -S /run/udev/control ]; }
 
 # chown only on the live system, as root, where the aps account exists (a --no-system install
@@ -161,13 +166,23 @@ if [ "$UNINSTALL" = 1 ]; then
   if systemd_runs; then
     for unit in "${UNITS[@]}"; do
       if systemctl is-enabled --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit"; then
-        systemctl disable --now "$unit"
+        systemctl disable --quiet --now "$unit"
         changed "stopped and disabled $unit"
+      fi
+    done
+  elif systemctl_here; then
+    for unit in "${UNITS[@]}"; do
+      if systemctl is-enabled --quiet "$unit" 2>/dev/null; then
+        systemctl disable --quiet "$unit"
+        changed "disabled $unit (offline: systemd is not running here)"
       fi
     done
   fi
   removed_unit=0
   for unit in "${UNITS[@]}"; do
+    for link in "$R"/etc/systemd/system/*.wants/"$unit"; do # left by a --no-system uninstall
+      if [ -L "$link" ]; then rm -f "$link"; changed "removed $link"; fi
+    done
     if [ -e "$R/etc/systemd/system/$unit" ]; then
       rm -f "$R/etc/systemd/system/$unit"
       removed_unit=1
@@ -364,21 +379,22 @@ for rules in "${RULES[@]}"; do
 done
 
 # --- 7. systemd and udev, where they run -------------------------------------------------------
-if systemd_runs; then
-  if [ "$units_changed" = 1 ]; then systemctl daemon-reload; fi
+if systemctl_here; then
+  if systemd_runs && [ "$units_changed" = 1 ]; then systemctl daemon-reload; fi
   for unit in "${UNITS[@]}"; do
-    if systemctl is-enabled --quiet "$unit"; then
+    if systemctl is-enabled --quiet "$unit" 2>/dev/null; then
       ok "$unit enabled"
     else
       systemctl enable --quiet "$unit"
       changed "$unit enabled (starts once /etc/aps/agent.toml exists: aps-agent provision)"
     fi
-    if [ "$build" = 1 ] || [ "$units_changed" = 1 ]; then
+    if systemd_runs && { [ "$build" = 1 ] || [ "$units_changed" = 1 ]; }; then
       systemctl try-restart "$unit" # a running agent moves to the new release
     fi
   done
+  systemd_runs || skipped "systemctl daemon-reload and restart (systemd is not running here: a chroot or a container)"
 else
-  skipped "systemctl (systemd is not running here: a chroot, a container, --prefix or --no-system)"
+  skipped "systemctl (--no-system or --prefix)"
 fi
 if udevd_runs; then
   if [ "$rules_changed" = 1 ]; then

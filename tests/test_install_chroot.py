@@ -263,6 +263,8 @@ def check_installed(root: Path) -> None:
     unit = root / "etc/systemd/system/aps-agent.service"
     assert unit.read_bytes() == (ROOT / "systemd/aps-agent.service").read_bytes()
     assert mode_owner(root, "etc/systemd/system/aps-agent.service") == ("0o644", "root", "root")
+    wants = root / "etc/systemd/system/multi-user.target.wants/aps-agent.service"
+    assert os.readlink(wants) == "/etc/systemd/system/aps-agent.service"  # starts at boot
     verify = subprocess.run(
         ["systemd-analyze", "verify", f"--root={root}", "aps-agent.service"],
         capture_output=True,
@@ -312,7 +314,8 @@ def test_install_in_a_debootstrap_chroot_is_idempotent_and_uninstalls(tmp_path: 
         first = install(root)
         timings["install.sh, first run"] = time.monotonic() - mark
         assert "ok: Debian packages" in first, first  # the one list, all in the chroot already
-        assert "skipped: systemctl (systemd is not running here" in first, first
+        assert "changed: aps-agent.service enabled" in first, first  # offline: the link
+        assert "skipped: systemctl daemon-reload and restart (systemd is not running" in first
         assert "changed: release 0.1.0 built" in first and "change(s)" in first, first
         check_installed(root)
 
@@ -356,6 +359,10 @@ def test_install_in_a_debootstrap_chroot_is_idempotent_and_uninstalls(tmp_path: 
         assert (root / "etc/aps/agent.toml").exists() and (root / "var/lib/aps").is_dir()
         assert "aps" in accounts(root, "passwd")
         assert "kept: /etc/aps" in removed, removed
+        assert "changed: disabled aps-agent.service (offline" in removed, removed
+        assert not (
+            root / "etc/systemd/system/multi-user.target.wants/aps-agent.service"
+        ).is_symlink()
         assert "nothing to remove" in install(root, "--uninstall")
 
         install(root, "--uninstall", "--purge")
