@@ -2,14 +2,15 @@
 
 Theory of operation: debootstrap (Debian's own tool) makes a minimal bookworm root file system
 (`--variant=minbase`) with the packages install.sh asks for (`install.sh --print-packages`,
-the one list) plus systemd, which every real Debian box has. The downloaded packages are
+the one list) plus systemd and udev, which every real Debian box has. The downloaded packages are
 cached outside the repo as a debootstrap tarball (`--make-tarball`, then `--unpack-tarball`),
 and the Python dependencies as a wheelhouse built on the host with `pip wheel` (the host runs
 CPython 3.11 like bookworm); the chroot gets no network. Then, with `chroot` and an empty
 environment, the test runs the technician's command and checks what a technician would: the
 aps user and groups, every directory's owner and mode, the `current` link, the agent
 running from its virtualenv, the unit (systemd-analyze verify against the chroot's systemd,
-and its exposure score) and the udev rules. A second run must change nothing (same output
+and its exposure score) and the udev rules (udev's own parser, `udevadm test`, inside the
+chroot: Debian 12's udevadm has no `verify`). A second run must change nothing (same output
 verdict, same files, modes, owners, times), a damaged mode is repaired, and the uninstall
 and the purge remove what they promise and keep what they promise.
 
@@ -36,13 +37,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_udev_rules import check_device_rule, parse_line
+from tests.test_udev_rules import check_device_rule, parse_line, template_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ROOT / "scripts" / "install.sh"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-TEST_ONLY_PACKAGES = ["systemd"]  # on every real box; lets systemd-analyze verify the unit
+# on every real box: systemd lets systemd-analyze verify the unit, udev parses the rules
+TEST_ONLY_PACKAGES = ["systemd", "udev"]
 _DEFAULT_CACHE = "/var/cache/aps-test" if os.geteuid() == 0 else "~/.cache/aps-test"
 CACHE = Path(os.environ.get("APS_TEST_CACHE", _DEFAULT_CACHE)).expanduser()
 DEVICE_GROUPS = {"dialout", "input", "lp", "plugdev", "video"}
@@ -292,6 +294,37 @@ def check_installed(root: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @needs_root
+def udev_errors(root: Path, name: str) -> list[str]:
+    """What udev's own parser says about /etc/udev/rules.d/<name> inside the chroot.
+
+    `udevadm test` loads every rules file (and logs `path:line problem` for each bad line)
+    before it simulates an event; the event itself fails without /sys, which is not mounted.
+    """
+    out = in_chroot(root, "udevadm", "test", "--action=add", "/sys/class/net/lo", check=False)
+    path = f"/etc/udev/rules.d/{name}"
+    assert f"Reading rules file: {path}" in out, out[-3000:]
+    return [line for line in out.splitlines() if line.startswith(f"{path}:")]
+
+
+def check_udev_parses(root: Path) -> None:
+    assert udev_errors(root, "60-aps-devices.rules") == []
+    # the filled-in templates, where docs/install.md says to put them
+    shipped = (ROOT / "systemd/udev/60-aps-devices.rules").read_text()
+    local = root / "etc/udev/rules.d/61-aps-devices-local.rules"
+    lines = [
+        ", ".join(f'{k}{"{" + a + "}" if a else ""}{o}"{v}"' for k, a, o, v in rule)
+        for rule in template_lines(shipped)
+    ]
+    local.write_text("\n".join(lines) + "\n")
+    assert udev_errors(root, local.name) == [], lines
+    local.unlink()
+    # the check can fail: udev names a broken line
+    broken = root / "etc/udev/rules.d/62-aps-broken.rules"
+    broken.write_text('SUBSYSTEM="tty", SYMLINK+="aps-scanner"\n')
+    assert udev_errors(root, broken.name), "udevadm test did not report a broken rule"
+    broken.unlink()
+
+
 def test_install_in_a_debootstrap_chroot_is_idempotent_and_uninstalls(tmp_path: Path) -> None:
     host = {name: Path("/etc", name).read_bytes() for name in ("passwd", "group")}
     host_opt = Path("/opt/aps").exists()
@@ -318,6 +351,7 @@ def test_install_in_a_debootstrap_chroot_is_idempotent_and_uninstalls(tmp_path: 
         assert "skipped: systemctl daemon-reload and restart (systemd is not running" in first
         assert "changed: release 0.1.0 built" in first and "change(s)" in first, first
         check_installed(root)
+        check_udev_parses(root)
 
         before = snapshot(root)
         mark = time.monotonic()
