@@ -302,8 +302,9 @@ fi
 VERSION=$("$PY" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' "$SRC/pyproject.toml")
 [[ $VERSION =~ ^[0-9A-Za-z.+_-]+$ ]] || die "pyproject.toml: version $VERSION is not a safe directory name"
 PACKAGES=(edge_agent drivers sync central firmware_mocks)
-fingerprint() { # sha256 over the files that make the installed package (not caches, not tests)
-  (cd "$SRC" && find pyproject.toml README.md "${PACKAGES[@]}" -type f \
+SHIPPED=(docs scripts systemd) # copied into the release beside the venv
+fingerprint() { # sha256 over every file the release is made of (not caches, not tests)
+  (cd "$SRC" && find pyproject.toml README.md "${PACKAGES[@]}" "${SHIPPED[@]}" -type f \
     ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) \
     | sha256sum | cut -d' ' -f1
 }
@@ -331,10 +332,10 @@ if [ "$build" = 1 ]; then
   pip_args=(--disable-pip-version-check --no-cache-dir --quiet)
   if [ -n "$WHEELHOUSE" ]; then pip_args+=(--no-index --find-links "$WHEELHOUSE"); fi
   "$REL/venv/bin/pip" install "${pip_args[@]}" "$stage"
-  mkdir -p "$REL/docs" "$REL/scripts" "$REL/systemd"
-  cp -r "$SRC/docs/." "$REL/docs/"
-  cp -r "$SRC/scripts/." "$REL/scripts/"
-  cp -r "$SRC/systemd/." "$REL/systemd/"
+  for dir in "${SHIPPED[@]}"; do
+    mkdir -p "$REL/$dir"
+    cp -r "$SRC/$dir/." "$REL/$dir/"
+  done
   "$REL/venv/bin/aps-agent" --version >/dev/null || die "the new release's aps-agent does not run"
   echo "$FPR" >"$REL/.aps-release.tmp"
   mv "$REL/.aps-release.tmp" "$REL/.aps-release"
@@ -369,12 +370,12 @@ put_dir "$R/var/lib/aps" 0700 "$SERVICE_USER:$SERVICE_USER"
 # --- 6. the unit and the udev rules ------------------------------------------------------------
 units_changed=0
 for unit in "${UNITS[@]}"; do
-  put_file "$SRC/systemd/$unit" "$R/etc/systemd/system/$unit" 0644
+  put_file "$REL/systemd/$unit" "$R/etc/systemd/system/$unit" 0644 # the release's own
   [ "$PUT" = 0 ] || units_changed=1
 done
 rules_changed=0
 for rules in "${RULES[@]}"; do
-  put_file "$SRC/systemd/udev/$rules" "$R/etc/udev/rules.d/$rules" 0644
+  put_file "$REL/systemd/udev/$rules" "$R/etc/udev/rules.d/$rules" 0644
   [ "$PUT" = 0 ] || rules_changed=1
 done
 
