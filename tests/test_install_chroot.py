@@ -378,6 +378,19 @@ def test_install_in_a_debootstrap_chroot_is_idempotent_and_uninstalls(tmp_path: 
         )
         assert "release 0.1.0 is installed from other source" in refused, refused
 
+        # a new version: a release beside the old one, the link switched, the old one kept
+        pyproject = root / "usr/src/aps/pyproject.toml"
+        pyproject.write_text(
+            pyproject.read_text().replace('version = "0.1.0"', 'version = "0.1.1"')
+        )
+        upgraded = install(root)
+        assert "changed: release 0.1.1 built" in upgraded, upgraded
+        assert "changed: /opt/aps/current -> releases/0.1.1" in upgraded, upgraded
+        assert os.readlink(root / "opt/aps/current") == "releases/0.1.1"
+        assert (root / "opt/aps/releases/0.1.0/.aps-release").exists()
+        assert "aps-agent 0.1.1" in in_chroot(root, "aps-agent", "--version")
+        assert "changed:" not in install(root)
+
         (root / "etc/aps/agent.toml").write_text("# provisioned\n")
         # the copy in the release uninstalls (docs/install.md step 10), and only that
         copy = in_chroot(root, "/opt/aps/current/scripts/install.sh", check=False)
