@@ -34,6 +34,9 @@ command -v node >/dev/null 2>&1 || command -v nodejs >/dev/null 2>&1 || need_apt
 # "Đọc to" (read aloud) speaks the screen's Vietnamese with espeak-ng's Vietnamese voice,
 # rendered on the box with no network.
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+# debootstrap: tests/test_install_chroot.py builds a Debian 12 root file system and runs the
+# install command inside it.
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_apt+=(debootstrap)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
   as_root apt-get update -q
