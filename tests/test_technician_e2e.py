@@ -6,14 +6,16 @@ the admin makes a one-time token with `aps-central enroll create`. On the box: t
 command (`scripts/install.sh --prefix --no-system --wheelhouse`, the same script the chroot
 test runs as root), then only the *installed* agent: `aps-agent provision` with the token,
 `aps-agent selftest` (the receipt printer emulated below pyusb inside the installed
-interpreter, the QR scanner on a pty), `aps-agent run`, and a citizen's filing through its
-local API after scanning an ID card. The dossier must reach central's store, signed by the
-key the box made, and the kiosk must show in `aps-central fleet` with its office and slot.
+interpreter, the card reader and the QR scanner on ptys), `aps-agent run`, and a citizen's
+filing through its local API after scanning an ID card. The dossier must reach central's
+store, signed by the key the box made, and the kiosk must show in `aps-central fleet` with
+its office and slot.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,7 +27,10 @@ import pytest
 from central.fleet.ca import CertificateAuthority
 from central.mosquitto import MosquittoProcess, TestPki, free_port
 from drivers.cccd_qr import encode_cccd_qr
+from firmware_mocks.card_reader import EmulatedCardReader
 from firmware_mocks.cdc_scanner import EmulatedCdcScanner
+from sync.envelope_signing import key_id
+from sync.identity_files import load_private_key
 from tests import stack
 from tests.kiosk import card, strokes
 from tests.test_install_chroot import wheelhouse
@@ -112,9 +117,12 @@ def test_token_install_provision_selftest_first_dossier_in_the_fleet(tmp_path: P
     broker = MosquittoProcess(host / "mq", pki=TestPki(host / "ca")).start()
     api_port = free_port()
     cfg = central_toml(host, broker, api_port)
+    central_cli(cfg, "ca", "init")  # once, at central's install: the CA and central's key
     central = stack.spawn("central.cli", cfg, host / "central.log")
     procs: list[subprocess.Popen[bytes]] = [central]
     scanner = EmulatedCdcScanner()
+    reader = EmulatedCardReader(card())  # the technician's test card is in the reader
+    reader.start()
     try:
         url = f"https://127.0.0.1:{api_port}"
 
@@ -168,6 +176,7 @@ def test_token_install_provision_selftest_first_dossier_in_the_fleet(tmp_path: P
                 "\n[devices]\n"
                 'printer = "usb://04b8:0e15"\n'
                 f'scanner = "{scanner.port_path}"\n'
+                f'card_reader = "{reader.port_path}"\n'
                 "\n[ui]\n"
                 f'listen = "{ui}"\n'
             )
@@ -195,9 +204,12 @@ def test_token_install_provision_selftest_first_dossier_in_the_fleet(tmp_path: P
         failed = [c for c in report["checks"] if c["status"] == "fail"]
         assert res.returncode == 0 and not failed, json.dumps(report, ensure_ascii=False)[:3000]
         passed = {c["name"] for c in report["checks"] if c["status"] == "ok"}
-        assert {"identity", "printer", "scanner", "broker", "clock"} <= passed, passed
+        assert {"identity", "printer", "card_reader", "scanner", "broker", "clock"} <= passed
+        reader.remove_card()  # the technician takes the test card back
 
-        # 5. the installed agent runs; a citizen scans an ID card and files a dossier
+        # 5. the installed agent runs; a citizen scans an ID card and files a dossier. (The
+        # printer is emulated inside the self-test's interpreter only: to `aps-agent run` it is
+        # unplugged, and the filing goes through all the same.)
         agent = subprocess.Popen(
             [agent_cli, "run", "--config", str(config)],
             stdout=(box / "agent.log").open("ab"),
@@ -251,6 +263,15 @@ def test_token_install_provision_selftest_first_dossier_in_the_fleet(tmp_path: P
             "the first dossier at central",
         )
 
+        box_key = load_private_key(state / "identity" / "signing.key").public_key()
+        with sqlite3.connect(f"file:{host / 'central.db'}?mode=ro", uri=True) as conn:
+            stored = conn.execute(
+                "SELECT key_id, envelope FROM records WHERE kiosk = ? AND kind = 'dossier'",
+                (KIOSK,),
+            ).fetchall()
+        assert [kid for kid, _ in stored] == [key_id(box_key)]  # signed by the box's own key
+        assert json.loads(stored[0][1])["body"]["code"] == code  # the signed envelope, kept
+
         def fleet_row() -> dict[str, object]:
             out = central_cli(cfg, "fleet")
             rows = {r["kiosk"]: r for r in map(json.loads, out.splitlines())}
@@ -264,6 +285,7 @@ def test_token_install_provision_selftest_first_dossier_in_the_fleet(tmp_path: P
         for proc in reversed(procs):
             stack.stop(proc)
         scanner.close()
+        reader.close()
         broker.stop()
 
 
