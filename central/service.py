@@ -24,6 +24,7 @@ from central import answers, backoffice_db, dossiers, quotas, reports
 from central.collector import Collector
 from central.config import CentralConfig
 from central.downlink import DownlinkService
+from central.fleet.registry import Registry
 from central.signing import signing_service
 from central.store import SQLiteStore
 from central.support_router import SupportRouter
@@ -51,10 +52,16 @@ class CentralService:
         limits = cfg.attachments.limits()  # [quotas] hook: attachment limits and quotas
         # Create the schema before the broker speaks.
         SQLiteStore(db, max_seq_jump=jump, attachment_limits=limits).close()
+        # Who may send (the registry, on the same file) and central's own signing key:
+        # records are verified against the first, acks and the downlink signed with the other.
+        self.registry = Registry(db)
+        self.signing_key = cfg.security.load_signing_key()
         self.collector = Collector(
             store_factory=lambda: SQLiteStore(db, max_seq_jump=jump, attachment_limits=limits),
             mqtt_settings=cfg.mqtt.settings(),
             settings=cfg.collector.settings(),
+            keys=self.registry,
+            signing_key=self.signing_key,
             quotas=quotas.Quotas(cfg.quotas.settings()),
         )
         # State replies, remote calls and nudges, on the collector's connection.

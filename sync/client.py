@@ -39,12 +39,13 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sync import SyncError
 from sync.downlink import (
@@ -56,7 +57,6 @@ from sync.downlink import (
     METHOD_RE_TEXT,
     UP_RPC,
     UP_STATE_REQUEST,
-    DownlinkError,
     DownlinkRouter,
     Item,
     RpcReply,
@@ -68,8 +68,8 @@ from sync.downlink import (
 )
 from sync.envelope import (
     CENTRAL_TOPICS,
+    Ack,
     EnvelopeError,
-    decode_ack,
     decode_object,
     encode_heartbeat,
     encode_status,
@@ -83,6 +83,7 @@ from sync.machine import Action, Fetch, MarkAcked, MarkRejected, Publish, SyncMa
 from sync.mqtt_link import MqttSettings, NetworkLoop, make_paho_client
 from sync.outbox import Outbox
 from sync.state_sync import ApplyPage, SendRequest, StateAction, StateSync
+from sync.wire_signing import AckRefused, KioskIdentity, check_ack, sign_record
 
 log = logging.getLogger("aps.sync")
 
@@ -129,6 +130,10 @@ class SyncCounters:
     rpc_calls: int = 0
     rpc_timeouts: int = 0
     rpc_ignored_replies: int = 0
+    #: Acks refused whole (not signed by central, another kiosk's, no digests, malformed).
+    acks_refused: int = 0
+    #: Acked ids left unmarked: central's digest is not this kiosk's record's.
+    ack_mismatches: int = 0
 
 
 class RpcError(SyncError):
@@ -168,18 +173,23 @@ def execute_actions(
     publish: Callable[[bytes], None],
     counters: SyncCounters,
     now: float,
+    signing_key: Ed25519PrivateKey,
 ) -> None:
     """Carry out the machine's actions in order: the kiosk's one sync step.
 
-    ``publish`` puts stored envelope bytes on the up-link (paho in
-    :class:`SyncClient`, an in-memory link in the stateful test), so the test
-    and the agent run the same code.
+    Records read from the outbox are signed with ``signing_key`` before the machine
+    holds them (:func:`sync.wire_signing.sign_record`: a resend is the same bytes), and
+    ``publish`` puts those signed bytes on the up-link (paho in :class:`SyncClient`, an
+    in-memory link in the stateful test), so the test and the agent run the same code.
     """
     todo = list(actions)
     while todo:
         action = todo.pop(0)
         if isinstance(action, Fetch):
-            pending = outbox.pending(after_seq=action.after_seq, limit=action.limit)
+            pending = [
+                replace(p, payload=sign_record(p.payload, signing_key))
+                for p in outbox.pending(after_seq=action.after_seq, limit=action.limit)
+            ]
             todo[:0] = machine.records(pending, now)
         elif isinstance(action, Publish):
             publish(action.payload)
@@ -195,6 +205,41 @@ def execute_actions(
                 log.error("central rejected record %s: %s", rid, reason)
 
 
+def accept_ack(
+    payload: bytes,
+    *,
+    kiosk: str,
+    identity: KioskIdentity,
+    outbox: Outbox,
+    counters: SyncCounters,
+) -> Ack | None:
+    """The ack central signed, holding only ids whose digest is this kiosk's record's.
+
+    None (logged, counted) for an ack that must mark nothing; the records it named stay
+    queued and are sent again. :class:`SyncClient` and the stateful test both use this.
+    """
+    try:
+        checked = check_ack(
+            payload,
+            kiosk=kiosk,
+            central_keys=identity.central_keys.keys,
+            local_digests=outbox.record_digests,
+        )
+    except AckRefused as exc:
+        counters.acks_refused += 1
+        log.error("refused an ack (%s): it marks nothing synced; %s", exc.reason, exc)
+        return None
+    if checked.mismatched:
+        counters.ack_mismatches += len(checked.mismatched)
+        log.error(
+            "central acked %d records with a digest that is not this kiosk's record (first %s);"
+            " they stay unsynced and are sent again",
+            len(checked.mismatched),
+            checked.mismatched[0],
+        )
+    return checked.ack
+
+
 class SyncClient:
     """Drains one kiosk's outbox to central over MQTT, until stopped."""
 
@@ -205,6 +250,7 @@ class SyncClient:
         kiosk: str,
         mqtt_settings: MqttSettings,
         settings: SyncSettings,
+        identity: KioskIdentity,
         outbox_options: dict[str, Any] | None = None,
         heartbeat_fields: Callable[[], dict[str, Any]] | None = None,
         office: str | None = None,
@@ -217,6 +263,8 @@ class SyncClient:
         ``office`` the kiosk asks for no downstream state."""
         self.kiosk = kiosk
         self.settings = settings
+        #: The kiosk's signing key and central's keys (docs/protocol.md, "Signed envelopes").
+        self.identity = identity
         self.outbox = Outbox(database, kiosk, **(outbox_options or {}))
         # This connection only records acks and purges. Losing the last few ack
         # marks to a power cut costs a resend, which central answers with the same
@@ -487,11 +535,15 @@ class SyncClient:
     # -- downlink handlers (sync thread, through the router) ----------------------------
 
     def _on_ack(self, mqtt_topic: str, payload: bytes) -> None:
-        try:
-            ack = decode_ack(payload)
-        except EnvelopeError as exc:
-            raise DownlinkError(f"ack: {exc.reason}") from None
-        self._pending += self.machine.ack(ack, self._now)
+        checked = accept_ack(
+            payload,
+            kiosk=self.kiosk,
+            identity=self.identity,
+            outbox=self.outbox,
+            counters=self.counters,
+        )
+        if checked is not None:
+            self._pending += self.machine.ack(checked, self._now)
 
     def _on_central(self, mqtt_topic: str, payload: bytes) -> None:
         self._pending += self._central(payload, self._retained, now=self._now)
@@ -638,6 +690,7 @@ class SyncClient:
             publish=self._publish_record,
             counters=self.counters,
             now=now,
+            signing_key=self.identity.signing_key,
         )
 
     def _publish_record(self, payload: bytes) -> None:
