@@ -60,7 +60,7 @@ from sync.envelope import (
     split_ack,
 )
 from sync.mqtt_link import MqttSettings, NetworkLoop, make_paho_client
-from sync.wire_signing import sign_ack, sign_downlink
+from sync.wire_signing import KEYS_TOPIC, sign_ack, sign_downlink
 
 log = logging.getLogger("aps.collector")
 
@@ -130,6 +130,9 @@ class Collector:
         #: central.downlink.DownlinkService (set before start): it answers state
         #: requests and remote calls on this connection.
         self.downlink: DownlinkService | None = None
+        #: Central's key set, signed (sync.wire_signing.key_announcement), published
+        #: retained on KEYS_TOPIC at every (re)subscribe (set before start; rotation).
+        self.key_announcement: bytes | None = None
 
     @property
     def subscriptions(self) -> list[str]:
@@ -191,6 +194,8 @@ class Collector:
                     "(docs/broker.md)",
                     ", ".join(refused),
                 )
+            if self.key_announcement is not None:
+                client.publish(KEYS_TOPIC, self.key_announcement, qos=1, retain=True)
             client.publish(
                 central_topic(self.settings.client_id), self._presence("online"), qos=1, retain=True
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
 from sync.config import ConfigError, MqttSection, Section, _is_loopback, load
 from sync.dossier_status import PortalCodes, PortalCodesError, load_portal_codes
 from sync.identity_files import KeyFileError, load_private_key
+from sync.wire_signing import key_announcement, sign_downlink
 
 
 class CentralSection(Section):
@@ -560,6 +562,18 @@ class SecuritySection(Section):
         description="Serial of the announced key set; raise it with every rotation step (a "
         "kiosk ignores an announcement whose serial is not above the one it holds).",
     )
+
+    def key_announcement(self) -> bytes:
+        """The signed announcement of central's key set: signing_key, then next_signing_key."""
+        current = self.load_signing_key()
+        keys = [current.public_key()]
+        if self.next_signing_key is not None:
+            try:
+                keys.append(load_private_key(self.next_signing_key).public_key())
+            except KeyFileError as exc:
+                raise ConfigError(f"[security] next_signing_key: {exc}") from None
+        obj = key_announcement(keys, serial=self.key_set_serial)
+        return sign_downlink(json.dumps(obj).encode("utf-8"), current)
 
     def load_signing_key(self) -> Ed25519PrivateKey:
         """Central's signing key; a clear ConfigError naming the fix if it cannot be used."""

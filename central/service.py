@@ -68,9 +68,13 @@ class CentralService:
         # Other parts register their remote methods on it before run():
         # ``service.downlink.register_rpc("sign.start", fn)``.
         self.downlink = DownlinkService(
-            database=db, publish=self._publish_down, settings=cfg.downlink.settings()
+            database=db,
+            publish=self._publish_down,
+            signing_key=self.signing_key,
+            settings=cfg.downlink.settings(),
         )
         self.collector.downlink = self.downlink
+        self.collector.key_announcement = cfg.security.key_announcement()
         # Remote signing (docs/signing.md): sign.start / sign.poll over the downlink's RPC.
         self.signing = signing_service(cfg.signing.settings())
         for method, handler in self.signing.rpc_handlers().items():

@@ -57,6 +57,7 @@ from sync.downlink import (
     METHOD_RE_TEXT,
     UP_RPC,
     UP_STATE_REQUEST,
+    DownlinkError,
     DownlinkRouter,
     Item,
     RpcReply,
@@ -74,16 +75,25 @@ from sync.envelope import (
     encode_heartbeat,
     encode_status,
     heartbeat_topic,
+    is_central_topic,
     records_topic,
     status_topic,
     topic,
 )
+from sync.envelope_signing import EnvelopeSignatureError
 from sync.ids import new_ulid
 from sync.machine import Action, Fetch, MarkAcked, MarkRejected, Publish, SyncMachine
 from sync.mqtt_link import MqttSettings, NetworkLoop, make_paho_client
 from sync.outbox import Outbox
 from sync.state_sync import ApplyPage, SendRequest, StateAction, StateSync
-from sync.wire_signing import AckRefused, KioskIdentity, check_ack, sign_record
+from sync.wire_signing import (
+    KEYS_TOPIC,
+    AckRefused,
+    KioskIdentity,
+    check_ack,
+    sign_record,
+    verify_downlink,
+)
 
 log = logging.getLogger("aps.sync")
 
@@ -134,6 +144,8 @@ class SyncCounters:
     acks_refused: int = 0
     #: Acked ids left unmarked: central's digest is not this kiosk's record's.
     ack_mismatches: int = 0
+    #: Downlink messages dropped unread: not signed by a key of central's.
+    downlink_refused: int = 0
 
 
 class RpcError(SyncError):
@@ -285,6 +297,7 @@ class SyncClient:
         self.router.on(DOWN_STATE, self._on_state_reply)
         self.router.on(DOWN_NUDGE, self._on_nudge)
         self.router.on(DOWN_RPC, self._on_rpc_reply)
+        self.router.on_prefix(KEYS_TOPIC, self._on_central_keys)
         self._on_state: StateHandler | None = None
         self._state_cursor: Callable[[], int] | None = None
         self.state: StateSync | None = None
@@ -371,7 +384,7 @@ class SyncClient:
             self.session_up.clear()
             # One SUBSCRIBE, so one SUBACK: only then does the sync start ("connected").
             rc_sub, mid = client.subscribe(
-                [(topic(self.kiosk, "down", "#"), 1), (CENTRAL_TOPICS, 1)]
+                [(topic(self.kiosk, "down", "#"), 1), (CENTRAL_TOPICS, 1), (KEYS_TOPIC, 1)]
             )
             if rc_sub != mqtt.MQTT_ERR_SUCCESS:
                 log.error("could not send SUBSCRIBE: %s", mqtt.error_string(rc_sub))
@@ -522,6 +535,8 @@ class SyncClient:
             return self.machine.disconnected()
         if name == "message":
             mqtt_topic, payload, retained = arg
+            if not self._signed_by_central(mqtt_topic, payload):
+                return []
             self._now, self._retained, self._pending = now, retained, []
             extra = self.handlers.get(mqtt_topic.rsplit("/", 1)[-1])
             if extra is not None and self.router.handler_for(mqtt_topic) is None:
@@ -534,6 +549,24 @@ class SyncClient:
 
     # -- downlink handlers (sync thread, through the router) ----------------------------
 
+    def _signed_by_central(self, mqtt_topic: str, payload: bytes) -> bool:
+        """The downlink's one check: everything central sends, retained or live, is signed
+        by a key in [identity] central_keys (``aps-downlink-v1``) or is dropped, logged
+        and counted. Acks carry their own domain and are checked by :func:`accept_ack`."""
+        if mqtt_topic.endswith(f"/{DOWN_ACKS}") and not is_central_topic(mqtt_topic):
+            return True
+        try:
+            verify_downlink(payload, self.identity.central_keys.keys)
+        except (EnvelopeSignatureError, EnvelopeError) as exc:
+            self.counters.downlink_refused += 1
+            log.warning(
+                "refused a message on %s: %s (not signed by central; nothing done)",
+                mqtt_topic,
+                getattr(exc, "reason", exc),
+            )
+            return False
+        return True
+
     def _on_ack(self, mqtt_topic: str, payload: bytes) -> None:
         checked = accept_ack(
             payload,
@@ -544,6 +577,18 @@ class SyncClient:
         )
         if checked is not None:
             self._pending += self.machine.ack(checked, self._now)
+
+    def _on_central_keys(self, mqtt_topic: str, payload: bytes) -> None:
+        """Central's key set (rotation): signed by a key trusted now, newer than ours."""
+        keys = self.identity.central_keys
+        try:
+            changed = keys.apply_announcement(payload)
+        except (EnvelopeSignatureError, EnvelopeError) as exc:
+            raise DownlinkError(f"central-keys: {getattr(exc, 'reason', exc)}") from None
+        if changed:
+            log.info(
+                "central's signing keys are now %s (set %d)", ", ".join(keys.keys), keys.serial
+            )
 
     def _on_central(self, mqtt_topic: str, payload: bytes) -> None:
         self._pending += self._central(payload, self._retained, now=self._now)

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from sync import SyncError
 from sync.config import ConfigError
-from sync.envelope import Ack, EnvelopeError, decode_ack_object, decode_object
+from sync.envelope import TOPIC_ROOT, Ack, EnvelopeError, decode_ack_object, decode_object
 from sync.envelope_signing import (
     EnvelopeSignatureError,
     canonical_bytes,
@@ -51,6 +51,7 @@ from sync.envelope_signing import (
 )
 from sync.identity_files import (
     KeyFileError,
+    load_key_set_serial,
     load_private_key,
     load_public_keys,
     public_key_from_text,
@@ -59,6 +60,7 @@ from sync.identity_files import (
 )
 
 __all__ = [
+    "KEYS_TOPIC",
     "SIGNATURE_BYTES",
     "AckRefused",
     "CentralKeys",
@@ -127,29 +129,46 @@ class CentralKeys:
     kiosk restarted after a rotation trusts what it trusted before the restart.
     """
 
-    def __init__(self, keys: Mapping[str, Ed25519PublicKey], path: Path | None = None) -> None:
+    def __init__(
+        self, keys: Mapping[str, Ed25519PublicKey], path: Path | None = None, serial: int = 0
+    ) -> None:
         if not keys:
             raise SyncError("central keys: at least one key is needed")
         self._keys: dict[str, Ed25519PublicKey] = dict(keys)
         self.path = path
+        #: The serial of the announcement the set came from (0: from provisioning).
+        self.serial = serial
         self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path) -> CentralKeys:
-        return cls(load_public_keys(path), path)
+        return cls(load_public_keys(path), path, load_key_set_serial(path))
 
     @property
     def keys(self) -> Mapping[str, Ed25519PublicKey]:
         return self._keys
 
-    def replace(self, keys: Sequence[Ed25519PublicKey]) -> None:
+    def replace(self, keys: Sequence[Ed25519PublicKey], *, serial: int) -> None:
         """Trust exactly ``keys`` from now on (the file first, then memory)."""
         if not keys:
             raise SyncError("central keys: refusing to trust no key at all")
         with self._lock:
             if self.path is not None:
-                write_public_keys(self.path, keys)
+                write_public_keys(self.path, keys, serial=serial)
             self._keys = {key_id(k): k for k in keys}
+            self.serial = serial
+
+    def apply_announcement(self, payload: bytes) -> bool:
+        """Take a key-set announcement: verified against the keys trusted now, and newer
+        than the set held (a replayed older one is ignored). True if the set changed.
+
+        Raises :class:`EnvelopeSignatureError` or :class:`EnvelopeError` for one to refuse.
+        """
+        serial, keys = check_key_announcement(payload, self._keys)
+        if serial <= self.serial:
+            return False
+        self.replace(keys, serial=serial)
+        return True
 
 
 @dataclass(frozen=True)
@@ -233,11 +252,32 @@ def verify_downlink(payload: bytes, central_keys: Mapping[str, Ed25519PublicKey]
     Raises :class:`EnvelopeSignatureError` (its ``reason`` says why) or
     :class:`~sync.envelope.EnvelopeError` for a message that is not a versioned object.
     """
-    return verify("aps-downlink-v1", decode_object(payload), central_keys)
+    return verify("aps-downlink-v1", _downlink_object(payload), central_keys)
+
+
+#: The largest downlink message checked at all (a state page is at most 256 KiB).
+MAX_DOWNLINK_BYTES = 1024 * 1024
+
+
+def _downlink_object(payload: bytes) -> dict[str, Any]:
+    """A downlink message as JSON, for its signature only. Its own decoder
+    (:mod:`sync.downlink`) then holds it to its bounds: state pages nest deeper than the
+    generic envelope bounds allow, their item bodies are bounded one by one."""
+    if len(payload) > MAX_DOWNLINK_BYTES:
+        raise EnvelopeError(f"oversize: {len(payload)} bytes > limit {MAX_DOWNLINK_BYTES}")
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise EnvelopeError("bad-json: not a JSON object in UTF-8") from None
+    if not isinstance(obj, dict):
+        raise EnvelopeError("not-an-object")
+    return obj
 
 
 # -- central's key rotation: a signed announcement of the key set ---------------------------
 KEYS_TYPE = "central-keys"
+#: Retained by central; every kiosk may read it (the fleet's downlink namespace).
+KEYS_TOPIC = f"{TOPIC_ROOT}/fleet/down/keys"
 
 
 def key_announcement(keys: Sequence[Ed25519PublicKey], *, serial: int) -> dict[str, Any]:
@@ -257,7 +297,7 @@ def check_key_announcement(
     payload: bytes, central_keys: Mapping[str, Ed25519PublicKey]
 ) -> tuple[int, list[Ed25519PublicKey]]:
     """Verify an announcement against the keys trusted now; returns (serial, new key set)."""
-    obj = decode_object(payload)
+    obj = decode_object(payload)  # small and flat: the generic envelope bounds apply
     verify("aps-downlink-v1", obj, central_keys)
     if obj.get("type") != KEYS_TYPE:
         raise EnvelopeError(f"bad-envelope: type: expected {KEYS_TYPE!r}")

@@ -99,6 +99,7 @@ def start_central(
         database=db,
         publish=lambda t, p: collector.network.client.publish(t, p, qos=1),
         settings=settings or DownlinkSettings(nudge_interval_s=0.1),
+        signing_key=keyring.CENTRAL_KEY,
     )
     collector.downlink = service
     service.start()

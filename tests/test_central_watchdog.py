@@ -59,7 +59,9 @@ def test_a_writer_stuck_in_a_commit_stops_the_watchdog_pings(
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     db = tmp_path / "central.db"
     cfg = load_central_config(
-        stack.write_central_config(tmp_path / "c.toml", db, broker.collector())
+        stack.write_central_config(
+            tmp_path / "c.toml", db, broker.collector(), kiosks=("k-dog-01",)
+        )
     )
     service = CentralService(cfg, notifier=Notifier())
     assert service.writer_stall_s == 10.0
