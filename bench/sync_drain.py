@@ -107,9 +107,11 @@ def main() -> None:
         with MosquittoProcess(d / "broker") as broker:
             cfg = d / "central.toml"
             collector = broker.collector()
+            keyring.register(central_db, KIOSK)  # central's registry knows the kiosk's key
             cfg.write_text(
                 f'[central]\ndatabase = "{central_db}"\n{mqtt_toml(collector)}'
                 f'[collector]\nclient_id = "{collector.username}"\n'
+                + keyring.write_keys(d / "keys").central_toml()
             )
             central = subprocess.Popen(
                 [sys.executable, "-m", "central.cli", "run", "--config", str(cfg)],

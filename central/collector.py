@@ -133,6 +133,10 @@ class Collector:
         #: Central's key set, signed (sync.wire_signing.key_announcement), published
         #: retained on KEYS_TOPIC at every (re)subscribe (set before start; rotation).
         self.key_announcement: bytes | None = None
+        #: Called (writer thread) once per kiosk after its first verified, committed record
+        #: in this process: the service marks it active in the registry.
+        self.on_verified: Callable[[str], None] | None = None
+        self._verified: set[str] = set()
 
     @property
     def subscriptions(self) -> list[str]:
@@ -304,6 +308,14 @@ class Collector:
         for ack_topic, payload in result.acks:
             self.network.client.publish(ack_topic, payload, qos=1)
             self.counters.acks_sent += 1
+        if self.on_verified is not None:
+            for kiosk in outcome.acked:
+                if kiosk not in self._verified:
+                    try:
+                        self.on_verified(kiosk)
+                        self._verified.add(kiosk)
+                    except Exception:
+                        log.exception("marking kiosk %s connected failed", kiosk)
 
 
 @dataclass(frozen=True, kw_only=True)

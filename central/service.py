@@ -24,6 +24,7 @@ from central import answers, backoffice_db, dossiers, quotas, reports
 from central.collector import Collector
 from central.config import CentralConfig
 from central.downlink import DownlinkService
+from central.fleet.lifecycle import KioskState
 from central.fleet.registry import Registry
 from central.signing import signing_service
 from central.store import SQLiteStore
@@ -75,6 +76,7 @@ class CentralService:
         )
         self.collector.downlink = self.downlink
         self.collector.key_announcement = cfg.security.key_announcement()
+        self.collector.on_verified = self._kiosk_verified
         # Remote signing (docs/signing.md): sign.start / sign.poll over the downlink's RPC.
         self.signing = signing_service(cfg.signing.settings())
         for method, handler in self.signing.rpc_handlers().items():
@@ -111,6 +113,13 @@ class CentralService:
             self.api_server.stop()
         if self.support_router is not None:
             self.support_router.stop()
+
+    def _kiosk_verified(self, kiosk: str) -> None:
+        """A pending kiosk's first record signed with its enrolled key: it is active now."""
+        sender = self.registry.sender(kiosk)
+        if sender is not None and sender.state is KioskState.PENDING:
+            self.registry.mark_connected(kiosk)
+            log.info("kiosk %s sent its first signed record: active", kiosk)
 
     def _publish_down(self, topic: str, payload: bytes) -> None:
         self.collector.network.client.publish(topic, payload, qos=1)

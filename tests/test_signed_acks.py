@@ -15,7 +15,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central.collector import Collector, CollectorSettings, process_batch
+from central.config import load_central_config
+from central.fleet.lifecycle import KioskState
 from central.mosquitto import MosquittoProcess
+from central.service import CentralService
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncCounters, SyncSettings, accept_ack
 from sync.envelope import Ack, Rejection, acks_topic, decode_ack, records_topic
@@ -162,12 +165,34 @@ def test_a_forged_ack_with_the_collectors_credential_marks_nothing_synced(
             settings=CollectorSettings(reconnect_min_s=0.1),
             **keyring.CENTRAL,
         )
+        verified: list[str] = []
+        collector.on_verified = verified.append
         collector.start()
         wait_until(lambda: stack.kiosk_acked(db) == 4, 60, "records acked by central")
         assert sorted(stack.central_ids(central_db, KIOSK)) == sorted(ids)
+        assert verified == [KIOSK]  # once, after its first verified, committed record
     finally:
         kiosk.stop()
         if collector is not None:
             collector.stop()
         forger.client.loop_stop()
         forger.client.disconnect()
+
+
+def test_the_service_marks_a_pending_kiosk_active_on_its_first_verified_record(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "central.db"
+    cfg = load_central_config(stack.write_central_config(tmp_path / "c.toml", db, 1, kiosks=()))
+    service = CentralService(cfg)
+    service.registry.add_kiosk(
+        KIOSK,
+        office="H56",
+        slot=1,
+        agency="000.00.14.H56",
+        signing_key=keyring.KIOSK_KEY.public_key(),
+    )
+    assert service.collector.on_verified is not None
+    service.collector.on_verified(KIOSK)
+    entry = service.registry.get(KIOSK)
+    assert entry is not None and entry.state is KioskState.ACTIVE and entry.connected_at
