@@ -7,17 +7,22 @@ connected with a stable client id and a persistent session, so the broker
 keeps queueing records for a collector that is restarting. ``on_message``
 only puts ``(topic, payload)`` on a bounded queue; when the queue is full the
 network thread blocks, and the broker holds the rest (back-pressure, not
-loss). Each message is classified (:mod:`central.ingest`: decoded, its
-sender looked up in the registry, its signature verified) on the network
-thread before it is queued, so verifying one batch overlaps the writer's
-commit of the previous one. The writer thread takes up to ``batch_max``
-classified messages (waiting at most ``batch_wait_s`` for more), commits
-the batch in one transaction, and only then publishes one ack message per
-kiosk, signed by central (:func:`sync.wire_signing.sign_ack`) and naming the
-digest of each stored envelope. If the commit fails because of one message, the batch is
-committed in halves down to that message, which is dead-lettered with its
-sender (:mod:`central.isolation`); everyone else is acked. If the store is
-down (disk full, I/O error) nothing is acked, and the kiosks send those
+loss). The writer thread takes up to ``batch_max`` messages (waiting at
+most ``batch_wait_s`` for more), classifies each one (:mod:`central.ingest`:
+decoded, its sender looked up in the registry, its signature verified),
+commits the batch in one transaction, and only then publishes one ack
+message per kiosk, signed by central (:func:`sync.wire_signing.sign_ack`)
+and naming the digest of each stored envelope.
+
+Verifying on paho's network thread instead, to overlap the writer's commit,
+was measured and lost (docs/benchmarks.md, "Signed ingest"): the writer then
+outran the verifier, batches shrank to a few records, and each batch's
+commit and per-kiosk signed acks cost more than the overlap saved.
+
+If the commit fails because of one message, the batch is committed in
+halves down to that message, which is dead-lettered with its sender
+(:mod:`central.isolation`); everyone else is acked. If the store is down
+(disk full, I/O error) nothing is acked, and the kiosks send those
 records again after their ack timeout. The service feeds systemd's watchdog
 only while the writer loop comes round (:meth:`Collector.writer_stalled_for`).
 
@@ -108,7 +113,7 @@ class Collector:
         self._store_factory = store_factory
         self._mqtt_settings = mqtt_settings
         self.counters = CollectorCounters()
-        self._queue: queue.Queue[Message] = queue.Queue(maxsize=settings.queue_max)
+        self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=settings.queue_max)
         self._stop = threading.Event()
         self.online = threading.Event()  # subscribed and announced (tests wait for it)
         self.session = ""
@@ -215,18 +220,12 @@ class Collector:
         # [quotas] hook: over its rate, a kiosk's message is held back or dropped unparsed.
         if self.quotas is not None and not self.quotas.admit(msg.topic, bytes(msg.payload)):
             return
-        self._enqueue((msg.topic, bytes(msg.payload)))
-
-    def _enqueue(self, message: tuple[str, bytes]) -> None:
-        """Classify (verify) here, on the network thread, while the writer commits."""
-        classified = classify_batch([message], self.keys, self.settings.max_record_bytes)
-        for m in classified:
-            # Blocking here when the queue is full is the back-pressure we want.
-            self._queue.put(m)
+        # Blocking here when the queue is full is the back-pressure we want.
+        self._queue.put((msg.topic, bytes(msg.payload)))
 
     def start(self) -> None:
         if self.quotas is not None:  # [quotas] hook: passes held-back messages on at the rate
-            self.quotas.start_pacer(self._enqueue, self._stop)
+            self.quotas.start_pacer(self._queue.put, self._stop)
         self._writer.start()
         self.network.start()
 
@@ -235,7 +234,7 @@ class Collector:
         self._writer.join(timeout)
         self.network.thread.join(timeout)
 
-    def _take_batch(self) -> list[Message]:
+    def _take_batch(self) -> list[tuple[str, bytes]]:
         """Group commit: whatever is queued now, up to batch_max.
 
         Under load the queue fills while the previous batch commits, so batches
@@ -281,10 +280,17 @@ class Collector:
         finally:
             store.close()
 
-    def _handle(self, store: Store, batch: list[Message]) -> None:
+    def _handle(self, store: Store, batch: list[tuple[str, bytes]]) -> None:
         self.counters.received += len(batch)
         try:
-            result = commit_batch(store, batch, signing_key=self.signing_key, quotas=self.quotas)
+            result = process_batch(
+                store,
+                batch,
+                keys=self.keys,
+                signing_key=self.signing_key,
+                max_record_bytes=self.settings.max_record_bytes,
+                quotas=self.quotas,
+            )
         except Exception:
             self.counters.store_errors += 1
             log.exception(
