@@ -122,6 +122,10 @@ class KeyFiles:
             f'[identity]\nsigning_key = "{self.kiosk_key}"\ncentral_keys = "{self.central_keys}"\n'
         )
 
+    def agent_section(self) -> dict[str, str]:
+        """``[identity]`` as a dict, for ``AgentConfig.model_validate``."""
+        return {"signing_key": str(self.kiosk_key), "central_keys": str(self.central_keys)}
+
     def central_toml(self) -> str:
         return f'[security]\nsigning_key = "{self.central_key}"\n'
 
