@@ -29,11 +29,12 @@ import time
 from pathlib import Path
 
 from central.attachments import AttachmentLimits
-from central.ingest import Accept, classify
+from central.ingest import Accept
 from central.store import SQLiteStore
 from sync.attachments import chunk_bodies
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
+from tests import identity as keyring
 
 KIOSK = "bench-att-k01"
 
@@ -110,7 +111,7 @@ def main() -> None:
         def items(recs: list[Record]) -> list[Accept]:
             out = []
             for r in recs:
-                item = classify(topic, r.encode())
+                item = keyring.classify(topic, r.encode())  # signed, verified
                 if not isinstance(item, Accept):
                     raise SystemExit(f"bench record refused: {item}")
                 out.append(item)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -36,11 +37,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from central.collector import process_batch
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from central.collector import BatchResult, process_batch
+from central.fleet.keys import StaticKeyDirectory
+from central.fleet.registry import Registry
 from central.mosquitto import MosquittoProcess, mqtt_toml
 from central.store import SQLiteStore
 from sync.envelope import MAX_SEQ, Record, records_topic
 from sync.ids import new_stream_id, new_ulid
+from sync.wire_signing import sign_record
 
 TOPIC_FILTER = "aps/v1/+/up/records"
 #: Collector identities (their client ids are bound to their names by the broker).
@@ -116,13 +123,48 @@ def kiosk_names(kiosks: int) -> list[str]:
     return [f"bench-k{k:03d}" for k in range(kiosks)]
 
 
+# Every record is signed as a kiosk signs it (issue 9); central verifies each against the
+# registry. One key for the bench's kiosks (verifying costs the same whichever key).
+KIOSK_KEY = Ed25519PrivateKey.generate()
+CENTRAL_KEY = Ed25519PrivateKey.generate()
+KEYS = StaticKeyDirectory()
+
+
+def signed(r: Record) -> bytes:
+    KEYS.add(r.kiosk, KIOSK_KEY.public_key())
+    return sign_record(r.encode(), KIOSK_KEY)
+
+
+def batch(store: SQLiteStore, part: list[tuple[str, bytes]]) -> BatchResult:
+    return process_batch(store, part, keys=KEYS, signing_key=CENTRAL_KEY)
+
+
+def central_keys(work: Path, database: Path, kiosks: list[str]) -> str:
+    """Central's key file and its registry holding ``kiosks``; the [security] section."""
+    key = work / "central-signing.key"
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, CENTRAL_KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    os.close(fd)
+    registry = Registry(database)
+    for n, kiosk in enumerate(kiosks, start=1):
+        registry.add_kiosk(
+            kiosk,
+            office="bench",
+            slot=n,
+            agency="000.00.14.H56",
+            signing_key=KIOSK_KEY.public_key(),
+        )
+    registry.close()
+    return f'[security]\nsigning_key = "{key}"\n'
+
+
 def fleet_payloads(kiosks: int, records: int) -> list[tuple[str, bytes]]:
     names = kiosk_names(kiosks)
     streams = {k: new_stream_id() for k in names}
     out = []
     for i in range(records):
         kiosk = names[i % kiosks]
-        out.append((records_topic(kiosk), record(kiosk, streams[kiosk], i // kiosks + 1).encode()))
+        out.append((records_topic(kiosk), signed(record(kiosk, streams[kiosk], i // kiosks + 1))))
     return out
 
 
@@ -240,12 +282,13 @@ def ingest_rate(
             f"{mqtt_toml(collector)}"
             f'[collector]\nclient_id = "{CENTRAL_ID}"\n'
             + (f"batch_max = {batch_max}\n" if batch_max else "")
+            + central_keys(work, central_db, [*kiosk_names(kiosks), probe_kiosk])
         )
         # 1. Both subscribe once (persistent sessions), then go away. A probe
         # record stored by central shows that its subscription is in place.
         _bare(bare_conf, records, "subscribe").wait(60)
         central = _run_central(cfg)
-        probe = record(probe_kiosk, new_stream_id(), 1).encode()
+        probe = signed(record(probe_kiosk, new_stream_id(), 1))
         store = SQLiteStore(central_db)
         deadline, sent = time.time() + 120, 0
         while store.count() == 0 and time.time() < deadline:
@@ -334,20 +377,20 @@ def batch_cost(work: Path, rounds: int) -> dict[str, float]:
         stream, seq = new_stream_id(), 0
         while seq < held:
             n = min(5000, held - seq)
-            part = [(topic, record(kiosk, stream, seq + i + 1).encode()) for i in range(n)]
-            process_batch(store, part)
+            part = [(topic, signed(record(kiosk, stream, seq + i + 1))) for i in range(n)]
+            batch(store, part)
             seq += n
         stores[held], seqs[held], streams[held] = store, seq, stream
     times: dict[int, list[float]] = {1_000: [], 200_000: []}
     for _ in range(rounds):
         for held, store in stores.items():
             part = [
-                (topic, record(kiosk, streams[held], seqs[held] + i + 1).encode())
+                (topic, signed(record(kiosk, streams[held], seqs[held] + i + 1)))
                 for i in range(256)
             ]
             seqs[held] += 256
             t = time.perf_counter()
-            process_batch(store, part)
+            batch(store, part)
             times[held].append(time.perf_counter() - t)
     for store in stores.values():
         store.close()
@@ -372,22 +415,22 @@ def gap_memory(work: Path) -> dict[str, float]:
     parked = SQLiteStore(db)  # default [collector] max_seq_jump: the far seq is parked
     stream = new_stream_id()
     kiosk, topic = "bench-gap", records_topic("bench-gap")
-    parked_out = process_batch(
+    parked_out = batch(
         parked,
         [
-            (topic, record(kiosk, stream, 1).encode()),
-            (topic, record(kiosk, stream, MAX_SEQ).encode()),
+            (topic, signed(record(kiosk, stream, 1))),
+            (topic, signed(record(kiosk, stream, MAX_SEQ))),
         ],
     )
     parked.close()
     lifted = SQLiteStore(db, max_seq_jump=MAX_SEQ)  # limit lifted: the gaps really exist
     other = new_stream_id()
-    process_batch(
+    batch(
         lifted,
         [
-            (topic, record(kiosk, other, 1).encode()),
-            (topic, record(kiosk, other, 10**8 + 2).encode()),
-            (topic, record(kiosk, other, MAX_SEQ).encode()),
+            (topic, signed(record(kiosk, other, 1))),
+            (topic, signed(record(kiosk, other, 10**8 + 2))),
+            (topic, signed(record(kiosk, other, MAX_SEQ))),
         ],
     )
     [state] = [s for s in lifted.streams(kiosk) if s.stream == other]

@@ -33,6 +33,7 @@ from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from sync.mqtt_link import make_paho_client
 from sync.schemas import FORM_VALUE_CHARS
+from tests import identity as keyring
 
 KIOSK = "bench-flood-k01"
 
@@ -88,6 +89,7 @@ def run(
         mqtt_settings=login,
         settings=CollectorSettings(client_id=name),
         quotas=quotas,
+        **keyring.CENTRAL,
     )
     collector.start()
     deadline = time.monotonic() + 30

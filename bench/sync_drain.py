@@ -24,6 +24,7 @@ from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
 from sync.mqtt_link import MqttSettings, make_paho_client
 from sync.outbox import Outbox
+from tests import identity as keyring
 
 KIOSK = "bench-k01"
 
@@ -77,6 +78,7 @@ def run_ours(settings: MqttSettings, kiosk_db: Path, window: int, n: int) -> flo
             reconnect_min_s=0.05,
             reconnect_max_s=0.5,
         ),
+        identity=keyring.kiosk_identity(),
     )
     t0 = time.perf_counter()
     client.start()
@@ -105,9 +107,11 @@ def main() -> None:
         with MosquittoProcess(d / "broker") as broker:
             cfg = d / "central.toml"
             collector = broker.collector()
+            keyring.register(central_db, KIOSK)  # central's registry knows the kiosk's key
             cfg.write_text(
                 f'[central]\ndatabase = "{central_db}"\n{mqtt_toml(collector)}'
                 f'[collector]\nclient_id = "{collector.username}"\n'
+                + keyring.write_keys(d / "keys").central_toml()
             )
             central = subprocess.Popen(
                 [sys.executable, "-m", "central.cli", "run", "--config", str(cfg)],

@@ -23,6 +23,8 @@ from central.fleet.enrolment import Enrolment, EnrolRefused, from_config
 from central.fleet.lifecycle import IllegalTransition
 from central.fleet.registry import KioskEntry, Registry, RegistryError
 from sync.config import ConfigError
+from sync.envelope_signing import key_id
+from sync.identity_files import KeyFileError, create_private_key
 
 DEFAULT_CONFIG = "/etc/aps/central.toml"
 
@@ -195,14 +197,22 @@ def ca() -> None:
 @ca.command("init")
 @config_option
 def ca_init(config_path: str) -> None:
-    """Make the CA in [enrolment] ca_dir if missing; print its pin."""
+    """Make the CA in [enrolment] ca_dir and central's signing key if missing; print both."""
     cfg = _cfg(config_path)
     try:
         authority = CertificateAuthority.open(cfg.enrolment.ca_dir)
     except CaError as exc:
         raise _refused(exc) from None
+    try:
+        key, made = create_private_key(cfg.security.signing_key)
+    except (KeyFileError, OSError) as exc:
+        raise click.ClickException(f"[security] signing_key: {exc}") from None
     click.echo(f"CA       {authority.cert_path}")
     click.echo(f"CA pin   {authority.pin}")
+    click.echo(
+        f"signing  {cfg.security.signing_key} ({'made now' if made else 'kept'}; key id "
+        f"{key_id(key.public_key())})"
+    )
     if cfg.enrolment.crl_file is not None:
         _service(config_path).write_crl()
         click.echo(f"CRL      {cfg.enrolment.crl_file} (the broker's crlfile)")

@@ -7,13 +7,22 @@ connected with a stable client id and a persistent session, so the broker
 keeps queueing records for a collector that is restarting. ``on_message``
 only puts ``(topic, payload)`` on a bounded queue; when the queue is full the
 network thread blocks, and the broker holds the rest (back-pressure, not
-loss). The writer thread takes up to ``batch_max`` messages (waiting at most
-``batch_wait_s`` for more), classifies each one (:mod:`central.ingest`),
+loss). The writer thread takes up to ``batch_max`` messages (waiting at
+most ``batch_wait_s`` for more), classifies each one (:mod:`central.ingest`:
+decoded, its sender looked up in the registry, its signature verified),
 commits the batch in one transaction, and only then publishes one ack
-message per kiosk. If the commit fails because of one message, the batch is
-committed in halves down to that message, which is dead-lettered with its
-sender (:mod:`central.isolation`); everyone else is acked. If the store is
-down (disk full, I/O error) nothing is acked, and the kiosks send those
+message per kiosk, signed by central (:func:`sync.wire_signing.sign_ack`)
+and naming the digest of each stored envelope.
+
+Verifying on paho's network thread instead, to overlap the writer's commit,
+was measured and lost (docs/benchmarks.md, "Signed ingest"): the writer then
+outran the verifier, batches shrank to a few records, and each batch's
+commit and per-kiosk signed acks cost more than the overlap saved.
+
+If the commit fails because of one message, the batch is committed in
+halves down to that message, which is dead-lettered with its sender
+(:mod:`central.isolation`); everyone else is acked. If the store is down
+(disk full, I/O error) nothing is acked, and the kiosks send those
 records again after their ack timeout. The service feeds systemd's watchdog
 only while the writer loop comes round (:meth:`Collector.writer_stalled_for`).
 
@@ -38,10 +47,12 @@ from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central.downlink import DownlinkService, is_downlink_topic
 from central.downlink import subscriptions as downlink_subscriptions
 from central.fleet.duplicates import DuplicateWatch
+from central.fleet.keys import KeyDirectory
 from central.ingest import Accept, DeadLetter, FleetUpdate, classify, classify_fleet
 from central.isolation import Message, commit_isolating
 from central.quotas import Quotas
@@ -55,6 +66,7 @@ from sync.envelope import (
     split_ack,
 )
 from sync.mqtt_link import MqttSettings, NetworkLoop, make_paho_client
+from sync.wire_signing import KEYS_TOPIC, sign_ack, sign_downlink
 
 log = logging.getLogger("aps.collector")
 
@@ -89,9 +101,15 @@ class Collector:
         store_factory: Callable[[], Store],
         mqtt_settings: MqttSettings,
         settings: CollectorSettings,
+        keys: KeyDirectory,
+        signing_key: Ed25519PrivateKey,
         quotas: Quotas | None = None,
     ) -> None:
+        """``keys`` is the registry (who may send, with which keys); ``signing_key`` is
+        central's own (``[security] signing_key``): acks and presence are signed with it."""
         self.settings = settings
+        self.keys = keys
+        self.signing_key = signing_key
         self.quotas = quotas  # [quotas] hook: per-kiosk rate limits and storage quotas
         self._store_factory = store_factory
         self._mqtt_settings = mqtt_settings
@@ -119,6 +137,13 @@ class Collector:
         #: requests and remote calls on this connection.
         self.downlink: DownlinkService | None = None
         self.duplicates = DuplicateWatch()  # two boxes, one identity (central/fleet/duplicates.py)
+        #: Central's key set, signed (sync.wire_signing.key_announcement), published
+        #: retained on KEYS_TOPIC at every (re)subscribe (set before start; rotation).
+        self.key_announcement: bytes | None = None
+        #: Called (writer thread) once per kiosk after its first verified, committed record
+        #: in this process: the service marks it active in the registry.
+        self.on_verified: Callable[[str], None] | None = None
+        self._verified: set[str] = set()
 
     @property
     def subscriptions(self) -> list[str]:
@@ -151,7 +176,8 @@ class Collector:
 
     def _presence(self, state: str) -> bytes:
         ts = datetime.now().astimezone().isoformat(timespec="seconds")
-        return encode_central(self.settings.client_id, state, self.session, ts)
+        payload = encode_central(self.settings.client_id, state, self.session, ts)
+        return sign_downlink(payload, self.signing_key)
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
@@ -179,6 +205,8 @@ class Collector:
                     "(docs/broker.md)",
                     ", ".join(refused),
                 )
+            if self.key_announcement is not None:
+                client.publish(KEYS_TOPIC, self.key_announcement, qos=1, retain=True)
             client.publish(
                 central_topic(self.settings.client_id), self._presence("online"), qos=1, retain=True
             )
@@ -258,7 +286,12 @@ class Collector:
         self.counters.received += len(batch)
         try:
             result = process_batch(
-                store, batch, max_record_bytes=self.settings.max_record_bytes, quotas=self.quotas
+                store,
+                batch,
+                keys=self.keys,
+                signing_key=self.signing_key,
+                max_record_bytes=self.settings.max_record_bytes,
+                quotas=self.quotas,
             )
         except Exception:
             self.counters.store_errors += 1
@@ -284,6 +317,14 @@ class Collector:
             self.network.client.publish(ack_topic, payload, qos=1)
             self.counters.acks_sent += 1
         self.duplicates.observe_batch(store, result.items, time.time())
+        if self.on_verified is not None:
+            for kiosk in outcome.acked:
+                if kiosk not in self._verified:
+                    try:
+                        self.on_verified(kiosk)
+                        self._verified.add(kiosk)
+                    except Exception:
+                        log.exception("marking kiosk %s connected failed", kiosk)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -295,18 +336,51 @@ class BatchResult:
 
 
 def classify_message(
-    mqtt_topic: str, payload: bytes, *, max_record_bytes: int = MAX_RECORD_BYTES
+    mqtt_topic: str,
+    payload: bytes,
+    keys: KeyDirectory,
+    *,
+    max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> Accept | DeadLetter | FleetUpdate:
     if mqtt_topic.endswith("/up/records"):
-        return classify(mqtt_topic, payload, max_bytes=max_record_bytes)
+        return classify(mqtt_topic, payload, keys, max_bytes=max_record_bytes)
     return classify_fleet(mqtt_topic, payload)
+
+
+def classify_batch(
+    batch: list[tuple[str, bytes]], keys: KeyDirectory, max_record_bytes: int = MAX_RECORD_BYTES
+) -> list[Message]:
+    """Classify each message (decode, sender, signature); one that raises is logged, skipped."""
+    messages: list[Message] = []
+    for mqtt_topic, payload in batch:
+        try:
+            item = classify_message(mqtt_topic, payload, keys, max_record_bytes=max_record_bytes)
+        except Exception:  # classify must not raise; if it does, keep going
+            log.exception("classify raised on a message from %s", mqtt_topic)
+            continue
+        messages.append(Message(topic=mqtt_topic, payload=payload, item=item))
+    return messages
 
 
 def process_batch(
     store: Store,
     batch: list[tuple[str, bytes]],
     *,
+    keys: KeyDirectory,
+    signing_key: Ed25519PrivateKey,
     max_record_bytes: int = MAX_RECORD_BYTES,
+    quotas: Quotas | None = None,
+) -> BatchResult:
+    """:func:`classify_batch` then :func:`commit_batch`: the collector's whole step."""
+    messages = classify_batch(batch, keys, max_record_bytes)
+    return commit_batch(store, messages, signing_key=signing_key, quotas=quotas)
+
+
+def commit_batch(
+    store: Store,
+    messages: list[Message],
+    *,
+    signing_key: Ed25519PrivateKey,
     quotas: Quotas | None = None,
 ) -> BatchResult:
     """Classify a batch, commit it, and only then build the acks (the collector's step).
@@ -317,16 +391,10 @@ def process_batch(
     committed and acked. If the store is down (disk full, I/O error) or fails
     for everyone, this raises whatever the store raised and nothing is
     acked. :class:`Collector` publishes the returned acks; the stateful test
-    delivers them over its in-memory link, so both run this code.
+    delivers them over its in-memory link, so both run this code. Each ack is
+    signed with ``signing_key`` and names the digest of every acked id's stored
+    envelope.
     """
-    messages: list[Message] = []
-    for mqtt_topic, payload in batch:
-        try:
-            item = classify_message(mqtt_topic, payload, max_record_bytes=max_record_bytes)
-        except Exception:  # classify must not raise; if it does, keep going
-            log.exception("classify raised on a message from %s", mqtt_topic)
-            continue
-        messages.append(Message(topic=mqtt_topic, payload=payload, item=item))
     if quotas is not None:  # [quotas] hook: kiosks at their quota are left unacked
         kept = {id(i) for i in quotas.screen(store, [m.item for m in messages])}
         messages = [m for m in messages if id(m.item) in kept]
@@ -334,8 +402,10 @@ def process_batch(
     _log_refusals(outcome)
     acks: list[tuple[str, bytes]] = []
     for kiosk in sorted(set(outcome.acked) | set(outcome.rejected)):
-        for ack in split_ack(outcome.acked.get(kiosk, []), outcome.rejected.get(kiosk, [])):
-            acks.append((acks_topic(kiosk), ack.encode()))
+        acked = outcome.acked.get(kiosk, [])
+        digests = {rid: outcome.digests[(kiosk, rid)] for rid in acked}
+        for ack in split_ack(acked, outcome.rejected.get(kiosk, []), kiosk=kiosk, digests=digests):
+            acks.append((acks_topic(kiosk), sign_ack(ack, signing_key)))
     return BatchResult(
         items=[m.item for m in messages], outcome=outcome, acks=acks, poisoned=poisoned
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from central.attachments import AttachmentLimits
@@ -19,8 +21,10 @@ from central.sequences import DEFAULT_MAX_SEQ_JUMP
 from central.signing import SigningSettings
 from central.support import SupportSettings
 from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
-from sync.config import MqttSection, Section, _is_loopback, load
+from sync.config import ConfigError, MqttSection, Section, _is_loopback, load
 from sync.dossier_status import PortalCodes, PortalCodesError, load_portal_codes
+from sync.identity_files import KeyFileError, load_private_key
+from sync.wire_signing import key_announcement, sign_downlink
 
 
 class CentralSection(Section):
@@ -543,8 +547,41 @@ class SecuritySection(Section):
     signing_key: Path = Field(
         Path("/var/lib/aps-central/keys/central-signing.key"),
         description="Central's Ed25519 signing key (PKCS#8 PEM, mode 0600); made by "
-        "`aps-central keys init` if missing. Kiosks get its public key at provisioning.",
+        "`aps-central ca init` if missing (never by `run`: a lost key must not be replaced "
+        "silently, every kiosk trusts it). Kiosks get its public key at provisioning.",
     )
+    next_signing_key: Path | None = Field(
+        None,
+        description="Rotation: central's next signing key (PKCS#8 PEM, 0600). While set, the "
+        "kiosks are sent a key-set announcement (signed with signing_key) naming both keys; "
+        "once every kiosk has it, make this the signing_key (docs/protocol.md, "
+        '"Key rotation").',
+    )
+    key_set_serial: int = Field(
+        1,
+        ge=1,
+        description="Serial of the announced key set; raise it with every rotation step (a "
+        "kiosk ignores an announcement whose serial is not above the one it holds).",
+    )
+
+    def key_announcement(self) -> bytes:
+        """The signed announcement of central's key set: signing_key, then next_signing_key."""
+        current = self.load_signing_key()
+        keys = [current.public_key()]
+        if self.next_signing_key is not None:
+            try:
+                keys.append(load_private_key(self.next_signing_key).public_key())
+            except KeyFileError as exc:
+                raise ConfigError(f"[security] next_signing_key: {exc}") from None
+        obj = key_announcement(keys, serial=self.key_set_serial)
+        return sign_downlink(json.dumps(obj).encode("utf-8"), current)
+
+    def load_signing_key(self) -> Ed25519PrivateKey:
+        """Central's signing key; a clear ConfigError naming the fix if it cannot be used."""
+        try:
+            return load_private_key(self.signing_key)
+        except KeyFileError as exc:
+            raise ConfigError(f"[security] signing_key: {exc}") from None
 
 
 class EnrolmentSection(Section):

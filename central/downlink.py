@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from central import audit, backoffice_db, downlink_log
 from sync.downlink import (
     DOWN_NUDGE,
@@ -78,6 +80,7 @@ from sync.downlink import (
     split_topic,
 )
 from sync.envelope import TOPIC_ROOT
+from sync.wire_signing import SIGNATURE_BYTES, sign_downlink
 
 log = logging.getLogger("aps.downlink")
 
@@ -179,11 +182,16 @@ class DownlinkService:
         *,
         database: Path | str,
         publish: Publish,
+        signing_key: Ed25519PrivateKey,
         settings: DownlinkSettings | None = None,
     ) -> None:
+        """Everything sent goes through ``publish`` signed with ``signing_key`` (central's
+        ``[security] signing_key``, domain ``aps-downlink-v1``): the kiosk acts on nothing
+        else (docs/protocol.md, "Signed downlink")."""
         self.database = Path(database)
         self.settings = settings or DownlinkSettings()
-        self._publish = publish
+        self._publish_raw = publish
+        self._signing_key = signing_key
         self.counters = DownlinkCounters()
         self._rpc: dict[str, RpcHandler] = {}
         self._queue: queue.Queue[tuple[str, str, bytes]] = queue.Queue(
@@ -203,6 +211,11 @@ class DownlinkService:
         self.ready = threading.Event()  # the worker has its connection and nudge baseline
 
     # -- registration -------------------------------------------------------------------
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        """The one way out: every message signed (the downlink's choke point)."""
+        self._publish_raw(topic, sign_downlink(payload, self._signing_key))
+
     def register_rpc(self, method: str, fn: RpcHandler) -> None:
         """``fn(kiosk, params) -> result`` answers ``method`` (e.g. ``sign.start``)."""
         self._rpc[method] = fn
@@ -328,7 +341,7 @@ class DownlinkService:
         )
         items: list[Item] = []
         size = 0
-        budget = MAX_STATE_BYTES - 512  # the reply's own fields
+        budget = MAX_STATE_BYTES - 512 - SIGNATURE_BYTES  # the reply's own fields, its sig
         for entry in logged:
             item = Item(cursor=entry.cursor, kind=entry.kind, key=entry.key, body=entry.body)
             item_size = len(encode_json(item.wire())) + 1
@@ -436,7 +449,7 @@ class DownlinkService:
                 error_message="central could not complete the call",
             )
         reply = RpcReply(request=request, ok=True, result=result)
-        if len(reply.encode()) > MAX_RPC_BYTES:
+        if len(reply.encode()) + SIGNATURE_BYTES > MAX_RPC_BYTES:
             self.counters.rpc_errors += 1
             log.error("rpc %s result over %d bytes; not sent", method, MAX_RPC_BYTES)
             return RpcReply(

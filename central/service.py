@@ -24,6 +24,8 @@ from central import answers, backoffice_db, dossiers, quotas, reports
 from central.collector import Collector
 from central.config import CentralConfig
 from central.downlink import DownlinkService
+from central.fleet.lifecycle import KioskState
+from central.fleet.registry import Registry
 from central.signing import signing_service
 from central.store import SQLiteStore
 from central.support_router import SupportRouter
@@ -51,19 +53,30 @@ class CentralService:
         limits = cfg.attachments.limits()  # [quotas] hook: attachment limits and quotas
         # Create the schema before the broker speaks.
         SQLiteStore(db, max_seq_jump=jump, attachment_limits=limits).close()
+        # Who may send (the registry, on the same file) and central's own signing key:
+        # records are verified against the first, acks and the downlink signed with the other.
+        self.registry = Registry(db)
+        self.signing_key = cfg.security.load_signing_key()
         self.collector = Collector(
             store_factory=lambda: SQLiteStore(db, max_seq_jump=jump, attachment_limits=limits),
             mqtt_settings=cfg.mqtt.settings(),
             settings=cfg.collector.settings(),
+            keys=self.registry,
+            signing_key=self.signing_key,
             quotas=quotas.Quotas(cfg.quotas.settings()),
         )
         # State replies, remote calls and nudges, on the collector's connection.
         # Other parts register their remote methods on it before run():
         # ``service.downlink.register_rpc("sign.start", fn)``.
         self.downlink = DownlinkService(
-            database=db, publish=self._publish_down, settings=cfg.downlink.settings()
+            database=db,
+            publish=self._publish_down,
+            signing_key=self.signing_key,
+            settings=cfg.downlink.settings(),
         )
         self.collector.downlink = self.downlink
+        self.collector.key_announcement = cfg.security.key_announcement()
+        self.collector.on_verified = self._kiosk_verified
         # Remote signing (docs/signing.md): sign.start / sign.poll over the downlink's RPC.
         self.signing = signing_service(cfg.signing.settings())
         for method, handler in self.signing.rpc_handlers().items():
@@ -101,6 +114,13 @@ class CentralService:
             self.api_server.stop()
         if self.support_router is not None:
             self.support_router.stop()
+
+    def _kiosk_verified(self, kiosk: str) -> None:
+        """A pending kiosk's first record signed with its enrolled key: it is active now."""
+        sender = self.registry.sender(kiosk)
+        if sender is not None and sender.state is KioskState.PENDING:
+            self.registry.mark_connected(kiosk)
+            log.info("kiosk %s sent its first signed record: active", kiosk)
 
     def _publish_down(self, topic: str, payload: bytes) -> None:
         self.collector.network.client.publish(topic, payload, qos=1)

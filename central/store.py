@@ -47,12 +47,14 @@ class IngestOutcome:
     parked: int = 0
     conflicts: list[tuple[str, str]] = field(default_factory=list)
     attachments: Counter[str] = field(default_factory=Counter)
+    #: (kiosk, id) -> digest of the envelope central holds under that id (for the acks).
+    digests: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def absorb(self, other: IngestOutcome) -> None:
         """Add ``other`` (another committed part of the same batch) to this outcome."""
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if isinstance(mine, Counter):
+            if f.name == "digests" or isinstance(mine, Counter):
                 mine.update(theirs)
             elif isinstance(mine, dict):
                 for key, values in theirs.items():
@@ -98,6 +100,10 @@ class Store(Protocol):
     def parked_record_ids(self, kiosk: str | None = None) -> set[str]: ...
 
 
+#: Named in an ack for an id whose stored row predates kept envelopes and whose body
+#: differs: no kiosk record has this digest, so the kiosk leaves that id unsynced.
+NO_DIGEST = "A" * 43
+
 REPORT_RANGES = 20  # gap ranges listed per stream by default
 
 SCHEMA = """
@@ -111,6 +117,9 @@ CREATE TABLE IF NOT EXISTS records (
     received_at REAL NOT NULL,
     body TEXT NOT NULL,
     sha BLOB,
+    envelope TEXT,
+    digest TEXT,
+    key_id TEXT,
     PRIMARY KEY (kiosk, id),
     UNIQUE (kiosk, stream, seq)
 );
@@ -165,7 +174,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 
 # Columns added since the first schema; older databases get them by ALTER TABLE.
 ADDED_COLUMNS = {
-    "records": {"sha": "BLOB"},
+    "records": {"sha": "BLOB", "envelope": "TEXT", "digest": "TEXT", "key_id": "TEXT"},
     "kiosks": {"clock_skew_s": "REAL", "clock_skew_at": "REAL"},
 }
 
@@ -271,7 +280,7 @@ class SQLiteStore:
                 elif isinstance(item, DeadLetter):
                     self._dead_letter(item, out, book, now)
                 else:
-                    records.append(item.record)
+                    records.append(item)
             chunks = self._store_records(records, out, book, usage, now) if records else []
             book.flush()
             for r in chunks:
@@ -321,55 +330,86 @@ class SQLiteStore:
             (item.topic_kiosk, item.record_id, item.stream, seq, item.reason, now),
         )
 
-    def _known_ids(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
-        """Body hashes of the ``(kiosk, id)`` already stored, in one query per 2,000."""
-        known: dict[tuple[str, str], bytes] = {}
+    def _known_ids(
+        self, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[bytes, str | None]]:
+        """Body hashes and envelope digests of the ``(kiosk, id)`` already stored, in one
+        query per 2,000."""
+        known: dict[tuple[str, str], tuple[bytes, str | None]] = {}
         for start in range(0, len(keys), 2000):
             part = keys[start : start + 2000]
             values = ", ".join("(?, ?)" for _ in part)
-            for kiosk, rid, sha, body in self.conn.execute(
-                "SELECT r.kiosk, r.id, r.sha, CASE WHEN r.sha IS NULL THEN r.body END"
+            for kiosk, rid, sha, body, digest in self.conn.execute(
+                "SELECT r.kiosk, r.id, r.sha, CASE WHEN r.sha IS NULL THEN r.body END, r.digest"
                 f" FROM (VALUES {values}) AS v"
                 " JOIN records r ON r.kiosk = v.column1 AND r.id = v.column2",
                 [x for key in part for x in key],
             ):
-                known[(kiosk, rid)] = body_sha(body) if sha is None else bytes(sha)
+                known[(kiosk, rid)] = (body_sha(body) if sha is None else bytes(sha), digest)
         return known
 
     def _store_records(
         self,
-        records: list[Record],
+        accepted: list[Accept],
         out: IngestOutcome,
         book: StreamBook,
         usage: quotas.UsageTally,
         now: float,
     ) -> list[Record]:
-        """Insert the batch's new records; returns the stored chunks (for their attachments)."""
-        book.load({(r.kiosk, r.stream) for r in records})
-        known = self._known_ids(list({(r.kiosk, r.id) for r in records}))
+        """Insert the batch's new records; returns the stored chunks (for their attachments).
+
+        Each row keeps the signed envelope as received (evidence), its digest and the key
+        that signed it. An ack names the digest of what is stored under the id: for a
+        duplicate or an id conflict, the first record's (the kiosk compares it with its own).
+        """
+        book.load({(a.record.kiosk, a.record.stream) for a in accepted})
+        known = self._known_ids(list({(a.record.kiosk, a.record.id) for a in accepted}))
         rows = []
         chunks: list[Record] = []
         lag: dict[str, float] = {}
-        for r in records:
+        for a in accepted:
+            r = a.record
             text = body_text(r.body)
             sha = body_sha(text)
             key = (r.kiosk, r.id)
             stored = known.get(key)
             if stored is not None:
-                if stored == sha:
+                stored_sha, stored_digest = stored
+                if stored_sha == sha:
                     out.duplicates += 1
                 else:
                     self._conflict(r, text, now)
                     out.dead_letters += 1
                     out.conflicts.append(key)
                 out.acked[r.kiosk].append(r.id)  # first wins; the kiosk stops resending
+                # A row stored before envelopes were kept: the body matched, name this one.
+                if stored_digest is None and stored_sha == sha:
+                    stored_digest = a.digest
+                out.digests[key] = stored_digest or NO_DIGEST
                 continue
             claim = book.claim(r.kiosk, r.stream, r.seq)
             if claim is Claim.NEW:
-                known[key] = sha
-                rows.append((r.kiosk, r.id, r.stream, r.seq, r.kind, r.created, now, text, sha))
+                known[key] = (sha, a.digest)
+                envelope = a.envelope.decode("utf-8")
+                rows.append(
+                    (
+                        r.kiosk,
+                        r.id,
+                        r.stream,
+                        r.seq,
+                        r.kind,
+                        r.created,
+                        now,
+                        text,
+                        sha,
+                        envelope,
+                        a.digest,
+                        a.key_id,
+                    )
+                )
                 out.stored += 1
                 out.acked[r.kiosk].append(r.id)
+                out.digests[key] = a.digest
                 usage.add(r, text)  # [quotas] hook
                 if r.kind == "chunk":
                     chunks.append(r)
@@ -404,8 +444,8 @@ class SQLiteStore:
                 now,
             )
         self.conn.executemany(
-            "INSERT INTO records (kiosk, id, stream, seq, kind, created, received_at, body, sha)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO records (kiosk, id, stream, seq, kind, created, received_at, body, sha,"
+            " envelope, digest, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         # Clock skew: the smallest (receive time - created) of the kiosk's new

@@ -71,6 +71,7 @@ from edge_agent.session import CitizenSession
 from sync.client import SyncClient, SyncSettings
 from sync.files import make_private_dir
 from sync.outbox import Outbox
+from sync.wire_signing import KioskIdentity
 
 log = logging.getLogger("aps.app")
 
@@ -205,6 +206,7 @@ class KioskApp:
                 kiosk=cfg.kiosk.id,
                 mqtt_settings=cfg.mqtt.settings(),
                 settings=sync_settings or cfg.sync.settings(),
+                identity=KioskIdentity.load(cfg.identity.signing_key, cfg.identity.central_keys),
                 # The outbox above has just run quick_check on this file: once per start.
                 outbox_options={**cfg.sync.outbox_options(), "check_integrity": False},
                 heartbeat_fields=self._heartbeat_fields,

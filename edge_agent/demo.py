@@ -47,6 +47,7 @@ from typing import Any
 
 import click
 
+from central.fleet.registry import Registry
 from central.mosquitto import MosquittoProcess, free_port, mqtt_toml
 from drivers.cccd_qr import encode_cccd_qr
 from drivers.identity import Identity
@@ -62,6 +63,7 @@ from firmware_mocks.cdc_scanner import EmulatedCdcScanner
 from firmware_mocks.escpos_render import save_receipt
 from firmware_mocks.help_button import EmulatedHelpButton
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
+from sync.identity_files import create_private_key, write_public_keys
 from sync.logs import setup_logging
 
 KIOSK_ID = "sadec-p1-k01"
@@ -98,12 +100,37 @@ CITIZENS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
+def _make_keys(out: Path) -> tuple[Path, Path, Path]:
+    """The demo's keys, as provisioning makes them: the kiosk's on "the box", central's at
+    central, central's public key given to the kiosk, the kiosk's key in the registry."""
+    keys = out / "keys"
+    kiosk_key, _ = create_private_key(keys / "kiosk-signing.key")
+    central_key, _ = create_private_key(keys / "central-signing.key")
+    central_keys = keys / "central-keys.json"
+    write_public_keys(central_keys, [central_key.public_key()])
+    registry = Registry(out / "central.db")
+    try:
+        if registry.get(KIOSK_ID) is None:
+            registry.add_kiosk(
+                KIOSK_ID,
+                office="000.00.14.H56",
+                slot=1,
+                agency="000.00.14.H56",
+                signing_key=kiosk_key.public_key(),
+            )
+    finally:
+        registry.close()
+    return keys / "kiosk-signing.key", central_keys, keys / "central-signing.key"
+
+
 def _write_configs(out: Path, broker: MosquittoProcess, extra: str) -> tuple[Path, Path]:
+    kiosk_key, central_keys, central_key = _make_keys(out)
     central = out / "central.toml"
     central.write_text(
         f'[central]\ndatabase = "{out / "central.db"}"\n\n'
         f"{mqtt_toml(broker.collector('aps-collector-demo'))}\n"
-        '[collector]\nclient_id = "aps-collector-demo"\n' + extra,
+        '[collector]\nclient_id = "aps-collector-demo"\n\n'
+        f'[security]\nsigning_key = "{central_key}"\n\n' + extra,
         encoding="utf-8",
     )
     kiosk = out / "kiosk.toml"
@@ -116,7 +143,8 @@ def _write_configs(out: Path, broker: MosquittoProcess, extra: str) -> tuple[Pat
         "heartbeat_interval_s = 5\n\n"
         # A made-up account (letters: no bank has it) so the slips show a VietQR code.
         '[payment]\nbank_bin = "970436"\naccount = "DEMO0000001"\n'
-        'beneficiary = "UBND PHUONG 1 TP SA DEC (DEMO)"\n',
+        'beneficiary = "UBND PHUONG 1 TP SA DEC (DEMO)"\n\n'
+        f'[identity]\nsigning_key = "{kiosk_key}"\ncentral_keys = "{central_keys}"\n',
         encoding="utf-8",
     )
     return central, kiosk

@@ -6,8 +6,9 @@ Shared by the kiosk agent and central (central may import these):
 - :mod:`sync.downlink` is the typed downlink: state requests and replies, nudges,
   remote calls, item bodies by kind, and the topic router (sans-I/O).
 - :mod:`sync.schemas` is one schema per record kind and the bounds of every message (sans-I/O).
-- :mod:`sync.envelope_signing`: canonical bytes and Ed25519 signatures of envelopes (sans-I/O;
-  defined for the enrolment issue, not yet on the wire).
+- :mod:`sync.envelope_signing`: canonical bytes and Ed25519 signatures of envelopes (sans-I/O).
+- :mod:`sync.wire_signing`: those signatures on the wire: records signed, acks and the
+  downlink verified, record digests, central's key set and its rotation (sans-I/O).
 - :mod:`sync.attachments`, :mod:`sync.ids`: attachment chunking, record and stream ids.
 - :mod:`sync.mqtt_link` is the reconnecting MQTT link both sides use.
 - :mod:`sync.config` is the typed TOML loader and the ``[mqtt]`` section.

@@ -39,12 +39,13 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sync import SyncError
 from sync.downlink import (
@@ -68,22 +69,32 @@ from sync.downlink import (
 )
 from sync.envelope import (
     CENTRAL_TOPICS,
+    Ack,
     EnvelopeError,
-    decode_ack,
     decode_object,
     encode_heartbeat,
     encode_status,
     heartbeat_topic,
+    is_central_topic,
     new_instance,
     records_topic,
     status_topic,
     topic,
 )
+from sync.envelope_signing import EnvelopeSignatureError
 from sync.ids import new_ulid
 from sync.machine import Action, Fetch, MarkAcked, MarkRejected, Publish, SyncMachine
 from sync.mqtt_link import MqttSettings, NetworkLoop, make_paho_client
 from sync.outbox import Outbox
 from sync.state_sync import ApplyPage, SendRequest, StateAction, StateSync
+from sync.wire_signing import (
+    KEYS_TOPIC,
+    AckRefused,
+    KioskIdentity,
+    check_ack,
+    sign_record,
+    verify_downlink,
+)
 
 log = logging.getLogger("aps.sync")
 
@@ -130,6 +141,12 @@ class SyncCounters:
     rpc_calls: int = 0
     rpc_timeouts: int = 0
     rpc_ignored_replies: int = 0
+    #: Acks refused whole (not signed by central, another kiosk's, no digests, malformed).
+    acks_refused: int = 0
+    #: Acked ids left unmarked: central's digest is not this kiosk's record's.
+    ack_mismatches: int = 0
+    #: Downlink messages dropped unread: not signed by a key of central's.
+    downlink_refused: int = 0
 
 
 class RpcError(SyncError):
@@ -169,18 +186,23 @@ def execute_actions(
     publish: Callable[[bytes], None],
     counters: SyncCounters,
     now: float,
+    signing_key: Ed25519PrivateKey,
 ) -> None:
     """Carry out the machine's actions in order: the kiosk's one sync step.
 
-    ``publish`` puts stored envelope bytes on the up-link (paho in
-    :class:`SyncClient`, an in-memory link in the stateful test), so the test
-    and the agent run the same code.
+    Records read from the outbox are signed with ``signing_key`` before the machine
+    holds them (:func:`sync.wire_signing.sign_record`: a resend is the same bytes), and
+    ``publish`` puts those signed bytes on the up-link (paho in :class:`SyncClient`, an
+    in-memory link in the stateful test), so the test and the agent run the same code.
     """
     todo = list(actions)
     while todo:
         action = todo.pop(0)
         if isinstance(action, Fetch):
-            pending = outbox.pending(after_seq=action.after_seq, limit=action.limit)
+            pending = [
+                replace(p, payload=sign_record(p.payload, signing_key))
+                for p in outbox.pending(after_seq=action.after_seq, limit=action.limit)
+            ]
             todo[:0] = machine.records(pending, now)
         elif isinstance(action, Publish):
             publish(action.payload)
@@ -196,6 +218,41 @@ def execute_actions(
                 log.error("central rejected record %s: %s", rid, reason)
 
 
+def accept_ack(
+    payload: bytes,
+    *,
+    kiosk: str,
+    identity: KioskIdentity,
+    outbox: Outbox,
+    counters: SyncCounters,
+) -> Ack | None:
+    """The ack central signed, holding only ids whose digest is this kiosk's record's.
+
+    None (logged, counted) for an ack that must mark nothing; the records it named stay
+    queued and are sent again. :class:`SyncClient` and the stateful test both use this.
+    """
+    try:
+        checked = check_ack(
+            payload,
+            kiosk=kiosk,
+            central_keys=identity.central_keys.keys,
+            local_digests=outbox.record_digests,
+        )
+    except AckRefused as exc:
+        counters.acks_refused += 1
+        log.error("refused an ack (%s): it marks nothing synced; %s", exc.reason, exc)
+        return None
+    if checked.mismatched:
+        counters.ack_mismatches += len(checked.mismatched)
+        log.error(
+            "central acked %d records with a digest that is not this kiosk's record (first %s);"
+            " they stay unsynced and are sent again",
+            len(checked.mismatched),
+            checked.mismatched[0],
+        )
+    return checked.ack
+
+
 class SyncClient:
     """Drains one kiosk's outbox to central over MQTT, until stopped."""
 
@@ -206,6 +263,7 @@ class SyncClient:
         kiosk: str,
         mqtt_settings: MqttSettings,
         settings: SyncSettings,
+        identity: KioskIdentity,
         outbox_options: dict[str, Any] | None = None,
         heartbeat_fields: Callable[[], dict[str, Any]] | None = None,
         office: str | None = None,
@@ -218,6 +276,8 @@ class SyncClient:
         ``office`` the kiosk asks for no downstream state."""
         self.kiosk = kiosk
         self.settings = settings
+        #: The kiosk's signing key and central's keys (docs/protocol.md, "Signed envelopes").
+        self.identity = identity
         self.outbox = Outbox(database, kiosk, **(outbox_options or {}))
         # This connection only records acks and purges. Losing the last few ack
         # marks to a power cut costs a resend, which central answers with the same
@@ -238,6 +298,7 @@ class SyncClient:
         self.router.on(DOWN_STATE, self._on_state_reply)
         self.router.on(DOWN_NUDGE, self._on_nudge)
         self.router.on(DOWN_RPC, self._on_rpc_reply)
+        self.router.on_prefix(KEYS_TOPIC, self._on_central_keys)
         self._on_state: StateHandler | None = None
         self._state_cursor: Callable[[], int] | None = None
         self.state: StateSync | None = None
@@ -328,7 +389,7 @@ class SyncClient:
             self.session_up.clear()
             # One SUBSCRIBE, so one SUBACK: only then does the sync start ("connected").
             rc_sub, mid = client.subscribe(
-                [(topic(self.kiosk, "down", "#"), 1), (CENTRAL_TOPICS, 1)]
+                [(topic(self.kiosk, "down", "#"), 1), (CENTRAL_TOPICS, 1), (KEYS_TOPIC, 1)]
             )
             if rc_sub != mqtt.MQTT_ERR_SUCCESS:
                 log.error("could not send SUBSCRIBE: %s", mqtt.error_string(rc_sub))
@@ -479,6 +540,8 @@ class SyncClient:
             return self.machine.disconnected()
         if name == "message":
             mqtt_topic, payload, retained = arg
+            if not self._signed_by_central(mqtt_topic, payload):
+                return []
             self._now, self._retained, self._pending = now, retained, []
             extra = self.handlers.get(mqtt_topic.rsplit("/", 1)[-1])
             if extra is not None and self.router.handler_for(mqtt_topic) is None:
@@ -491,12 +554,46 @@ class SyncClient:
 
     # -- downlink handlers (sync thread, through the router) ----------------------------
 
-    def _on_ack(self, mqtt_topic: str, payload: bytes) -> None:
+    def _signed_by_central(self, mqtt_topic: str, payload: bytes) -> bool:
+        """The downlink's one check: everything central sends, retained or live, is signed
+        by a key in [identity] central_keys (``aps-downlink-v1``) or is dropped, logged
+        and counted. Acks carry their own domain and are checked by :func:`accept_ack`."""
+        if mqtt_topic.endswith(f"/{DOWN_ACKS}") and not is_central_topic(mqtt_topic):
+            return True
         try:
-            ack = decode_ack(payload)
-        except EnvelopeError as exc:
-            raise DownlinkError(f"ack: {exc.reason}") from None
-        self._pending += self.machine.ack(ack, self._now)
+            verify_downlink(payload, self.identity.central_keys.keys)
+        except (EnvelopeSignatureError, EnvelopeError) as exc:
+            self.counters.downlink_refused += 1
+            log.warning(
+                "refused a message on %s: %s (not signed by central; nothing done)",
+                mqtt_topic,
+                getattr(exc, "reason", exc),
+            )
+            return False
+        return True
+
+    def _on_ack(self, mqtt_topic: str, payload: bytes) -> None:
+        checked = accept_ack(
+            payload,
+            kiosk=self.kiosk,
+            identity=self.identity,
+            outbox=self.outbox,
+            counters=self.counters,
+        )
+        if checked is not None:
+            self._pending += self.machine.ack(checked, self._now)
+
+    def _on_central_keys(self, mqtt_topic: str, payload: bytes) -> None:
+        """Central's key set (rotation): signed by a key trusted now, newer than ours."""
+        keys = self.identity.central_keys
+        try:
+            changed = keys.apply_announcement(payload)
+        except (EnvelopeSignatureError, EnvelopeError) as exc:
+            raise DownlinkError(f"central-keys: {getattr(exc, 'reason', exc)}") from None
+        if changed:
+            log.info(
+                "central's signing keys are now %s (set %d)", ", ".join(keys.keys), keys.serial
+            )
 
     def _on_central(self, mqtt_topic: str, payload: bytes) -> None:
         self._pending += self._central(payload, self._retained, now=self._now)
@@ -643,6 +740,7 @@ class SyncClient:
             publish=self._publish_record,
             counters=self.counters,
             now=now,
+            signing_key=self.identity.signing_key,
         )
 
     def _publish_record(self, payload: bytes) -> None:

@@ -226,6 +226,14 @@ class Record:
 
 def decode_record(payload: bytes, *, max_bytes: int = MAX_RECORD_BYTES) -> Record:
     """Parse and validate a record envelope; raise EnvelopeError with the reason."""
+    return decode_record_object(payload, max_bytes=max_bytes)[0]
+
+
+def decode_record_object(
+    payload: bytes, *, max_bytes: int = MAX_RECORD_BYTES
+) -> tuple[Record, dict[str, Any]]:
+    """As :func:`decode_record`, with the decoded JSON object (its ``sig`` included):
+    what the signature is checked against and what central keeps as evidence."""
     if len(payload) > max_bytes:
         raise EnvelopeError(f"oversize: {len(payload)} bytes > limit {max_bytes}")
     obj = _loads_object(payload)
@@ -236,7 +244,7 @@ def decode_record(payload: bytes, *, max_bytes: int = MAX_RECORD_BYTES) -> Recor
     kind = _field(obj, "kind", str)
     if kind not in RECORD_KINDS:
         raise EnvelopeError(bounded_reason(f"unknown-kind: {kind!r}"))
-    return Record(
+    record = Record(
         kind=kind,
         kiosk=check_kiosk_id(_field(obj, "kiosk", str)),
         stream=_field(obj, "stream", str),
@@ -245,6 +253,7 @@ def decode_record(payload: bytes, *, max_bytes: int = MAX_RECORD_BYTES) -> Recor
         created=_field(obj, "created", str),
         body=_field(obj, "body", dict),
     )
+    return record, obj
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,40 +262,64 @@ class Rejection:
     reason: str
 
 
+DIGEST_RE = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")  # base64url of 32 bytes, no padding
+
+
 @dataclass(frozen=True, kw_only=True)
 class Ack:
-    """An ack batch (central -> kiosk): ids committed, ids parked as rejected."""
+    """An ack batch (central -> kiosk): ids committed, ids parked as rejected.
 
+    ``kiosk`` names the kiosk it is for and ``digests[i]`` what central stored under
+    ``acked[i]`` (:func:`sync.wire_signing.record_digest`); central signs the encoded ack
+    (domain ``aps-ack-v1``), so a kiosk marks a record synced only on central's word that
+    it holds exactly that record (docs/protocol.md, "Signed acks").
+    """
+
+    kiosk: str | None = None
     acked: tuple[str, ...] = ()
+    digests: tuple[str, ...] = ()
     rejected: tuple[Rejection, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.acked) + len(self.rejected) > MAX_ACK_IDS:
             raise EnvelopeError(f"bad-envelope: ack: more than {MAX_ACK_IDS} ids; split it")
+        if self.digests and len(self.digests) != len(self.acked):
+            raise EnvelopeError("bad-envelope: digests: expected one digest per acked id")
+
+    def to_object(self) -> dict[str, Any]:
+        # Reasons are cut to MAX_REASON_CHARS, which decode_ack holds them to.
+        obj: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": "ack"}
+        if self.kiosk is not None:
+            obj["kiosk"] = self.kiosk
+        obj["acked"] = list(self.acked)
+        if self.digests:
+            obj["digests"] = list(self.digests)
+        obj["rejected"] = [{"id": r.id, "reason": bounded_reason(r.reason)} for r in self.rejected]
+        return obj
 
     def encode(self) -> bytes:
-        # Reasons are cut to MAX_REASON_CHARS, which decode_ack holds them to.
-        return _dumps(
-            {
-                "v": PROTOCOL_VERSION,
-                "type": "ack",
-                "acked": list(self.acked),
-                "rejected": [
-                    {"id": r.id, "reason": bounded_reason(r.reason)} for r in self.rejected
-                ],
-            }
-        )
+        """The ack unsigned (central sends it signed: :func:`sync.wire_signing.sign_ack`)."""
+        return _dumps(self.to_object())
 
 
-def split_ack(acked: list[str], rejected: list[Rejection]) -> list[Ack]:
+def split_ack(
+    acked: list[str],
+    rejected: list[Rejection],
+    *,
+    kiosk: str | None = None,
+    digests: dict[str, str] | None = None,
+) -> list[Ack]:
     """Split ids into ack messages of at most MAX_ACK_IDS ids each."""
     out: list[Ack] = []
     items: list[str | Rejection] = [*acked, *rejected]
     for start in range(0, len(items), MAX_ACK_IDS):
         part = items[start : start + MAX_ACK_IDS]
+        ids = tuple(i for i in part if isinstance(i, str))
         out.append(
             Ack(
-                acked=tuple(i for i in part if isinstance(i, str)),
+                kiosk=kiosk,
+                acked=ids,
+                digests=tuple(digests[i] for i in ids) if digests is not None else (),
                 rejected=tuple(i for i in part if isinstance(i, Rejection)),
             )
         )
@@ -295,6 +328,13 @@ def split_ack(acked: list[str], rejected: list[Rejection]) -> list[Ack]:
 
 def decode_ack(payload: bytes, *, max_bytes: int = MAX_ACK_BYTES) -> Ack:
     """Parse an ack batch: at most MAX_ACK_IDS ULIDs, reasons of at most MAX_REASON_CHARS."""
+    return decode_ack_object(payload, max_bytes=max_bytes)[0]
+
+
+def decode_ack_object(
+    payload: bytes, *, max_bytes: int = MAX_ACK_BYTES
+) -> tuple[Ack, dict[str, Any]]:
+    """As :func:`decode_ack`, with the decoded object (for the signature check)."""
     if len(payload) > max_bytes:
         raise EnvelopeError(f"oversize: {len(payload)} bytes > limit {max_bytes}")
     obj = _loads_object(payload)
@@ -302,12 +342,22 @@ def decode_ack(payload: bytes, *, max_bytes: int = MAX_ACK_BYTES) -> Ack:
         raise EnvelopeError(
             bounded_reason(f"bad-envelope: type: expected 'ack', got {obj.get('type')!r}")
         )
+    kiosk = obj.get("kiosk")
+    if kiosk is not None:
+        check_kiosk_id(kiosk)
     acked = obj.get("acked", [])
     rejected = obj.get("rejected", [])
+    digests = obj.get("digests", [])
     if not isinstance(acked, list) or not all(
         isinstance(i, str) and ULID_RE.match(i) for i in acked
     ):
         raise EnvelopeError("bad-envelope: acked: expected a list of 26-character ULIDs")
+    if not isinstance(digests, list) or not all(
+        isinstance(d, str) and DIGEST_RE.match(d) for d in digests
+    ):
+        raise EnvelopeError("bad-envelope: digests: expected a list of 43-character base64url")
+    if digests and len(digests) != len(acked):
+        raise EnvelopeError("bad-envelope: digests: expected one digest per acked id")
     if not isinstance(rejected, list):
         raise EnvelopeError("bad-envelope: rejected: expected a list")
     if len(acked) + len(rejected) > MAX_ACK_IDS:
@@ -326,7 +376,8 @@ def decode_ack(payload: bytes, *, max_bytes: int = MAX_ACK_BYTES) -> Ack:
                 " characters"
             )
         rej.append(Rejection(id=rid, reason=reason))
-    return Ack(acked=tuple(acked), rejected=tuple(rej))
+    ack = Ack(kiosk=kiosk, acked=tuple(acked), digests=tuple(digests), rejected=tuple(rej))
+    return ack, obj
 
 
 def encode_status(kiosk: str, state: str, ts: str, *, instance: str | None = None) -> bytes:

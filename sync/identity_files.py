@@ -40,6 +40,7 @@ from sync.envelope_signing import key_id
 __all__ = [
     "KeyFileError",
     "create_private_key",
+    "load_key_set_serial",
     "load_private_key",
     "load_public_keys",
     "public_key_from_text",
@@ -105,7 +106,10 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise KeyFileError(f"signing key {path} not found; provision the kiosk first") from None
+        raise KeyFileError(
+            f"signing key {path} not found (on a kiosk: aps-agent provision makes it; "
+            "at central: aps-central ca init)"
+        ) from None
     except OSError as exc:
         raise KeyFileError(f"signing key {path} cannot be read: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
@@ -128,13 +132,21 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def write_public_keys(path: Path, keys: Iterable[Ed25519PublicKey]) -> None:
-    """Write the set atomically (mode 0644: public keys are not secret)."""
+def write_public_keys(
+    path: Path, keys: Iterable[Ed25519PublicKey], *, serial: int | None = None
+) -> None:
+    """Write the set atomically (mode 0644: public keys are not secret).
+
+    ``serial`` (optional) is the key-set announcement the set came from (central's key
+    rotation, sync.wire_signing): kept in the same file, so set and serial change together.
+    """
     path = Path(path)
-    doc = {
+    doc: dict[str, object] = {
         "v": 1,
         "keys": [{"kid": key_id(k), "public": public_key_text(k)} for k in keys],
     }
+    if serial is not None:
+        doc["serial"] = serial
     tmp = path.with_name(f".{path.name}.tmp")
     data = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -152,7 +164,9 @@ def load_public_keys(path: Path) -> dict[str, Ed25519PublicKey]:
     try:
         data = path.read_bytes()[: MAX_KEY_FILE_BYTES + 1]
     except FileNotFoundError:
-        raise KeyFileError(f"public keys {path} not found; provision the kiosk first") from None
+        raise KeyFileError(
+            f"public keys {path} not found (on a kiosk: aps-agent provision writes them)"
+        ) from None
     except OSError as exc:
         raise KeyFileError(f"public keys {path} cannot be read: {exc.strerror}") from None
     if len(data) > MAX_KEY_FILE_BYTES:
@@ -174,3 +188,13 @@ def load_public_keys(path: Path) -> dict[str, Ed25519PublicKey]:
     if not out:
         raise KeyFileError(f"public keys {path}: no keys")
     return out
+
+
+def load_key_set_serial(path: Path) -> int:
+    """The ``serial`` a public key set was written with (0 if none, or unreadable)."""
+    try:
+        doc = json.loads(Path(path).read_bytes()[: MAX_KEY_FILE_BYTES + 1])
+    except (OSError, ValueError):
+        return 0
+    serial = doc.get("serial") if isinstance(doc, dict) else None
+    return serial if isinstance(serial, int) and not isinstance(serial, bool) else 0

@@ -61,6 +61,7 @@ from sync.envelope import MAX_RECORD_BYTES, Record, check_kiosk_id
 from sync.files import create_private_file, why_unopenable
 from sync.ids import new_stream_id, new_ulid
 from sync.schemas import check_body
+from sync.wire_signing import SIGNATURE_BYTES, stored_record_digest
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -235,7 +236,8 @@ class Transaction:
             body=body,
         )
         payload = record.encode()
-        if len(payload) > ob.max_record_bytes:
+        # Room for the signature the sync loop adds when it publishes (sync.wire_signing).
+        if len(payload) + SIGNATURE_BYTES > ob.max_record_bytes:
             raise RecordTooLarge(
                 f"{kind} record is {len(payload)} bytes, over the limit of "
                 f"{ob.max_record_bytes} bytes (sync.max_record_bytes); send files as attachments"
@@ -497,6 +499,21 @@ class Outbox:
             (after_seq, limit),
         ).fetchall()
         return [Pending(seq=r[0], id=r[1], payload=bytes(r[2])) for r in rows]
+
+    @_locked
+    def record_digests(self, ids: Sequence[str]) -> dict[str, str]:
+        """The digests of the records held under ``ids`` (any state; purged ones absent),
+        which a signed ack must name before they are marked (sync.wire_signing.check_ack)."""
+        out: dict[str, str] = {}
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            for rid, payload in self.conn.execute(
+                f"SELECT id, payload FROM outbox WHERE id IN ({marks})", part
+            ):
+                out[rid] = stored_record_digest(bytes(payload))
+        return out
 
     @_locked
     def mark_acked(self, ids: Sequence[str]) -> int:

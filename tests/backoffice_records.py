@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from central.collector import process_batch
 from central.store import SQLiteStore
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
+from tests import identity as keyring
 
 AGENCY = "000.00.14.H56"
 OTHER_AGENCY = "000.00.15.H56"
@@ -43,7 +43,7 @@ class Kiosk:
         )
         store = SQLiteStore(self.db)
         try:
-            result = process_batch(store, [(records_topic(self.kiosk), rec.encode())])
+            result = keyring.process_batch(store, [(records_topic(self.kiosk), rec.encode())])
         finally:
             store.close()
         assert result.outcome.stored == 1, result.outcome

@@ -19,6 +19,7 @@ from edge_agent.inbox import Inbox
 from sync.client import SyncClient, SyncSettings
 from sync.mqtt_link import MqttSettings, make_paho_client
 from sync.outbox import Outbox
+from tests import identity as keyring
 
 OFFICE = "000.00.14.H56"
 OTHER_OFFICE = "000.00.14.H57"
@@ -92,11 +93,13 @@ def start_central(
         settings=CollectorSettings(
             client_id=name, shared_group=shared_group, reconnect_min_s=0.1, reconnect_max_s=0.5
         ),
+        **keyring.CENTRAL,
     )
     service = DownlinkService(
         database=db,
         publish=lambda t, p: collector.network.client.publish(t, p, qos=1),
         settings=settings or DownlinkSettings(nudge_interval_s=0.1),
+        signing_key=keyring.CENTRAL_KEY,
     )
     collector.downlink = service
     service.start()
@@ -143,6 +146,7 @@ def start_kiosk(
         office=office,
         on_state=inbox.apply,
         state_cursor=inbox.cursor,
+        identity=keyring.kiosk_identity(),
     )
     client.start()
     return Kiosk(client=client, inbox=inbox, app_outbox=app_outbox)

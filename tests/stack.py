@@ -12,6 +12,7 @@ from typing import Any
 from central.mosquitto import mqtt_toml
 from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
+from tests import identity
 
 KIOSK = "k-fault-01"
 
@@ -63,21 +64,30 @@ def write_agent_config(
         mqtt_toml(mqtt).replace("[mqtt]\n", f"[mqtt]\nkeepalive_s = {keepalive_s}\n"),
         "[sync]",
         *(f"{k} = {v}" for k, v in sync_opts.items()),
+        "",
+        identity.write_keys(path.parent / "keys").agent_toml(),
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-def write_central_config(path: Path, db: Path, mqtt: MqttSettings | int) -> Path:
-    """A central config whose collector logs in as ``mqtt`` (``broker.collector()``).
+def write_central_config(
+    path: Path, db: Path, mqtt: MqttSettings | int, kiosks: tuple[str, ...] = (KIOSK,)
+) -> Path:
+    """A central config whose collector logs in as ``mqtt`` (``broker.collector()``),
+    signing with the test central key, ``kiosks`` registered (tests/identity.py).
 
     A bare port number makes a config for commands that never connect.
     """
     if isinstance(mqtt, int):
         mqtt = MqttSettings(port=mqtt, username="aps-collector-1")
+    keys = identity.write_keys(path.parent / "keys")
+    if kiosks:  # the registry lives in central's database: registering creates it
+        db.parent.mkdir(parents=True, exist_ok=True)
+        identity.register(db, *kiosks)
     path.write_text(
         f'[central]\ndatabase = "{db}"\n\n{mqtt_toml(mqtt)}\n'
-        f'[collector]\nclient_id = "{mqtt.username}"\n',
+        f'[collector]\nclient_id = "{mqtt.username}"\n\n{keys.central_toml()}',
         encoding="utf-8",
     )
     return path

@@ -61,30 +61,34 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from central.collector import process_batch
 from central.store import Store, StreamState
-from sync.client import SyncCounters, execute_actions
+from sync.client import SyncCounters, accept_ack, execute_actions
 from sync.envelope import (
     Ack,
-    EnvelopeError,
     Rejection,
     acks_topic,
-    decode_ack,
     records_topic,
 )
+from sync.envelope_signing import sign
 from sync.ids import new_ulid
 from sync.machine import Action, LinkState, SyncMachine
 from sync.outbox import Outbox
+from sync.wire_signing import encode_signed, record_digest, sign_ack
+from tests import identity as keyring
 
 StoreFactory = Callable[[Path], Store]
 """Opens central's store kept in a directory; the same directory again reopens it."""
 
 KIOSK_IDS = ("sadec-p1-k01", "sadec-p1-k02")
 FOREIGN_KIOSK = "sadec-p1-k99"
+#: Someone with a broker credential (a collector's, another kiosk's) but no real key.
+FORGER_KEY = Ed25519PrivateKey.generate()
 ACK_TIMEOUT = 30.0
 WINDOW = 3
 
@@ -244,23 +248,29 @@ class SyncSystem(RuleBasedStateMachine):
             publish=publish,
             counters=self.counters,
             now=self.now,
+            signing_key=keyring.KIOSK_KEY,
         )
         self.ever_acked |= {r["id"] for r in kiosk.outbox.records("acked")}
 
     def central_ingest(self, batch: list[tuple[str, bytes]]) -> None:
         """One collector batch through the collector's own step: commit, then acks."""
-        result = process_batch(self.central, batch)
+        result = process_batch(self.central, batch, **keyring.CENTRAL)
         by_topic = {acks_topic(k.id): k for k in self.kiosks}
         for ack_topic, payload in result.acks:
             assert ack_topic in by_topic, f"central acked on {ack_topic}, no kiosk of ours"
             by_topic[ack_topic].down.append(payload)
 
     def deliver_ack(self, kiosk: Kiosk, i: int) -> None:
-        try:
-            ack = decode_ack(kiosk.down.pop(i))
-        except EnvelopeError:
-            return  # SyncClient logs a malformed ack and ignores it
-        self.execute(kiosk, kiosk.machine.ack(ack, self.now))
+        # The agent's own check (signature, kiosk, digests): refused acks mark nothing.
+        ack = accept_ack(
+            kiosk.down.pop(i),
+            kiosk=kiosk.id,
+            identity=keyring.kiosk_identity(),
+            outbox=kiosk.outbox,
+            counters=self.counters,
+        )
+        if ack is not None:
+            self.execute(kiosk, kiosk.machine.ack(ack, self.now))
 
     def links(self) -> Iterator[list[Any]]:
         if self.up:
@@ -437,7 +447,7 @@ class SyncSystem(RuleBasedStateMachine):
     def central_dies_after_commit(self, data: st.DataObject) -> None:
         """Central commits a batch, then dies before publishing the acks."""
         i = data.draw(st.integers(0, len(self.up) - 1), label="message")
-        process_batch(self.central, [self.up.pop(i)])
+        process_batch(self.central, [self.up.pop(i)], **keyring.CENTRAL)
         self.restart_central()
 
     @precondition(lambda self: self.up)
@@ -451,7 +461,11 @@ class SyncSystem(RuleBasedStateMachine):
         n = data.draw(st.integers(1, min(4, len(self.up))), label="batch size")
         batch = [self.up.pop(0) for _ in range(n)]
         try:
-            result = process_batch(RefusingStore(self.central), batch)  # type: ignore[arg-type]
+            result = process_batch(
+                RefusingStore(self.central),  # type: ignore[arg-type]
+                batch,
+                **keyring.CENTRAL,
+            )
         except CommitFailed:
             return
         raise AssertionError(
@@ -492,9 +506,46 @@ class SyncSystem(RuleBasedStateMachine):
         elif which == "ack-garbage":
             kiosk.down.append(junk)
         else:
-            kiosk.down.append(
-                Ack(acked=(new_ulid(),), rejected=(Rejection(id=new_ulid(), reason="?"),)).encode()
+            # Signed by central, but naming ids and digests of no record of this kiosk.
+            ack = Ack(
+                kiosk=kiosk.id,
+                acked=(new_ulid(),),
+                digests=(record_digest({"id": "none"}),),
+                rejected=(Rejection(id=new_ulid(), reason="?"),),
             )
+            kiosk.down.append(sign_ack(ack, keyring.CENTRAL_KEY))
+
+    @rule(k=WHICH_KIOSK, which=st.sampled_from(["forged-ack", "forged-record", "stale-ack"]))
+    def forge(self, k: int, which: str) -> None:
+        """The attacks of issue 9, by someone with a broker credential but no real key:
+
+        - ``forged-ack``: an ack for every queued record of a kiosk, with the right
+          digests, in central's exact format, signed by the forger. Acted on, it would
+          mark them synced (and the purge delete them) while central lacks them.
+        - ``forged-record``: a kiosk's queued record replayed under its real id with a body
+          central must reject, signed by the forger. Rejected to the kiosk, it would park
+          the real (valid) record for good.
+        - ``stale-ack``: central's real, signed ack for this kiosk's records, but naming
+          digests of other envelopes (what a store holding something else would say).
+        """
+        kiosk = self.kiosks[k]
+        queued = [json.loads(bytes(p.payload)) for p in kiosk.outbox.pending(limit=WINDOW)]
+        if which == "forged-record":
+            if not queued:
+                return
+            env = dict(queued[0])
+            env["body"] = {"level": "?"} if env["kind"] == "rating" else {}
+            forged = encode_signed(sign("aps-record-v1", env, FORGER_KEY))
+            self.up.append((records_topic(kiosk.id), forged))
+            return
+        ids = tuple(e["id"] for e in queued)
+        if which == "forged-ack":
+            digests = tuple(record_digest(e) for e in queued)
+            key = FORGER_KEY
+        else:
+            digests = tuple(record_digest({**e, "seq": e["seq"] + 1}) for e in queued)
+            key = keyring.CENTRAL_KEY
+        kiosk.down.append(sign_ack(Ack(kiosk=kiosk.id, acked=ids, digests=digests), key))
 
     @precondition(lambda self: self.any_in_transit())
     @rule(data=st.data())

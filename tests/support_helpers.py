@@ -10,9 +10,10 @@ from typing import Any
 from central import backoffice_db, downlink_log
 from central.ingest import Accept
 from central.store import SQLiteStore
-from sync.envelope import Record
+from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from sync.schemas import check_body
+from tests import identity as keyring
 
 OFFICE = "000.00.14.H56"
 STREAM = new_stream_id()
@@ -41,21 +42,18 @@ def ingest(db: Path, kiosk: str, kind: str, body: dict[str, Any]) -> str:
     rid = new_ulid()
     store = SQLiteStore(db)
     try:
-        store.ingest(
-            [
-                Accept(
-                    record=Record(
-                        kind=kind,
-                        kiosk=kiosk,
-                        stream=STREAM,
-                        seq=next(_seq),
-                        id=rid,
-                        created="2026-12-01T09:15:02+07:00",
-                        body=body,
-                    )
-                )
-            ]
+        record = Record(
+            kind=kind,
+            kiosk=kiosk,
+            stream=STREAM,
+            seq=next(_seq),
+            id=rid,
+            created="2026-12-01T09:15:02+07:00",
+            body=body,
         )
+        item = keyring.classify(records_topic(kiosk), record.encode())
+        assert isinstance(item, Accept), item
+        store.ingest([item])
     finally:
         store.close()
     return rid

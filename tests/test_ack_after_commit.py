@@ -31,6 +31,7 @@ from central.store import IngestOutcome, SQLiteStore
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import Ack
 from sync.outbox import Outbox
+from tests import identity as keyring
 from tests.ack_watch import AckWatch
 from tests.stack import fill_outbox
 from tests.waiting import wait_until
@@ -129,12 +130,14 @@ def test_no_ack_while_central_cannot_commit_then_each_record_once(
         store_factory=lambda: FailingCommitStore(central_db, fault),
         mqtt_settings=broker.collector(),
         settings=CollectorSettings(),
+        **keyring.CENTRAL,
     )
     client = SyncClient(
         database=kiosk_db,
         kiosk=KIOSK,
         mqtt_settings=broker.kiosk(KIOSK),
         settings=SyncSettings(ack_timeout_s=1.0, tick_s=0.05, reconnect_min_s=0.1),
+        identity=keyring.kiosk_identity(),
     )
     check = Outbox(kiosk_db, KIOSK)
     collector.start()

@@ -19,6 +19,7 @@ from edge_agent.cli import main as agent_cli
 from sync.envelope import heartbeat_topic
 from sync.mqtt_link import make_paho_client
 from sync.outbox import Outbox
+from tests import identity as keyring
 from tests import stack
 from tests.waiting import wait_until
 
@@ -114,7 +115,8 @@ def test_agent_with_a_printer_logs_with_timestamps_or_priorities_and_a_fault_onc
         f'[agent]\ndatabase = "{tmp_path / "kiosk.db"}"\n'
         f'receipts_dir = "{tmp_path / "receipts"}"\nlog_level = "INFO"\n'
         f"{mqtt_toml(broker.kiosk(stack.KIOSK))}\n[sync]\nheartbeat_interval_s = 1\n"
-        '[devices]\nprinter = "usb://04b8:0e15"\nprinter_poll_s = 0.1\n',
+        '[devices]\nprinter = "usb://04b8:0e15"\nprinter_poll_s = 0.1\n'
+        + keyring.write_keys(tmp_path / "keys").agent_toml(),
         encoding="utf-8",
     )
     # Without libusb (this machine) the printer has no USB backend; with it, no such

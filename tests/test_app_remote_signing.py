@@ -65,7 +65,9 @@ class SigningStack:
 def signing_stack(broker: MosquittoProcess, tmp_path: Path) -> Iterator[SigningStack]:
     with MockSigningProvider(key_type="rsa") as provider:
         central_db = tmp_path / "central.db"
-        cfg = stack.write_central_config(tmp_path / "central.toml", central_db, broker.collector())
+        cfg = stack.write_central_config(
+            tmp_path / "central.toml", central_db, broker.collector(), kiosks=(KIOSK,)
+        )
         with cfg.open("a", encoding="utf-8") as fh:
             fh.write(
                 f'\n[signing]\nprovider = "smartca"\nbase_url = "{provider.base_url}"\n'

@@ -13,11 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from central.attachments import AttachmentLimits, expire_incomplete
-from central.ingest import Accept, DeadLetter, classify
+from central.ingest import Accept, DeadLetter
 from central.store import IngestOutcome, SQLiteStore
 from sync.attachments import CHUNK_BYTES, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS, chunk_bodies
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
+from tests import identity as keyring
 
 KIOSK = "k-att-limits"
 STREAM = new_stream_id()
@@ -37,7 +38,7 @@ def chunk_record(body: dict[str, Any], *, kiosk: str = KIOSK, stream: str = STRE
 
 
 def ingest(store: SQLiteStore, records: list[Record]) -> IngestOutcome:
-    items = [classify(records_topic(r.kiosk), r.encode()) for r in records]
+    items = [keyring.classify(records_topic(r.kiosk), r.encode()) for r in records]
     assert all(isinstance(i, Accept) for i in items), items
     return store.ingest(items)
 
@@ -59,7 +60,7 @@ def test_a_chunk_claiming_2_to_the_70_chunks_is_refused(tmp_path: Path) -> None:
     [body] = chunk_bodies(new_ulid(), b"tiny", 96)
     body["total"] = 2**70
     payload = chunk_record(body).encode()
-    item = classify(records_topic(KIOSK), payload)
+    item = keyring.classify(records_topic(KIOSK), payload)
     assert isinstance(item, DeadLetter) and item.reject
     assert "body.total" in item.reason
     out = store.ingest([item])
@@ -236,7 +237,7 @@ def test_a_refused_chunk_is_a_rejection_the_kiosk_can_show(tmp_path: Path) -> No
     body = chunk_bodies(new_ulid(), os.urandom(200), 96)[0]
     body["total"] = MAX_ATTACHMENT_CHUNKS + 1
     rec = chunk_record(body)
-    item = classify(records_topic(KIOSK), rec.encode())
+    item = keyring.classify(records_topic(KIOSK), rec.encode())
     assert isinstance(item, Accept)
     out = store.ingest([item])
     [dead] = store.dead_letters()

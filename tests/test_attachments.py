@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from central.collector import Collector, CollectorSettings
-from central.ingest import Accept, classify
+from central.ingest import Accept
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
 from edge_agent import CitizenError
@@ -25,6 +25,7 @@ from sync.attachments import AttachmentIn, chunk_bodies
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import records_topic
 from sync.outbox import Outbox
+from tests import identity as keyring
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
 
@@ -74,7 +75,7 @@ def test_a_corrupt_file_is_flagged_at_central(tmp_path: Path) -> None:
         b["file_sha256"] = "0" * 64  # each chunk is fine, the whole file is not
     with ob.transaction() as tx:
         recs = [tx.add("chunk", b) for b in bodies]
-    items = [classify(records_topic(KIOSK), r.encode()) for r in recs]
+    items = [keyring.classify(records_topic(KIOSK), r.encode()) for r in recs]
     assert all(isinstance(i, Accept) for i in items)
     out = store.ingest(items)
     assert out.attachments["corrupt"] == 1
@@ -110,6 +111,7 @@ def test_photos_resume_after_a_cut_and_arrive_intact(
         store_factory=lambda: SQLiteStore(central_db),
         mqtt_settings=broker.collector("aps-c-att"),
         settings=CollectorSettings(client_id="aps-c-att"),
+        **keyring.CENTRAL,
     )
     client = SyncClient(
         database=kiosk_db,
@@ -122,6 +124,7 @@ def test_photos_resume_after_a_cut_and_arrive_intact(
             reconnect_min_s=0.1,
             reconnect_max_s=0.5,
         ),
+        identity=keyring.kiosk_identity(),
     )
     collector.start()
     client.start()

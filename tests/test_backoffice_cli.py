@@ -89,7 +89,9 @@ def test_inquiry_faq_news_and_report_commands(tmp_path: Path) -> None:
 
 
 def test_a_wrong_database_path_is_an_error_not_a_new_file(tmp_path: Path) -> None:
-    cfg = stack.write_central_config(tmp_path / "central.toml", tmp_path / "nope.db", 1883)
+    cfg = stack.write_central_config(
+        tmp_path / "central.toml", tmp_path / "nope.db", 1883, kiosks=()
+    )
     code, _, err = _run(cfg, "dossier", "search")
     assert code == 1 and "no central database at" in err and "central.database" in err
     assert not (tmp_path / "nope.db").exists()

@@ -25,6 +25,7 @@ from central.dossiers import (
 from central.staff_text import BackofficeError, Conflict, NotFound
 from sync import dossier_status as ds
 from sync.schemas import parse_datetime
+from tests import identity as keyring
 from tests.backoffice_records import AGENCY, OTHER_AGENCY, Kiosk, at, dossier_body
 
 CODE = f"{AGENCY}-261201-4001"
@@ -441,7 +442,8 @@ def test_central_housekeeping_folds_records_with_the_configured_window(tmp_path:
     db = tmp_path / "central.db"
     cfg_path = tmp_path / "central.toml"
     cfg_path.write_text(
-        f'[central]\ndatabase = "{db}"\n\n[dossiers]\nduplicate_window_h = 72\n',
+        f'[central]\ndatabase = "{db}"\n\n[dossiers]\nduplicate_window_h = 72\n'
+        + keyring.write_keys(tmp_path / "keys").central_toml(),
         encoding="utf-8",
     )
     service = CentralService(load_central_config(cfg_path))

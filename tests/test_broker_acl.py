@@ -28,6 +28,7 @@ from sync.client import SyncClient, SyncSettings
 from sync.envelope import acks_topic, records_topic
 from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
+from tests import identity as keyring
 from tests import stack
 from tests.mqtt_probe import probe
 from tests.waiting import wait_until
@@ -52,6 +53,7 @@ def _collector(
         settings=CollectorSettings(
             client_id=name, shared_group=group, reconnect_min_s=0.1, reconnect_max_s=0.5
         ),
+        **keyring.CENTRAL,
     )
     c.start()
     wait_until(c.online.is_set, 30, f"{name} subscribed")
@@ -64,6 +66,7 @@ def _kiosk(broker: MosquittoProcess, db: Path, kiosk: str, **sync: Any) -> SyncC
         kiosk=kiosk,
         mqtt_settings=broker.kiosk(kiosk),
         settings=SyncSettings(**{"tick_s": 0.05, "ack_timeout_s": 600, **sync}),
+        identity=keyring.kiosk_identity(),
     )
     client.start()
     return client
@@ -123,7 +126,9 @@ def test_a_kiosk_cannot_write_or_read_another_kiosks_topics(
         # and the collector acks it after k-acl-02's ack: once that ack is in, the forgery
         # (published earlier) and any leaked k-acl-02 ack (sent earlier) would be too.
         own = Outbox(tmp_path / "own.db", "k-acl-01").add("rating", {"level": "hai_long"})
-        evil.client.publish(records_topic("k-acl-01"), own.encode(), qos=1).wait_for_publish(10)
+        evil.client.publish(
+            records_topic("k-acl-01"), keyring.signed(own.encode()), qos=1
+        ).wait_for_publish(10)
         wait_until(
             lambda: any(t == acks_topic("k-acl-01") for t, _ in evil.messages), 30, "own ack"
         )

@@ -16,6 +16,7 @@ from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
+from tests import identity as keyring
 from tests import stack
 from tests.waiting import wait_until
 
@@ -27,6 +28,7 @@ def _collector(broker: MosquittoProcess, central_db: Path) -> Collector:
         settings=CollectorSettings(
             client_id="aps-collector-1", reconnect_min_s=0.1, reconnect_max_s=0.5
         ),
+        **keyring.CENTRAL,
     )
     c.start()
     return c
@@ -44,6 +46,7 @@ def _kiosk(broker: MosquittoProcess, db: Path) -> SyncClient:
             reconnect_min_s=0.1,
             reconnect_max_s=0.5,
         ),
+        identity=keyring.kiosk_identity(),
     )
     client.start()
     return client

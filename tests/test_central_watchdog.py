@@ -25,6 +25,7 @@ from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from sync.mqtt_link import make_paho_client
 from sync.systemd_notify import Notifier
+from tests import identity as keyring
 from tests import stack
 from tests.waiting import wait_until
 
@@ -58,7 +59,9 @@ def test_a_writer_stuck_in_a_commit_stops_the_watchdog_pings(
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     db = tmp_path / "central.db"
     cfg = load_central_config(
-        stack.write_central_config(tmp_path / "c.toml", db, broker.collector())
+        stack.write_central_config(
+            tmp_path / "c.toml", db, broker.collector(), kiosks=("k-dog-01",)
+        )
     )
     service = CentralService(cfg, notifier=Notifier())
     assert service.writer_stall_s == 10.0
@@ -84,7 +87,9 @@ def test_a_writer_stuck_in_a_commit_stops_the_watchdog_pings(
             created="2026-11-26T09:15:02.123+07:00",
             body={"level": "hai_long"},
         )
-        kiosk.publish(records_topic("k-dog-01"), rec.encode(), qos=1).wait_for_publish(30)
+        kiosk.publish(
+            records_topic("k-dog-01"), keyring.signed(rec.encode()), qos=1
+        ).wait_for_publish(30)
         wait_until(lambda: collector.counters.received == 1, 30, "the writer took the batch")
         # However long it has been stuck: with the lock held it cannot come round.
         later = time.monotonic() + service.writer_stall_s + 1

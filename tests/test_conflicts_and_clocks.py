@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from central.cli import main as central_cli
-from central.collector import process_batch
 from central.store import SQLiteStore
 from sync.envelope import Record, decode_ack, records_topic
 from sync.ids import new_stream_id, new_ulid
+from tests import identity as keyring
 from tests import stack
 
 KIOSK = "k-clock-01"
@@ -53,12 +53,12 @@ def test_a_replayed_id_with_another_body_is_a_conflict_acked_and_visible(
     store = SQLiteStore(db)
     stream = new_stream_id()
     first = _rec(1, stream)
-    process_batch(store, [(TOPIC, first.encode())])
-    same = process_batch(store, [(TOPIC, first.encode())])  # a plain resend: a duplicate
+    keyring.process_batch(store, [(TOPIC, first.encode())])
+    same = keyring.process_batch(store, [(TOPIC, first.encode())])  # a plain resend: a duplicate
     assert same.outcome.duplicates == 1 and same.outcome.conflicts == []
     forged = _rec(1, stream, rid=first.id, body={**first.body, "message": "Khác hẳn"})
     with caplog.at_level(logging.WARNING, logger="aps.collector"):
-        result = process_batch(store, [(TOPIC, forged.encode())])
+        result = keyring.process_batch(store, [(TOPIC, forged.encode())])
     [ack] = [decode_ack(p) for _, p in result.acks]
     assert ack.acked == (first.id,)  # acked, so the kiosk stops resending it
     assert result.outcome.conflicts == [(KIOSK, first.id)]
@@ -90,14 +90,14 @@ def test_clock_skew_is_recorded_per_kiosk_and_no_record_is_refused_for_its_clock
     # Text that names no instant never becomes a Record (sync.schemas): the kiosk
     # cannot queue it and central dead-letters it as a bad envelope.
     before = time.time()
-    result = process_batch(store, [(TOPIC, r.encode()) for r in records])
+    result = keyring.process_batch(store, [(TOPIC, r.encode()) for r in records])
     assert result.outcome.stored == 3  # a wrong clock never costs a record
     [skew] = store.clock_skews()
     # The smallest lag of the batch: the far-future date, far ahead of central.
     expected = before - datetime(9999, 12, 31, 16, 59, 59, tzinfo=UTC).timestamp()
     assert skew["kiosk"] == KIOSK and abs(skew["clock_skew_s"] - expected) < 60
     # The next batch replaces it: now two hours ahead.
-    process_batch(store, [(TOPIC, _rec(4, stream, created=ahead).encode())])
+    keyring.process_batch(store, [(TOPIC, _rec(4, stream, created=ahead).encode())])
     [skew] = store.clock_skews()
     assert -7300 < skew["clock_skew_s"] < -7000
     store.close()

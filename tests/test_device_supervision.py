@@ -31,6 +31,7 @@ from firmware_mocks.cdc_scanner import EmulatedCdcScanner
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
 from sync.envelope import heartbeat_topic
 from sync.mqtt_link import make_paho_client
+from tests import identity as keyring
 from tests.waiting import wait_until
 
 ID_NUMBER = "087205012345"
@@ -273,6 +274,7 @@ def test_heartbeat_carries_device_health(tmp_path: Path, usb: EmulatedUsbPrinter
             "kiosk": {"id": "k-test", "agency": "000.00.14.H56", "slot": 1},
             "agent": {"database": str(tmp_path / "k.db"), "receipts_dir": str(tmp_path / "r")},
             "devices": {"printer": "usb://04b8:0e15", "printer_poll_s": 0.1},
+            "identity": keyring.write_keys(tmp_path / "keys").agent_section(),
         }
     )
     sup = DeviceSupervisor(
@@ -330,6 +332,7 @@ def test_device_health_reaches_the_broker_in_heartbeats(
             "mqtt": dataclasses.asdict(broker.kiosk("k-hb")),
             "sync": {"heartbeat_interval_s": 1},
             "devices": {"printer": "usb://04b8:0e15", "printer_poll_s": 0.1},
+            "identity": keyring.write_keys(tmp_path / "keys").agent_section(),
         }
     )
     seen: list[dict[str, Any]] = []

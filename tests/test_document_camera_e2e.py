@@ -20,6 +20,7 @@ from central.store import SQLiteStore
 from drivers.document_camera import DocumentCamera
 from edge_agent.app import KioskApp
 from firmware_mocks.v4l2_camera import EmulatedV4l2Camera
+from tests import identity as keyring
 from tests.kiosk import KIOSK, app_config, card
 from tests.waiting import wait_until
 
@@ -33,6 +34,7 @@ def collector(broker: MosquittoProcess, tmp_path: Path) -> Iterator[SQLiteStore]
         store_factory=lambda: SQLiteStore(db),
         mqtt_settings=broker.collector("aps-c-cap"),
         settings=CollectorSettings(client_id="aps-c-cap"),
+        **keyring.CENTRAL,
     )
     c.start()
     store = SQLiteStore(db)

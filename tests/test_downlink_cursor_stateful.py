@@ -39,6 +39,7 @@ from central.downlink import DownlinkService
 from edge_agent.inbox import Inbox
 from sync.downlink import Item, StateReply, StateRequest, decode_state_reply
 from sync.state_sync import ApplyPage, SendRequest, StateAction, StateSync
+from tests import identity as keyring
 
 K, OTHER_K = "k-cur-01", "k-cur-02"
 OFFICE, OTHER = "000.00.14.H56", "000.00.14.H57"
@@ -95,7 +96,9 @@ class CursorMachine(RuleBasedStateMachine):
         self.central = backoffice_db.connect(self.dir / "central.db")
         self.published: list[tuple[str, bytes]] = []
         self.service = DownlinkService(
-            database=self.dir / "central.db", publish=lambda t, p: self.published.append((t, p))
+            database=self.dir / "central.db",
+            publish=lambda t, p: self.published.append((t, p)),
+            signing_key=keyring.CENTRAL_KEY,
         )
         self.kiosk_db = self.dir / "kiosk.db"
         self.now = 0.0

@@ -21,6 +21,8 @@ from sync.client import RpcError, RpcTimeout
 from sync.downlink import Item, StateReply, decode_state_reply, down_topic, up_topic
 from sync.envelope import topic
 from sync.ids import new_ulid
+from sync.wire_signing import sign_downlink
+from tests import identity as keyring
 from tests import stack
 from tests.downlink_stack import (
     OFFICE,
@@ -178,8 +180,13 @@ def test_replayed_and_foreign_state_replies_are_ignored(
             next_cursor=10**9,
             more=False,
         )
-        intruder.publish(down_topic(K, "state"), forged.encode())
+        intruder.publish(down_topic(K, "state"), forged.encode())  # unsigned: refused unread
+        # Signed by central but answering no request of this kiosk's: the machine ignores it.
+        intruder.publish(
+            down_topic(K, "state"), sign_downlink(forged.encode(), keyring.CENTRAL_KEY)
+        )
         wait_until(lambda: state.counters.ignored_replies >= ignored + 2, 30, "both ignored")
+        assert kiosk.client.counters.downlink_refused == 1
         assert decode_state_reply(genuine).request != forged.request
         got = kiosk.inbox.get("answer", "HT-261201-1001")
         assert got is not None and got.body["answer"] == "Một"
@@ -243,10 +250,11 @@ def test_a_refused_subscription_is_counted_and_reported_in_the_heartbeat(
         broker, tmp_path / "kiosk.db", K, mqtt_settings=settings, heartbeat_interval_s=0.2
     )
     try:
-        wait_until(lambda: kiosk.client.counters.subscribe_failures == 1, 60, "SUBACK failure")
+        # Two fleet topics refused: central's presence and its key set.
+        wait_until(lambda: kiosk.client.counters.subscribe_failures == 2, 60, "SUBACK failure")
         wait_until(lambda: watch.on("/up/heartbeat"), 60, "a heartbeat")
         beat = json.loads(watch.on("/up/heartbeat")[-1])
-        assert beat["subscribe_failures"] == 1
+        assert beat["subscribe_failures"] == 2
         assert kiosk.client.counters.connects == 1  # the session still started
     finally:
         kiosk.stop()

@@ -25,6 +25,7 @@ from sync.downlink import (
     up_topic,
 )
 from sync.ids import new_ulid
+from tests import identity as keyring
 
 K = "k-svc-01"
 OFFICE = "000.00.14.H56"
@@ -66,7 +67,7 @@ def _append(conn: Any, audience: str, kind: str, key: str, body: dict[str, Any])
 
 def test_refused_requests_get_no_reply(db: Path) -> None:
     sent = Sent()
-    svc = DownlinkService(database=db, publish=sent)
+    svc = DownlinkService(database=db, publish=sent, signing_key=keyring.CENTRAL_KEY)
     conn = backoffice_db.connect(db)
     with backoffice_db.transaction(conn):
         downlink_log.assign_office(conn, K, OFFICE)
@@ -96,7 +97,7 @@ def test_refused_requests_get_no_reply(db: Path) -> None:
 
 def test_replies_stay_under_256_kib_and_page_the_rest(db: Path) -> None:
     sent = Sent()
-    svc = DownlinkService(database=db, publish=sent)
+    svc = DownlinkService(database=db, publish=sent, signing_key=keyring.CENTRAL_KEY)
     conn = backoffice_db.connect(db)
     big = "x" * (100 * 1024)
     for i in range(5):
@@ -123,7 +124,7 @@ def test_replies_stay_under_256_kib_and_page_the_rest(db: Path) -> None:
 
 def test_an_item_too_big_for_any_reply_is_skipped_not_wedging_the_kiosk(db: Path) -> None:
     sent = Sent()
-    svc = DownlinkService(database=db, publish=sent)
+    svc = DownlinkService(database=db, publish=sent, signing_key=keyring.CENTRAL_KEY)
     conn = backoffice_db.connect(db)
     huge = _append(conn, "*", "catalogue", "catalogue", {"version": 1, "p": "x" * 300_000})
     ok = _append(conn, "*", "news", "n1", {"id": "n1"})
@@ -138,7 +139,12 @@ def test_an_item_too_big_for_any_reply_is_skipped_not_wedging_the_kiosk(db: Path
 
 def test_remote_calls_answer_with_a_result_or_a_named_error(db: Path) -> None:
     sent = Sent()
-    svc = DownlinkService(database=db, publish=sent, settings=DownlinkSettings(rpc_per_kiosk=1))
+    svc = DownlinkService(
+        database=db,
+        publish=sent,
+        settings=DownlinkSettings(rpc_per_kiosk=1),
+        signing_key=keyring.CENTRAL_KEY,
+    )
     release = threading.Event()
 
     def refuse(kiosk: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +188,7 @@ def test_remote_calls_answer_with_a_result_or_a_named_error(db: Path) -> None:
 
 def test_the_nudger_reaches_the_kiosks_of_each_changed_audience(db: Path) -> None:
     sent = Sent()
-    svc = DownlinkService(database=db, publish=sent)
+    svc = DownlinkService(database=db, publish=sent, signing_key=keyring.CENTRAL_KEY)
     conn = backoffice_db.connect(db)
     with backoffice_db.transaction(conn):
         downlink_log.assign_office(conn, "k-a-01", OFFICE)
@@ -211,7 +217,10 @@ def test_the_throttle_is_per_kiosk() -> None:
 
 def test_submit_drops_what_the_queue_cannot_hold(db: Path) -> None:
     svc = DownlinkService(
-        database=db, publish=Sent(), settings=DownlinkSettings(queue_max=10, burst=100)
+        database=db,
+        publish=Sent(),
+        settings=DownlinkSettings(queue_max=10, burst=100),
+        signing_key=keyring.CENTRAL_KEY,
     )
     taken = [svc.submit(up_topic(K, "state-request"), _request()) for _ in range(15)]
     assert taken.count(True) == 10 and svc.counters.queue_full == 5

@@ -18,6 +18,7 @@ from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import Ack
 from sync.outbox import Outbox
+from tests import identity as keyring
 from tests.ack_watch import AckWatch
 from tests.waiting import wait_until
 
@@ -55,6 +56,7 @@ def test_records_reach_central_once_and_are_acked_after_commit(
         store_factory=lambda: SQLiteStore(central_db),
         mqtt_settings=broker.collector(),
         settings=CollectorSettings(),
+        **keyring.CENTRAL,
     )
     collector.start()
     client = SyncClient(
@@ -62,6 +64,7 @@ def test_records_reach_central_once_and_are_acked_after_commit(
         kiosk=KIOSK,
         mqtt_settings=broker.kiosk(KIOSK),
         settings=SyncSettings(ack_timeout_s=5, tick_s=0.05),
+        identity=keyring.kiosk_identity(),
     )
     client.start()
     check = Outbox(kiosk_db, KIOSK)

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from central.ingest import Accept, DeadLetter, classify
+from central.ingest import Accept, DeadLetter
 from central.store import SQLiteStore
 from sync.envelope import (
     MAX_RECORD_BYTES,
@@ -38,6 +38,7 @@ from sync.envelope import (
 )
 from sync.ids import STREAM_RE, ULID_RE, new_ulid
 from sync.schemas import check_json_bounds
+from tests import identity as keyring
 
 KIOSK = "sadec-p1-k01"
 OTHER = "sadec-p1-k02"
@@ -100,7 +101,8 @@ def _only_envelope_errors(payload: bytes) -> None:
 
 
 def _classify_and_store(store: SQLiteStore, payload: bytes) -> Accept | DeadLetter:
-    item = classify(TOPIC, payload)
+    payload = keyring.signed(payload)  # as the kiosk would send it, if it is an object
+    item = keyring.classify(TOPIC, payload)
     assert isinstance(item, Accept | DeadLetter)
     if isinstance(item, Accept):
         # What classify accepts is what central may store: well-formed ids...
@@ -195,9 +197,9 @@ def test_one_poisoned_message_does_not_sink_a_batch(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "central.db")
     good = Record(**{k: v for k, v in _envelope().items() if k not in ("v", "type")})
     items = [
-        classify(TOPIC, good.encode()),
-        classify(TOPIC, _dump(_envelope(seq=2**64))),
-        classify(TOPIC, _dump(_envelope(created="\ud800"))),
+        keyring.classify(TOPIC, good.encode()),
+        keyring.classify(TOPIC, _dump(_envelope(seq=2**64))),
+        keyring.classify(TOPIC, _dump(_envelope(created="\ud800"))),
     ]
     outcome = store.ingest(items)
     assert outcome.acked[KIOSK] == [good.id] and outcome.stored == 1
@@ -308,7 +310,8 @@ def test_garbage_is_dead_lettered_with_reasons_and_only_own_ids_rejected(
         (_dump(bad_body), "bad-body: body.applicant: missing", bad_body["id"]),
         (_dump(bad_chunk), "chunk-hash-mismatch", bad_chunk["id"]),
     ]
-    items = [classify(TOPIC, payload) for payload, _, _ in cases]
+    cases = [(keyring.signed(p), reason, rid) for p, reason, rid in cases]
+    items = [keyring.classify(TOPIC, payload) for payload, _, _ in cases]
     for item, (payload, reason, rejected_id) in zip(items, cases, strict=True):
         assert isinstance(item, DeadLetter), reason
         assert item.reason.startswith(reason), (item.reason, reason)
@@ -317,7 +320,7 @@ def test_garbage_is_dead_lettered_with_reasons_and_only_own_ids_rejected(
         assert item.payload_len == len(payload) and len(item.payload_head) <= 4096
         if rejected_id is not None:
             assert item.record_id == rejected_id
-    items += [classify(TOPIC, _dump(good)), classify(TOPIC, _dump(good_chunk))]
+    items += [keyring.classify(TOPIC, _dump(good)), keyring.classify(TOPIC, _dump(good_chunk))]
     outcome = store.ingest(items)
 
     # Only the two good records are stored and acked; only our own kiosk's
@@ -348,7 +351,9 @@ def test_duplicates_are_acked_again_but_stored_once(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "central.db")
     envs = [_envelope(seq=i, id=new_ulid()) for i in (1, 2, 3)]
     payloads = [_dump(e) for e in envs]
-    first = store.ingest([classify(TOPIC, p) for p in (payloads[0], payloads[0], payloads[2])])
+    first = store.ingest(
+        [keyring.classify(TOPIC, p) for p in (payloads[0], payloads[0], payloads[2])]
+    )
     assert first.acked[KIOSK] == [envs[0]["id"], envs[0]["id"], envs[2]["id"]]
     assert first.stored == 2 and first.duplicates == 1
     [state] = store.streams(KIOSK)
@@ -356,7 +361,7 @@ def test_duplicates_are_acked_again_but_stored_once(tmp_path: Path) -> None:
 
     store.close()
     store = SQLiteStore(tmp_path / "central.db")  # a restarted collector
-    again = store.ingest([classify(TOPIC, p) for p in payloads])
+    again = store.ingest([keyring.classify(TOPIC, p) for p in payloads])
     assert again.acked[KIOSK] == [e["id"] for e in envs]
     assert again.stored == 1 and again.duplicates == 2
     assert sorted(store.record_ids(KIOSK)) == sorted(e["id"] for e in envs)
@@ -367,7 +372,7 @@ def test_duplicates_are_acked_again_but_stored_once(tmp_path: Path) -> None:
 
     # The same seq with another id is not a duplicate: parked and rejected, not stored.
     clash = _envelope(seq=2, id=new_ulid())
-    out = store.ingest([classify(TOPIC, _dump(clash))])
+    out = store.ingest([keyring.classify(TOPIC, _dump(clash))])
     assert out.stored == 0 and [r.id for r in out.rejected[KIOSK]] == [clash["id"]]
     assert out.rejected[KIOSK][0].reason.startswith("seq-conflict")
     assert clash["id"] not in store.record_ids(KIOSK)
@@ -383,13 +388,13 @@ def test_full_central_database_fails_the_batch_cleanly_and_recovers(tmp_path: Pa
     with pytest.raises(sqlite3.OperationalError) as err:
         for _ in range(100):
             batch = [_dump(_envelope(seq=seq + i + 1, body=big)) for i in range(5)]
-            store.ingest([classify(TOPIC, p) for p in batch])
+            store.ingest([keyring.classify(TOPIC, p) for p in batch])
             seq += 5
     assert "full" in str(err.value)  # not "cannot rollback - no transaction is active"
     assert not store.conn.in_transaction
     assert store.count() == seq  # whole batches only: the failed one left nothing
     store.conn.execute("PRAGMA max_page_count=1000000")  # space freed
-    outcome = store.ingest([classify(TOPIC, p) for p in batch])
+    outcome = store.ingest([keyring.classify(TOPIC, p) for p in batch])
     assert outcome.stored == 5 and len(outcome.acked[KIOSK]) == 5
     [state] = store.streams(KIOSK)
     assert state.contiguous_seq == seq + 5 and state.gaps == ()

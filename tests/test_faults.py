@@ -15,6 +15,7 @@ from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
+from tests import identity as keyring
 from tests import stack
 from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
@@ -104,6 +105,7 @@ def _inprocess(
         settings=CollectorSettings(
             client_id="aps-c-inproc", reconnect_min_s=0.1, reconnect_max_s=1
         ),
+        **keyring.CENTRAL,
     )
     kiosk_mqtt = broker.kiosk(stack.KIOSK)
     client = SyncClient(
@@ -113,6 +115,7 @@ def _inprocess(
         settings=SyncSettings(
             inflight_window=8, ack_timeout_s=2, tick_s=0.05, reconnect_min_s=0.1, reconnect_max_s=1
         ),
+        identity=keyring.kiosk_identity(),
     )
     return client, collector
 

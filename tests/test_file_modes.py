@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from central.config import CentralConfig
-from central.ingest import classify
 from central.service import CentralService
 from central.store import SQLiteStore
 from drivers.printer import ReceiptPrinter
@@ -29,6 +28,7 @@ from edge_agent.receipts import file_and_print
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
 from sync.files import create_private_file
 from sync.outbox import Outbox
+from tests import identity as keyring
 from tests import stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,7 @@ def assert_private_files(*paths: Path) -> None:
 
 
 def agent_config(root: Path) -> AgentConfig:
+    keys = keyring.write_keys(root / "keys")
     return AgentConfig.model_validate(
         {
             "kiosk": {"id": "k-modes", "agency": "000.00.14.H56", "slot": 1},
@@ -64,6 +65,10 @@ def agent_config(root: Path) -> AgentConfig:
                 "receipts_dir": str(root / "var/lib/aps/receipts"),
             },
             "devices": {"printer": "usb://04b8:0e15"},
+            "identity": {
+                "signing_key": str(keys.kiosk_key),
+                "central_keys": str(keys.central_keys),
+            },
         }
     )
 
@@ -127,14 +132,19 @@ def test_receipt_spool_is_private_after_a_receipt(tmp_path: Path) -> None:
 
 def test_central_database_is_private_after_ingest(tmp_path: Path) -> None:
     db = tmp_path / "srv/aps/central.db"
-    cfg = CentralConfig.model_validate({"central": {"database": str(db)}})
+    keys = keyring.write_keys(tmp_path / "keys")
+    cfg = CentralConfig.model_validate(
+        {"central": {"database": str(db)}, "security": {"signing_key": str(keys.central_key)}}
+    )
     CentralService(cfg)  # makes the directory and the schema, as `aps-central run` does
     kiosk_db = tmp_path / "kiosk.db"
     stack.fill_outbox(kiosk_db, 3)
     ob = Outbox(kiosk_db, stack.KIOSK)
     store = SQLiteStore(db)
     try:
-        items = [classify(f"aps/v1/{stack.KIOSK}/up/records", p.payload) for p in ob.pending()]
+        items = [
+            keyring.classify(f"aps/v1/{stack.KIOSK}/up/records", p.payload) for p in ob.pending()
+        ]
         assert store.ingest(items).stored == 3
         assert_private_files(db, db.with_name("central.db-wal"), db.with_name("central.db-shm"))
         assert oct(mode(db.parent)) == oct(0o700)

@@ -18,6 +18,7 @@ from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import encode_heartbeat, encode_status, heartbeat_topic, status_topic
 from sync.mqtt_link import make_paho_client
+from tests import identity as keyring
 from tests import stack
 from tests.waiting import wait_until
 
@@ -120,6 +121,7 @@ def test_a_cleanly_stopped_kiosk_says_offline_and_heartbeats_carry_the_promised_
         kiosk=stack.KIOSK,
         mqtt_settings=broker.kiosk(stack.KIOSK),
         settings=SyncSettings(heartbeat_interval_s=0.2, tick_s=0.05),
+        identity=keyring.kiosk_identity(),
     )
     client.start()
     try:

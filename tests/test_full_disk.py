@@ -16,6 +16,7 @@ from edge_agent.dossiers import Applicant, DossierDesk
 from edge_agent.due_date import OfficeRules, WorkCalendar
 from sync.client import SyncClient, SyncSettings
 from sync.outbox import Outbox
+from tests import identity as keyring
 from tests.waiting import wait_until
 
 KIOSK = "k-full-01"
@@ -54,6 +55,7 @@ def test_full_database_refuses_filing_and_drains(broker: MosquittoProcess, tmp_p
         store_factory=lambda: SQLiteStore(central_db),
         mqtt_settings=broker.collector("aps-c-full"),
         settings=CollectorSettings(client_id="aps-c-full"),
+        **keyring.CENTRAL,
     )
     client = SyncClient(
         database=db,
@@ -61,6 +63,7 @@ def test_full_database_refuses_filing_and_drains(broker: MosquittoProcess, tmp_p
         mqtt_settings=broker.kiosk(KIOSK),
         settings=SyncSettings(ack_timeout_s=5, tick_s=0.05, retention_s=0),
         outbox_options={"max_db_bytes": 256 * 1024, "min_free_disk_bytes": 0},
+        identity=keyring.kiosk_identity(),
     )
     collector.start()
     client.start()

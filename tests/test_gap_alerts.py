@@ -12,11 +12,11 @@ from click.testing import CliRunner
 
 from central.cli import main as central_cli
 from central.config import load_central_config
-from central.ingest import classify
 from central.service import CentralService
 from central.store import SQLiteStore
 from sync.envelope import records_topic
 from sync.outbox import Outbox
+from tests import identity as keyring
 from tests import stack
 
 
@@ -30,7 +30,9 @@ def test_gap_opens_alerts_and_closes(tmp_path: Path, caplog: pytest.LogCaptureFi
         fh.write("\n[alerts]\ngap_alert_after_s = 60\n")
     store = SQLiteStore(central_db)
     topic = records_topic(stack.KIOSK)
-    store.ingest([classify(topic, recs[0].encode()), classify(topic, recs[2].encode())])
+    store.ingest(
+        [keyring.classify(topic, recs[0].encode()), keyring.classify(topic, recs[2].encode())]
+    )
     [state] = store.streams(stack.KIOSK)
     assert state.gaps == ((2, 2),) and state.missing_count == 1 and state.gap_since is not None
     assert store.stale_gaps(60) == []  # just opened: not an alert yet
@@ -49,7 +51,7 @@ def test_gap_opens_alerts_and_closes(tmp_path: Path, caplog: pytest.LogCaptureFi
     )
     assert len(status["alerts"]) == 1 and "1 records committed" in status["alerts"][0]
 
-    store.ingest([classify(topic, recs[1].encode())])  # the missing record arrives
+    store.ingest([keyring.classify(topic, recs[1].encode())])  # the missing record arrives
     [state] = store.streams(stack.KIOSK)
     assert state.gaps == () and state.missing_count == 0 and state.gap_since is None
     assert store.stale_gaps(0.0, now=time.time() + 3600) == []

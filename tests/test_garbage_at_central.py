@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
@@ -15,6 +16,7 @@ from sync.client import SyncClient, SyncSettings
 from sync.envelope import records_topic
 from sync.ids import new_stream_id, new_ulid
 from sync.mqtt_link import MqttSettings, make_paho_client
+from tests import identity as keyring
 from tests import stack
 from tests.waiting import wait_until
 
@@ -34,6 +36,7 @@ def test_garbage_is_dead_lettered_and_good_records_still_flow(
         store_factory=lambda: SQLiteStore(central_db),
         mqtt_settings=broker.collector("aps-c-garbage"),
         settings=CollectorSettings(client_id="aps-c-garbage"),
+        **keyring.CENTRAL,
     )
     collector.start()
     wait_until(collector.network.connected.is_set, 30, "collector connected")
@@ -67,8 +70,17 @@ def test_garbage_is_dead_lettered_and_good_records_still_flow(
         (records_topic("k-evil"), b"x" * (50 * 1024 * 1024), "oversize"),
         (
             records_topic("k-evil"),
-            json.dumps({**good_envelope, "id": new_ulid(), "body": {"level": "so-so"}}).encode(),
+            keyring.signed(
+                json.dumps({**good_envelope, "id": new_ulid(), "body": {"level": "so-so"}}).encode()
+            ),
             "bad-body",
+        ),
+        # Well-formed records, unsigned or signed with a key that is not k-evil's.
+        (records_topic("k-evil"), json.dumps(good_envelope).encode(), "unsigned"),
+        (
+            records_topic("k-evil"),
+            keyring.signed(json.dumps(good_envelope).encode(), Ed25519PrivateKey.generate()),
+            "unknown-key",
         ),
     ]
     for t, payload, _ in garbage:
@@ -90,6 +102,7 @@ def test_garbage_is_dead_lettered_and_good_records_still_flow(
             kiosk=stack.KIOSK,
             mqtt_settings=broker.kiosk(stack.KIOSK),
             settings=SyncSettings(ack_timeout_s=5, tick_s=0.05),
+            identity=keyring.kiosk_identity(),
         )
         client.start()
         try:

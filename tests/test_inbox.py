@@ -12,6 +12,7 @@ from edge_agent.inbox import Inbox
 from sync.downlink import Item, StateReply
 from sync.outbox import Outbox, OutboxFull
 from sync.state_sync import SendRequest, StateSync
+from tests import identity as keyring
 from tests import stack
 
 K = "k-inbox-01"
@@ -180,7 +181,13 @@ def test_for_app_builds_the_inbox_on_the_apps_outbox_and_attaches_state(tmp_path
 
     db = tmp_path / "kiosk.db"
     outbox = Outbox(db, K)
-    sync = SyncClient(database=db, kiosk=K, mqtt_settings=MqttSettings(), settings=SyncSettings())
+    sync = SyncClient(
+        database=db,
+        kiosk=K,
+        mqtt_settings=MqttSettings(),
+        settings=SyncSettings(),
+        identity=keyring.kiosk_identity(),
+    )
     app = SimpleNamespace(
         outbox=outbox, sync=sync, cfg=SimpleNamespace(kiosk=SimpleNamespace(agency="000.00.14.H56"))
     )

@@ -25,6 +25,7 @@ from edge_agent.signature import HandwrittenSignature
 from firmware_mocks.cdc_scanner import EmulatedCdcScanner
 from firmware_mocks.help_button import EmulatedHelpButton
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
+from tests import identity as keyring
 from tests.kiosk import KIOSK, app_config, card, strokes
 from tests.waiting import wait_until
 
@@ -36,6 +37,7 @@ def collector(broker: MosquittoProcess, tmp_path: Path) -> Iterator[SQLiteStore]
         store_factory=lambda: SQLiteStore(db),
         mqtt_settings=broker.collector("aps-c-app"),
         settings=CollectorSettings(client_id="aps-c-app"),
+        **keyring.CENTRAL,
     )
     c.start()
     store = SQLiteStore(db)

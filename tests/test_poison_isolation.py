@@ -17,7 +17,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from central.collector import Collector, CollectorSettings, classify_message, process_batch
+from central.collector import Collector, CollectorSettings, classify_message
 from central.ingest import Accept, DeadLetter, FleetUpdate
 from central.isolation import Message, commit_isolating
 from central.mosquitto import MosquittoProcess
@@ -32,6 +32,7 @@ from sync.envelope import (
 )
 from sync.ids import new_stream_id, new_ulid
 from sync.mqtt_link import MqttSettings, make_paho_client
+from tests import identity as keyring
 from tests.waiting import wait_until
 
 CREATED = "2026-11-26T09:15:02.123+07:00"
@@ -85,7 +86,7 @@ def test_a_heartbeat_over_sqlite_range_costs_no_one_else_their_batch(tmp_path: P
     store = SQLiteStore(tmp_path / "central.db")
     good_b, good_c = _records("k-good-b", 40), _records("k-good-c", 40)
     poison = (heartbeat_topic("k-evil-a"), _poison_heartbeat("k-evil-a"))
-    result = process_batch(store, _mixed_batch(good_b, good_c, poison))
+    result = keyring.process_batch(store, _mixed_batch(good_b, good_c, poison))
     acked = _acked(result.acks)
     assert acked[acks_topic("k-good-b")] == {r.id for r in good_b}
     assert acked[acks_topic("k-good-c")] == {r.id for r in good_c}
@@ -107,7 +108,7 @@ def test_a_value_sqlite_cannot_hold_is_isolated_even_past_classification(
     payload = _poison_heartbeat("k-evil-a")
     body = {"v": 1, "type": "heartbeat", "kiosk": "k-evil-a", "ts": CREATED, "queued": 2**64}
     messages = [
-        Message(topic=t, payload=p, item=classify_message(t, p))
+        Message(topic=t, payload=p, item=classify_message(t, keyring.signed(p), keyring.FLEET))
         for t, p in _mixed_batch(good_b, good_c, (topic, payload))
     ]
     messages[20] = Message(
@@ -154,7 +155,7 @@ def test_the_culprit_record_is_parked_and_rejected_everyone_else_is_acked(
     )
     batch = [(records_topic(r.kiosk), r.encode()) for r in good[:50] + evil + good[50:]]
     with caplog.at_level(logging.WARNING, logger="aps.collector"):
-        result = process_batch(store, batch)
+        result = keyring.process_batch(store, batch)
     assert _acked(result.acks)[acks_topic("k-good-b")] == {r.id for r in good}
     assert _acked(result.acks)[acks_topic("k-evil-d")] == {evil[0].id, evil[2].id}
     rejected = _rejected(result.acks)[acks_topic("k-evil-d")]
@@ -180,11 +181,11 @@ def test_a_full_disk_dead_letters_nothing_and_acks_nothing(tmp_path: Path) -> No
     batch = [(records_topic(r.kiosk), r.encode()) for r in records]
     batch.append((heartbeat_topic("k-evil-a"), _poison_heartbeat("k-evil-a")))
     with pytest.raises(sqlite3.OperationalError, match="full"):
-        process_batch(store, batch)
+        keyring.process_batch(store, batch)
     store.conn.execute("PRAGMA max_page_count=1000000")
     assert store.count() == 0 and store.dead_letters() == []
     # Space freed: the same batch goes through, the poison alone is dead-lettered.
-    result = process_batch(store, batch)
+    result = keyring.process_batch(store, batch)
     assert _acked(result.acks)[acks_topic("k-good-b")] == {r.id for r in records}
     assert [d["topic_kiosk"] for d in store.dead_letters()] == ["k-evil-a"]
     store.close()
@@ -196,7 +197,7 @@ def test_a_store_failing_for_every_kiosk_is_down_not_poisoned(tmp_path: Path) ->
     store = PoisonedStore(tmp_path / "central.db", {r.id for r in recs}, TypeError("a bug"))
     batch = [(records_topic(r.kiosk), r.encode()) for r in recs]
     with pytest.raises(TypeError):
-        process_batch(store, batch)
+        keyring.process_batch(store, batch)
     assert store.dead_letters() == [] and store.count() == 0
     store.close()
 
@@ -232,6 +233,7 @@ def test_a_retained_poison_heartbeat_never_blocks_ingest_across_reconnects(
             store_factory=lambda: SQLiteStore(central_db),
             mqtt_settings=broker.collector(),
             settings=CollectorSettings(),
+            **keyring.CENTRAL,
         )
         c.start()
         wait_until(c.network.connected.is_set, 30, "collector connected")
@@ -243,7 +245,7 @@ def test_a_retained_poison_heartbeat_never_blocks_ingest_across_reconnects(
             col = collector()
             try:
                 for r in half:
-                    good.publish(records_topic(r.kiosk), r.encode(), qos=1)
+                    good.publish(records_topic(r.kiosk), keyring.signed(r.encode()), qos=1)
                 wait_until(lambda h=half: {r.id for r in h} <= acked, 60, "good records acked")
                 wait_until(lambda c=col: c.counters.dead_letters >= 1, 30, "poison dead-lettered")
             finally:

@@ -28,6 +28,7 @@ from sync.client import SyncClient, SyncSettings
 from sync.envelope import records_topic
 from sync.ids import new_stream_id, new_ulid
 from sync.mqtt_link import make_paho_client
+from tests import identity as keyring
 from tests import stack
 from tests.waiting import wait_until
 
@@ -61,6 +62,7 @@ def _kiosk(db: Path, kiosk: str, broker: MosquittoProcess, ack_timeout_s: float 
         settings=SyncSettings(
             ack_timeout_s=ack_timeout_s, tick_s=0.05, reconnect_min_s=0.1, reconnect_max_s=0.5
         ),
+        identity=keyring.kiosk_identity(),
     )
 
 
@@ -75,6 +77,7 @@ def central_with(
         mqtt_settings=broker.collector(),
         settings=CollectorSettings(),
         quotas=quotas,
+        **keyring.CENTRAL,
     )
     collector.start()
     store = SQLiteStore(central_db)
@@ -123,7 +126,7 @@ def _flood(broker: MosquittoProcess, payloads: list[bytes]) -> None:
     try:
         last = None
         for p in payloads:
-            last = evil.publish(records_topic(EVIL), p, qos=1)
+            last = evil.publish(records_topic(EVIL), keyring.signed(p), qos=1)
         if last is not None:
             last.wait_for_publish(60)
     finally:

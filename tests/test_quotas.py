@@ -12,11 +12,11 @@ from click.testing import CliRunner
 
 from central.attachments import AttachmentLimits
 from central.cli import main as central_cli
-from central.collector import process_batch
 from central.quotas import Quotas, QuotaSettings, expire_dead_letters, housekeep, report
 from central.store import SQLiteStore
 from sync.envelope import records_topic
 from sync.ids import new_stream_id, new_ulid
+from tests import identity as keyring
 
 GOOD, BAD = "k-good-01", "k-flood-01"
 
@@ -109,23 +109,23 @@ def test_a_kiosk_at_its_records_quota_is_left_unacked_not_dead_lettered(tmp_path
 
     # Fill the flooding kiosk past its quota (one batch may overshoot).
     first = batch(BAD, s_bad, 20)
-    r = process_batch(store, first, quotas=q)
+    r = keyring.process_batch(store, first, quotas=q)
     assert r.outcome.stored == 20
     held = store.quota_usage([BAD])[BAD].records_bytes
     assert held >= 2000
     more = batch(BAD, s_bad, 5)
-    r = process_batch(store, more + batch(GOOD, s_good, 5), quotas=q)
+    r = keyring.process_batch(store, more + batch(GOOD, s_good, 5), quotas=q)
     assert r.outcome.acked.get(BAD) is None and not r.outcome.rejected.get(BAD)
     assert len(r.outcome.acked[GOOD]) == 5  # the other kiosk is not held back
     assert store.dead_letters() == []  # valid records are never dead-lettered for a quota
     assert q.count(BAD, "records_quota") == 5
     assert store.quota_usage([BAD])[BAD].records_bytes == held
     # A resend of what central already holds is still acked (its first ack may be lost).
-    r = process_batch(store, first[:3], quotas=q)
+    r = keyring.process_batch(store, first[:3], quotas=q)
     assert len(r.outcome.acked[BAD]) == 3 and r.outcome.duplicates == 3
     # The operator raises the quota: the same records, resent, go in.
     q2 = Quotas(QuotaSettings(max_records_bytes=10**9))
-    r = process_batch(store, more, quotas=q2)
+    r = keyring.process_batch(store, more, quotas=q2)
     assert len(r.outcome.acked[BAD]) == 5
     # Visible: the counters reach the database and the report, with an alert.
     housekeep(store.conn, q, q.settings, AttachmentLimits())
@@ -142,8 +142,8 @@ def test_dead_letters_of_one_kiosk_are_capped(tmp_path: Path) -> None:
     garbage = [(records_topic(BAD), f"not json {i}".encode()) for i in range(30)]
     good = [(records_topic(GOOD), f"not json either {i}".encode()) for i in range(3)]
     for i in range(0, 30, 5):  # several batches: the cap is read at each batch's start
-        process_batch(store, garbage[i : i + 5], quotas=q)
-    process_batch(store, good, quotas=q)
+        keyring.process_batch(store, garbage[i : i + 5], quotas=q)
+    keyring.process_batch(store, good, quotas=q)
     usage = store.quota_usage([BAD, GOOD])
     assert 10 <= usage[BAD].dead_letters < 15
     assert usage[GOOD].dead_letters == 3
@@ -157,14 +157,14 @@ def test_the_same_dead_letter_again_is_one_row_with_a_count(tmp_path: Path) -> N
     # A kiosk on a protocol version central does not know resends its window forever.
     future = [envelope(BAD, i, stream, v=2) for i in range(1, 11)]
     for _ in range(50):
-        r = process_batch(store, [(records_topic(BAD), p) for p in future])
+        r = keyring.process_batch(store, [(records_topic(BAD), p) for p in future])
         assert r.acks == []  # unknown versions are never acked
     rows = store.dead_letters()
     assert len(rows) == 10
     assert all(row["count"] == 50 and row["last_at"] >= row["at"] for row in rows)
     assert all(row["reason"] == "unknown-version: 2" for row in rows)
     # Another kiosk sending the same bytes is another row; so is another reason.
-    process_batch(store, [(records_topic(GOOD), future[0])])
+    keyring.process_batch(store, [(records_topic(GOOD), future[0])])
     assert len(store.dead_letters()) == 11
     assert store.quota_usage([BAD])[BAD].dead_letters == 10
     store.close()
@@ -172,8 +172,12 @@ def test_the_same_dead_letter_again_is_one_row_with_a_count(tmp_path: Path) -> N
 
 def test_dead_letters_expire_after_their_retention(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "c.db")
-    process_batch(store, [(records_topic(BAD), b"garbage one"), (records_topic(BAD), b"two")])
-    process_batch(store, [(records_topic(BAD), b"garbage one")])  # seen again: last_at moves
+    keyring.process_batch(
+        store, [(records_topic(BAD), b"garbage one"), (records_topic(BAD), b"two")]
+    )
+    keyring.process_batch(
+        store, [(records_topic(BAD), b"garbage one")]
+    )  # seen again: last_at moves
     rows = {r["n"]: r for r in store.dead_letters()}
     one = next(r for r in rows.values() if r["count"] == 2)
     two = next(r for r in rows.values() if r["count"] == 1)
@@ -188,8 +192,8 @@ def test_dead_letters_expire_after_their_retention(tmp_path: Path) -> None:
 def test_usage_is_counted_for_a_database_that_predates_it(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     store = SQLiteStore(db)
-    process_batch(store, [(records_topic(GOOD), envelope(GOOD, 1, new_stream_id()))])
-    process_batch(store, [(records_topic(GOOD), b"junk")])
+    keyring.process_batch(store, [(records_topic(GOOD), envelope(GOOD, 1, new_stream_id()))])
+    keyring.process_batch(store, [(records_topic(GOOD), b"junk")])
     before = store.quota_usage([GOOD])[GOOD]
     store.conn.execute("DROP TABLE kiosk_usage")
     store.close()
@@ -242,18 +246,19 @@ def test_the_service_housekeeps_with_its_configuration(tmp_path: Path) -> None:
     cfg_path = tmp_path / "central.toml"
     cfg_path.write_text(
         f'[central]\ndatabase = "{db}"\n\n[quotas]\ndead_letter_retention_days = 1\n\n'
-        "[attachments]\nexpire_incomplete_after_h = 2\nmax_chunks = 3\n",
+        "[attachments]\nexpire_incomplete_after_h = 2\nmax_chunks = 3\n\n"
+        + keyring.write_keys(tmp_path / "keys").central_toml(),
         encoding="utf-8",
     )
     service = CentralService(load_central_config(cfg_path))
     assert service.collector.quotas is not None
     store = SQLiteStore(db, attachment_limits=service.cfg.attachments.limits())
-    process_batch(store, [(records_topic(BAD), b"junk")])
+    keyring.process_batch(store, [(records_topic(BAD), b"junk")])
     stream, att = new_stream_id(), new_ulid()
     chunks = chunk_bodies(att, b"0123456789", 5)
     env = json.loads(envelope(GOOD, 1, stream))
     env.update(kind="chunk", body=chunks[0])
-    process_batch(store, [(records_topic(GOOD), json.dumps(env).encode())])
+    keyring.process_batch(store, [(records_topic(GOOD), json.dumps(env).encode())])
     assert service.collector.quotas.admit(records_topic(BAD), b"x")
     now = time.time()
     done = service.housekeep(store, now=now + 3 * 3600)

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from central.cli import main as central_cli
-from central.ingest import classify
 from central.store import SQLiteStore, StoreError, StoreMissing
 from edge_agent.cli import main as agent_cli
 from sync.files import why_unopenable
 from sync.outbox import Outbox, OutboxCorrupt, OutboxMissing, OutboxUnopenable
+from tests import identity as keyring
 from tests import stack
 
 CENTRAL_COMMANDS = [["status"], ["fleet"], ["dead-letters"]]
@@ -118,7 +118,10 @@ def test_central_reports_read_a_real_store_and_change_nothing(
     ob = Outbox(kiosk_db, stack.KIOSK)
     store = SQLiteStore(db)
     topic = f"aps/v1/{stack.KIOSK}/up/records"
-    store.ingest([classify(topic, p.payload) for p in ob.pending()] + [classify(topic, b"junk")])
+    store.ingest(
+        [keyring.classify(topic, p.payload) for p in ob.pending()]
+        + [keyring.classify(topic, b"junk")]
+    )
     store.close()
     ob.close()
     before = db.read_bytes()
@@ -142,7 +145,7 @@ def test_read_only_store_refuses_writes(tmp_path: Path) -> None:
     try:
         assert store.count() == 0
         with pytest.raises(Exception, match="readonly"):
-            store.ingest([classify("aps/v1/k1/up/records", b"junk")])
+            store.ingest([keyring.classify("aps/v1/k1/up/records", b"junk")])
     finally:
         store.close()
     with pytest.raises(StoreMissing, match="no central database at"):

@@ -15,6 +15,7 @@ from central.mosquitto import MosquittoProcess, refused_port
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import heartbeat_topic
 from sync.mqtt_link import MqttSettings, NetworkLoop, make_paho_client
+from tests import identity as keyring
 from tests import stack
 from tests.waiting import wait_until
 
@@ -85,6 +86,7 @@ def test_two_boxes_with_one_kiosk_id_back_off_and_report_it(
                     heartbeat_interval_s=0.2,
                     tick_s=0.05,
                 ),
+                identity=keyring.kiosk_identity(),
             )
         )
     caplog.set_level(logging.ERROR, logger="aps.mqtt")

@@ -10,6 +10,7 @@ from central.collector import Collector, CollectorSettings
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
+from tests import identity as keyring
 from tests import stack
 from tests.waiting import wait_until
 
@@ -28,6 +29,7 @@ def test_two_collectors_share_records_and_each_is_stored_once(
             settings=CollectorSettings(
                 client_id=f"aps-collector-{n}", shared_group="aps-collectors"
             ),
+            **keyring.CENTRAL,
         )
         for n in (1, 2)
     ]
@@ -40,6 +42,7 @@ def test_two_collectors_share_records_and_each_is_stored_once(
         kiosk=stack.KIOSK,
         mqtt_settings=broker.kiosk(stack.KIOSK),
         settings=SyncSettings(inflight_window=16, ack_timeout_s=5, tick_s=0.05),
+        identity=keyring.kiosk_identity(),
     )
     client.start()
     try:

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from central.cli import main as central_cli
-from central.collector import process_batch
 from central.store import SQLiteStore
 from sync.envelope import MAX_SEQ, Record, decode_ack, records_topic
 from sync.ids import new_stream_id, new_ulid
+from tests import identity as keyring
 from tests import stack
 
 KIOSK = "k-seq-01"
@@ -75,7 +75,7 @@ def test_gap_ranges_follow_the_seqs_accounted_for_after_every_batch(
         seen: set[int] = set()
         for start in range(0, len(arrivals), cut):
             part = arrivals[start : start + cut]
-            process_batch(store, [(TOPIC, p) for p in part])
+            keyring.process_batch(store, [(TOPIC, p) for p in part])
             seen |= {json.loads(p)["seq"] for p in part}
             [state] = store.streams(KIOSK, max_ranges=100)
             gaps = _model_gaps(seen)
@@ -92,7 +92,7 @@ def test_the_protocol_maximum_seq_is_parked_not_stored(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "central.db")
     stream = new_stream_id()
     first, far = _rec(1, stream), _rec(MAX_SEQ, stream)
-    result = process_batch(store, [(TOPIC, first), (TOPIC, far)])
+    result = keyring.process_batch(store, [(TOPIC, first), (TOPIC, far)])
     [ack] = [decode_ack(p) for _, p in result.acks]
     assert ack.acked == (json.loads(first)["id"],)
     [parked] = ack.rejected
@@ -103,7 +103,7 @@ def test_the_protocol_maximum_seq_is_parked_not_stored(tmp_path: Path) -> None:
     assert store.record_ids(KIOSK) == [json.loads(first)["id"]]
     assert store.counter("seq_jumps_parked") == 1
     # Resent, it is parked again, never opening a gap; the stream goes on.
-    process_batch(store, [(TOPIC, far), (TOPIC, _rec(2, stream))])
+    keyring.process_batch(store, [(TOPIC, far), (TOPIC, _rec(2, stream))])
     [state] = store.streams(KIOSK)
     assert (state.contiguous_seq, state.max_seq, state.gap_count) == (2, 2, 0)
     store.close()
@@ -113,8 +113,8 @@ def test_a_gap_of_a_hundred_million_is_one_range(tmp_path: Path) -> None:
     """With the jump limit lifted, the largest gaps are still one row each."""
     store = SQLiteStore(tmp_path / "central.db", max_seq_jump=MAX_SEQ)
     stream = new_stream_id()
-    process_batch(store, [(TOPIC, _rec(1, stream)), (TOPIC, _rec(10**8 + 2, stream))])
-    process_batch(store, [(TOPIC, _rec(MAX_SEQ, stream)), (TOPIC, _rec(5 * 10**7, stream))])
+    keyring.process_batch(store, [(TOPIC, _rec(1, stream)), (TOPIC, _rec(10**8 + 2, stream))])
+    keyring.process_batch(store, [(TOPIC, _rec(MAX_SEQ, stream)), (TOPIC, _rec(5 * 10**7, stream))])
     [state] = store.streams(KIOSK)
     assert state.gaps == ((2, 5 * 10**7 - 1), (5 * 10**7 + 1, 10**8 + 1), (10**8 + 3, MAX_SEQ - 1))
     assert state.missing_count == MAX_SEQ - 4 and state.max_seq == MAX_SEQ
@@ -136,7 +136,7 @@ def _instructions(store: SQLiteStore, batch: list[tuple[str, bytes]]) -> int:
 
     store.conn.set_progress_handler(tick, 100)
     try:
-        process_batch(store, batch)
+        keyring.process_batch(store, batch)
     finally:
         store.conn.set_progress_handler(None, 0)
     return steps[0] * 100
@@ -154,10 +154,10 @@ def test_batch_cost_does_not_grow_with_the_history_held(tmp_path: Path) -> None:
             out.append((TOPIC, _rec(seq, stream)))
         return out
 
-    process_batch(store, batch(1000))
+    keyring.process_batch(store, batch(1000))
     small = [_instructions(store, batch(256)), _instructions(store, batch(256, skip=1))]
     for _ in range(19):
-        process_batch(store, batch(1000))
+        keyring.process_batch(store, batch(1000))
     assert store.count() > 20_000
     large = [_instructions(store, batch(256)), _instructions(store, batch(256, skip=1))]
     # Same work per batch, in order and with a gap per record, at 1k and 20k held.
@@ -176,7 +176,7 @@ def test_status_lists_a_bounded_number_of_streams_and_ranges(tmp_path: Path) -> 
         kiosk = f"k-many-{k:02d}"
         stream = new_stream_id()
         batch = [(records_topic(kiosk), _rec(q, stream, kiosk=kiosk)) for q in range(1, 60, 2)]
-        process_batch(store, batch)
+        keyring.process_batch(store, batch)
     store.conn.execute("UPDATE streams SET gap_since = gap_since - 3600")
     store.close()
     out = CliRunner().invoke(central_cli, ["status", "--config", str(cfg)])
@@ -225,7 +225,7 @@ def test_a_database_from_before_gap_ranges_is_migrated(tmp_path: Path) -> None:
     assert state.gaps == ((3, 4), (6, 6), (8, MAX_SEQ - 1))
     assert state.missing_count == 3 + MAX_SEQ - 8 and state.gap_since == 100.0
     # The next batch carries on from the migrated state.
-    process_batch(store, [(TOPIC, _rec(3, stream)), (TOPIC, _rec(4, stream))])
+    keyring.process_batch(store, [(TOPIC, _rec(3, stream)), (TOPIC, _rec(4, stream))])
     store.close()
     store = SQLiteStore(db)  # opening again migrates nothing twice
     [state] = store.streams(KIOSK)

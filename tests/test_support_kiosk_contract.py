@@ -16,11 +16,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from central import backoffice_db, downlink_log, roster, support
-from central.collector import process_batch
 from central.store import SQLiteStore
 from edge_agent import downlink_cache
 from edge_agent.app import KioskApp
 from sync.envelope import records_topic
+from tests import identity as keyring
 from tests.kiosk import KIOSK, app_config
 
 VN = timezone(timedelta(hours=7))
@@ -30,7 +30,7 @@ def deliver_up(app: KioskApp, db: Path) -> None:
     store = SQLiteStore(db)
     try:
         batch = [(records_topic(KIOSK), p.payload) for p in app.outbox.pending()]
-        assert process_batch(store, batch).outcome.stored == len(batch)
+        assert keyring.process_batch(store, batch).outcome.stored == len(batch)
     finally:
         store.close()
 

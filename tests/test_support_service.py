@@ -20,6 +20,7 @@ from central.config import load_central_config
 from central.mosquitto import MosquittoProcess
 from central.service import CentralService
 from central.web.server import ApiListenError
+from tests import identity as keyring
 from tests import stack
 from tests.notify_receivers import webhook_receiver
 from tests.support_helpers import OFFICE, ingest, open_db, replies, support_body
@@ -53,6 +54,7 @@ def test_service_serves_the_api_and_routes_help_requests(tmp_path: Path) -> None
             f'[api]\nlisten = "127.0.0.1:{port}"\n'
             f'[notify]\nwebhook_url = "{recv.url}"\nwebhook_secret = "{SECRET}"\n'
             '[support]\nhotline = "1900 1234"\nroute_every_s = 0.1\n'
+            + keyring.write_keys(tmp_path / "keys").central_toml()
         )
         service = CentralService(load_central_config(cfg_file))
         service.start_staff_side()
@@ -112,6 +114,7 @@ def test_api_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         cfg_file = tmp_path / "central.toml"
         cfg_file.write_text(
             f'[central]\ndatabase = "{tmp_path / "c.db"}"\n[api]\nlisten = "127.0.0.1:{port}"\n'
+            + keyring.write_keys(tmp_path / "keys").central_toml()
         )
         service = CentralService(load_central_config(cfg_file))
         with pytest.raises(ApiListenError, match=f"127.0.0.1:{port}"):

@@ -20,6 +20,7 @@ from central.store import IngestOutcome, SQLiteStore
 from sync.client import SyncClient, SyncSettings
 from sync.mqtt_link import MqttSettings
 from sync.outbox import Outbox
+from tests import identity as keyring
 from tests.waiting import wait_until
 
 KIOSK = "k-wake-01"
@@ -44,6 +45,7 @@ def _client(db: Path, mqtt_settings: MqttSettings, **settings: float) -> SyncCli
         mqtt_settings=mqtt_settings,
         settings=SyncSettings(reconnect_min_s=0.1, reconnect_max_s=1, **opts),
         outbox_options={"min_free_disk_bytes": 0},
+        identity=keyring.kiosk_identity(),
     )
 
 
@@ -52,6 +54,7 @@ def _collector(central_db: Path, mqtt_settings: MqttSettings) -> Collector:
         store_factory=lambda: SQLiteStore(central_db),
         mqtt_settings=mqtt_settings,
         settings=CollectorSettings(reconnect_min_s=0.1, reconnect_max_s=1),
+        **keyring.CENTRAL,
     )
 
 
@@ -122,6 +125,7 @@ def test_an_unacknowledged_record_is_sent_again_at_its_deadline(
         store_factory=lambda: _FailsFirstRecords(central_db),
         mqtt_settings=broker.collector(),
         settings=CollectorSettings(reconnect_min_s=0.1, reconnect_max_s=1),
+        **keyring.CENTRAL,
     )
     client = _client(db, broker.kiosk(KIOSK), ack_timeout_s=1.0)
     with _running(collector):

@@ -58,6 +58,7 @@ from firmware_mocks.help_button import EmulatedHelpButton
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
 from firmware_mocks.v4l2_camera import EmulatedV4l2Camera
 from sync.mqtt_link import MqttSettings
+from tests import identity as keyring
 from tests.tcp_proxy import TcpProxy
 
 KIOSK_ID = "k-ui-01"
@@ -244,9 +245,13 @@ class UiStack:
         self.central_toml = self.root / "central.toml"
         self.central_db = self.root / "central.db"
         collector = self.broker.collector("aps-collector-ui")
+        # Keys (tests/identity.py): central's, the kiosk's, and the kiosk in the registry.
+        self.keys = keyring.write_keys(self.root / "keys")
+        keyring.register(self.central_db, KIOSK_ID)
         self.central_toml.write_text(
             f'[central]\ndatabase = "{self.central_db}"\n\n{mqtt_toml(collector)}\n'
-            '[collector]\nclient_id = "aps-collector-ui"\n'
+            '[collector]\nclient_id = "aps-collector-ui"\n\n'
+            + self.keys.central_toml()
             + central_toml_extra(api_port, self.staff_phone.url),
             encoding="utf-8",
         )
@@ -303,7 +308,7 @@ class UiStack:
             "heartbeat_interval_s = 5\n\n"
             # A made-up account (letters: no bank has it) so slips and screen show a VietQR.
             '[payment]\nbank_bin = "970436"\naccount = "TEST0000001"\n'
-            'beneficiary = "UBND PHUONG 1 TP SA DEC (TEST)"\n',
+            'beneficiary = "UBND PHUONG 1 TP SA DEC (TEST)"\n\n' + self.keys.agent_toml(),
             encoding="utf-8",
         )
         return path
