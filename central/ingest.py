@@ -38,10 +38,10 @@ from sync.envelope import (
     decode_record_object,
     kiosk_of_topic,
 )
-from sync.envelope_signing import EnvelopeSignatureError, verify
+from sync.envelope_signing import EnvelopeSignatureError, canonical_bytes, verify
 from sync.ids import ULID_RE
 from sync.schemas import SchemaError, bounded_reason, check_body, check_fleet_message
-from sync.wire_signing import record_digest
+from sync.wire_signing import digest_of_canonical
 
 PAYLOAD_HEAD_BYTES = 4096
 MAX_FLEET_BYTES = PAYLOAD_HEAD_BYTES * 16
@@ -161,8 +161,9 @@ def classify(
             f"revoked: kiosk {record.kiosk!r} was revoked; its records are refused",
             record_id=record.id,
         )
-    try:
-        kid = verify("aps-record-v1", obj, sender.keys)
+    try:  # one canonical encoding serves the signature and the digest
+        canonical = canonical_bytes(obj)
+        kid = verify("aps-record-v1", obj, sender.keys, canonical=canonical)
     except EnvelopeSignatureError as exc:
         return _dead(topic, payload, str(exc), record_id=record.id)
     try:
@@ -177,7 +178,9 @@ def classify(
             stream=record.stream,
             seq=record.seq,
         )
-    return Accept(record=record, envelope=payload, digest=record_digest(obj), key_id=kid)
+    return Accept(
+        record=record, envelope=payload, digest=digest_of_canonical(canonical), key_id=kid
+    )
 
 
 def _usable_id(payload: bytes, topic_kiosk: str | None, keys: KeyDirectory) -> str | None:

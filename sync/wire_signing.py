@@ -88,7 +88,12 @@ def encode_signed(envelope: Mapping[str, Any]) -> bytes:
 
 def record_digest(envelope: Mapping[str, Any]) -> str:
     """base64url (no padding) of SHA-256 of the envelope's canonical bytes (``sig`` left out)."""
-    digest = hashlib.sha256(canonical_bytes(envelope)).digest()
+    return digest_of_canonical(canonical_bytes(envelope))
+
+
+def digest_of_canonical(canonical: bytes) -> str:
+    """:func:`record_digest` from canonical bytes already made (central's one pass)."""
+    digest = hashlib.sha256(canonical).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 

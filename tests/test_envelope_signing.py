@@ -188,3 +188,34 @@ def test_nesting_is_bounded() -> None:
         deep = [deep]
     with pytest.raises(EnvelopeSignatureError, match="nested deeper"):
         canonical_bytes({"x": deep})
+
+
+_ANYTHING = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=4)
+    ),
+    max_leaves=40,
+)
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+@given(value=_ANYTHING | st.integers(14, 18).map(lambda d: _nested(d, 1)))
+@settings(max_examples=400)
+def test_the_fast_walk_refuses_exactly_what_the_naming_walk_refuses(value: Any) -> None:
+    from sync.envelope_signing import _acceptable, _check
+
+    try:
+        _check(value, 0, "envelope")
+    except EnvelopeSignatureError:
+        named = False
+    else:
+        named = True
+    assert _acceptable(value) is named
