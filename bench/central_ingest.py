@@ -146,11 +146,11 @@ def central_keys(work: Path, database: Path, kiosks: list[str]) -> str:
     os.write(fd, CENTRAL_KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     os.close(fd)
     registry = Registry(database)
-    for n, kiosk in enumerate(kiosks, start=1):
-        registry.add_kiosk(
+    for n, kiosk in enumerate(kiosks):
+        registry.add_kiosk(  # ten kiosks an office, slots 0-9, as enrolment hands them out
             kiosk,
-            office="bench",
-            slot=n,
+            office=f"bench-{n // 10}",
+            slot=n % 10,
             agency="000.00.14.H56",
             signing_key=KIOSK_KEY.public_key(),
         )
