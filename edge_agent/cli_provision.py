@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edge_agent.provision import ProvisionError, provision, renew
+from edge_agent.provision import ProvisionError, hand_over, provision, renew
 
 DEFAULT_CONFIG = Path("/etc/aps/agent.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/aps/identity")
@@ -32,7 +32,15 @@ DEFAULT_STATE_DIR = Path("/var/lib/aps/identity")
     show_default=True,
     help="Where the keys (0600), certificate and CA go.",
 )
-def provision_command(central: str, token: str | None, config_path: Path, state_dir: Path) -> None:
+@click.option(
+    "--service-user",
+    default="aps",
+    show_default=True,
+    help="The account the agent runs as: it gets the keys, and read access to the config.",
+)
+def provision_command(
+    central: str, token: str | None, config_path: Path, state_dir: Path, service_user: str
+) -> None:
     """Enrol this box: keys made here, a certificate from central, the config written.
 
     Safe to re-run: a box already provisioned with a valid certificate says so and
@@ -45,6 +53,9 @@ def provision_command(central: str, token: str | None, config_path: Path, state_
     except ProvisionError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(done.summary())
+    owner = hand_over(done, service_user)
+    if owner is not None:
+        click.echo(owner)
 
 
 @click.command("renew")
@@ -61,10 +72,19 @@ def provision_command(central: str, token: str | None, config_path: Path, state_
     is_flag=True,
     help="Also make a new record-signing key; central accepts both until the old is retired.",
 )
-def renew_command(config_path: Path, rotate_signing_key: bool) -> None:
+@click.option(
+    "--service-user",
+    default="aps",
+    show_default=True,
+    help="The account the agent runs as: it gets the keys, and read access to the config.",
+)
+def renew_command(config_path: Path, rotate_signing_key: bool, service_user: str) -> None:
     """Renew this kiosk's certificate before it expires (signed with its current key)."""
     try:
         done = renew(config_path.absolute(), rotate_signing_key=rotate_signing_key)
     except ProvisionError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(done.summary().replace("provisioned:", "renewed:", 1))
+    owner = hand_over(done, service_user)
+    if owner is not None:
+        click.echo(owner)

@@ -33,6 +33,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import pwd
 import re
 import socket
 import ssl
@@ -509,3 +510,34 @@ def renew(config: Path, *, rotate_signing_key: bool = False) -> Provisioned:
     if new_path is not None:
         files["signing key"] = new_path
     return _apply(answer, files, config, central)
+
+
+# -- handing the files to the service account ----------------------------------------------
+
+
+def hand_over(done: Provisioned, service_user: str) -> str | None:
+    """Give the keys to the account the agent runs as, and it read access to the config.
+
+    ``aps-agent provision`` runs as root (``sudo``); the agent runs as ``aps``
+    (systemd/aps-agent.service, ``User=aps``), which must read its own private keys (0600)
+    and the config (0640 root:aps) and nothing more. As root: the state directory and every
+    file in ``done.files`` become the service account's, the config ``root:<its group>``
+    0640. Not root: the files are already the caller's; nothing to do. Returns the line the
+    summary prints, or None when nothing was changed.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        account = pwd.getpwnam(service_user)
+    except KeyError:
+        return (
+            f"  note         no account {service_user!r} here: the files stay root's; run the "
+            "installer (it makes the account), then provision again"
+        )
+    uid, gid = account.pw_uid, account.pw_gid
+    dirs = {path.parent for path in done.files.values()}
+    for path in [*sorted(dirs), *done.files.values()]:
+        os.chown(path, uid, gid)
+    os.chown(done.config, 0, gid)
+    os.chmod(done.config, 0o640)
+    return f"  owner        {service_user} (keys, certificates); config root:{service_user} 0640"

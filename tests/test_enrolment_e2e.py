@@ -244,3 +244,34 @@ def test_a_box_that_lost_the_answer_may_retry_its_token(stack: EnrolStack) -> No
     config2, state2 = stack.box("thief")
     with pytest.raises(ProvisionError, match="already used"):
         provision(stack.url, issued.token, config=config2, state_dir=state2)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another account needs root")
+def test_provision_as_root_hands_the_keys_to_the_service_account(stack: EnrolStack) -> None:
+    """sudo aps-agent provision: the agent (User=aps) must read its keys; here `nobody`."""
+    import grp
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    issued = stack.service.create_token(office=OFFICE, slot=4)
+    config, state = stack.box("root-box")
+    res = CliRunner().invoke(
+        agent_main,
+        ["provision", "--central", stack.url, "--token", issued.token, "--config", str(config),
+         "--state-dir", str(state), "--service-user", "nobody"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "owner        nobody" in res.output
+    for path in [state, *state.iterdir()]:
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid), path
+    assert mode(state / "signing.key") == 0o600 and mode(state / "tls.key") == 0o600
+    st = os.stat(config)
+    assert (st.st_uid, grp.getgrgid(st.st_gid).gr_name) == (0, grp.getgrgid(nobody.pw_gid).gr_name)
+    assert mode(config) == 0o640
+    missing = CliRunner().invoke(
+        agent_main,
+        ["renew", "--config", str(config), "--service-user", "no-such-account"],
+    )
+    assert missing.exit_code == 0, missing.output
+    assert "no account 'no-such-account'" in missing.output
