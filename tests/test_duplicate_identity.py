@@ -28,7 +28,7 @@ from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import encode_status, new_instance, status_topic
 from sync.schemas import INSTANCE_RE
-from tests import stack
+from tests import identity, stack
 from tests.waiting import wait_until
 
 K = "k-twin"
@@ -115,6 +115,7 @@ def collector(broker: MosquittoProcess, tmp_path: Path) -> Iterator[Collector]:
         settings=CollectorSettings(
             client_id="aps-collector-1", reconnect_min_s=0.1, reconnect_max_s=0.5
         ),
+        **identity.CENTRAL,
     )
     c.start()
     wait_until(c.online.is_set, 30, "collector subscribed")
@@ -128,6 +129,7 @@ def _box(broker: MosquittoProcess, db: Path) -> SyncClient:
         kiosk=K,
         mqtt_settings=broker.kiosk(K),
         settings=SyncSettings(tick_s=0.05, reconnect_min_s=0.05, reconnect_max_s=0.2),
+        identity=identity.kiosk_identity(),  # a clone copies the keys with the certificate
     )
     client.start()
     return client
@@ -171,8 +173,9 @@ def test_two_boxes_with_one_certificate_raise_one_alert(
     )
     result = CliRunner().invoke(central_cli, ["fleet", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
-    [row] = [json.loads(line) for line in result.output.splitlines() if line.strip()]
-    assert row["kiosk"] == K and row["duplicate_identity"] == [list(pair)]
+    rows = {r["kiosk"]: r for r in map(json.loads, result.output.splitlines())}
+    assert rows[K]["duplicate_identity"] == [list(pair)]
+    assert all(r["duplicate_identity"] == [] for k, r in rows.items() if k != K)
     with sqlite3.connect(tmp_path / "central.db") as conn:
         assert duplicate_identities(conn) == {K: [list(pair)]}
 
