@@ -25,6 +25,7 @@ ports (only on the first start: a restart must keep its ports).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -94,6 +95,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different ports free right now (held open together while chosen)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def refused_port() -> tuple[socket.socket, int]:
@@ -374,7 +386,7 @@ class MosquittoProcess:
         first = self.local_port == 0
         for _ in range(5 if first else 1):
             if first:
-                self.local_port, self.kiosk_port = free_port(), free_port()
+                self.local_port, self.kiosk_port = free_ports(2)  # never one port twice
             self._write_config()
             try:
                 self._spawn(timeout)

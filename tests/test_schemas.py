@@ -190,10 +190,10 @@ def both_sides(ob: Outbox, kind: str, body: dict[str, Any]) -> SchemaError | Non
         assert isinstance(central, Accept), central
         return None
     assert isinstance(central, DeadLetter), central
-    if central.reason.startswith("unsigned"):
+    if central.reason.startswith("not-canonical"):
         # A float has no canonical bytes, so no kiosk can sign it (and none sends it):
-        # central refuses it unsigned, and tells no kiosk to drop a record.
-        assert not central.reject, central
+        # central refuses it naming the field, and tells no kiosk to drop a record.
+        assert "a float" in central.reason and not central.reject, central
         return kiosk
     assert central.reject, central
     # The same field and rule. Central finds generic bounds (depth, SQLite's
