@@ -20,13 +20,13 @@ def test_a_taken_port_is_replaced_at_start(
     squatter.bind(("127.0.0.1", 0))
     squatter.listen()
     taken = squatter.getsockname()[1]
-    real = mosquitto.free_port
-    picks: Iterator[int] = iter([taken])
+    real = mosquitto.free_ports
+    picks: Iterator[list[int]] = iter([[taken, *real(1)]])
 
-    def first_taken_then_free() -> int:
-        return next(picks, None) or real()
+    def first_taken_then_free(count: int) -> list[int]:
+        return next(picks, None) or real(count)
 
-    monkeypatch.setattr(mosquitto, "free_port", first_taken_then_free)
+    monkeypatch.setattr(mosquitto, "free_ports", first_taken_then_free)
     broker = MosquittoProcess(tmp_path / "broker", pki=test_pki)
     try:
         broker.start()
@@ -37,3 +37,4 @@ def test_a_taken_port_is_replaced_at_start(
     finally:
         broker.stop()
         squatter.close()
+
