@@ -37,4 +37,3 @@ def test_a_taken_port_is_replaced_at_start(
     finally:
         broker.stop()
         squatter.close()
-
