@@ -864,6 +864,24 @@ class CatalogueHealth(TypedDict):
 
 
 @_strict
+class UpdateHealth(TypedDict):
+    """Where the box's software update stands (docs/updates.md); absent when none ran.
+
+    ``state`` is one of ``idle``, ``downloading``, ``building``, ``switching``,
+    ``restarting``, ``checking`` (the new release is on trial), ``committed``,
+    ``rolled-back``, ``failed`` (nothing was switched) and ``inconsistent`` (the update and
+    its rollback both failed: a technician is needed).
+    """
+
+    state: ShortText
+    version: NotRequired[VersionText | None]  # the release being installed or just settled
+    previous: NotRequired[VersionText | None]  # the release it replaces (the rollback target)
+    step: NotRequired[ShortText | None]
+    reason: NotRequired[ErrorText | None]
+    at: NotRequired[LooseDateTime | None]
+
+
+@_strict
 class HeartbeatMessage(TypedDict):
     ts: NotRequired[LooseDateTime | None]
     queued: NotRequired[Counter | None]
@@ -879,6 +897,11 @@ class HeartbeatMessage(TypedDict):
     subscribe_failures: NotRequired[Counter | None]
     downlink_cursor: NotRequired[Annotated[int, Field(ge=0, le=INT64_MAX)] | None]
     catalogue: NotRequired[CatalogueHealth | None]
+    # Fleet operations (issue 10): the remote configuration version the kiosk runs, its
+    # software update, and the last error it logged (one line).
+    config_version: NotRequired[VersionText | None]
+    update: NotRequired[UpdateHealth | None]
+    last_error: NotRequired[ErrorText | None]
     devices: NotRequired[
         Annotated[
             dict[Annotated[str, Field(max_length=32)], DeviceHealth],
