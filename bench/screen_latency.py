@@ -45,7 +45,7 @@ from typing import Any
 
 import httpx
 
-from central.mosquitto import MosquittoProcess, free_port, mqtt_toml
+from central.mosquitto import MosquittoProcess, free_ports, mqtt_toml
 
 KIOSK = "bench-screen"
 AGENCY = "000.00.14.H56"
@@ -333,7 +333,7 @@ def main() -> None:
                     )
                 )
                 mqtt = mqtt_toml(broker.kiosk(KIOSK))
-            ui_port, bare_port = free_port(), free_port()
+            ui_port, bare_port = free_ports(2)  # two different ports, held together
             cfg = agent_toml(d, ui_port, mqtt)
             agent = spawn(
                 [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg)],
