@@ -43,6 +43,7 @@ __all__ = [
     "alert_events",
     "apply",
     "candidates",
+    "due_notifications",
     "ensure_schema",
     "get_alert",
     "list_alerts",
@@ -273,6 +274,18 @@ def open_alerts(conn: sqlite3.Connection) -> list[Alert]:
         return []
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM alerts WHERE state IN ('open', 'acknowledged') ORDER BY id"
+    ).fetchall()
+    return [_alert(r) for r in rows]
+
+
+def due_notifications(conn: sqlite3.Connection, now: float, limit: int = 50) -> list[Alert]:
+    """Alerts with a notification due at ``now``, the longest waiting first."""
+    if not _has_tables(conn):
+        return []
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM alerts WHERE notify_due IS NOT NULL AND notify_next_at <= ?"
+        " ORDER BY notify_next_at, id LIMIT ?",
+        (now, limit),
     ).fetchall()
     return [_alert(r) for r in rows]
 
