@@ -115,6 +115,7 @@ class CentralService:
             from central.web.server import ApiServer
 
             app, tls = app_from_config(self.cfg)  # HTTPS when [enrolment] is enabled
+            app.state.collector_counters = self.collector.counters  # for GET /metrics
             self.api_server = ApiServer(app, *address, tls=tls)
             self.api_server.start()
 
