@@ -218,7 +218,7 @@ class AlertWatch:
     def _run(self) -> None:
         conn = backoffice_db.connect(self.database)
         log.info(
-            "alert engine started, every %.0f s; notifier: %s",
+            "alert engine started, every %g s; notifier: %s",
             self.every_s,
             "none" if self.notifier is None else self.notifier.describe(),
         )
