@@ -125,3 +125,18 @@ def test_fleet_sources(conn: sqlite3.Connection) -> None:
         "k2": {"duplicate-identity", "dead-letters"},
     }
     assert "software-behind" not in kinds(conn)["k1"]  # no desired versions: inactive
+
+
+def test_garbage_in_a_heartbeat_row_does_not_stop_the_round(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "INSERT INTO kiosks (kiosk, state, state_at, last_heartbeat_at, heartbeat)"
+        " VALUES ('k1', 'online', ?, ?, ?)",
+        (NOW - 5, NOW - 5, json.dumps({"devices": {"printer": "paper_out", "x": [1]}})),
+    )
+    conn.execute(
+        "INSERT INTO kiosks (kiosk, state, state_at, last_heartbeat_at, heartbeat)"
+        " VALUES ('k2', 'online', ?, ?, 'not json')",
+        (NOW - 5, NOW - 5),
+    )
+    beat(conn, "k3", NOW - 5)
+    assert kinds(conn) == {}

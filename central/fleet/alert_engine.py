@@ -206,6 +206,18 @@ def escalated_severity(severity: str) -> str:
     return SEVERITIES[min(i + 1, len(SEVERITIES) - 1)]
 
 
+def _alert(k: _Key) -> OpenAlert:
+    if k.alert is None:
+        raise EngineError(f"{k.kiosk}/{k.kind}: a step for an open alert without one")
+    return k.alert
+
+
+def _candidate(k: _Key) -> Candidate:
+    if k.candidate is None:
+        raise EngineError(f"{k.kiosk}/{k.kind}: a candidate step without a candidate")
+    return k.candidate
+
+
 def _detail(k: _Key) -> str:
     return k.seen.detail if k.seen is not None else ""
 
@@ -240,8 +252,7 @@ def _idle_present(k: _Key) -> list[Action]:
 
 
 def _candidate_present(k: _Key) -> list[Action]:
-    assert k.candidate is not None  # the phase says so
-    return _open_or_wait(k, k.candidate.since)
+    return _open_or_wait(k, _candidate(k).since)
 
 
 def _drop(k: _Key) -> list[Action]:
@@ -273,33 +284,31 @@ def _timers(k: _Key, a: OpenAlert) -> list[Action]:
 
 
 def _active_present(k: _Key) -> list[Action]:
-    assert k.alert is not None
-    return [Seen(alert_id=k.alert.id, detail=_detail(k), at=k.now), *_timers(k, k.alert)]
+    a = _alert(k)
+    return [Seen(alert_id=a.id, detail=_detail(k), at=k.now), *_timers(k, a)]
 
 
 def _fading_present(k: _Key) -> list[Action]:
-    assert k.alert is not None
-    return [Seen(alert_id=k.alert.id, detail=_detail(k), at=k.now, came_back=True)]
+    return [Seen(alert_id=_alert(k).id, detail=_detail(k), at=k.now, came_back=True)]
 
 
 def _active_absent(k: _Key) -> list[Action]:
-    assert k.alert is not None
+    a = _alert(k)
     if k.rule.hold_down_s <= 0:
-        return [Clear(alert_id=k.alert.id, at=k.now, reason="cause gone")]
-    return [CauseGone(alert_id=k.alert.id, at=k.now)]
+        return [Clear(alert_id=a.id, at=k.now, reason="cause gone")]
+    return [CauseGone(alert_id=a.id, at=k.now)]
 
 
 def _fading_absent(k: _Key) -> list[Action]:
-    a = k.alert
-    assert a is not None and a.cause_gone_at is not None
-    if k.now - a.cause_gone_at >= k.rule.hold_down_s:
+    a = _alert(k)
+    gone = a.cause_gone_at if a.cause_gone_at is not None else k.now
+    if k.now - gone >= k.rule.hold_down_s:
         return [Clear(alert_id=a.id, at=k.now, reason="cause gone")]
     return []
 
 
 def _disabled(k: _Key) -> list[Action]:
-    assert k.alert is not None
-    return [Clear(alert_id=k.alert.id, at=k.now, reason="rule disabled")]
+    return [Clear(alert_id=_alert(k).id, at=k.now, reason="rule disabled")]
 
 
 #: Rule 1 of the engine: every (phase, cause) pair and its step.

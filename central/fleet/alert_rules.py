@@ -21,6 +21,7 @@ Timing keys, common to every kind (seconds or minutes, as named):
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from typing import Any
 
 from central import audit
 
+log = logging.getLogger("aps.central.alerts")
 __all__ = [
     "COMMON_DEFAULTS",
     "KINDS",
@@ -229,7 +231,7 @@ def parse_assignments(kind: str, pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise RuleError(pair, "write settings as key=value, e.g. minutes=10")
+            raise RuleError("settings", f"{pair!r}: write settings as key=value, e.g. minutes=10")
         if key == "severity":
             raw[key] = text
         elif key == "enabled":
@@ -264,17 +266,24 @@ def office_overrides(conn: sqlite3.Connection, office: str | None = None) -> lis
         rows = conn.execute(sql + " ORDER BY office, kind", args).fetchall()
     except sqlite3.OperationalError:
         return []
-    return [
-        {
-            "office": o,
-            "kind": k,
-            "params": json.loads(p),
-            "enabled": None if e is None else bool(e),
-            "updated_at": at,
-            "updated_by": by,
-        }
-        for o, k, p, e, at, by in rows
-    ]
+    out = []
+    for o, k, p, e, at, by in rows:
+        try:
+            params = check_values(k, json.loads(p), f"alert_rules[{o}].{k}") if k in KINDS else {}
+        except (ValueError, TypeError, AttributeError) as exc:  # a hand-edited row
+            log.warning("ignoring alert rule %s/%s (fix it with `alerts rules set`): %s", o, k, exc)
+            params = {}
+        out.append(
+            {
+                "office": o,
+                "kind": k,
+                "params": params,
+                "enabled": None if e is None else bool(e),
+                "updated_at": at,
+                "updated_by": by,
+            }
+        )
+    return out
 
 
 def effective_rule(

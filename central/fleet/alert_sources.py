@@ -60,6 +60,8 @@ def _health(h: KioskHealth, book: RuleBook, now: float) -> Iterator[Observation]
     faults = []
     special: dict[str, list[str]] = {}
     for name, dev in sorted(h.devices.items()):
+        if not isinstance(dev, Mapping):  # a damaged heartbeat row: not this kiosk's fault
+            continue
         state = str(dev.get("state", "")) or "unknown"
         if state in DEVICE_KINDS:
             special.setdefault(DEVICE_KINDS[state], []).append(name)
