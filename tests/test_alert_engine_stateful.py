@@ -77,8 +77,8 @@ class AlertMachine(RuleBasedStateMachine):
     @initialize(
         open_after=st.sampled_from([0.0, 30.0]),
         hold_down=st.sampled_from([0.0, 50.0]),
-        renotify=st.sampled_from([0.0, 1.0]),
-        escalate=st.sampled_from([0.0, 2.0]),
+        renotify=st.sampled_from([0.0, 0.5]),
+        escalate=st.sampled_from([0.0, 0.5]),
     )
     def rules(self, open_after: float, hold_down: float, renotify: float, escalate: float) -> None:
         timing = {

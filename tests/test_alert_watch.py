@@ -73,6 +73,10 @@ def test_escalation_goes_to_the_second_list_too(conn: sqlite3.Connection) -> Non
         assert a.severity == "critical" and a.escalated_at == 300.0
         send_due(conn, notifier, SETTINGS, 300.0, escalation=boss)
         assert [n["event"] for n in hook.received] == ["alert-opened", "alert-escalated"]
+        for t in (400.0, 900.0):  # escalated once, however long it lasts
+            evaluate_round(conn, SETTINGS, t, observations=OBS)
+        events = [e.event for e in alerts.alert_events(conn, a.id)]
+        assert events.count("escalated") == 1
         ((rcpt, msg),) = sink.messages
         assert rcpt == ["truong@example.vn"]
         assert "Cảnh báo đã nâng mức" in str(msg["Subject"]) and "k1" in str(msg["Subject"])
