@@ -5,12 +5,14 @@ Theory of operation
 One round (:meth:`AlertWatch.round`, every ``[alerts] evaluate_every_s`` on its own thread
 and its own connection, so ingest never waits for it):
 
-1. **evaluate**: in one ``BEGIN IMMEDIATE`` transaction, read the rules
-   (:class:`~central.fleet.alert_rules.RuleBook`), what is observed now
-   (:func:`~central.fleet.alert_sources.observe`), the open alerts and the candidates; run
-   the pure :func:`~central.fleet.alert_engine.evaluate`; write its actions
-   (:func:`~central.fleet.alerts.apply`). Reading and writing in one transaction means a
-   concurrent acknowledgement is either seen by the engine or waits for it: never lost.
+1. **evaluate**: read the rules (:class:`~central.fleet.alert_rules.RuleBook`) and what is
+   observed now (:func:`~central.fleet.alert_sources.observe`) without any lock; then, in
+   one ``BEGIN IMMEDIATE`` transaction, read the open alerts and the candidates, run the
+   pure :func:`~central.fleet.alert_engine.evaluate` and write its actions
+   (:func:`~central.fleet.alerts.apply`). Reading the alerts and writing them in one
+   transaction means a concurrent acknowledgement is either seen by the engine or waits
+   for it: never lost. The write lock is held for that short step only, so the collector's
+   commits are not held up by the observation queries.
 2. **notify**, after the commit and outside any transaction: every alert whose
    ``notify_due`` is set and due is sent through the notifier (escalations also through
    the escalation notifier); a success records ``notified_at`` and ``notify_count``, a
@@ -104,14 +106,16 @@ def evaluate_round(
 ) -> list[engine.Action]:
     """Step 1 of a round, in one transaction; ``observations`` replaces reading them."""
     alerts.ensure_schema(conn)
+    # Observing reads many tables: done before taking the write lock, so the collector's
+    # commits never wait for it. The alerts themselves are read under the lock.
+    book = RuleBook.load(conn, settings.rules)
+    seen = (
+        observations
+        if observations is not None
+        else observe(conn, book, now, desired_versions=desired_versions)
+    )
     conn.execute("BEGIN IMMEDIATE")
     try:
-        book = RuleBook.load(conn, settings.rules)
-        seen = (
-            observations
-            if observations is not None
-            else observe(conn, book, now, desired_versions=desired_versions)
-        )
         view = [a.engine_view() for a in alerts.open_alerts(conn)]
         actions = engine.evaluate(seen, view, book.rule, now, candidates=alerts.candidates(conn))
         alerts.apply(conn, actions, now)
