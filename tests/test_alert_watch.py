@@ -105,3 +105,33 @@ def test_without_a_notifier_nothing_waits_forever(conn: sqlite3.Connection) -> N
     send_due(conn, None, SETTINGS, 0.0)
     (a,) = alerts.open_alerts(conn)
     assert a.notify_due is None and a.notify_count == 0 and "no notifier" in (a.notify_error or "")
+
+
+def test_crash_between_commit_and_send_loses_no_notification(tmp_path: Path) -> None:
+    db = tmp_path / "central.db"
+    first = backoffice_db.connect(db)
+    evaluate_round(first, SETTINGS, 0.0, observations=OBS)
+    first.close()  # central dies before sending
+    with webhook_receiver(SECRET) as hook:
+        again = backoffice_db.connect(db)
+        assert send_due(again, WebhookNotifier(hook.url, SECRET), SETTINGS, 1.0) == (1, 0)
+        assert [n["event"] for n in hook.received] == ["alert-opened"]
+
+
+def test_a_failing_apply_rolls_the_whole_round_back(
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    evaluate_round(conn, SETTINGS, 0.0, observations=OBS)
+    real = alerts.apply
+
+    def half_then_crash(c: sqlite3.Connection, actions: list[engine.Action], now: float) -> None:
+        real(c, actions, now)
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(alerts, "apply", half_then_crash)
+    with pytest.raises(OSError):
+        evaluate_round(conn, SETTINGS, 10.0, observations=[])  # would mark the cause gone
+    (a,) = alerts.open_alerts(conn)
+    assert a.cause_gone_at is None
+    assert [e.event for e in alerts.alert_events(conn, a.id)] == ["opened"]
+    assert not conn.in_transaction
