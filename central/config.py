@@ -51,6 +51,50 @@ class AlertsSection(Section):
         "are listed by `aps-central status` and by the gap alert log lines; the rest is "
         "counted (`more`), so no report grows with the damage.",
     )
+    # Fleet alerts (docs/alerts.md).
+    evaluate_every_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="How often `aps-central run` evaluates the alert rules and sends due "
+        "alert notifications (its own thread; ingest never waits for it).",
+    )
+    engine_enabled: bool = Field(
+        True, description="Run the alert engine in `aps-central run` (false: no fleet alerts)."
+    )
+    escalate_to: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="E-mail addresses that also get escalated alerts (with [notify] smtp_host); "
+        "everyone else keeps getting them as before.",
+    )
+    rules: dict[str, dict[str, float | bool | str]] = Field(
+        default_factory=dict,
+        description="Fleet-wide overrides of each alert kind's defaults, one table per kind: "
+        "`[alerts.rules.offline]` `minutes = 10`; offices override these in turn with "
+        "`aps-central alerts rules set`.",
+    )
+
+    @field_validator("escalate_to")
+    @classmethod
+    def _escalate_addresses(cls, value: list[str]) -> list[str]:
+        for addr in value:
+            if "@" not in addr or any(c.isspace() for c in addr) or len(addr) > 254:
+                raise ValueError(f"{addr!r} is not an e-mail address such as team@example.vn")
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(
+        cls, value: dict[str, dict[str, float | bool | str]]
+    ) -> dict[str, dict[str, float | bool | str]]:
+        from central.fleet.alert_rules import RuleError, check_config_rules
+
+        try:
+            check_config_rules(value)
+        except RuleError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 class CollectorSection(Section):
@@ -362,8 +406,14 @@ class ApiSection(Section):
         1024, ge=1, le=65536, description="Larger request bodies are refused (HTTP 413)."
     )
     page_max: int = Field(500, ge=1, le=10_000, description="Most items one list request returns.")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, GET /metrics needs `Authorization: Bearer <this>` (at least 16 "
+        "characters; give it to Prometheus as `bearer_token`). Unset: /metrics is open to "
+        "whoever reaches the API. Never printed.",
+    )
 
-    @field_validator("payment_secret")
+    @field_validator("payment_secret", "metrics_token")
     @classmethod
     def _secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:

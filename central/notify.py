@@ -71,10 +71,14 @@ class Notification:
         return asdict(self)
 
     def subject(self) -> str:
+        if self.event.startswith("alert-"):
+            return alert_subject(self)
         what = "Yêu cầu thăm nhà" if self.event == "home-visit" else "Yêu cầu hỗ trợ"
         return f"[APS] {what} {self.lookup_code or self.request} tại kiosk {self.kiosk}"
 
     def text(self) -> str:
+        if self.event.startswith("alert-"):
+            return alert_text(self)
         lines = [
             self.subject(),
             "",
@@ -94,6 +98,43 @@ class Notification:
                 lines.append(f"{label}: {value}")
         lines += ["", f"Nhận lúc: {self.received_at}", f"Số yêu cầu: {self.request}"]
         return "\n".join(lines) + "\n"
+
+
+# Fleet alerts (central/fleet/alert_watch.py) ride on the same Notification: ``event`` is
+# ``alert-opened``, ``alert-renotified``, ``alert-escalated`` or ``alert-cleared``,
+# ``request`` the alert's id, ``message`` its detail, ``extra["alert"]`` the alert's fields.
+ALERT_EVENTS = {
+    "alert-opened": "Cảnh báo mới",
+    "alert-renotified": "Cảnh báo vẫn chưa được xử lý",
+    "alert-escalated": "Cảnh báo đã nâng mức",
+    "alert-cleared": "Cảnh báo đã hết",
+}
+ALERT_SEVERITIES = {"critical": "nghiêm trọng", "warning": "cảnh báo", "info": "thông tin"}
+
+
+def alert_subject(note: Notification) -> str:
+    alert = note.extra.get("alert", {})
+    what = ALERT_EVENTS.get(note.event, "Cảnh báo")
+    severity = ALERT_SEVERITIES.get(str(alert.get("severity")), "")
+    return f"[APS] {what} ({severity}) {alert.get('kind', '')} tại kiosk {note.kiosk}"
+
+
+def alert_text(note: Notification) -> str:
+    alert = note.extra.get("alert", {})
+    lines = [
+        alert_subject(note),
+        "",
+        f"Số cảnh báo: {note.request}",
+        f"Loại: {alert.get('kind', '-')}",
+        f"Mức độ: {ALERT_SEVERITIES.get(str(alert.get('severity')), '-')}",
+        f"Cơ quan: {note.office or '-'}",
+        f"Kiosk: {note.kiosk}",
+        f"Chi tiết: {note.message}",
+        f"Mở lúc: {note.received_at}",
+        "",
+        f"Xác nhận: aps-central alerts ack {note.request} --comment '...'",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 class Notifier(Protocol):

@@ -24,6 +24,8 @@ from central import answers, backoffice_db, dossiers, quotas, reports
 from central.collector import Collector
 from central.config import CentralConfig
 from central.downlink import DownlinkService
+from central.fleet.alert_sources import DesiredVersions
+from central.fleet.alert_watch import AlertWatch, watch_from_config
 from central.fleet.lifecycle import KioskState
 from central.fleet.registry import Registry
 from central.signing import signing_service
@@ -88,6 +90,10 @@ class CentralService:
         self.stop_event = threading.Event()
         self._pinging = True
         self.support_router: SupportRouter | None = None
+        # Fleet alerts: the engine's thread; ``desired_versions(conn) -> {kiosk: version}``
+        # turns on the software-behind rule (the updates side sets it before run()).
+        self.alert_watch: AlertWatch | None = None
+        self.desired_versions: DesiredVersions | None = None
         self.api_server: ApiServer | None = None
         self._backoffice: sqlite3.Connection | None = None
 
@@ -100,12 +106,16 @@ class CentralService:
             every_s=self.cfg.support.route_every_s,
         )
         self.support_router.start()
+        if self.cfg.alerts.engine_enabled:  # fleet alerts (docs/alerts.md), their own thread
+            self.alert_watch = watch_from_config(self.cfg, self.desired_versions)
+            self.alert_watch.start()
         address = self.cfg.api.host_port()
         if address is not None:
             from central.web.app import app_from_config
             from central.web.server import ApiServer
 
             app, tls = app_from_config(self.cfg)  # HTTPS when [enrolment] is enabled
+            app.state.collector_counters = self.collector.counters  # for GET /metrics
             self.api_server = ApiServer(app, *address, tls=tls)
             self.api_server.start()
 
@@ -114,6 +124,8 @@ class CentralService:
             self.api_server.stop()
         if self.support_router is not None:
             self.support_router.stop()
+        if self.alert_watch is not None:
+            self.alert_watch.stop()
 
     def _kiosk_verified(self, kiosk: str) -> None:
         """A pending kiosk's first record signed with its enrolled key: it is active now."""

@@ -44,6 +44,7 @@ class ApiSettings:
     page_max: int = DEFAULT_PAGE_MAX
     portal_codes: PortalCodes | None = None  # None: the bundled table
     duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S
+    metrics_token: bytes | None = None  # [api] metrics_token: GET /metrics needs it
 
 
 class ApiError(HTTPException):

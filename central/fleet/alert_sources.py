@@ -1,0 +1,199 @@
+"""What the alert engine observes: every cause present now, read from central's database.
+
+Each kind reads what central already keeps: the kiosks' health (heartbeats, statuses and the
+registry, through :func:`central.fleet.health.health_rows`), the published catalogue, the
+duplicate-identity rows, the streams' gaps, the dead letters and the support requests. The
+thresholds come from each kiosk's office's rules (:class:`central.fleet.alert_rules.RuleBook`).
+A source whose table does not exist yet observes nothing. Revoked kiosks raise nothing.
+
+Health comes from the kiosk's *last* heartbeat: a kiosk that went offline with its paper out
+keeps its paper-out alert (nobody knows it was refilled) next to its offline alert.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from central.fleet.alert_engine import Observation
+from central.fleet.alert_rules import Rule, RuleBook
+from central.fleet.health import DEVICE_OK_STATES, KioskHealth, health_rows
+
+log = logging.getLogger("aps.central.alerts")
+
+DesiredVersions = Callable[[sqlite3.Connection], Mapping[str, str]]
+
+MIB = 1024 * 1024
+#: Device states with their own alert kind; every other state not ok is ``device-fault``.
+DEVICE_KINDS = {"paper_out": "paper-out", "paper_near_end": "paper-low", "cover_open": "cover-open"}
+OPEN_SUPPORT = ("pending", "queued", "assigned", "no-one-on-duty")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def _health(h: KioskHealth, book: RuleBook, now: float) -> Iterator[Observation]:
+    def obs(kind: str, detail: str) -> Observation:
+        return Observation(kiosk=h.kiosk, kind=kind, office=h.office, detail=detail)
+
+    def rule(kind: str) -> Rule:
+        return book.rule(h.office, kind)
+
+    heard = h.last_heard_at
+    if heard is not None:
+        silent = now - heard
+        if silent > rule("offline").param("minutes") * 60:
+            said = (
+                h.presence == "offline"
+                and h.presence_at is not None
+                and (h.heartbeat_at is None or h.presence_at >= h.heartbeat_at)
+            )
+            yield obs(
+                "offline",
+                f"said offline {_minutes(silent)} ago"
+                if said
+                else f"not heard for {_minutes(silent)}",
+            )
+    faults = []
+    special: dict[str, list[str]] = {}
+    for name, dev in sorted(h.devices.items()):
+        if not isinstance(dev, Mapping):  # a damaged heartbeat row: not this kiosk's fault
+            continue
+        state = str(dev.get("state", "")) or "unknown"
+        if state in DEVICE_KINDS:
+            special.setdefault(DEVICE_KINDS[state], []).append(name)
+        elif state not in DEVICE_OK_STATES:
+            err = dev.get("last_error")
+            faults.append(f"{name} {state}" + (f" ({err})" if err else ""))
+    for kind, names in special.items():
+        yield obs(kind, ", ".join(names))
+    if faults:
+        yield obs("device-fault", "; ".join(faults))
+    backlog = rule("backlog")
+    records, age_s = backlog.param("records"), backlog.param("hours") * 3600
+    why = []
+    if h.queued is not None and h.queued > records:
+        why.append(f"{h.queued} records queued (limit {records:.0f})")
+    if h.oldest_queued_s is not None and h.oldest_queued_s > age_s:
+        why.append(f"oldest unsynced record {_minutes(h.oldest_queued_s)} old")
+    if why:
+        yield obs("backlog", "; ".join(why))
+    low = rule("disk-low").param("mib") * MIB
+    if h.disk_free_bytes is not None and h.disk_free_bytes < low:
+        yield obs("disk-low", f"{h.disk_free_bytes // MIB} MiB free (limit {low // MIB:.0f})")
+    off = rule("clock-off").param("seconds")
+    if h.clock_offset_s is not None and abs(h.clock_offset_s) > off:
+        yield obs("clock-off", f"clock off by {h.clock_offset_s:+.0f} s (limit {off:.0f})")
+
+
+def _published_catalogue(conn: sqlite3.Connection) -> str | None:
+    from central.catalogue_publish import current_catalogue
+
+    try:
+        doc = current_catalogue(conn)
+    except sqlite3.OperationalError:  # no downlink log yet
+        return None
+    return None if doc is None else str(doc.get("version"))
+
+
+def _rows(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:  # the table does not exist yet
+        return []
+
+
+def observe(
+    conn: sqlite3.Connection,
+    book: RuleBook,
+    now: float,
+    *,
+    desired_versions: DesiredVersions | None = None,
+) -> list[Observation]:
+    """Every alert cause present at ``now``."""
+    out: list[Observation] = []
+    every = health_rows(conn)
+    healths = [h for h in every if h.registry != "revoked"]
+    office = {h.kiosk: h.office for h in healths}
+    revoked = {h.kiosk for h in every if h.registry == "revoked"}
+
+    def add(kiosk: str, kind: str, detail: str) -> None:
+        if kiosk not in revoked:
+            out.append(Observation(kiosk=kiosk, kind=kind, office=office.get(kiosk), detail=detail))
+
+    for h in healths:
+        out.extend(_health(h, book, now))
+    desired = dict(desired_versions(conn)) if desired_versions is not None else {}
+    published = _published_catalogue(conn)
+    for h in healths:
+        want = desired.get(h.kiosk)
+        if want and h.agent_version is not None and h.agent_version != want:
+            add(h.kiosk, "software-behind", f"runs {h.agent_version}, should run {want}")
+        if published and h.heartbeat_at is not None and h.catalogue_version != published:
+            add(
+                h.kiosk,
+                "catalogue-behind",
+                f"catalogue {h.catalogue_version or 'none'}, published {published}",
+            )
+    for kiosk, first_at, pairs in _rows(
+        conn,
+        "SELECT kiosk, max(first_at), count(*) FROM identity_alerts GROUP BY kiosk",
+    ):
+        hours = book.rule(office.get(kiosk), "duplicate-identity").param("hours")
+        if now - first_at <= hours * 3600:
+            add(kiosk, "duplicate-identity", f"{pairs} pair(s) of boxes share the identity")
+    for kiosk, streams, missing, since in _rows(
+        conn,
+        "SELECT kiosk, count(*), sum(missing_count), min(gap_since) FROM streams"
+        " WHERE gap_since IS NOT NULL GROUP BY kiosk",
+    ):
+        minutes = book.rule(office.get(kiosk), "sequence-gap").param("minutes")
+        if now - since > minutes * 60:
+            add(
+                kiosk,
+                "sequence-gap",
+                f"{missing} records missing in {streams} stream(s) for {_minutes(now - since)}",
+            )
+    _dead_letters(conn, book, now, office, add)
+    for kiosk, n, oldest in _rows(
+        conn,
+        "SELECT kiosk, count(*), min(received_at) FROM support_requests"
+        f" WHERE status IN ({', '.join('?' * len(OPEN_SUPPORT))}) GROUP BY kiosk",
+        OPEN_SUPPORT,
+    ):
+        minutes = book.rule(office.get(kiosk), "support-unanswered").param("minutes")
+        if now - oldest > minutes * 60:
+            add(
+                kiosk, "support-unanswered", f"{n} open request(s), oldest {_minutes(now - oldest)}"
+            )
+    return out
+
+
+def _dead_letters(
+    conn: sqlite3.Connection,
+    book: RuleBook,
+    now: float,
+    office: Mapping[str, str | None],
+    add: Callable[[str, str, str], None],
+) -> None:
+    windows = [book.rule(o, "dead-letters").param("minutes") for o in {*office.values(), None}]
+    cutoff = now - max(windows) * 60
+    times: dict[str, list[float]] = {}
+    for kiosk, at in _rows(
+        conn,
+        "SELECT topic_kiosk, at FROM dead_letters WHERE at > ? AND topic_kiosk IS NOT NULL",
+        (cutoff,),
+    ):
+        times.setdefault(kiosk, []).append(at)
+    for kiosk, ats in sorted(times.items()):
+        rule = book.rule(office.get(kiosk), "dead-letters")
+        recent = [t for t in ats if t > now - rule.param("minutes") * 60]
+        if recent and len(recent) >= rule.param("count"):
+            add(
+                kiosk,
+                "dead-letters",
+                f"{len(recent)} dead-lettered in the last {rule.param('minutes'):.0f} min",
+            )

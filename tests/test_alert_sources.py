@@ -1,0 +1,142 @@
+"""What the alert engine observes, kind by kind, from a real central database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from central import backoffice_db
+from central.fleet.alert_rules import RuleBook
+from central.fleet.alert_sources import observe
+from central.fleet.registry import Registry
+
+NOW = 2_000_000_000.0
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    db = tmp_path / "central.db"
+    Registry(db)
+    c = backoffice_db.connect(db)
+    for kiosk, office, state in (
+        ("k1", "HN01", "active"),
+        ("k2", "HN02", "active"),
+        ("k3", "HN01", "revoked"),
+    ):
+        c.execute(
+            "INSERT INTO fleet_kiosks (kiosk, office, slot, agency, state, enrolled_at)"
+            " VALUES (?, ?, 1, 'a', ?, '2026-01-01T00:00:00Z')",
+            (kiosk, office, state),
+        )
+    return c
+
+
+def beat(conn: sqlite3.Connection, kiosk: str, at: float, **fields: Any) -> None:
+    skew = fields.pop("clock_skew_s", None)
+    conn.execute(
+        "INSERT OR REPLACE INTO kiosks (kiosk, state, state_at, last_heartbeat_at, queued,"
+        " heartbeat, clock_skew_s) VALUES (?, 'online', ?, ?, ?, ?, ?)",
+        (kiosk, at, at, fields.get("queued"), json.dumps(fields), skew),
+    )
+
+
+def kinds(conn: sqlite3.Connection, book: RuleBook | None = None, **kw: Any) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for o in observe(conn, book or RuleBook(), NOW, **kw):
+        out.setdefault(o.kiosk, set()).add(o.kind)
+    return out
+
+
+def test_a_healthy_kiosk_raises_nothing(conn: sqlite3.Connection) -> None:
+    beat(conn, "k1", NOW - 30, devices={"printer": {"state": "ok"}}, disk_free_bytes=10_000 * MIB)
+    beat(conn, "k2", NOW - 30)
+    assert kinds(conn) == {}
+
+
+def test_health_kinds(conn: sqlite3.Connection) -> None:
+    beat(
+        conn,
+        "k1",
+        NOW - 30,
+        devices={
+            "printer": {"state": "paper_out"},
+            "scanner": {"state": "unplugged", "last_error": "ENODEV"},
+        },
+        queued=500,
+        disk_free_bytes=100 * MIB,
+        clock_skew_s=-400.0,
+    )
+    beat(conn, "k2", NOW - 3600, devices={"printer": {"state": "paper_near_end"}})
+    beat(conn, "k3", NOW - 3600, devices={"printer": {"state": "paper_out"}})  # revoked
+    seen = kinds(conn)
+    assert seen == {
+        "k1": {"paper-out", "device-fault", "backlog", "disk-low", "clock-off"},
+        "k2": {"offline", "paper-low"},
+    }
+    fault = next(o for o in observe(conn, RuleBook(), NOW) if o.kind == "device-fault")
+    assert fault.detail == "scanner unplugged (ENODEV)" and fault.office == "HN01"
+
+
+def test_thresholds_follow_the_office(conn: sqlite3.Connection) -> None:
+    beat(conn, "k1", NOW - 400)
+    beat(conn, "k2", NOW - 400)
+    assert kinds(conn) == {"k1": {"offline"}, "k2": {"offline"}}  # default 5 minutes
+    book = RuleBook(
+        {"offline": {"minutes": 10.0}},
+        [{"office": "HN02", "kind": "offline", "params": {"minutes": 6.0}, "enabled": None}],
+    )
+    assert kinds(conn, book) == {"k2": {"offline"}}
+
+
+def test_fleet_sources(conn: sqlite3.Connection) -> None:
+    beat(conn, "k1", NOW - 10, agent_version="1.2.0", catalogue={"version": "3"})
+    beat(conn, "k2", NOW - 10, agent_version="1.3.0", catalogue={"version": "4"})
+    from central import downlink_log
+
+    downlink_log.append(conn, downlink_log.FLEET, "catalogue", "catalogue", {"version": "4"})
+    conn.execute(
+        "CREATE TABLE identity_alerts (kiosk TEXT, instance_a TEXT, instance_b TEXT, first_at REAL)"
+    )
+    conn.execute("INSERT INTO identity_alerts VALUES ('k2', 'a', 'b', ?)", (NOW - 60,))
+    conn.execute(
+        "INSERT INTO streams (kiosk, stream, contiguous_seq, max_seq, gap_since, first_seen,"
+        " updated, missing_count, gap_count) VALUES ('k1', 's', 3, 9, ?, 0, 0, 5, 1)",
+        (NOW - 7200,),
+    )
+    conn.execute(
+        "INSERT INTO dead_letters (at, topic, topic_kiosk, reason, payload_len, payload_head)"
+        " VALUES (?, 't', 'k2', 'bad', 1, x'00')",
+        (NOW - 60,),
+    )
+    conn.execute(
+        "INSERT INTO support_requests (kiosk, record_id, source_rowid, office, type, message,"
+        " created, received_at, status) VALUES ('k1', 'r', 1, 'HN01', 'help', 'm', 'c', ?,"
+        " 'assigned')",
+        (NOW - 3600,),
+    )
+    seen = kinds(conn, desired_versions=lambda c: {"k1": "1.3.0", "k2": "1.3.0"})
+    assert seen == {
+        "k1": {"software-behind", "catalogue-behind", "sequence-gap", "support-unanswered"},
+        "k2": {"duplicate-identity", "dead-letters"},
+    }
+    assert "software-behind" not in kinds(conn)["k1"]  # no desired versions: inactive
+
+
+def test_garbage_in_a_heartbeat_row_does_not_stop_the_round(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "INSERT INTO kiosks (kiosk, state, state_at, last_heartbeat_at, heartbeat)"
+        " VALUES ('k1', 'online', ?, ?, ?)",
+        (NOW - 5, NOW - 5, json.dumps({"devices": {"printer": "paper_out", "x": [1]}})),
+    )
+    conn.execute(
+        "INSERT INTO kiosks (kiosk, state, state_at, last_heartbeat_at, heartbeat)"
+        " VALUES ('k2', 'online', ?, ?, 'not json')",
+        (NOW - 5, NOW - 5),
+    )
+    beat(conn, "k3", NOW - 5)
+    assert kinds(conn) == {}
