@@ -20,6 +20,7 @@ from central.roster import DEFAULT_TIMEZONE
 from central.sequences import DEFAULT_MAX_SEQ_JUMP
 from central.signing import SigningSettings
 from central.support import SupportSettings
+from central.web.console.settings import ConsoleSettings
 from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
 from sync.config import ConfigError, MqttSection, Section, _is_loopback, load
 from sync.dossier_status import PortalCodes, PortalCodesError, load_portal_codes
@@ -682,6 +683,54 @@ class EnrolmentSection(Section):
         return host, self.broker_port
 
 
+class ConsoleSection(Section):
+    """The web console for admins and staff at ``/console`` on the API (docs/console.md)."""
+
+    idle_timeout_s: float = Field(
+        1800.0, ge=60, le=86400, description="A console session unused this long ends."
+    )
+    absolute_timeout_s: float = Field(
+        43200.0,
+        ge=300,
+        le=7 * 86400,
+        description="A console session ends this long after login, however much it is used.",
+    )
+    max_failures: int = Field(
+        5, ge=1, le=100, description="Wrong passwords in a row that lock a console account."
+    )
+    lockout_s: float = Field(
+        900.0,
+        ge=1,
+        le=86400,
+        description="How long a locked console account stays locked "
+        "(or until `aps-central console user unlock NAME`).",
+    )
+    client_free_failures: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="Failed console logins from one address before each further try must "
+        "wait (1 s, 2 s, 4 s ... up to 300 s).",
+    )
+    argon2_time_cost: int = Field(3, ge=1, le=20, description="argon2id iterations.")
+    argon2_memory_kib: int = Field(
+        65536, ge=8192, le=1048576, description="argon2id memory per hash, KiB."
+    )
+    argon2_parallelism: int = Field(4, ge=1, le=16, description="argon2id lanes.")
+
+    def settings(self) -> ConsoleSettings:
+        return ConsoleSettings(
+            idle_timeout_s=self.idle_timeout_s,
+            absolute_timeout_s=self.absolute_timeout_s,
+            max_failures=self.max_failures,
+            lockout_s=self.lockout_s,
+            client_free_failures=self.client_free_failures,
+            argon2_time_cost=self.argon2_time_cost,
+            argon2_memory_kib=self.argon2_memory_kib,
+            argon2_parallelism=self.argon2_parallelism,
+        )
+
+
 class CentralConfig(Section):
     central: CentralSection = Field(default_factory=CentralSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
@@ -707,6 +756,7 @@ class CentralConfig(Section):
     signing: SigningSection = Field(default_factory=SigningSection)
     security: SecuritySection = Field(default_factory=SecuritySection)
     enrolment: EnrolmentSection = Field(default_factory=EnrolmentSection)
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
 
 
 def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:
