@@ -431,7 +431,12 @@ def _support_action(request: Request, conn: Conn, n: int, action: str, text: str
     settings = request.app.state.settings
     try:
         if action == "take":
-            support.acknowledge(conn, actor_of(request), n, staff_id=text.strip() or None)
+            # "Take": give it to the named staff member (when it is not theirs yet), and
+            # acknowledge it; the same two steps as the API's assign + acknowledge.
+            staff = text.strip() or None
+            if staff is not None and (req.staff_id != staff or req.status in ("pending", "queued")):
+                support.assign(conn, actor_of(request), n, staff, settings=settings.support)
+            support.acknowledge(conn, actor_of(request), n, staff_id=staff)
         else:
             support.resolve(
                 conn, actor_of(request), n, note=text.strip() or None, settings=settings.support
