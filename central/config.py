@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from central.attachments import AttachmentLimits
 from central.collector import CollectorSettings
 from central.downlink import DownlinkSettings
+from central.fleet.health import Thresholds
+from central.fleet.heartbeats import HistorySettings
 from central.notify import FanoutNotifier, Notifier, SmtpNotifier, WebhookNotifier
 from central.quotas import QuotaSettings
 from central.roster import DEFAULT_TIMEZONE
@@ -376,6 +378,57 @@ class ApiSection(Section):
             return None
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+
+class FleetSection(Section):
+    """What counts as offline or degraded, and how much health history is kept
+    (docs/fleet.md)."""
+
+    offline_after_s: float = Field(
+        180.0,
+        gt=0,
+        le=86400,
+        description="A kiosk not heard for this long counts as offline (three missed "
+        "heartbeats at the default one a minute).",
+    )
+    backlog_records: int = Field(
+        200, ge=1, description="More unsynced records than this on a kiosk: degraded."
+    )
+    backlog_age_s: float = Field(
+        3600.0, gt=0, description="An unsynced record older than this on a kiosk: degraded."
+    )
+    clock_off_s: float = Field(
+        120.0, gt=0, description="A kiosk clock further off central's than this: degraded."
+    )
+    disk_low_mb: int = Field(500, ge=0, description="Less free disk on a kiosk: degraded.")
+    history_every_s: float = Field(
+        300.0,
+        ge=1,
+        le=86400,
+        description="At most one health-history sample per kiosk per this many seconds.",
+    )
+    history_max_rows: int = Field(
+        2016, ge=1, le=1_000_000, description="At most this many history samples per kiosk."
+    )
+    history_max_days: float = Field(
+        7.0, gt=0, le=3660, description="History samples older than this are deleted."
+    )
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            offline_after_s=self.offline_after_s,
+            backlog_records=self.backlog_records,
+            backlog_age_s=self.backlog_age_s,
+            clock_off_s=self.clock_off_s,
+            disk_low_bytes=self.disk_low_mb * 1024 * 1024,
+        )
+
+    def history(self) -> HistorySettings:
+        return HistorySettings(
+            every_s=self.history_every_s,
+            max_rows=self.history_max_rows,
+            max_days=self.history_max_days,
+        )
 
 
 class DownlinkSection(Section):
@@ -757,6 +810,7 @@ class CentralConfig(Section):
     security: SecuritySection = Field(default_factory=SecuritySection)
     enrolment: EnrolmentSection = Field(default_factory=EnrolmentSection)
     console: ConsoleSection = Field(default_factory=ConsoleSection)
+    fleet: FleetSection = Field(default_factory=FleetSection)
 
 
 def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:
