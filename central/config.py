@@ -771,8 +771,10 @@ class ConsoleSection(Section):
     )
     argon2_parallelism: int = Field(4, ge=1, le=16, description="argon2id lanes.")
 
-    def settings(self) -> ConsoleSettings:
+    def settings(self, thresholds: Thresholds | None = None) -> ConsoleSettings:
+        """The web app's settings; ``thresholds``: ``[fleet]``'s, for the kiosks' states."""
         return ConsoleSettings(
+            thresholds=thresholds or Thresholds(),
             idle_timeout_s=self.idle_timeout_s,
             absolute_timeout_s=self.absolute_timeout_s,
             max_failures=self.max_failures,

@@ -109,6 +109,9 @@ class Seeded:
     inquiry_b: str = "HT-261130-2001"
     kiosk_a: str = "k-a-ok"
     kiosk_b: str = "k-b-ok"
+    alert_a: int = 0
+    alert_offline_a: int = 0
+    alert_b: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -236,7 +239,70 @@ def seed(db: Path) -> Seeded:
     finally:
         conn.close()
     _status_rows(db)  # last: ingesting records measures the kiosks' clocks again
+    _fleet_extras(db, out)
     return out
+
+
+def _fleet_extras(db: Path, out: Seeded) -> None:
+    """Health history, alerts (one per office, and a cleared one) and a remote job."""
+    from central.fleet import alert_engine, alerts, jobs
+
+    conn = backoffice_db.connect(db)
+    alerts.ensure_schema(conn)
+    try:
+        with backoffice_db.transaction(conn):
+            for i in range(6):
+                printer = "paper_out" if i >= 4 else "ok"
+                conn.execute(
+                    "INSERT INTO kiosk_health_history (kiosk, at, queued, oldest_queued_s,"
+                    " disk_free_bytes, clock_skew_s, agent_version, devices, last_error)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        "k-a-degraded",
+                        NOW - 3600 * (5 - i) - 25,
+                        i,
+                        0.0,
+                        12 * 1024**3,
+                        0.4,
+                        "1.4.2",
+                        json.dumps({"printer": printer, "card_reader": "ok"}),
+                        "printer: paper out" if printer != "ok" else None,
+                    ),
+                )
+            opened = alerts.apply(
+                conn,
+                [
+                    alert_engine.Open(
+                        kiosk="k-a-degraded",
+                        kind="device-fault",
+                        office=OFFICE_A,
+                        severity="warning",
+                        detail="printer paper_out",
+                        at=NOW - 3000,
+                    ),
+                    alert_engine.Open(
+                        kiosk="k-a-offline",
+                        kind="offline",
+                        office=OFFICE_A,
+                        severity="critical",
+                        detail="not heard for 3600 s",
+                        at=NOW - 3000,
+                    ),
+                    alert_engine.Open(
+                        kiosk="k-b-offline",
+                        kind="offline",
+                        office=OFFICE_B,
+                        severity="critical",
+                        detail="said offline",
+                        at=NOW - 600,
+                    ),
+                ],
+                NOW - 3000,
+            )
+        out.alert_a, out.alert_offline_a, out.alert_b = opened
+        jobs.create(conn, "print-test-slip", kiosks=["k-a-degraded"], actor="seed", now=NOW - 60)
+    finally:
+        conn.close()
 
 
 # -- an in-process console ----------------------------------------------------------------

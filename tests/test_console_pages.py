@@ -178,3 +178,39 @@ def test_every_page_has_the_security_headers(admin: TestClient, seeded: Seeded) 
         assert r.headers["cache-control"] == "no-store"
         assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
         assert "<script" not in r.text and "style=" not in r.text, path
+
+
+def test_alerts_list_filter_and_an_admin_acknowledges_with_a_comment(
+    seeded: Seeded, admin: TestClient
+) -> None:
+    text = admin.get("/console/alerts").text
+    assert "printer paper_out" in text and "said offline" in text
+    critical = admin.get("/console/alerts?severity=critical").text
+    assert "printer paper_out" not in critical and "said offline" in critical
+    assert "said offline" not in admin.get(f"/console/alerts?office={OFFICE_A}").text
+    page = f"/console/alerts/{seeded.alert_a}"
+    refused = post(admin, f"{page}/acknowledge", {"comment": "  "}, page=page)
+    assert refused.status_code == 400 and 'role="alert"' in refused.text
+    r = post(admin, f"{page}/acknowledge", {"comment": "Đã thay giấy"}, page=page)
+    assert r.status_code == 303
+    text = admin.get(page).text
+    assert "Đã xác nhận" in text and "console:quan.tri" in text and "Đã thay giấy" in text
+    again = post(admin, f"{page}/acknowledge", {"comment": "lần nữa"}, page=page)
+    assert again.status_code == 409
+    assert admin.get("/console/alerts/abc").status_code == 404
+    assert admin.get("/console/alerts/999999").status_code == 404
+
+
+def test_staff_read_alerts_but_cannot_acknowledge(seeded: Seeded, staff: TestClient) -> None:
+    page = f"/console/alerts/{seeded.alert_a}"
+    assert "Xác nhận đã biết" not in staff.get(page).text
+    r = post(staff, f"{page}/acknowledge", {"comment": "x"}, page=page)
+    assert r.status_code == 403
+
+
+def test_the_kiosk_page_shows_history_alerts_and_jobs(seeded: Seeded, admin: TestClient) -> None:
+    text = admin.get("/console/kiosks/k-a-degraded").text
+    history = text[text.index('id="h-history"') : text.index('id="h-alerts"')]
+    assert history.count("<tr>") == 7  # header + six samples
+    assert "state-degraded" in history and "state-operational" in history
+    assert "device-fault" in text and "print-test-slip" in text

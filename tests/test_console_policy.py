@@ -106,7 +106,7 @@ def _ids(s: Seeded, office: str = "b") -> dict[str, str]:
         "kiosk": s.kiosk_b if b else s.kiosk_a,
         "n": str(s.support_b if b else s.support_a),
         "code": s.dossier_b if b else s.dossier_a,
-        "alert_id": "1",
+        "alert_id": str(s.alert_b if b else s.alert_a),
         "name": "can.bo.b",
     }
 
@@ -163,6 +163,7 @@ def test_staff_of_office_a_reach_the_same_things_of_their_own_office(
     assert staff_a.get(f"/console/support/{seeded.support_a}").status_code == 200
     assert staff_a.get(f"/console/dossiers/{seeded.dossier_a}").status_code == 200
     assert staff_a.get(f"/console/inquiries/{seeded.inquiry_a}").status_code == 200
+    assert staff_a.get(f"/console/alerts/{seeded.alert_a}").status_code == 200
 
 
 def test_lists_show_staff_only_their_office_whatever_the_filter(

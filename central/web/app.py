@@ -126,7 +126,7 @@ def settings_from_config(cfg: CentralConfig, recorder: Recorder | None = None) -
         page_max=cfg.api.page_max,
         portal_codes=cfg.dossiers.portal_codes(),
         duplicate_window_s=cfg.dossiers.duplicate_window_s,
-        console=cfg.console.settings(),
+        console=cfg.console.settings(cfg.fleet.thresholds()),
     )
 
 

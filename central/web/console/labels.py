@@ -43,3 +43,8 @@ RATING_LEVELS: Final = {
 def label(table: dict[str, str], key: object) -> str:
     """The Vietnamese word for ``key``, or the key itself when there is none."""
     return table.get(str(key), str(key))
+
+
+ALERT_STATES: Final = {"open": "Đang mở", "acknowledged": "Đã xác nhận", "cleared": "Đã hết"}
+
+SEVERITIES: Final = {"critical": "Nghiêm trọng", "warning": "Cảnh báo", "info": "Thông tin"}

@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 
 from central import answers, dossiers, reports, staff_text, support
 from central.backoffice_db import transaction
+from central.fleet import alerts
 from central.fleet.health import OverallState
 from central.roster import NotFound as RosterNotFound
 from central.roster import RosterError
@@ -300,14 +301,14 @@ def kiosk_page(request: Request, conn: Conn, kiosk: str) -> Response:
     row = views.kiosk_row(conn, kiosk, scope, settings.clock(), settings.thresholds)
     if row is None:
         raise not_found()
-    requests_ = [r for r in support.list_requests(conn, limit=20) if r.kiosk == kiosk]
+    requests_ = [r for r in support.list_requests(conn, limit=50) if r.kiosk == kiosk][:10]
     return page(
         request,
         "kiosk.html",
         k=row,
-        history=views.health_history(conn, kiosk),
-        alerts=views.alerts_of_kiosk(conn, kiosk),
-        jobs=views.jobs_of_kiosk(conn, kiosk),
+        history=views.health_history_rows(conn, row, settings.thresholds),
+        alerts=views.list_alerts(conn, scope, kiosk=kiosk, limit=20),
+        jobs=views.jobs_of_kiosk(conn, row),
         support_requests=requests_,
     )
 
@@ -316,19 +317,45 @@ def kiosk_page(request: Request, conn: Conn, kiosk: str) -> Response:
 
 
 @router.get("/alerts", name="console_alerts")
-def alerts_page(request: Request, conn: Conn, office: Office = None) -> Response:
+def alerts_page(
+    request: Request,
+    conn: Conn,
+    office: Office = None,
+    state: Annotated[str | None, Query(max_length=20)] = None,
+    severity: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
     scope = scope_of(user_of(request))
-    listed = views.list_alerts(conn, scope, _office_filter(scope, office))
-    return page(request, "alerts.html", alerts=listed, available=views.alerts_available())
+    state = state if state in views.ALERT_STATES else None
+    severity = severity if severity in views.SEVERITIES else None
+    listed = views.list_alerts(
+        conn, scope, office=_office_filter(scope, office), state=state, severity=severity
+    )
+    return page(
+        request,
+        "alerts.html",
+        alerts=listed,
+        office_names=views.office_names(conn, scope),
+        chosen_office=_office_filter(scope, office),
+        chosen_state=state,
+        chosen_severity=severity,
+        alert_states=views.ALERT_STATES,
+        severities=views.SEVERITIES,
+    )
+
+
+def _alert_page(
+    request: Request, conn: Conn, alert_id: str, status: int = 200, error: str | None = None
+) -> Response:
+    found = views.get_alert(conn, scope_of(user_of(request)), alert_id)
+    if found is None:
+        raise not_found()
+    events = views.alert_history(conn, found.id)
+    return page(request, "alert.html", status, alert=found, events=events, error=error)
 
 
 @router.get("/alerts/{alert_id}", name="console_alert")
 def alert_page(request: Request, conn: Conn, alert_id: str) -> Response:
-    scope = scope_of(user_of(request))
-    found = views.get_alert(conn, scope, alert_id)
-    if found is None:
-        raise not_found()
-    return page(request, "alert.html", alert=found)
+    return _alert_page(request, conn, alert_id)
 
 
 @router.post("/alerts/{alert_id}/acknowledge", name="console_alert_acknowledge")
@@ -338,11 +365,21 @@ def alert_acknowledge(
     alert_id: str,
     comment: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    scope = scope_of(user_of(request))
-    if views.get_alert(conn, scope, alert_id) is None:
+    found = views.get_alert(conn, scope_of(user_of(request)), alert_id)
+    if found is None:
         raise not_found()
-    views.acknowledge_alert(conn, alert_id, actor_of(request), comment)
-    return redirect(f"/console/alerts/{quote(alert_id)}")
+    try:
+        alerts.acknowledge(
+            conn,
+            found.id,
+            actor=actor_of(request),
+            comment=comment,
+            now=settings_of(request).clock(),
+        )
+    except alerts.AlertError as exc:
+        status = 400 if exc.field == "comment" else 409
+        return _alert_page(request, conn, alert_id, status, views.error_text(exc))
+    return redirect(f"/console/alerts/{found.id}")
 
 
 # -- charts -------------------------------------------------------------------------------

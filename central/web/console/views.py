@@ -3,14 +3,13 @@
 The fleet comes from :func:`central.fleet.health.health_rows` with the overall state
 derived at read time (:func:`~central.fleet.health.overall_state`). A kiosk's office is
 the registry's, else the office it claimed (``kiosk_offices``) or filed dossiers for.
-Alerts, health history and jobs come from ``central.fleet.alerts``, ``health_history``
-and ``central.fleet.jobs`` when those modules are present in this build; until then the
-pages say so instead of failing.
+Alerts (:mod:`central.fleet.alerts`) and jobs (:mod:`central.fleet.jobs`) carry their
+office; a kiosk's health history (:func:`central.fleet.health.health_history`) is shown
+with the overall state each sample meant at its time.
 """
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass
@@ -18,7 +17,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from central import support
-from central.fleet.health import KioskHealth, OverallState, Thresholds, health_rows, overall_state
+from central.fleet import alerts, jobs
+from central.fleet.health import (
+    HealthSample,
+    KioskHealth,
+    OverallState,
+    Thresholds,
+    health_history,
+    health_rows,
+    overall_state,
+    sample_health,
+)
 from central.web.console.policy import Scope
 from sync.dossier_status import STATES
 
@@ -128,105 +137,69 @@ def error_text(exc: Exception) -> str:
     return str(message if message else exc)
 
 
-# -- the other helpers' modules (present or not) -----------------------------------------
+# -- health history, alerts, jobs -----------------------------------------------------------
 
 
-def _module(name: str) -> Any | None:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
+@dataclass(frozen=True, kw_only=True)
+class HistoryRow:
+    sample: HealthSample
+    state: OverallState
+    reasons: list[str]
 
 
-def health_history(conn: sqlite3.Connection, kiosk: str) -> list[dict[str, Any]] | None:
-    """The kiosk's last day of heartbeats (None: this build has no health history)."""
-    health = _module("central.fleet.health")
-    fn = getattr(health, "health_history", None)
-    if fn is None:
-        return None
-    import time
-
-    rows = fn(conn, kiosk, time.time() - 86400)
-    return [dict(r) if isinstance(r, dict) else _as_dict(r) for r in rows][-50:]
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if hasattr(obj, "as_dict"):
-        out: dict[str, Any] = obj.as_dict()
-        return out
-    if hasattr(obj, "__dataclass_fields__"):
-        return {k: getattr(obj, k) for k in obj.__dataclass_fields__}
-    return dict(obj)
-
-
-def alerts_available() -> bool:
-    return _module("central.fleet.alerts") is not None
-
-
-def _alert_office(conn: sqlite3.Connection, alert: dict[str, Any]) -> str | None:
-    if alert.get("office"):
-        return str(alert["office"])
-    kiosk = alert.get("kiosk")
-    if not kiosk:
-        return None
-    for h in health_rows(conn):
-        if h.kiosk == kiosk:
-            return _office(conn, h)
-    return support.office_of_kiosk(conn, str(kiosk))
-
-
-def list_alerts(conn: sqlite3.Connection, scope: Scope, office: str | None) -> list[dict[str, Any]]:
-    alerts = _module("central.fleet.alerts")
-    if alerts is None:
-        return []
+def health_history_rows(
+    conn: sqlite3.Connection, row: KioskView, limits: Thresholds, *, hours: float = 24
+) -> list[HistoryRow]:
+    """The kiosk's samples of the last ``hours``, newest first, each with its state then."""
+    samples = health_history(conn, row.kiosk, row.now - hours * 3600, limit=200)
     out = []
-    for a in alerts.list_alerts(conn):
-        item = _as_dict(a)
-        where = _alert_office(conn, item)
-        if scope.sees(where) and (office is None or where == office):
-            out.append({**item, "office": where})
+    for sample in reversed(samples):
+        state, reasons = overall_state(sample_health(sample, row.health), sample.at, limits)
+        out.append(HistoryRow(sample=sample, state=state, reasons=reasons))
     return out
 
 
-def alerts_of_kiosk(conn: sqlite3.Connection, kiosk: str) -> list[dict[str, Any]] | None:
-    alerts = _module("central.fleet.alerts")
-    if alerts is None:
-        return None
-    return [_as_dict(a) for a in alerts.list_alerts(conn) if _as_dict(a).get("kiosk") == kiosk]
+ALERT_STATES = alerts.STATES
+ATTENTION = ("open", "acknowledged")
+SEVERITIES = ("critical", "warning", "info")
 
 
-def get_alert(conn: sqlite3.Connection, scope: Scope, alert_id: str) -> dict[str, Any] | None:
-    alerts = _module("central.fleet.alerts")
-    if alerts is None:
-        return None
-    try:
-        found = alerts.get_alert(conn, alert_id)
-    except (LookupError, ValueError):
-        return None
-    if found is None:
-        return None
-    item = _as_dict(found)
-    where = _alert_office(conn, item)
-    if not scope.sees(where):
-        return None
-    events = getattr(alerts, "alert_events", None)
-    history = [_as_dict(e) for e in events(conn, alert_id)] if events else []
-    return {**item, "office": where, "events": history}
+def list_alerts(
+    conn: sqlite3.Connection,
+    scope: Scope,
+    *,
+    office: str | None = None,
+    kiosk: str | None = None,
+    state: str | None = None,
+    severity: str | None = None,
+    limit: int = 200,
+) -> list[alerts.Alert]:
+    """Alerts in the user's scope (staff: their office's only), newest first."""
+    wanted = scope.office or office
+    return alerts.list_alerts(
+        conn,
+        offices=None if wanted is None else [wanted],
+        kiosk=kiosk,
+        states=ATTENTION if state is None else [state],
+        severities=None if severity is None else [severity],
+        limit=limit,
+    )
 
 
-def acknowledge_alert(conn: sqlite3.Connection, alert_id: str, actor: str, comment: str) -> None:
-    alerts = _module("central.fleet.alerts")
-    if alerts is not None:
-        alerts.acknowledge(conn, alert_id, actor=actor, comment=comment)
-
-
-def jobs_of_kiosk(conn: sqlite3.Connection, kiosk: str) -> list[dict[str, Any]] | None:
-    jobs = _module("central.fleet.jobs")
-    fn = getattr(jobs, "jobs_of_kiosk", None) or getattr(jobs, "list_jobs", None)
-    if fn is None:
+def get_alert(conn: sqlite3.Connection, scope: Scope, alert_id: str) -> alerts.Alert | None:
+    """The alert with this id when the user may see it (else None: answered 404)."""
+    if not alert_id.isdigit() or len(alert_id) > 18:
         return None
     try:
-        rows = fn(conn, kiosk=kiosk)
-    except TypeError:
-        rows = [j for j in fn(conn) if _as_dict(j).get("kiosk") == kiosk]
-    return [_as_dict(j) for j in rows]
+        found = alerts.get_alert(conn, int(alert_id))
+    except alerts.AlertNotFound:
+        return None
+    return found if scope.sees(found.office) else None
+
+
+def alert_history(conn: sqlite3.Connection, alert_id: int) -> list[alerts.AlertEvent]:
+    return alerts.alert_events(conn, alert_id)
+
+
+def jobs_of_kiosk(conn: sqlite3.Connection, row: KioskView) -> list[dict[str, Any]]:
+    return [j.to_json_dict() for j in jobs.list_jobs(conn, kiosk=row.kiosk, limit=20, now=row.now)]
