@@ -302,14 +302,16 @@ def check_login(
     now = settings.clock()
     ph = hasher(settings)
     row = None
-    if NAME_RE.match(name or "") and len(password) <= MAX_PASSWORD_CHARS:
+    if NAME_RE.match(name or ""):
         row = conn.execute(
             f"SELECT {_COLUMNS}, password_hash FROM console_users WHERE name = ?", (name,)
         ).fetchone()
     stored = row[-1] if row is not None else _dummy_hash(settings)
     ok: bool
     try:
+        # An over-long password is verified cut (the same work) but never matches.
         ok = ph.verify(stored, password[:MAX_PASSWORD_CHARS])
+        ok = ok and len(password) <= MAX_PASSWORD_CHARS
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     user = None if row is None else _user(row[:-1])
