@@ -282,3 +282,40 @@ def test_users_reject_bad_names_roles_offices_and_short_passwords(db: Path) -> N
         users.add_user(conn, "t", "ok.name", "short", role="viewer", office=None, settings=s)
     with pytest.raises(users.UserError, match="exists"):
         users.add_user(conn, "t", "quan.tri", PASSWORD, role="viewer", office=None, settings=s)
+
+
+def test_an_unknown_name_costs_the_same_argon2_verification(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from argon2 import PasswordHasher
+
+    calls: list[str] = []
+    real = PasswordHasher.verify
+
+    def counting(self: PasswordHasher, hash: str, password: str) -> bool:
+        calls.append(hash)
+        return real(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    conn = _conn(db)
+    s = console_settings()
+    for name in ("quan.tri", "khong.co.ai", "Not A Name!"):
+        assert users.check_login(conn, name, "wrong password here", client="c", settings=s) is None
+    assert len(calls) == 3  # one verification each, a real hash or the dummy one
+    assert len({h.split("$")[3] for h in calls}) == 1  # with the same parameters
+
+
+def test_disabling_deletes_the_sessions_and_a_disabled_flag_alone_also_ends_them(
+    client: TestClient, db: Path
+) -> None:
+    login(client, "nguoi.xem")
+    conn = _conn(db)
+    users.set_disabled(conn, "test", "nguoi.xem")
+    assert conn.execute(
+        "SELECT count(*) FROM console_sessions WHERE user = 'nguoi.xem'"
+    ).fetchone() == (0,)
+    users.set_disabled(conn, "test", "nguoi.xem", disabled=False)
+    assert login(client, "nguoi.xem").status_code == 303
+    # The flag set by other means (an old session row left behind): still refused.
+    conn.execute("UPDATE console_users SET disabled = 1 WHERE name = 'nguoi.xem'")
+    assert client.get("/console/", follow_redirects=False).status_code == 303
