@@ -426,6 +426,13 @@ def charts_page(request: Request, conn: Conn, office: Office = None) -> Response
 # -- support requests ---------------------------------------------------------------------
 
 
+def _number(text: str) -> int:
+    """A row number from the URL; anything else is simply not found (an HTML 404)."""
+    if not text.isdigit() or len(text) > 18 or int(text) < 1:
+        raise not_found()
+    return int(text)
+
+
 def _support_request(conn: Conn, scope: Scope, n: int) -> support.Request:
     try:
         req = support.get_request(conn, n)
@@ -457,12 +464,13 @@ def support_queue(
 
 
 @router.get("/support/{n}", name="console_support_request")
-def support_request(request: Request, conn: Conn, n: int) -> Response:
+def support_request(request: Request, conn: Conn, n: str) -> Response:
     scope = scope_of(user_of(request))
-    return page(request, "support_request.html", req=_support_request(conn, scope, n))
+    return page(request, "support_request.html", req=_support_request(conn, scope, _number(n)))
 
 
-def _support_action(request: Request, conn: Conn, n: int, action: str, text: str) -> Response:
+def _support_action(request: Request, conn: Conn, num: str, action: str, text: str) -> Response:
+    n = _number(num)
     scope = scope_of(user_of(request))
     req = _support_request(conn, scope, n)
     settings = request.app.state.settings
@@ -486,7 +494,7 @@ def _support_action(request: Request, conn: Conn, n: int, action: str, text: str
 
 @router.post("/support/{n}/take", name="console_support_take")
 def support_take(
-    request: Request, conn: Conn, n: int, staff: Annotated[str, Form(max_length=40)] = ""
+    request: Request, conn: Conn, n: str, staff: Annotated[str, Form(max_length=40)] = ""
 ) -> Response:
     return _support_action(request, conn, n, "take", staff)
 
@@ -495,7 +503,7 @@ def support_take(
 def support_resolve(
     request: Request,
     conn: Conn,
-    n: int,
+    n: str,
     note: Annotated[str, Form(max_length=support.RESOLUTION_CHARS)] = "",
 ) -> Response:
     return _support_action(request, conn, n, "resolve", note)
