@@ -214,3 +214,15 @@ def test_the_kiosk_page_shows_history_alerts_and_jobs(seeded: Seeded, admin: Tes
     assert history.count("<tr>") == 7  # header + six samples
     assert "state-degraded" in history and "state-operational" in history
     assert "device-fault" in text and "print-test-slip" in text
+
+
+def test_a_form_field_over_its_limit_is_an_html_page_naming_it(
+    seeded: Seeded, staff: TestClient
+) -> None:
+    page = f"/console/dossiers/{seeded.dossier_a}"
+    r = post(staff, f"{page}/status", {"state": "x" * 100}, page=page)
+    assert r.status_code == 400
+    assert r.headers["content-type"].startswith("text/html")
+    assert "«state»" in r.text
+    api = staff.get("/api/v1/dossiers?limit=abc")
+    assert api.headers["content-type"].startswith("application/json")  # the API is unchanged

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -688,5 +689,26 @@ def install(app: FastAPI, settings: ConsoleSettings | None = None) -> None:
         if exc.location is not None:
             return redirect(exc.location)
         return page(request, "error.html", exc.status, message=exc.message)
+
+    previous = app.exception_handlers.get(RequestValidationError)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        """A console form or address that fails its bounds: an HTML page naming the field
+        (the API's own requests keep the JSON answer)."""
+        if not request.url.path.startswith("/console"):
+            if previous is None:
+                raise exc
+            answer: Response = await previous(request, exc)
+            return answer
+        errors = exc.errors()
+        field = ".".join(str(p) for p in errors[0].get("loc", ())[1:]) if errors else "?"
+        message = str(errors[0].get("msg", "")) if errors else ""
+        return page(
+            request,
+            "error.html",
+            400,
+            message=f"Dữ liệu không hợp lệ ở trường «{field}»: {message}. Hãy sửa và gửi lại.",
+        )
 
     app.include_router(router)
