@@ -10,6 +10,7 @@ hide what lies outside the user's office scope (404, as for an unknown id).
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -699,8 +700,8 @@ def install(app: FastAPI, settings: ConsoleSettings | None = None) -> None:
         if not request.url.path.startswith("/console"):
             if previous is None:
                 raise exc
-            answer: Response = await previous(request, exc)
-            return answer
+            answer = previous(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
         errors = exc.errors()
         field = ".".join(str(p) for p in errors[0].get("loc", ())[1:]) if errors else "?"
         message = str(errors[0].get("msg", "")) if errors else ""
