@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from central import answers, dossiers, reports, staff_text, support
 from central.backoffice_db import transaction
@@ -99,7 +100,10 @@ async def guard(request: Request, conn: Conn) -> None:
     if policy is None:
         raise ConsoleError(403, "Trang này chưa được khai báo quyền truy cập (policy).")
     settings = settings_of(request)
-    session = auth.load_session(conn, request.cookies.get(auth.COOKIE), settings)
+    # SQLite may wait for the collector (busy_timeout): never on the event loop.
+    session = await run_in_threadpool(
+        auth.load_session, conn, request.cookies.get(auth.COOKIE), settings
+    )
     request.state.console_session = session
     posting = request.method not in ("GET", "HEAD")
     if posting and not auth.origin_ok(request):
