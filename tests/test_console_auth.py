@@ -319,3 +319,19 @@ def test_disabling_deletes_the_sessions_and_a_disabled_flag_alone_also_ends_them
     # The flag set by other means (an old session row left behind): still refused.
     conn.execute("UPDATE console_users SET disabled = 1 WHERE name = 'nguoi.xem'")
     assert client.get("/console/", follow_redirects=False).status_code == 303
+
+
+def test_a_new_login_replaces_the_old_session_and_purges_expired_ones(
+    client: TestClient, db: Path, clock: Clock
+) -> None:
+    from tests.console_seed import app_for as make
+
+    with TestClient(make(db, clock=clock, idle_timeout_s=600)) as other:
+        login(other, "nguoi.xem")  # will expire
+    clock.now += 700
+    login(client, "quan.tri")
+    first = client.cookies.get(auth.COOKIE)
+    login(client, "quan.tri")
+    assert client.cookies.get(auth.COOKIE) != first
+    rows = _conn(db).execute("SELECT user FROM console_sessions").fetchall()
+    assert rows == [("quan.tri",)]

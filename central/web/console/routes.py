@@ -227,6 +227,12 @@ def login(
         user = users.check_login(conn, name.strip(), password, client=client, settings=settings)
         if user is not None:
             with transaction(conn):
+                # A new id at every login (no fixation), the old session and every expired
+                # one gone.
+                old = session_of(request)
+                if old is not None:
+                    auth.delete_session(conn, old)
+                auth.purge_expired(conn, settings)
                 session_id = auth.create_session(conn, user, settings)
             done = redirect(target)
             done.set_cookie(
