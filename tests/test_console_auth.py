@@ -335,3 +335,12 @@ def test_a_new_login_replaces_the_old_session_and_purges_expired_ones(
     assert client.cookies.get(auth.COOKIE) != first
     rows = _conn(db).execute("SELECT user FROM console_sessions").fetchall()
     assert rows == [("quan.tri",)]
+
+
+def test_a_session_survives_a_restart_of_central(db: Path, clock: Clock) -> None:
+    with TestClient(app_for(db, clock=clock)) as before:
+        login(before, "quan.tri")
+        cookie = before.cookies.get(auth.COOKIE)
+    with TestClient(app_for(db, clock=clock)) as after:  # a new app: central restarted
+        after.cookies.set(auth.COOKIE, cookie or "", path="/console")
+        assert after.get("/console/", follow_redirects=False).status_code == 200
