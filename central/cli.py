@@ -14,6 +14,7 @@ from central import cli_backoffice, cli_downlink, cli_fleet
 from central.broker_config import broker_config_command
 from central.cli_alerts import alerts_group
 from central.cli_catalogue import catalogue
+from central.cli_console import console_group
 from central.cli_signing import signing
 from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
@@ -241,6 +242,7 @@ main.add_command(broker_config_command)
 main.add_command(cli_fleet.enroll)
 main.add_command(cli_fleet.ca)
 main.add_command(alerts_group)
+main.add_command(console_group)
 
 if __name__ == "__main__":
     main()

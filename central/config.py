@@ -14,12 +14,15 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from central.attachments import AttachmentLimits
 from central.collector import CollectorSettings
 from central.downlink import DownlinkSettings
+from central.fleet.health import Thresholds
+from central.fleet.heartbeats import HistorySettings
 from central.notify import FanoutNotifier, Notifier, SmtpNotifier, WebhookNotifier
 from central.quotas import QuotaSettings
 from central.roster import DEFAULT_TIMEZONE
 from central.sequences import DEFAULT_MAX_SEQ_JUMP
 from central.signing import SigningSettings
 from central.support import SupportSettings
+from central.web.console.settings import ConsoleSettings
 from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
 from sync.config import ConfigError, MqttSection, Section, _is_loopback, load
 from sync.dossier_status import PortalCodes, PortalCodesError, load_portal_codes
@@ -427,6 +430,57 @@ class ApiSection(Section):
         return host.strip("[]"), int(port)
 
 
+class FleetSection(Section):
+    """What counts as offline or degraded, and how much health history is kept
+    (docs/fleet.md)."""
+
+    offline_after_s: float = Field(
+        180.0,
+        gt=0,
+        le=86400,
+        description="A kiosk not heard for this long counts as offline (three missed "
+        "heartbeats at the default one a minute).",
+    )
+    backlog_records: int = Field(
+        200, ge=1, description="More unsynced records than this on a kiosk: degraded."
+    )
+    backlog_age_s: float = Field(
+        3600.0, gt=0, description="An unsynced record older than this on a kiosk: degraded."
+    )
+    clock_off_s: float = Field(
+        120.0, gt=0, description="A kiosk clock further off central's than this: degraded."
+    )
+    disk_low_mb: int = Field(500, ge=0, description="Less free disk on a kiosk: degraded.")
+    history_every_s: float = Field(
+        300.0,
+        ge=1,
+        le=86400,
+        description="At most one health-history sample per kiosk per this many seconds.",
+    )
+    history_max_rows: int = Field(
+        2016, ge=1, le=1_000_000, description="At most this many history samples per kiosk."
+    )
+    history_max_days: float = Field(
+        7.0, gt=0, le=3660, description="History samples older than this are deleted."
+    )
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            offline_after_s=self.offline_after_s,
+            backlog_records=self.backlog_records,
+            backlog_age_s=self.backlog_age_s,
+            clock_off_s=self.clock_off_s,
+            disk_low_bytes=self.disk_low_mb * 1024 * 1024,
+        )
+
+    def history(self) -> HistorySettings:
+        return HistorySettings(
+            every_s=self.history_every_s,
+            max_rows=self.history_max_rows,
+            max_days=self.history_max_days,
+        )
+
+
 class DownlinkSection(Section):
     """State replies, remote calls and nudges to kiosks (docs/protocol.md, "Downlink")."""
 
@@ -732,6 +786,56 @@ class EnrolmentSection(Section):
         return host, self.broker_port
 
 
+class ConsoleSection(Section):
+    """The web console for admins and staff at ``/console`` on the API (docs/console.md)."""
+
+    idle_timeout_s: float = Field(
+        1800.0, ge=60, le=86400, description="A console session unused this long ends."
+    )
+    absolute_timeout_s: float = Field(
+        43200.0,
+        ge=300,
+        le=7 * 86400,
+        description="A console session ends this long after login, however much it is used.",
+    )
+    max_failures: int = Field(
+        5, ge=1, le=100, description="Wrong passwords in a row that lock a console account."
+    )
+    lockout_s: float = Field(
+        900.0,
+        ge=1,
+        le=86400,
+        description="How long a locked console account stays locked "
+        "(or until `aps-central console user unlock NAME`).",
+    )
+    client_free_failures: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="Failed console logins from one address before each further try must "
+        "wait (1 s, 2 s, 4 s ... up to 300 s).",
+    )
+    argon2_time_cost: int = Field(3, ge=1, le=20, description="argon2id iterations.")
+    argon2_memory_kib: int = Field(
+        65536, ge=8192, le=1048576, description="argon2id memory per hash, KiB."
+    )
+    argon2_parallelism: int = Field(4, ge=1, le=16, description="argon2id lanes.")
+
+    def settings(self, thresholds: Thresholds | None = None) -> ConsoleSettings:
+        """The web app's settings; ``thresholds``: ``[fleet]``'s, for the kiosks' states."""
+        return ConsoleSettings(
+            thresholds=thresholds or Thresholds(),
+            idle_timeout_s=self.idle_timeout_s,
+            absolute_timeout_s=self.absolute_timeout_s,
+            max_failures=self.max_failures,
+            lockout_s=self.lockout_s,
+            client_free_failures=self.client_free_failures,
+            argon2_time_cost=self.argon2_time_cost,
+            argon2_memory_kib=self.argon2_memory_kib,
+            argon2_parallelism=self.argon2_parallelism,
+        )
+
+
 class CentralConfig(Section):
     central: CentralSection = Field(default_factory=CentralSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
@@ -757,6 +861,8 @@ class CentralConfig(Section):
     signing: SigningSection = Field(default_factory=SigningSection)
     security: SecuritySection = Field(default_factory=SecuritySection)
     enrolment: EnrolmentSection = Field(default_factory=EnrolmentSection)
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
+    fleet: FleetSection = Field(default_factory=FleetSection)
 
 
 def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:

@@ -54,13 +54,16 @@ class CentralService:
         make_private_dir(db.parent)  # 0700: the store holds citizen data
         limits = cfg.attachments.limits()  # [quotas] hook: attachment limits and quotas
         # Create the schema before the broker speaks.
-        SQLiteStore(db, max_seq_jump=jump, attachment_limits=limits).close()
+        history = cfg.fleet.history()  # [fleet] hook: heartbeat history bounds
+        SQLiteStore(db, max_seq_jump=jump, attachment_limits=limits, history=history).close()
         # Who may send (the registry, on the same file) and central's own signing key:
         # records are verified against the first, acks and the downlink signed with the other.
         self.registry = Registry(db)
         self.signing_key = cfg.security.load_signing_key()
         self.collector = Collector(
-            store_factory=lambda: SQLiteStore(db, max_seq_jump=jump, attachment_limits=limits),
+            store_factory=lambda: SQLiteStore(
+                db, max_seq_jump=jump, attachment_limits=limits, history=history
+            ),
             mqtt_settings=cfg.mqtt.settings(),
             settings=cfg.collector.settings(),
             keys=self.registry,

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 from central import CentralError, attachments, quotas
 from central.attachments import AttachmentLimits
+from central.fleet import heartbeats
+from central.fleet.heartbeats import Heartbeat, HistorySettings
 from central.ingest import PAYLOAD_HEAD_BYTES, Accept, DeadLetter, FleetUpdate
 from central.sequences import DEFAULT_MAX_SEQ_JUMP, Claim, StreamBook, migrate
 from central.sequences import SCHEMA as SEQUENCES_SCHEMA
@@ -167,7 +169,10 @@ CREATE TABLE IF NOT EXISTS kiosks (
     devices TEXT,
     heartbeat TEXT,
     clock_skew_s REAL,
-    clock_skew_at REAL
+    clock_skew_at REAL,
+    heartbeat_ts REAL,
+    state_ts REAL,
+    history_at REAL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -175,7 +180,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 # Columns added since the first schema; older databases get them by ALTER TABLE.
 ADDED_COLUMNS = {
     "records": {"sha": "BLOB", "envelope": "TEXT", "digest": "TEXT", "key_id": "TEXT"},
-    "kiosks": {"clock_skew_s": "REAL", "clock_skew_at": "REAL"},
+    "kiosks": {"clock_skew_s": "REAL", "clock_skew_at": "REAL", **heartbeats.KIOSK_COLUMNS},
 }
 
 
@@ -217,8 +222,12 @@ class SQLiteStore:
         *,
         max_seq_jump: int = DEFAULT_MAX_SEQ_JUMP,
         attachment_limits: AttachmentLimits | None = None,
+        history: HistorySettings | None = None,
     ) -> None:
         self.path = Path(path)
+        #: [fleet] hook: how much heartbeat history is kept (central/fleet/heartbeats.py).
+        self.history = history or HistorySettings()
+        self._next_history_prune = 0.0
         create_private_file(self.path)  # 0600, and so its -wal/-shm: citizen data
         self.max_seq_jump = max_seq_jump
         self.conn = sqlite3.connect(
@@ -229,7 +238,9 @@ class SQLiteStore:
         had_gap_table = self._has_table("stream_gaps")
         # One transaction: a report opening the file meanwhile never sees half a schema.
         try:
-            self.conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
+            # [fleet] hook: the health history table (central/fleet/heartbeats.py)
+            history_schema = heartbeats.HISTORY_SCHEMA
+            self.conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\n{history_schema}\nCOMMIT;")
         except BaseException:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
@@ -274,15 +285,26 @@ class SQLiteStore:
             items = attachments.screen_chunks(c, items, self.attachment_limits)
             book = StreamBook(c, now, self.max_seq_jump)
             records = []
+            beats: list[Heartbeat] = []
+            statuses: list[tuple[str, dict[str, Any]]] = []
             for item in items:
                 if isinstance(item, FleetUpdate):
-                    self._fleet(item, now)
+                    if item.type == "status":
+                        statuses.append((item.kiosk, item.body))
+                    else:
+                        beats.append(Heartbeat(kiosk=item.kiosk, body=item.body))
                 elif isinstance(item, DeadLetter):
                     self._dead_letter(item, out, book, now)
                 else:
                     records.append(item)
             chunks = self._store_records(records, out, book, usage, now) if records else []
             book.flush()
+            # [fleet] hook: one status-row write per kiosk per batch, bounded history.
+            heartbeats.write_statuses(c, statuses, now)
+            heartbeats.write_heartbeats(c, beats, now, self.history)
+            if beats and now >= self._next_history_prune:
+                heartbeats.prune_history(c, now, self.history)
+                self._next_history_prune = now + heartbeats.AGE_PRUNE_EVERY_S
             for r in chunks:
                 # [attachments] hook: O(1) work per stored chunk; assembles the last.
                 if status := attachments.add_chunk(c, r, now):
@@ -471,31 +493,6 @@ class SQLiteStore:
                 record_id=r.id,
             ),
             now,
-        )
-
-    def _fleet(self, u: FleetUpdate, now: float) -> None:
-        c = self.conn
-        c.execute("INSERT OR IGNORE INTO kiosks (kiosk) VALUES (?)", (u.kiosk,))
-        if u.type == "status":
-            c.execute(
-                "UPDATE kiosks SET state = ?, state_at = ? WHERE kiosk = ?",
-                (u.body["state"], now, u.kiosk),
-            )
-            return
-        queued = u.body.get("queued")
-        c.execute(
-            "UPDATE kiosks SET last_heartbeat_at = ?, queued = ?, oldest_queued = ?,"
-            " devices = ?, heartbeat = ?, state = 'online', state_at = coalesce(state_at, ?)"
-            " WHERE kiosk = ?",
-            (
-                now,
-                queued if isinstance(queued, int) and not isinstance(queued, bool) else None,
-                str(u.body.get("oldest_queued") or "") or None,
-                json.dumps(u.body.get("devices", {}), ensure_ascii=False),
-                json.dumps(u.body, ensure_ascii=False),
-                now,
-                u.kiosk,
-            ),
         )
 
     def fleet(self) -> list[dict[str, Any]]:

@@ -16,7 +16,10 @@ and the reasons out. The first matching rule wins, in this order:
 2. ``never-seen``: enrolled, or known, but never heard from;
 3. ``inconsistent``: its update and the rollback both failed (a technician is needed);
 4. ``offline``: its last word was "offline" (Last Will or clean stop), or it has not been
-   heard for longer than :attr:`Thresholds.offline_after_s`;
+   heard for longer than :attr:`Thresholds.offline_after_s`. "Last word" is judged on both
+   clocks: the ``offline`` status arrived at or after the last heartbeat, or the kiosk's own
+   ``ts`` of it is at or after the heartbeat's ``ts`` (a heartbeat sent before a clean stop
+   but stored after it, by another collector or a later batch, does not revive the kiosk);
 5. ``updating``: a software update is under way;
 6. ``degraded``: a device faulted, a backlog older or larger than the limits, the clock
    off, or the disk low (each named in the reasons);
@@ -35,16 +38,20 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from central.fleet.heartbeats import HealthSample, health_history
 from central.fleet.registry import registry_rows
 
 __all__ = [
     "DEVICE_OK_STATES",
     "UPDATING_STATES",
+    "HealthSample",
     "KioskHealth",
     "OverallState",
     "Thresholds",
+    "health_history",
     "health_rows",
     "overall_state",
+    "sample_health",
 ]
 
 
@@ -88,6 +95,8 @@ class KioskHealth:
     presence: str | None = None  # "online" / "offline": the kiosk's last status message
     presence_at: float | None = None  # when central stored that status
     heartbeat_at: float | None = None  # when central stored the last heartbeat
+    presence_ts: float | None = None  # the status's own ts (the kiosk's clock)
+    heartbeat_ts: float | None = None  # the last heartbeat's own ts (the kiosk's clock)
     queued: int | None = None
     oldest_queued_s: float | None = None
     disk_free_bytes: int | None = None
@@ -124,7 +133,15 @@ def overall_state(
     said_offline = (
         h.presence == "offline"
         and h.presence_at is not None
-        and (h.heartbeat_at is None or h.presence_at >= h.heartbeat_at)
+        and (
+            h.heartbeat_at is None
+            or h.presence_at >= h.heartbeat_at
+            or (
+                h.presence_ts is not None
+                and h.heartbeat_ts is not None
+                and h.presence_ts >= h.heartbeat_ts
+            )
+        )
     )
     if said_offline:
         return OverallState.OFFLINE, ["said offline"]
@@ -178,6 +195,8 @@ def _from_row(kiosk: str, row: Mapping[str, Any], registered: Mapping[str, Any])
         presence=row.get("state"),
         presence_at=row.get("state_at"),
         heartbeat_at=row.get("last_heartbeat_at"),
+        presence_ts=row.get("state_ts"),
+        heartbeat_ts=row.get("heartbeat_ts"),
         queued=queued if isinstance(queued, int) else None,
         oldest_queued_s=_number(beat.get("oldest_queued_s")),
         disk_free_bytes=beat.get("disk_free_bytes")
@@ -187,25 +206,30 @@ def _from_row(kiosk: str, row: Mapping[str, Any], registered: Mapping[str, Any])
         agent_version=beat.get("agent_version"),
         catalogue_version=(catalogue or {}).get("version"),
         config_version=beat.get("config_version"),
-        clock_offset_s=row.get("clock_skew_s"),
+        # clock_skew_s is arrival minus the kiosk's time: the offset is its negative.
+        clock_offset_s=None if row.get("clock_skew_s") is None else -row["clock_skew_s"],
         last_error=beat.get("last_error"),
         devices=devices or {},
         update=update,
     )
 
 
+_COLUMNS = "kiosk, state, state_at, last_heartbeat_at, queued, heartbeat, clock_skew_s"
+_ADDED = ", state_ts, heartbeat_ts"
+
+
 def health_rows(conn: sqlite3.Connection) -> list[KioskHealth]:
     """Every kiosk heard from or enrolled, by kiosk id; read-only, on any connection."""
     registered = registry_rows(conn)
-    try:
-        cur = conn.execute(
-            "SELECT kiosk, state, state_at, last_heartbeat_at, queued, heartbeat, clock_skew_s"
-            " FROM kiosks"
-        )
+    rows: dict[str, dict[str, Any]] = {}
+    for columns in (_COLUMNS + _ADDED, _COLUMNS):  # a store of an older release lacks _ADDED
+        try:
+            cur = conn.execute(f"SELECT {columns} FROM kiosks")
+        except sqlite3.OperationalError:  # a database central never opened as a store
+            continue
         cols = [d[0] for d in cur.description]
         rows = {r[0]: dict(zip(cols, r, strict=True)) for r in cur.fetchall()}
-    except sqlite3.OperationalError:  # a database central never opened as a store
-        rows = {}
+        break
     out = []
     no_entry: Mapping[str, Any] = {}
     for kiosk in sorted(set(rows) | set(registered)):
@@ -216,3 +240,26 @@ def health_rows(conn: sqlite3.Connection) -> list[KioskHealth]:
         else:
             out.append(_from_row(kiosk, row, entry))
     return out
+
+
+def sample_health(sample: HealthSample, entry: KioskHealth | None = None) -> KioskHealth:
+    """A history sample as a :class:`KioskHealth` (heard at ``sample.at``), so that
+    ``overall_state(sample_health(s), s.at)`` says what the kiosk's state was then.
+    ``entry`` (its current row) lends the registry's fields."""
+    return KioskHealth(
+        kiosk=sample.kiosk,
+        office=entry.office if entry else None,
+        slot=entry.slot if entry else None,
+        location=entry.location if entry else None,
+        registry="active" if entry is None or entry.registry == "revoked" else entry.registry,
+        presence="online",
+        presence_at=sample.at,
+        heartbeat_at=sample.at,
+        queued=sample.queued,
+        oldest_queued_s=sample.oldest_queued_s,
+        disk_free_bytes=sample.disk_free_bytes,
+        agent_version=sample.agent_version,
+        clock_offset_s=sample.clock_offset_s,
+        last_error=sample.last_error,
+        devices={name: {"state": state} for name, state in sample.devices.items()},
+    )

@@ -28,6 +28,7 @@ from central import api_tokens, backoffice_db
 from central.dossiers import DEFAULT_DUPLICATE_WINDOW_S
 from central.payments import Recorder
 from central.support import SupportSettings
+from central.web.console.settings import ConsoleSettings
 from sync.dossier_status import PortalCodes
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -45,6 +46,7 @@ class ApiSettings:
     portal_codes: PortalCodes | None = None  # None: the bundled table
     duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S
     metrics_token: bytes | None = None  # [api] metrics_token: GET /metrics needs it
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
 
 class ApiError(HTTPException):

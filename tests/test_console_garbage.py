@@ -1,0 +1,82 @@
+"""Garbage at the console: random cookies, form fields and ids never give a 5xx, never a
+session, never a page of data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.console_seed import ORIGIN, app_for, csrf_of, login, seed
+
+text = st.text(max_size=300)
+cookie_text = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=';,"\\'),
+    max_size=200,
+)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    db = tmp_path_factory.mktemp("garbage") / "central.db"
+    seed(db)
+    # The garbage logins all come from "testclient": its brake would refuse the admin's.
+    return app_for(db, client_free_failures=10_000)
+
+
+@pytest.fixture(scope="module")
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def admin(app: Any) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        assert login(c, "quan.tri").status_code == 303
+        yield c
+
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@FAST
+@given(session=cookie_text)
+def test_a_random_session_cookie_is_no_session(client: TestClient, session: str) -> None:
+    client.cookies.clear()
+    client.cookies.set("aps_console", session, path="/console")
+    r = client.get("/console/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/login")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(name=text, password=text, token=text, next_=text)
+def test_random_login_forms_are_refused_cleanly(
+    client: TestClient, name: str, password: str, token: str, next_: str
+) -> None:
+    client.cookies.clear()
+    form = client.get("/console/login")
+    for login_token in (token, csrf_of(form.text, "login_token")):
+        r = client.post(
+            "/console/login",
+            data={"name": name, "password": password, "login_token": login_token, "next": next_},
+            headers={"Origin": ORIGIN},
+            follow_redirects=False,
+        )
+        assert r.status_code in (401, 403, 422, 429), r.status_code
+        assert "aps_console" not in client.cookies
+
+
+@FAST
+@given(segment=st.text(min_size=1, max_size=80).filter(lambda s: s not in (".", "..")))
+def test_random_ids_are_404_pages_for_a_signed_in_admin(admin: TestClient, segment: str) -> None:
+    client = admin
+    for prefix in ("kiosks", "support", "dossiers", "alerts", "inquiries"):
+        r: Any = client.get(f"/console/{prefix}/{quote(segment, safe='')}", follow_redirects=False)
+        assert r.status_code in (200, 400, 404), (prefix, segment, r.status_code)
+        assert r.status_code < 500
