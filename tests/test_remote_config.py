@@ -5,7 +5,6 @@ never touching the records queued in the outbox."""
 from __future__ import annotations
 
 import contextlib
-
 from pathlib import Path
 from typing import Any
 
