@@ -170,3 +170,20 @@ def test_garbage_and_oversized_reports_are_dead_lettered_naming_the_field(
         assert field in dead["reason"], dead["reason"]
     finally:
         store.close()
+
+
+def test_the_state_is_derived_at_read_time_even_before_anything_persists_it() -> None:
+    job = jobs.Job(
+        id=new_ulid(),
+        kiosk=K1,
+        office=AGENCY,
+        kind="selftest",
+        args={},
+        stored_state=JobState.IN_PROGRESS,
+        actor="cli:a",
+        created_at=100.0,
+        deadline_at=160.0,
+        now=161.0,
+    )
+    assert job.state is JobState.TIMED_OUT and job.state_at(159.0) is JobState.IN_PROGRESS
+    assert job.to_json_dict()["state"] == "timed-out"
