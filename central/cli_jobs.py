@@ -269,9 +269,8 @@ def job_show(config_path: str, job_id: str, as_json: bool) -> None:
     for e in events:
         flag = "" if e["applied"] else "  (ignored)"
         extra = " ".join(x for x in (e["step"], e["detail"]) if x)
-        click.echo(
-            f"  {e['at']}  {e['source']:<20}  {e['event']:<14} -> {e['state']}  {extra}{flag}".rstrip()
-        )
+        line = f"  {e['at']}  {e['source']:<20}  {e['event']:<14} -> {e['state']}  {extra}{flag}"
+        click.echo(line.rstrip())
 
 
 @job_group.command("cancel")
