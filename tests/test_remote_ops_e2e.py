@@ -223,3 +223,23 @@ def test_a_job_for_a_box_that_never_answers_times_out(tmp_path: Path) -> None:
     assert jobs.get_job(conn, job.id, now=1_029.0).state is JobState.QUEUED  # type: ignore[union-attr]
     assert jobs.list_jobs(conn, states=["timed-out"])[0].id == job.id
     conn.close()
+
+
+def test_an_office_config_set_before_central_knew_the_kiosk_reaches_it_on_first_contact(
+    broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    db = tmp_path / "central.db"
+    central = start_central(broker, db)
+    conn = _conn(db)
+    assert (
+        desired_config.set_values(conn, office=OFFICE, values={"session_idle_s": 90}, actor="a")
+        == {}
+    )
+    conn.close()
+    app = _start(broker, tmp_path, db)
+    try:
+        wait_until(lambda: app.session.idle_timeout_s == 90, 60, "the office's configuration")
+        wait_until(lambda: (_report(db) or {}).get("state") == "applied", 60, "its report")
+    finally:
+        app.stop()
+        central.stop()

@@ -118,6 +118,8 @@ def publish(conn: sqlite3.Connection, kiosk: str, *, actor: str, now: float) -> 
     settings = effective(conn, kiosk)
     new_digest = digest(settings)
     latest = latest_version(conn, kiosk)
+    if latest is None and not settings:
+        return None  # nothing was ever set for it: its own TOML rules, nothing to send
     if latest is not None and latest[1] == new_digest:
         return None
     version = 1 if latest is None else latest[0] + 1
