@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from central import cli_backoffice, cli_downlink, cli_fleet
+from central import cli_backoffice, cli_downlink, cli_fleet, cli_jobs
 from central.broker_config import broker_config_command
 from central.cli_alerts import alerts_group
 from central.cli_catalogue import catalogue
@@ -243,6 +243,8 @@ main.add_command(cli_fleet.enroll)
 main.add_command(cli_fleet.ca)
 main.add_command(alerts_group)
 main.add_command(console_group)
+main.add_command(cli_jobs.config_group)
+main.add_command(cli_jobs.job_group)
 
 if __name__ == "__main__":
     main()

@@ -58,6 +58,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central import audit, backoffice_db, downlink_log
+from central.fleet import desired_config
 from sync.downlink import (
     DOWN_NUDGE,
     DOWN_RPC,
@@ -330,6 +331,8 @@ class DownlinkService:
                     conn, f"kiosk:{kiosk}", "kiosk.office-claimed", kiosk, {"office": office}
                 )
                 log.info("kiosk %s claims office %s (first claim, trusted)", kiosk, office)
+                # its office's remote configuration, set before central knew the kiosk
+                desired_config.publish(conn, kiosk, actor="central", now=time.time())
 
     def state_reply(
         self, conn: sqlite3.Connection, kiosk: str, request: str, cursor: int, limit: int

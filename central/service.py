@@ -24,6 +24,8 @@ from central import answers, backoffice_db, dossiers, quotas, reports
 from central.collector import Collector
 from central.config import CentralConfig
 from central.downlink import DownlinkService
+from central.fleet import desired_config
+from central.fleet import jobs as fleet_jobs
 from central.fleet.alert_sources import DesiredVersions
 from central.fleet.alert_watch import AlertWatch, watch_from_config
 from central.fleet.lifecycle import KioskState
@@ -262,6 +264,9 @@ class CentralService:
                 dossiers.project(conn, duplicate_window_s=window)
                 + answers.project(conn)
                 + reports.project(conn)
+                # fleet operations: job reports (and deadlines persisted), config reports
+                + fleet_jobs.project(conn)
+                + desired_config.project(conn)
             )
         except Exception:  # the collector keeps running; next round tries again
             log.exception("back-office projection failed (it resumes next round)")

@@ -54,6 +54,8 @@ class Agent:
         self.devices = self.app.devices
         self.sync = self.app.sync
         self.stop_event = threading.Event()
+        # A remote restart-agent job: stop cleanly; systemd (Restart=always) starts us again.
+        self.app.on_restart.append(self.stop_event.set)
         self.api: ApiServer | None = None
 
     def start_api(self) -> None:

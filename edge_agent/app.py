@@ -35,6 +35,7 @@ devices and the event thread; :meth:`stop` stops them in reverse order.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import sqlite3
@@ -62,8 +63,11 @@ from edge_agent.services.capture import CaptureService
 from edge_agent.services.feedback import FeedbackService
 from edge_agent.services.filing import FilingService
 from edge_agent.services.info import InfoService
+from edge_agent.services.job_kinds import RecentLogs, register_builtin
+from edge_agent.services.jobs import JobRunner
 from edge_agent.services.printer_help import PrinterHelp
 from edge_agent.services.ratings import RatingService
+from edge_agent.services.remote_config import RemoteConfigService
 from edge_agent.services.remote_signing import RemoteSigner
 from edge_agent.services.support import SupportService
 from edge_agent.services.tracking import TrackingService
@@ -217,6 +221,21 @@ class KioskApp:
             # Remote signing (VNPT SmartCA, CSC/MySign) goes through central's RPC: the
             # provider's secrets stay at central (docs/signing.md).
             self.signing = RemoteSigner(self.sync.call)
+            # Remote jobs and configuration from central (docs/jobs.md, docs/remote-config.md).
+            self.jobs = JobRunner(self.outbox, busy=self._session_in_use)
+            self.remote_config = RemoteConfigService(
+                self.outbox, self._apply_remote_config, local_check=self._check_remote_config
+            )
+            if self.inbox is not None:
+                self.jobs.install(self.inbox)
+                self.remote_config.install(self.inbox)
+            self.jobs.on_tick.append(self.remote_config.flush_reports)
+            self._recent_logs = RecentLogs()
+            register_builtin(self, self._recent_logs)
+            #: Called when a remote ``restart-agent`` job asks the process to exit.
+            self.on_restart: list[Callable[[], None]] = []
+            self.restart_requested = threading.Event()
+            self.remote_config.apply_current()
         except BaseException:
             if hasattr(self, "sync"):
                 self.sync.outbox.close()
@@ -241,9 +260,11 @@ class KioskApp:
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         self._started = True
+        logging.getLogger("aps").addHandler(self._recent_logs)
         self.sync.start()
         self.devices.start()
         self._events_thread.start()
+        self.jobs.start()
         unconfirmed = self.filing.last_unconfirmed()
         if unconfirmed is not None:
             log.warning(
@@ -253,6 +274,8 @@ class KioskApp:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop what :meth:`start` started and close the database (also when never started)."""
         self._stop.set()
+        self.jobs.stop(timeout)
+        logging.getLogger("aps").removeHandler(self._recent_logs)
         if self._events_thread.is_alive():
             self._events_thread.join(timeout)
         self.devices.stop(timeout)
@@ -390,12 +413,53 @@ class KioskApp:
             except Exception:  # the event loop must not die of one event (invariant 6)
                 log.exception("device event handling failed")
 
+    # -- remote jobs and configuration (docs/jobs.md, docs/remote-config.md) ----------------
+    def _session_in_use(self) -> bool:
+        """A citizen's session is in use (a remote job waits for its end)."""
+        return self.session.snapshot().idle_left_s is not None
+
+    def request_restart(self) -> None:
+        """Exit the process for systemd to start it again (remote ``restart-agent``)."""
+        log.warning("restarting the agent at central's request")
+        self.restart_requested.set()
+        for hook in self.on_restart:
+            hook()
+
+    def _check_remote_config(self, settings: dict[str, Any]) -> None:
+        idle = settings.get("session_idle_s")
+        if idle is not None and idle <= self.cfg.ui.idle_warning_s:
+            from sync.remote_config import RemoteConfigError
+
+            raise RemoteConfigError(
+                "session_idle_s",
+                f"{idle} must be longer than this kiosk's ui.idle_warning_s "
+                f"({self.cfg.ui.idle_warning_s:g} s): the screen warns that long before",
+            )
+
+    def _apply_remote_config(self, settings: dict[str, Any]) -> None:
+        """Put central's settings into force; a setting absent means the local one."""
+        self.session.idle_timeout_s = float(
+            settings.get("session_idle_s", self.cfg.kiosk.session_idle_s)
+        )
+        base = getattr(self, "_local_heartbeat_s", None)
+        if base is None:
+            base = self._local_heartbeat_s = self.sync.settings.heartbeat_interval_s
+        beat = float(settings.get("heartbeat_interval_s", base))
+        if beat != self.sync.settings.heartbeat_interval_s:
+            self.sync.settings = dataclasses.replace(self.sync.settings, heartbeat_interval_s=beat)
+        level = settings.get("log_level")
+        logging.getLogger("aps").setLevel(level.upper() if level else logging.NOTSET)
+
     # -- heartbeat -------------------------------------------------------------------------
     def _heartbeat_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "uptime_s": int(time.monotonic() - self.started),
             "agent_version": AGENT_VERSION,
         }
+        try:  # the remote configuration in force (docs/remote-config.md)
+            fields["config_version"] = self.remote_config.version_text()
+        except Exception:
+            log.exception("remote configuration version unavailable")
         try:
             fields["devices"] = self.device_health()
         except Exception:  # health must never cost the heartbeat (invariant 6)

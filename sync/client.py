@@ -458,6 +458,11 @@ class SyncClient:
         """Tell the sync thread that new records were committed."""
         self._events.put(("tick", None))
 
+    def resync_state(self) -> None:
+        """Ask for downstream state again from the application's stored cursor (a remote
+        ``resync-catalogue`` job lowers it first), as on a new connection."""
+        self._events.put(("resync-state", None))
+
     # -- sync thread ---------------------------------------------------------------
     def _next_wake(self, now: float) -> float:
         """Seconds the idle sync thread may sleep: until its nearest deadline.
@@ -533,6 +538,10 @@ class SyncClient:
             if self.state is not None:
                 self._run_state(self.state.connected(now, self._stored_cursor()), now)
             return actions
+        if name == "resync-state":
+            if self.state is not None and self.state.online:
+                self._run_state(self.state.connected(now, self._stored_cursor()), now)
+            return []
         if name == "disconnected":
             self.counters.disconnects += 1
             if self.state is not None:

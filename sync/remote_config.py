@@ -140,12 +140,6 @@ SETTINGS: dict[str, Setting] = {
             check=_notice,
             parse=str,
         ),
-        Setting(
-            name="receipt_copies",
-            help="copies of each filing slip the printer prints (1-3)",
-            check=_int(1, 3, "copies"),
-            parse=_parse_int,
-        ),
     )
 }
 

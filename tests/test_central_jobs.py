@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from central import audit, backoffice_db, downlink_log
 from central.fleet import jobs
@@ -15,6 +17,7 @@ from central.store import SQLiteStore
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from sync.jobs import JobError, JobState
+from sync.schemas import SchemaError, check_body
 from tests import identity as keyring
 from tests.backoffice_records import AGENCY, Kiosk
 
@@ -170,3 +173,50 @@ def test_garbage_and_oversized_reports_are_dead_lettered_naming_the_field(
         assert field in dead["reason"], dead["reason"]
     finally:
         store.close()
+
+
+def test_the_state_is_derived_at_read_time_even_before_anything_persists_it() -> None:
+    job = jobs.Job(
+        id=new_ulid(),
+        kiosk=K1,
+        office=AGENCY,
+        kind="selftest",
+        args={},
+        stored_state=JobState.IN_PROGRESS,
+        actor="cli:a",
+        created_at=100.0,
+        deadline_at=160.0,
+        now=161.0,
+    )
+    assert job.state is JobState.TIMED_OUT and job.state_at(159.0) is JobState.IN_PROGRESS
+    assert job.to_json_dict()["state"] == "timed-out"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(
+    body=st.fixed_dictionaries(
+        {},
+        optional={
+            "job": st.just(new_ulid()) | st.text(max_size=30),
+            "kind": st.sampled_from(["selftest", "Bad kind"]),
+            "state": st.sampled_from(["in-progress", "succeeded", "failed", "??"]),
+            "step": _json,
+            "detail": _json,
+            "error": _json,
+            "result": _json,
+        },
+    )
+)
+def test_any_report_body_is_accepted_or_refused_with_a_schema_error(body: dict[str, Any]) -> None:
+    try:
+        check_body("job", body)
+    except SchemaError as exc:
+        assert exc.problems  # names the field

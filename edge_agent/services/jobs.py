@@ -147,7 +147,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Called after each pass of the runner thread (the remote-config reporter hooks in).
-        self.on_tick: list[Callable[[], None]] = []
+        self.on_tick: list[Callable[[], object]] = []
         with self.outbox.local_write() as conn:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
