@@ -14,6 +14,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.devices import DeviceSupervisor
 from edge_agent.dossiers import DossierDesk
 from edge_agent.due_date import WorkCalendar
+from edge_agent.updater.agent_hook import start_trial
 from sync.outbox import Outbox
 from sync.systemd_notify import Notifier
 
@@ -55,6 +56,7 @@ class Agent:
         self.sync = self.app.sync
         self.stop_event = threading.Event()
         self.api: ApiServer | None = None
+        self.exit_code = 0  # 3: the release on trial found itself unhealthy (updater)
 
     def start_api(self) -> None:
         """Serve the screen's local API (``[ui] listen``) on a thread, when configured."""
@@ -88,6 +90,7 @@ class Agent:
             self.cfg.mqtt.port,
         )
         notifier.ready(f"kiosk {self.cfg.kiosk.id} running")
+        start_trial(self)  # a release just switched to checks itself (docs/updates.md)
         interval = notifier.watchdog_interval_s or 5.0
         while not self.stop_event.wait(min(interval, 5.0)):
             # Ping the watchdog only while the sync thread is alive: a hung agent
@@ -106,7 +109,7 @@ class Agent:
             self.api.stop()
         self.app.stop()
         log.info("agent stopped")
-        return 0
+        return self.exit_code
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping", signum)
