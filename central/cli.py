@@ -13,6 +13,7 @@ import click
 from central import cli_backoffice, cli_downlink, cli_fleet
 from central.broker_config import broker_config_command
 from central.cli_catalogue import catalogue
+from central.cli_releases import release, rollout
 from central.cli_signing import signing
 from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
@@ -239,6 +240,8 @@ main.add_command(signing)
 main.add_command(broker_config_command)
 main.add_command(cli_fleet.enroll)
 main.add_command(cli_fleet.ca)
+main.add_command(release)
+main.add_command(rollout)
 
 if __name__ == "__main__":
     main()

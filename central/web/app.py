@@ -30,7 +30,7 @@ from central.config import CentralConfig
 from central.payments import PaymentError, PaymentNotice, Recorder
 from central.roster import NotFound, RosterError
 from central.support import IllegalTransition, RequestNotFound, SupportError
-from central.web import routes_backoffice, routes_enrol, routes_support
+from central.web import routes_backoffice, routes_enrol, routes_releases, routes_support
 from central.web.common import ApiError, ApiSettings, Databases, error_response
 
 if TYPE_CHECKING:
@@ -126,6 +126,7 @@ def settings_from_config(cfg: CentralConfig, recorder: Recorder | None = None) -
         page_max=cfg.api.page_max,
         portal_codes=cfg.dossiers.portal_codes(),
         duplicate_window_s=cfg.dossiers.duplicate_window_s,
+        releases_dir=cfg.updates.releases_dir,
     )
 
 
@@ -235,6 +236,7 @@ def create_app(settings: ApiSettings, *, enrolment: Enrolment | None = None) -> 
     app.include_router(routes_support.router)
     app.include_router(routes_backoffice.router)
     app.include_router(routes_enrol.router)
+    app.include_router(routes_releases.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 
