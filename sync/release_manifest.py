@@ -194,7 +194,11 @@ def check_fields(obj: Mapping[str, Any]) -> Manifest:
         if not isinstance(digest, str) or not SHA256_RE.fullmatch(digest):
             raise ManifestError(f"{where}.sha256", "expected 64 lowercase hex digits")
         files.append(
-            FileEntry(name=name, sha256=digest, size=_int(item, "size", 1, MAX_FILE_BYTES))
+            FileEntry(
+                name=name,
+                sha256=digest,
+                size=_int(item, "size", 1, MAX_FILE_BYTES, where=f"{where}."),
+            )
         )
     return Manifest(
         version=version,
