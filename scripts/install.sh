@@ -363,6 +363,11 @@ else
   changed "$R/usr/local/bin/aps-agent -> $LINK_TARGET"
 fi
 
+# --- 4c. the update guard, outside every release (docs/updates.md) -----------------------------
+# ExecStartPre=+ runs it before each start of the agent: it rolls back a release on trial that
+# cannot commit itself, so it must not live in a release directory that may be broken.
+put_file "$REL/scripts/aps-update-guard" "$R/opt/aps/bin/aps-update-guard" 0755
+
 # --- 5. config and state directories -----------------------------------------------------------
 put_dir "$R/etc/aps" 0750 "root:$SERVICE_USER"
 put_dir "$R/var/lib/aps" 0700 "$SERVICE_USER:$SERVICE_USER"
