@@ -155,7 +155,7 @@ def test_rings_only_grow_and_a_stopped_rollout_had_failures_over_the_limit(
             before = ro.active(conn)
             result = ro.tick(conn, now=t)
             desired = set(ro.desired_versions(conn))
-            assert seen <= desired or result is None and not desired
+            assert seen <= desired or (result is None and not desired)
             seen = desired if ro.active(conn) is not None or result == "done" else seen
             if result == "stopped":
                 assert before is not None

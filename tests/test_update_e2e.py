@@ -27,13 +27,13 @@ from pathlib import Path
 import pytest
 
 from central.fleet.releases import ReleaseStore
+from central.mosquitto import MosquittoProcess
 from central.web.app import create_app
 from central.web.common import ApiSettings
 from central.web.server import ApiServer
 from edge_agent.updater import state_file
 from edge_agent.updater.layout import Layout
 from edge_agent.updater.machine import State
-from central.mosquitto import MosquittoProcess
 from tests import stack
 from tests.identity import CENTRAL_KEY
 from tests.test_install_chroot import copy_source, wheelhouse
@@ -259,7 +259,7 @@ def test_updates_commit_roll_back_and_survive_a_reboot(
     aps = world.prefix / "opt" / "aps"
     layout = Layout(aps)
     assert layout.running_version() == "0.1.0"
-    if True:  # noqa: SIM108 (one block: the supervisor's lifetime)
+    if True:
         config = stack.write_agent_config(
             tmp_path / "agent.toml", tmp_path / "kiosk.db", broker.kiosk(stack.KIOSK)
         )
