@@ -166,3 +166,22 @@ def test_rings_only_grow_and_a_stopped_rollout_had_failures_over_the_limit(
                 )
                 assert counts["failure_rate"] > limit
         conn.close()
+
+
+@pytest.mark.parametrize("autocommit", [False, True])
+def test_a_change_and_its_audit_row_commit_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autocommit: bool
+) -> None:
+    conn = _db(tmp_path)
+    if autocommit:  # central's own connections are autocommit (isolation_level None)
+        conn.isolation_level = None
+    _start(conn)
+
+    def broken(*a: object, **k: object) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(audit, "record", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        ro.change(conn, "pause", actor="cli:test", now=NOW + 1)
+    other = sqlite3.connect(tmp_path / "central.db")
+    assert other.execute("SELECT state FROM rollouts").fetchall() == [("running",)]

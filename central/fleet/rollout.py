@@ -32,10 +32,11 @@ stopped) at a time; ``abort`` ends it and its kiosks are no longer asked for the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,21 @@ class Rollout:
     created_at: float
     ring_started_at: float
     reason: str | None
+
+
+@contextlib.contextmanager
+def _tx(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, on an autocommit connection (central's) or a default one:
+    the rollout's change and its audit row commit together or not at all."""
+    if conn.in_transaction:
+        conn.commit()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -181,7 +197,7 @@ def start(
     if soak_s < 0:
         raise RolloutError("--soak: expected seconds >= 0")
     ensure_schema(conn)
-    with conn:
+    with _tx(conn):
         running = active(conn)
         if running is not None:
             raise RolloutError(
@@ -252,7 +268,7 @@ def _set(
 def change(conn: sqlite3.Connection, what: str, *, actor: str, now: float | None = None) -> Rollout:
     """``pause``, ``resume`` or ``abort`` the active rollout."""
     at = time.time() if now is None else now
-    with conn:
+    with _tx(conn):
         r = active(conn)
         if r is None:
             raise RolloutError("no rollout is active: `aps-central rollout status` lists them")
@@ -308,7 +324,7 @@ def tick(
         return None
     fleet = health_rows(conn)
     counts = ring_counts(r, r.ring, fleet)
-    with conn:
+    with _tx(conn):
         if counts["failure_rate"] > r.max_failure_rate:
             reason = (
                 f"{len(counts['failed'])} of {counts['kiosks']} kiosks of ring "
