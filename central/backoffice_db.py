@@ -26,6 +26,7 @@ from central import (
     reports,
     staff_tables,
 )
+from central.fleet import desired_config, jobs
 from central.store import SQLiteStore
 
 SCHEMAS: list[Callable[[sqlite3.Connection], None]] = [
@@ -37,6 +38,8 @@ SCHEMAS: list[Callable[[sqlite3.Connection], None]] = [
     answers.ensure_schema,
     content.ensure_schema,
     reports.ensure_schema,
+    jobs.ensure_schema,
+    desired_config.ensure_schema,
 ]
 
 

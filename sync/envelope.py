@@ -38,7 +38,7 @@ PROTOCOL_VERSION = 1
 TOPIC_ROOT = f"aps/v{PROTOCOL_VERSION}"
 KIOSK_ID_RE = re.compile(r"\A[a-z0-9][a-z0-9-]{1,62}\Z")
 RESERVED_KIOSK_IDS = frozenset({"fleet"})
-RECORD_KINDS = frozenset({"dossier", "support", "feedback", "rating", "chunk"})
+RECORD_KINDS = frozenset({"dossier", "support", "feedback", "rating", "chunk", "job", "config"})
 MAX_RECORD_BYTES = 256 * 1024
 MAX_ACK_IDS = 1000
 # 1,000 ids with reasons of MAX_REASON_CHARS characters (up to 4 UTF-8 bytes each) fit.

@@ -53,6 +53,8 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from sync import SyncError
+from sync import jobs as _jobs
+from sync import remote_config as _remote_config
 from sync.ids import ULID_RE
 
 # -- limits (docs/protocol.md, "Bounds" and "Kinds") ----------------------------------
@@ -747,6 +749,9 @@ BODY_SCHEMAS: dict[str, TypeAdapter[Any]] = {
     "feedback": TypeAdapter(FeedbackBody),
     "rating": TypeAdapter(RatingBody),
     "chunk": TypeAdapter(ChunkBody),
+    # Fleet operations (issue 10): job reports and remote-configuration reports.
+    "job": _jobs.JOB_REPORT,
+    "config": _remote_config.CONFIG_REPORT,
 }
 _EXTRA_RULES: dict[str, Callable[[Mapping[str, Any]], FieldProblem | None]] = {
     "chunk": _chunk_rules
