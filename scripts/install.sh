@@ -43,7 +43,7 @@ APT_BUILD_PACKAGES=(gcc python3-dev linux-libc-dev)
 # The groups the unit's SupplementaryGroups names (systemd/aps-agent.service); the udev rules
 # give each device node to one of them.
 DEVICE_GROUPS=(dialout input lp plugdev video)
-UNITS=(aps-agent.service)
+UNITS=(aps-agent.service aps-update.path aps-update.service)
 RULES=(60-aps-devices.rules)
 SERVICE_USER=aps
 

@@ -189,3 +189,20 @@ def test_every_move_of_the_guard_is_in_the_machines_table(
         assert moved_link == previous
     else:
         assert moved_link == link
+
+
+def test_state_written_as_root_stays_readable_by_the_agent(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("needs root: chown")
+    state_dir = tmp_path / "update"
+    state_dir.mkdir()
+    os.chown(state_dir, 65534, 65534)  # the agent's account owns its state directory
+    state_file.save(state_dir / "state.json", UpdateState(state=State.COMMITTED, version="0.2.0"))
+    st = (state_dir / "state.json").stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534)
+    prefix, _ = _layout(tmp_path)
+    _on_trial(state_dir / "state.json", deadline=4e9)
+    run_guard(state_dir / "state.json", prefix)
+    assert (state_dir / "state.json").stat().st_uid == 65534

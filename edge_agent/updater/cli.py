@@ -45,18 +45,40 @@ def update_group() -> None:
 
 @update_group.command("apply")
 @click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True)
-@click.option("--manifest", "manifest_url", required=True, help="The release's manifest URL.")
+@click.option("--manifest", "manifest_url", default=None, help="The release's manifest URL.")
+@click.option(
+    "--from-request",
+    "request",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Take version and manifest from this request file (aps-update.service).",
+)
 @click.option(
     "--restart-command",
     default="systemctl restart aps-agent.service",
     show_default=True,
     help="Run after the switch to start the new release's trial ('' : restart yourself).",
 )
-def apply_command(config_path: str, manifest_url: str, restart_command: str) -> None:
+def apply_command(
+    config_path: str, manifest_url: str | None, request: Path | None, restart_command: str
+) -> None:
     """Download, verify, build and switch to the release at --manifest, then restart."""
     from edge_agent.host_checks import tls_context
+    from edge_agent.updater.job import read_request
 
     cfg = _load(config_path)
+    if request is not None:
+        if not request.exists():
+            click.echo(f"no update request in {request}")
+            return
+        try:
+            _version, manifest_url = read_request(request)
+        except UpdateError as exc:
+            request.unlink(missing_ok=True)
+            raise click.ClickException(str(exc)) from None
+        request.unlink()  # taken: a failure is reported in the state, not retried in a loop
+    if manifest_url is None:
+        raise click.ClickException("give --manifest URL (or --from-request FILE)")
     if cfg.identity.central_keys is None:
         raise click.ClickException("[identity] central_keys is not set: provision the box first")
     try:

@@ -52,6 +52,9 @@ def save(path: Path, state: UpdateState) -> None:
     try:
         os.write(fd, data)
         os.fsync(fd)
+        if os.geteuid() == 0:  # written by root (aps-update.service): the agent must read it
+            st = os.stat(path.parent)
+            os.fchown(fd, st.st_uid, st.st_gid)
     finally:
         os.close(fd)
     os.replace(tmp, path)
