@@ -198,4 +198,7 @@ def rollout_tick(config_path: str) -> None:
     """Judge the running rollout's ring once (central does this by itself as it runs)."""
     with _open(config_path) as (_cfg, conn):
         done = ro.tick(conn, actor=actor())
+        ordered = ro.dispatch_jobs(conn, actor=actor())
     click.echo(done or "no change")
+    if ordered:
+        click.echo(f"update ordered on {', '.join(ordered)}")

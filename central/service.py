@@ -176,11 +176,14 @@ class CentralService:
 
         try:
             done = rollout.tick(store.conn)
+            ordered = rollout.dispatch_jobs(store.conn)
         except Exception:  # a rollout problem must never stop the collector
             log.exception("rollout tick failed")
             return
         if done:
             log.info("rollout: %s", done)
+        if ordered:
+            log.info("rollout: update ordered on %s", ", ".join(ordered))
 
     def feed_watchdog(self, now: float | None = None) -> bool:
         """Ping the watchdog if the writer loop made progress lately; True if it pinged."""

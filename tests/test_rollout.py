@@ -39,7 +39,8 @@ def beat(conn: sqlite3.Connection, kiosk: str, version: str, update: dict | None
     if update is not None:
         hb["update"] = update
     conn.execute(
-        "INSERT OR REPLACE INTO kiosks VALUES (?, 'online', ?, ?, 0, ?, 0)",
+        "INSERT OR REPLACE INTO kiosks (kiosk, state, state_at, last_heartbeat_at, queued,"
+        " heartbeat, clock_skew_s) VALUES (?, 'online', ?, ?, 0, ?, 0)",
         (kiosk, NOW, NOW, json.dumps(hb)),
     )
     conn.commit()
@@ -185,3 +186,22 @@ def test_a_change_and_its_audit_row_commit_together(
         ro.change(conn, "pause", actor="cli:test", now=NOW + 1)
     other = sqlite3.connect(tmp_path / "central.db")
     assert other.execute("SELECT state FROM rollouts").fetchall() == [("running",)]
+
+
+def test_the_running_ring_gets_one_update_job_per_kiosk(tmp_path: Path) -> None:
+    from central import backoffice_db
+    from central.fleet import jobs
+
+    _db(tmp_path).close()
+    conn = backoffice_db.connect(tmp_path / "central.db")
+    _start(conn)
+    assert ro.dispatch_jobs(conn, now=NOW + 1) == ["c1"]
+    assert ro.dispatch_jobs(conn, now=NOW + 2) == []  # ordered once
+    (job,) = jobs.list_jobs(conn, kiosk="c1", now=NOW + 3)
+    assert job.kind == "update"
+    assert job.args == {"version": "0.2.0", "manifest_url": "/v1/releases/0.2.0/manifest.json"}
+    beat(conn, "c1", "0.2.0", {"state": "committed", "version": "0.2.0"})
+    assert ro.tick(conn, now=NOW + 4) == "advanced to office"
+    assert ro.dispatch_jobs(conn, now=NOW + 5) == ["a1", "a2"]
+    ro.change(conn, "pause", actor="cli:test", now=NOW + 6)
+    assert ro.dispatch_jobs(conn, now=NOW + 7) == []

@@ -99,3 +99,21 @@ def test_a_damaged_request_is_named(tmp_path: Path) -> None:
     bad.write_text('{"v": 1, "version": "../x"}')
     with pytest.raises(UpdateError, match="version"):
         read_request(bad)
+
+
+def test_a_rollouts_path_is_joined_to_the_provisioned_central(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    handler = update_handler(
+        s,
+        central_keys=_keys(tmp_path),
+        verify=True,
+        request_restart=lambda: None,
+        writable=lambda: False,
+        central_url="https://central.example:8443",
+    )
+    handler(
+        {"version": "0.2.0", "manifest_url": "/v1/releases/0.2.0/manifest.json"}, lambda st, d: None
+    )
+    assert read_request(s.state_path.parent / "request.json")[1] == (
+        "https://central.example:8443/v1/releases/0.2.0/manifest.json"
+    )

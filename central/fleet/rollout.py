@@ -382,3 +382,50 @@ def kiosks_to_update(conn: sqlite3.Connection) -> Mapping[str, str]:
     fleet = health_rows(conn)
     counts = ring_counts(r, r.ring, fleet)
     return {k: r.version for k in counts["pending"]}
+
+
+#: How long an ``update`` job may wait for its kiosk (offline, or a session in progress).
+UPDATE_JOB_DEADLINE_S = 24 * 3600
+
+
+def manifest_path(version: str) -> str:
+    """The manifest's path on central's API; the kiosk joins it to its ``central_url``."""
+    return f"/v1/releases/{version}/manifest.json"
+
+
+def dispatch_jobs(
+    conn: sqlite3.Connection, *, actor: str = "rollout", now: float | None = None
+) -> list[str]:
+    """Queue an ``update`` job for each kiosk of the running ring that has none for this
+    release since the rollout started (one order per kiosk and rollout: a kiosk that
+    failed is judged, not ordered again). Returns the kiosks ordered."""
+    from central.fleet import jobs
+
+    at = time.time() if now is None else now
+    r = active(conn)
+    if r is None or r.state != "running":
+        return []
+    wanted = kiosks_to_update(conn)
+    if not wanted:
+        return []
+    jobs.ensure_schema(conn)
+    have = {
+        kiosk
+        for kiosk, args in conn.execute(
+            "SELECT kiosk, args FROM jobs WHERE kind = 'update' AND created_at >= ?",
+            (r.created_at,),
+        )
+        if json.loads(args).get("version") == r.version
+    }
+    ordered = sorted(set(wanted) - have)
+    if ordered:
+        jobs.create(
+            conn,
+            "update",
+            kiosks=ordered,
+            args={"version": r.version, "manifest_url": manifest_path(r.version)},
+            deadline_s=UPDATE_JOB_DEADLINE_S,
+            actor=actor,
+            now=at,
+        )
+    return ordered

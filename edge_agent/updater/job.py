@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 
@@ -34,9 +35,13 @@ KIND = "update"
 REQUEST = "request.json"
 
 
-def check_args(args: dict[str, str]) -> tuple[str, str]:
+def check_args(args: dict[str, str], central_url: str = "") -> tuple[str, str]:
+    """(version, absolute manifest URL); a path (what rollouts send) is joined to
+    ``central_url``, the ``[identity] central_url`` the box was provisioned from."""
     version = args.get("version", "")
     url = args.get("manifest_url", "")
+    if url.startswith("/v1/releases/") and central_url:
+        url = urljoin(central_url, url)
     if not is_version(version):
         raise ValueError(f"version: {version[:40]!r} is not a release version (such as 0.2.0)")
     if not url.startswith(("https://", "http://")) or not url.endswith("/manifest.json"):
@@ -75,6 +80,7 @@ def update_handler(
     verify: Any,
     request_restart: Callable[[], None],
     writable: Callable[[], bool] | None = None,
+    central_url: str = "",
 ) -> Callable[[dict[str, str], Callable[[str, str | None], None]], Any]:
     """The handler for the job runner (``runner.register("update", ...)``)."""
     from edge_agent.services.jobs import ThenDo
@@ -85,7 +91,7 @@ def update_handler(
         )
 
     def handle(args: dict[str, str], report: Callable[[str, str | None], None]) -> Any:
-        version, url = check_args(args)
+        version, url = check_args(args, central_url)
         if not (writable or can_write)():
             path = write_request(settings.state_path.parent, version, url)
             report("handed-over", f"{path} for aps-update.service")
@@ -117,6 +123,7 @@ def register_update_job(app: Any) -> bool:
             central_keys=app.cfg.identity.central_keys,
             verify=tls_context(app.cfg),
             request_restart=getattr(app, "request_restart", lambda: None),
+            central_url=app.cfg.identity.central_url,
         ),
     )
     return True
