@@ -15,6 +15,7 @@ from edge_agent.devices import DeviceSupervisor
 from edge_agent.dossiers import DossierDesk
 from edge_agent.due_date import WorkCalendar
 from edge_agent.updater.agent_hook import start_trial
+from edge_agent.updater.job import register_update_job
 from sync.outbox import Outbox
 from sync.systemd_notify import Notifier
 
@@ -57,6 +58,8 @@ class Agent:
         self.stop_event = threading.Event()
         self.api: ApiServer | None = None
         self.exit_code = 0  # 3: the release on trial found itself unhealthy (updater)
+        # the "update" job kind, on the app's job runner once it has one (docs/updates.md)
+        register_update_job(self.app)
 
     def start_api(self) -> None:
         """Serve the screen's local API (``[ui] listen``) on a thread, when configured."""

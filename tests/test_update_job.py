@@ -117,3 +117,20 @@ def test_a_rollouts_path_is_joined_to_the_provisioned_central(tmp_path: Path) ->
     assert read_request(s.state_path.parent / "request.json")[1] == (
         "https://central.example:8443/v1/releases/0.2.0/manifest.json"
     )
+
+
+def test_register_update_job_needs_a_job_runner_and_central_keys(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from edge_agent.updater.job import register_update_job
+
+    assert register_update_job(SimpleNamespace()) is False  # an app without a job runner
+    registry = JobRegistry()
+    cfg = SimpleNamespace(
+        identity=SimpleNamespace(central_keys=_keys(tmp_path), central_url="https://c"),
+        update=SimpleNamespace(prefix=tmp_path, state_dir=tmp_path / "u", trial_s=60.0),
+        mqtt=SimpleNamespace(tls_ca=None),
+    )
+    app = SimpleNamespace(jobs=registry, cfg=cfg, request_restart=lambda: None)
+    assert register_update_job(app) is True
+    assert KIND in registry.kinds()
