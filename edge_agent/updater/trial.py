@@ -12,10 +12,12 @@ The guard (scripts/aps-update-guard) has run before this start: if the state is
 - the devices are open (no device reports ``error`` or ``missing``);
 - the screen's local API answers (``GET /`` on ``[ui] listen``, when it is served).
 
-All pass: ``healthy`` (committed: nothing to undo, a reboot keeps this release). One still
-failing at the deadline: ``unhealthy`` with the failing checks as the reason, and the agent
-is asked to exit; the guard, before the next start, switches ``current`` back to the
-previous release (the agent has no write access to /opt/aps and never changes it).
+Stopped before a verdict (``systemctl stop``, a reboot): nothing is written; the next start
+is one more trial start for the guard. All pass: ``healthy`` (committed: nothing to undo, a
+reboot keeps this release). One still failing at the deadline: ``unhealthy`` with the
+failing checks as the reason, and the agent is asked to exit; the guard, before the next
+start, switches ``current`` back to the previous release (the agent has no write access
+to /opt/aps and never changes it).
 """
 
 from __future__ import annotations
@@ -77,8 +79,13 @@ def run_trial(
                 problem = f"{type(exc).__name__}: {exc}"
             if problem is not None:
                 failing[name] = problem
-        if not failing or now() >= deadline or stop.is_set():
+        if not failing or now() >= deadline:
             break
+        if stop.is_set():
+            # stopped while on trial (systemctl stop, a reboot): no verdict; the next
+            # start is one more trial start for the guard to count
+            log.info("update %s: stopped during its trial, no verdict", state.version)
+            return TrialResult(state, failing)
         stop.wait(poll_s)
     try:
         if failing:
