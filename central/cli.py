@@ -15,6 +15,7 @@ from central.broker_config import broker_config_command
 from central.cli_alerts import alerts_group
 from central.cli_catalogue import catalogue
 from central.cli_console import console_group
+from central.cli_releases import release, rollout
 from central.cli_signing import signing
 from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
@@ -245,6 +246,8 @@ main.add_command(alerts_group)
 main.add_command(console_group)
 main.add_command(cli_jobs.config_group)
 main.add_command(cli_jobs.job_group)
+main.add_command(release)
+main.add_command(rollout)
 
 if __name__ == "__main__":
     main()

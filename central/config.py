@@ -836,6 +836,29 @@ class ConsoleSection(Section):
         )
 
 
+class UpdatesSection(Section):
+    """Software releases and their rollout to the kiosks (docs/updates.md)."""
+
+    releases_dir: Path = Field(
+        Path("/var/lib/aps/releases"),
+        description="Where `aps-central release add` stores signed releases; served to the "
+        "kiosks at /v1/releases/<version>/.",
+    )
+    soak_s: float = Field(
+        3600.0,
+        ge=0,
+        description="A rollout ring advances when all its kiosks committed the release, or "
+        "after this long without too many failures.",
+    )
+    max_failure_rate: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="A ring whose kiosks rolled back, failed or went inconsistent above this "
+        "share stops the rollout by itself.",
+    )
+
+
 class CentralConfig(Section):
     central: CentralSection = Field(default_factory=CentralSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
@@ -863,6 +886,7 @@ class CentralConfig(Section):
     enrolment: EnrolmentSection = Field(default_factory=EnrolmentSection)
     console: ConsoleSection = Field(default_factory=ConsoleSection)
     fleet: FleetSection = Field(default_factory=FleetSection)
+    updates: UpdatesSection = Field(default_factory=UpdatesSection)
 
 
 def load_central_config(path: Path | str, overrides: dict[str, Any] | None = None) -> CentralConfig:

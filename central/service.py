@@ -173,6 +173,7 @@ class CentralService:
                     next_report = time.monotonic() + REPORT_EVERY_S
                     self._report(store)
                     self.housekeep(store)
+                    self.tick_rollout(store)
         finally:
             self.notifier.stopping()
             self.stop_staff_side()
@@ -185,6 +186,21 @@ class CentralService:
                 self._backoffice.close()
         log.info("central stopped")
         return 0
+
+    def tick_rollout(self, store: SQLiteStore) -> None:
+        """[updates] hook: advance or stop the running rollout (docs/updates.md)."""
+        from central.fleet import rollout
+
+        try:
+            done = rollout.tick(store.conn)
+            ordered = rollout.dispatch_jobs(store.conn)
+        except Exception:  # a rollout problem must never stop the collector
+            log.exception("rollout tick failed")
+            return
+        if done:
+            log.info("rollout: %s", done)
+        if ordered:
+            log.info("rollout: update ordered on %s", ", ".join(ordered))
 
     def feed_watchdog(self, now: float | None = None) -> bool:
         """Ping the watchdog if the writer loop made progress lately; True if it pinged."""

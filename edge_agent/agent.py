@@ -14,6 +14,8 @@ from edge_agent.config import AgentConfig
 from edge_agent.devices import DeviceSupervisor
 from edge_agent.dossiers import DossierDesk
 from edge_agent.due_date import WorkCalendar
+from edge_agent.updater.agent_hook import start_trial
+from edge_agent.updater.job import register_update_job
 from sync.outbox import Outbox
 from sync.systemd_notify import Notifier
 
@@ -57,6 +59,9 @@ class Agent:
         # A remote restart-agent job: stop cleanly; systemd (Restart=always) starts us again.
         self.app.on_restart.append(self.stop_event.set)
         self.api: ApiServer | None = None
+        self.exit_code = 0  # 3: the release on trial found itself unhealthy (updater)
+        # the "update" job kind, on the app's job runner once it has one (docs/updates.md)
+        register_update_job(self.app)
 
     def start_api(self) -> None:
         """Serve the screen's local API (``[ui] listen``) on a thread, when configured."""
@@ -90,6 +95,7 @@ class Agent:
             self.cfg.mqtt.port,
         )
         notifier.ready(f"kiosk {self.cfg.kiosk.id} running")
+        start_trial(self)  # a release just switched to checks itself (docs/updates.md)
         interval = notifier.watchdog_interval_s or 5.0
         while not self.stop_event.wait(min(interval, 5.0)):
             # Ping the watchdog only while the sync thread is alive: a hung agent
@@ -108,7 +114,7 @@ class Agent:
             self.api.stop()
         self.app.stop()
         log.info("agent stopped")
-        return 0
+        return self.exit_code
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping", signum)

@@ -72,6 +72,7 @@ from edge_agent.services.remote_signing import RemoteSigner
 from edge_agent.services.support import SupportService
 from edge_agent.services.tracking import TrackingService
 from edge_agent.session import CitizenSession
+from edge_agent.updater.agent_hook import update_health
 from sync.client import SyncClient, SyncSettings
 from sync.files import make_private_dir
 from sync.outbox import Outbox
@@ -468,4 +469,6 @@ class KioskApp:
             fields["catalogue"] = self.catalogues.catalogue_status()
         except Exception:
             log.exception("catalogue status unavailable")
+        if (update := update_health(self.cfg)) is not None:  # docs/updates.md
+            fields["update"] = update
         return fields

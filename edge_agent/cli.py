@@ -17,6 +17,7 @@ from edge_agent.cli_catalogue import COMMANDS as catalogue_commands
 from edge_agent.cli_provision import provision_command, renew_command
 from edge_agent.cli_selftest import COMMANDS as selftest_commands
 from edge_agent.config import AgentConfig, load_agent_config
+from edge_agent.updater.cli import update_group
 from sync.config import ConfigError, markdown_reference
 from sync.logs import setup_logging
 from sync.outbox import Outbox, OutboxError, OutboxMissing
@@ -55,6 +56,7 @@ for _command in selftest_commands:
     main.add_command(_command)
 main.add_command(provision_command)
 main.add_command(renew_command)
+main.add_command(update_group)
 
 
 @main.command()

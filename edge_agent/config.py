@@ -495,6 +495,26 @@ class IdentitySection(Section):
     )
 
 
+class UpdateSection(Section):
+    """Software updates on this box (docs/updates.md, edge_agent/updater/)."""
+
+    prefix: Path = Field(
+        Path("/opt/aps"),
+        description="The install layout's root: releases/<version>/ and the current link.",
+    )
+    state_dir: Path = Field(
+        Path("/var/lib/aps/update"),
+        description="The update's state.json and its downloads (outside every release).",
+    )
+    trial_s: float = Field(
+        300.0,
+        ge=30,
+        le=3600,
+        description="After the switch, the new release must pass its health check within "
+        "this long, or it is rolled back.",
+    )
+
+
 class AgentConfig(Section):
     kiosk: KioskSection
     agent: AgentSection = Field(default_factory=AgentSection)
@@ -505,6 +525,7 @@ class AgentConfig(Section):
     office: OfficeSection = Field(default_factory=OfficeSection)
     ui: UiSection = Field(default_factory=UiSection)
     identity: IdentitySection = Field(default_factory=IdentitySection)
+    update: UpdateSection = Field(default_factory=UpdateSection)
 
     @model_validator(mode="after")
     def _warning_before_timeout(self) -> AgentConfig:

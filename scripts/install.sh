@@ -43,7 +43,7 @@ APT_BUILD_PACKAGES=(gcc python3-dev linux-libc-dev)
 # The groups the unit's SupplementaryGroups names (systemd/aps-agent.service); the udev rules
 # give each device node to one of them.
 DEVICE_GROUPS=(dialout input lp plugdev video)
-UNITS=(aps-agent.service)
+UNITS=(aps-agent.service aps-update.path aps-update.service)
 RULES=(60-aps-devices.rules)
 SERVICE_USER=aps
 
@@ -362,6 +362,11 @@ else
   ln -s "$LINK_TARGET" "$R/usr/local/bin/aps-agent"
   changed "$R/usr/local/bin/aps-agent -> $LINK_TARGET"
 fi
+
+# --- 4c. the update guard, outside every release (docs/updates.md) -----------------------------
+# ExecStartPre=+ runs it before each start of the agent: it rolls back a release on trial that
+# cannot commit itself, so it must not live in a release directory that may be broken.
+put_file "$REL/scripts/aps-update-guard" "$R/opt/aps/bin/aps-update-guard" 0755
 
 # --- 5. config and state directories -----------------------------------------------------------
 put_dir "$R/etc/aps" 0750 "root:$SERVICE_USER"

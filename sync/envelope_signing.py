@@ -51,9 +51,16 @@ __all__ = [
     "verify",
 ]
 
-Domain = Literal["aps-record-v1", "aps-downlink-v1", "aps-ack-v1", "aps-enrol-v1"]
-#: ``aps-enrol-v1``: a kiosk's certificate renewal request (central/fleet/enrolment.py).
-DOMAINS: tuple[Domain, ...] = ("aps-record-v1", "aps-downlink-v1", "aps-ack-v1", "aps-enrol-v1")
+Domain = Literal["aps-record-v1", "aps-downlink-v1", "aps-ack-v1", "aps-enrol-v1", "aps-release-v1"]
+#: ``aps-enrol-v1``: a kiosk's certificate renewal request (central/fleet/enrolment.py);
+#: ``aps-release-v1``: a software release's manifest (sync/release_manifest.py).
+DOMAINS: tuple[Domain, ...] = (
+    "aps-record-v1",
+    "aps-downlink-v1",
+    "aps-ack-v1",
+    "aps-enrol-v1",
+    "aps-release-v1",
+)
 SIG = "sig"
 _B64URL_64 = re.compile(r"[A-Za-z0-9_-]{85}[AQgw]")
 #: Deepest nesting accepted (the envelope schemas nest far less).

@@ -71,6 +71,11 @@ log = logging.getLogger("aps.outbox")
 _T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
+#: The outbox schema versions this release can open and read back. A software update is
+#: refused when the new release writes a schema outside this set (the previous release must
+#: read what the new one wrote, or a rollback would strand the queued records:
+#: edge_agent/updater/, docs/updates.md); an outbox written in one is refused at open.
+READABLE_SCHEMA_VERSIONS = frozenset({1})
 
 #: Page size of a new kiosk database. Every commit writes each page it touches
 #: to the WAL and later, at a checkpoint, to the database file. A filing touches
@@ -343,6 +348,13 @@ class Outbox:
                         ("kiosk", self.kiosk),
                         ("schema_version", str(SCHEMA_VERSION)),
                     ],
+                )
+            elif not _readable_schema(meta.get("schema_version")):
+                raise OutboxError(
+                    f"kiosk database {self.path} has outbox schema "
+                    f"{meta.get('schema_version')!r}; this release reads "
+                    f"{sorted(READABLE_SCHEMA_VERSIONS)}: run the release that wrote it "
+                    "(docs/updates.md, rollback)"
                 )
             elif meta.get("kiosk") != self.kiosk:
                 raise OutboxError(
@@ -667,3 +679,13 @@ class Outbox:
         ob.on_commit = []
         ob.stream = str(meta["stream"])  # ob.db (sqlite-utils) is made on first use
         return ob
+
+
+def _readable_schema(value: str | None) -> bool:
+    """True for a stored ``schema_version`` this release reads (absent: the first schema)."""
+    if value is None:
+        return True
+    try:
+        return int(value) in READABLE_SCHEMA_VERSIONS
+    except ValueError:
+        return False

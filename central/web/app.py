@@ -30,7 +30,14 @@ from central.config import CentralConfig
 from central.payments import PaymentError, PaymentNotice, Recorder
 from central.roster import NotFound, RosterError
 from central.support import IllegalTransition, RequestNotFound, SupportError
-from central.web import console, routes_backoffice, routes_enrol, routes_metrics, routes_support
+from central.web import (
+    console,
+    routes_backoffice,
+    routes_enrol,
+    routes_metrics,
+    routes_releases,
+    routes_support,
+)
 from central.web.common import ApiError, ApiSettings, Databases, error_response
 
 if TYPE_CHECKING:
@@ -130,6 +137,7 @@ def settings_from_config(cfg: CentralConfig, recorder: Recorder | None = None) -
         if cfg.api.metrics_token is None
         else cfg.api.metrics_token.get_secret_value().encode(),
         console=cfg.console.settings(cfg.fleet.thresholds()),
+        releases_dir=cfg.updates.releases_dir,
     )
 
 
@@ -241,6 +249,7 @@ def create_app(settings: ApiSettings, *, enrolment: Enrolment | None = None) -> 
     app.include_router(routes_enrol.router)
     app.include_router(routes_metrics.router)  # GET /metrics (docs/alerts.md)
     console.install(app, settings.console)
+    app.include_router(routes_releases.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

@@ -47,6 +47,7 @@ class ApiSettings:
     duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S
     metrics_token: bytes | None = None  # [api] metrics_token: GET /metrics needs it
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    releases_dir: Path | None = None  # [updates] releases_dir: GET /v1/releases/...
 
 
 class ApiError(HTTPException):
