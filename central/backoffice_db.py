@@ -26,7 +26,7 @@ from central import (
     reports,
     staff_tables,
 )
-from central.fleet import desired_config, jobs
+from central.fleet import alert_rules, alerts, desired_config, jobs
 from central.store import SQLiteStore
 
 SCHEMAS: list[Callable[[sqlite3.Connection], None]] = [
@@ -40,6 +40,8 @@ SCHEMAS: list[Callable[[sqlite3.Connection], None]] = [
     reports.ensure_schema,
     jobs.ensure_schema,
     desired_config.ensure_schema,
+    alerts.ensure_schema,  # the console lists them before the engine's first round
+    alert_rules.ensure_schema,
 ]
 
 

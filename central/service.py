@@ -26,6 +26,7 @@ from central.config import CentralConfig
 from central.downlink import DownlinkService
 from central.fleet import desired_config
 from central.fleet import jobs as fleet_jobs
+from central.fleet import rollout
 from central.fleet.alert_sources import DesiredVersions
 from central.fleet.alert_watch import AlertWatch, watch_from_config
 from central.fleet.lifecycle import KioskState
@@ -96,9 +97,9 @@ class CentralService:
         self._pinging = True
         self.support_router: SupportRouter | None = None
         # Fleet alerts: the engine's thread; ``desired_versions(conn) -> {kiosk: version}``
-        # turns on the software-behind rule (the updates side sets it before run()).
+        # turns on the software-behind rule: the rollouts' desired version per kiosk.
         self.alert_watch: AlertWatch | None = None
-        self.desired_versions: DesiredVersions | None = None
+        self.desired_versions: DesiredVersions | None = rollout.desired_versions
         self.api_server: ApiServer | None = None
         self._backoffice: sqlite3.Connection | None = None
 
@@ -189,7 +190,6 @@ class CentralService:
 
     def tick_rollout(self, store: SQLiteStore) -> None:
         """[updates] hook: advance or stop the running rollout (docs/updates.md)."""
-        from central.fleet import rollout
 
         try:
             done = rollout.tick(store.conn)
