@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from central import cli_backoffice, cli_downlink, cli_fleet, cli_jobs
+from central import cli_backoffice, cli_downlink, cli_fleet, cli_health, cli_jobs
 from central.broker_config import broker_config_command
 from central.cli_alerts import alerts_group
 from central.cli_catalogue import catalogue
@@ -19,8 +19,6 @@ from central.cli_releases import release, rollout
 from central.cli_signing import signing
 from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
-from central.fleet.duplicates import duplicate_identities
-from central.fleet.registry import registry_rows
 from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
 from sync.config import ConfigError, markdown_reference
@@ -170,46 +168,6 @@ def status(config_path: str) -> None:
     store.close()
 
 
-@main.command()
-@config_option
-@click.option(
-    "--stale-after",
-    default=180,
-    show_default=True,
-    help="Seconds without a heartbeat after which a kiosk counts as down.",
-)
-def fleet(config_path: str, stale_after: int) -> None:
-    """List every kiosk: office, slot, online/offline, heartbeat, queue, devices (JSON lines)."""
-    cfg = _load(config_path)
-    store = _open_store(cfg, config_path)
-    now = time.time()
-    duplicates = duplicate_identities(store.conn)  # two boxes, one identity
-    registered = registry_rows(store.conn)
-    heard = store.fleet()
-    never_heard = sorted(set(registered) - {k["kiosk"] for k in heard})
-    for kiosk in never_heard:  # enrolled, never heard from: listed all the same
-        heard.append(
-            {
-                "kiosk": kiosk,
-                "state": "never-seen",
-                "state_at": None,
-                "last_heartbeat_at": None,
-                "queued": None,
-                "oldest_queued": None,
-                "devices": {},
-            }
-        )
-    no_entry = {"office": None, "slot": None, "location": None, "registry": "unregistered"}
-    for k in heard:
-        seen = k["last_heartbeat_at"]
-        k.update(registered.get(k["kiosk"], no_entry))
-        k["seconds_since_heartbeat"] = None if seen is None else round(now - seen)
-        k["down"] = k["state"] != "online" or seen is None or now - seen > stale_after
-        k["duplicate_identity"] = duplicates.get(k["kiosk"], [])
-        click.echo(json.dumps(k, ensure_ascii=False))
-    store.close()
-
-
 @main.command("dead-letters")
 @config_option
 def dead_letters(config_path: str) -> None:
@@ -248,6 +206,7 @@ main.add_command(cli_jobs.config_group)
 main.add_command(cli_jobs.job_group)
 main.add_command(release)
 main.add_command(rollout)
+main.add_command(cli_health.fleet)
 
 if __name__ == "__main__":
     main()

@@ -88,6 +88,9 @@ class FleetUpdate:
     kiosk: str
     type: str
     body: dict[str, Any]
+    #: The message as received (valid UTF-8 JSON, checked): the store keeps this text as
+    #: the last heartbeat instead of encoding the body again (the heartbeat path's cost).
+    text: str | None = None
 
 
 def classify_fleet(topic: str, payload: bytes) -> FleetUpdate | DeadLetter:
@@ -115,7 +118,7 @@ def classify_fleet(topic: str, payload: bytes) -> FleetUpdate | DeadLetter:
         check_fleet_message(kind, obj)
     except SchemaError as exc:
         return _dead(topic, payload, exc.reason)
-    return FleetUpdate(kiosk=topic_kiosk, type=kind, body=obj)
+    return FleetUpdate(kiosk=topic_kiosk, type=kind, body=obj, text=payload.decode("utf-8"))
 
 
 def classify(

@@ -24,9 +24,8 @@ from central import answers, backoffice_db, dossiers, quotas, reports
 from central.collector import Collector
 from central.config import CentralConfig
 from central.downlink import DownlinkService
-from central.fleet import desired_config
+from central.fleet import desired_config, rollout
 from central.fleet import jobs as fleet_jobs
-from central.fleet import rollout
 from central.fleet.alert_sources import DesiredVersions
 from central.fleet.alert_watch import AlertWatch, watch_from_config
 from central.fleet.lifecycle import KioskState

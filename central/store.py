@@ -292,7 +292,7 @@ class SQLiteStore:
                     if item.type == "status":
                         statuses.append((item.kiosk, item.body))
                     else:
-                        beats.append(Heartbeat(kiosk=item.kiosk, body=item.body))
+                        beats.append(Heartbeat(kiosk=item.kiosk, body=item.body, text=item.text))
                 elif isinstance(item, DeadLetter):
                     self._dead_letter(item, out, book, now)
                 else:
@@ -497,14 +497,20 @@ class SQLiteStore:
 
     def fleet(self) -> list[dict[str, Any]]:
         cur = self.conn.execute(
-            "SELECT kiosk, state, state_at, last_heartbeat_at, queued, oldest_queued, devices"
-            " FROM kiosks ORDER BY kiosk"
+            "SELECT kiosk, state, state_at, last_heartbeat_at, queued, oldest_queued, devices,"
+            " heartbeat FROM kiosks ORDER BY kiosk"
         )
         cols = [d[0] for d in cur.description]
         out = []
         for row in cur.fetchall():
             d = dict(zip(cols, row, strict=True))
-            d["devices"] = json.loads(d["devices"]) if d["devices"] else {}
+            if d["devices"]:  # written by an older release
+                d["devices"] = json.loads(d["devices"])
+            else:  # the devices are in the last heartbeat (central/fleet/heartbeats.py)
+                beat = json.loads(d.pop("heartbeat")) if d.get("heartbeat") else {}
+                devices = beat.get("devices") if isinstance(beat, dict) else None
+                d["devices"] = devices if isinstance(devices, dict) else {}
+            d.pop("heartbeat", None)
             out.append(d)
         return out
 

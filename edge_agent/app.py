@@ -75,6 +75,7 @@ from edge_agent.session import CitizenSession
 from edge_agent.updater.agent_hook import update_health
 from sync.client import SyncClient, SyncSettings
 from sync.files import make_private_dir
+from sync.logs import LastErrorHandler
 from sync.outbox import Outbox
 from sync.wire_signing import KioskIdentity
 
@@ -141,6 +142,10 @@ class KioskApp:
     ) -> None:
         self.cfg = cfg
         self.started = time.monotonic()
+        #: The agent's last ERROR line for the heartbeat (masked, one line); on the root
+        #: logger from start() to stop().
+        self.last_error = LastErrorHandler()
+        self._device_states: dict[str, str] | None = None
         self.tz = ZoneInfo(cfg.kiosk.timezone)
         self._clock = clock
         # 0700 before anything creates them: the database and the receipts hold citizen data.
@@ -262,6 +267,7 @@ class KioskApp:
     def start(self) -> None:
         self._started = True
         logging.getLogger("aps").addHandler(self._recent_logs)
+        logging.getLogger().addHandler(self.last_error)
         self.sync.start()
         self.devices.start()
         self._events_thread.start()
@@ -277,6 +283,7 @@ class KioskApp:
         self._stop.set()
         self.jobs.stop(timeout)
         logging.getLogger("aps").removeHandler(self._recent_logs)
+        logging.getLogger().removeHandler(self.last_error)
         if self._events_thread.is_alive():
             self._events_thread.join(timeout)
         self.devices.stop(timeout)
@@ -409,6 +416,7 @@ class KioskApp:
                 event = self.devices.next_event(timeout=0.5)
                 self.session.expire_if_idle()
                 self.printer_help.printer_seen(self._printer_state())
+                self._watch_device_states()
                 if event is not None:
                     self.handle_device_event(event)
             except Exception:  # the event loop must not die of one event (invariant 6)
@@ -452,10 +460,19 @@ class KioskApp:
         logging.getLogger("aps").setLevel(level.upper() if level else logging.NOTSET)
 
     # -- heartbeat -------------------------------------------------------------------------
+    def _watch_device_states(self) -> None:
+        """A device changed state (paper out, cover open, unplugged, back): heartbeat now
+        (the sync client rate-limits it), so central knows within seconds, not a minute."""
+        states = self.devices.states()
+        if self._device_states is not None and states != self._device_states:
+            self.sync.heartbeat_soon()
+        self._device_states = states
+
     def _heartbeat_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "uptime_s": int(time.monotonic() - self.started),
             "agent_version": AGENT_VERSION,
+            "last_error": self.last_error.line,
         }
         try:  # the remote configuration in force (docs/remote-config.md)
             fields["config_version"] = self.remote_config.version_text()

@@ -237,6 +237,17 @@ class DeviceSupervisor:
         self.stop()
 
     # --- health ------------------------------------------------------------------------
+    def states(self) -> dict[str, str]:
+        """Each configured device's state alone (no I/O at all): what the app compares to
+        send a heartbeat as soon as one changes (docs/fleet.md)."""
+        with self._lock:
+            out = {name: h.state for name, h in self._health.items()}
+        if self._printer_error is not None:
+            out["printer"] = self._printer_error.state
+        elif self.printer is not None:
+            out["printer"] = self.printer.status().state.value
+        return out
+
     def health(self) -> dict[str, dict[str, Any]]:
         """Per configured device: ``state``, ``last_error``, ``since`` (no I/O but a glob)."""
         with self._lock:

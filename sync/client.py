@@ -111,6 +111,9 @@ class SyncSettings:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 300.0
     heartbeat_interval_s: float = 60.0
+    #: A heartbeat asked for early (a device changed state: SyncClient.heartbeat_soon) is
+    #: sent at once, but never sooner than this after the previous one.
+    heartbeat_min_gap_s: float = 5.0
     retention_s: float = 7 * 86400.0
     purge_interval_s: float = 3600.0
     #: Downstream state (docs/protocol.md, "Downlink"): a state request not
@@ -332,6 +335,7 @@ class SyncClient:
             self.attach_state(office=office, on_state=on_state, state_cursor=state_cursor)
         now = time.monotonic()
         self._next_poll = self._next_heartbeat = self._next_purge = now
+        self._last_heartbeat = float("-inf")  # monotonic time of the last heartbeat sent
 
     def attach_state(
         self,
@@ -463,6 +467,12 @@ class SyncClient:
         ``resync-catalogue`` job lowers it first), as on a new connection."""
         self._events.put(("resync-state", None))
 
+    def heartbeat_soon(self) -> None:
+        """Send a heartbeat now (a device changed state), or as soon as
+        ``heartbeat_min_gap_s`` has passed since the last one: a flapping device costs at
+        most one heartbeat per gap."""
+        self._events.put(("heartbeat", None))
+
     # -- sync thread ---------------------------------------------------------------
     def _next_wake(self, now: float) -> float:
         """Seconds the idle sync thread may sleep: until its nearest deadline.
@@ -494,6 +504,9 @@ class SyncClient:
                 name, arg = "timer", None
             try:
                 now = time.monotonic()
+                if name == "heartbeat":  # heartbeat_soon(): early, rate-limited
+                    soonest = self._last_heartbeat + self.settings.heartbeat_min_gap_s
+                    self._next_heartbeat = min(self._next_heartbeat, max(now, soonest))
                 actions = self._dispatch(name, arg, now)
                 retransmit = self.machine.next_deadline()
                 look = name == "tick"  # wake(): this process committed records
@@ -785,6 +798,9 @@ class SyncClient:
             fields["downlink_cursor"] = self.state.cursor
         if self.heartbeat_fields is not None:
             fields.update(self.heartbeat_fields())
+        # ts to the millisecond: central measures the kiosk's clock offset from it.
+        ts = datetime.now().astimezone().isoformat(timespec="milliseconds")
         self.network.client.publish(
-            heartbeat_topic(self.kiosk), encode_heartbeat(self.kiosk, now_iso(), **fields), qos=0
+            heartbeat_topic(self.kiosk), encode_heartbeat(self.kiosk, ts, **fields), qos=0
         )
+        self._last_heartbeat = time.monotonic()

@@ -22,11 +22,21 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+import threading
 from collections.abc import Mapping
 from typing import TextIO
 
-__all__ = ["LOG_FORMAT", "JournalFormatter", "journal_priority", "setup_logging"]
+__all__ = [
+    "LAST_ERROR_CHARS",
+    "LOG_FORMAT",
+    "JournalFormatter",
+    "LastErrorHandler",
+    "journal_priority",
+    "mask_id_numbers",
+    "setup_logging",
+]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -100,3 +110,57 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(levels[level])
     return handler
+
+
+# -- the last error, for the heartbeat (docs/fleet.md) -----------------------------------
+#: A run of 9 to 12 digits standing alone: a CCCD (12) or CMND (9) number, or anything
+#: shaped like one (a phone number is masked too: better one masked too many).
+_ID_RUN = re.compile(r"(?<![0-9])[0-9]{9,12}(?![0-9])")
+#: The heartbeat's ``last_error`` is at most this long (sync.schemas ErrorText allows more).
+LAST_ERROR_CHARS = 300
+
+
+def mask_id_numbers(text: str) -> str:
+    """Every 9-to-12-digit run with all but its last 4 digits as ``*`` (invariant 8).
+
+    ``mask_id_numbers("card 001234561234 refused") == "card ********1234 refused"``.
+    """
+    return _ID_RUN.sub(lambda m: "*" * (len(m[0]) - 4) + m[0][-4:], text)
+
+
+class LastErrorHandler(logging.Handler):
+    """Keeps the last ERROR (or worse) line logged, as one masked, bounded line.
+
+    Only the message's first line is kept (a traceback's frames stay in the journal), with
+    the logger's name, ID numbers masked and cut at :data:`LAST_ERROR_CHARS`. Thread-safe:
+    :attr:`line` may be read from any thread.
+    """
+
+    def __init__(self, max_chars: int = LAST_ERROR_CHARS) -> None:
+        super().__init__(logging.ERROR)
+        self.max_chars = max_chars
+        self._line: str | None = None
+        self._guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < self.level:  # handle() called directly skips the level check
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not raise into the caller
+            message = str(record.msg)
+        lines = message.splitlines()
+        first = lines[0] if lines else ""
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            first = f"{first}: {type(exc).__name__}: {exc}".splitlines()[0]
+        text = mask_id_numbers(f"{record.levelname} {record.name}: {first}".strip())
+        if len(text) > self.max_chars:
+            text = text[: self.max_chars - 1] + "…"
+        with self._guard:
+            self._line = text
+
+    @property
+    def line(self) -> str | None:
+        with self._guard:
+            return self._line

@@ -171,7 +171,7 @@ def test_two_boxes_with_one_certificate_raise_one_alert(
     cfg = stack.write_central_config(
         tmp_path / "central.toml", tmp_path / "central.db", broker.collector("aps-collector-1")
     )
-    result = CliRunner().invoke(central_cli, ["fleet", "--config", str(cfg)])
+    result = CliRunner().invoke(central_cli, ["fleet", "--json", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     rows = {r["kiosk"]: r for r in map(json.loads, result.output.splitlines())}
     assert rows[K]["duplicate_identity"] == [list(pair)]

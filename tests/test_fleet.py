@@ -42,7 +42,7 @@ def _fleet_answers(cfg: Path) -> bool:
 
 
 def _fleet(cfg: Path) -> dict[str, dict[str, object]]:
-    result = CliRunner().invoke(central_cli, ["fleet", "--config", str(cfg)])
+    result = CliRunner().invoke(central_cli, ["fleet", "--json", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines() if line.strip()]
     return {str(r["kiosk"]): r for r in rows}
@@ -71,7 +71,7 @@ def test_kiosk_heartbeats_then_goes_offline_by_last_will(
 
         def online_and_drained() -> bool:
             k = _fleet(central_cfg).get(stack.KIOSK)
-            return bool(k and k["state"] == "online" and k["queued"] == 0 and not k["down"])
+            return bool(k and k["presence"] == "online" and k["queued"] == 0 and not k["down"])
 
         wait_until(online_and_drained, 60, "an online, drained kiosk in the fleet view")
         stack.kill9(agent)  # no clean disconnect: only the broker's Last Will tells central

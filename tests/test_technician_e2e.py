@@ -273,11 +273,11 @@ def test_token_install_provision_selftest_first_dossier_in_the_fleet(tmp_path: P
         assert json.loads(stored[0][1])["body"]["code"] == code  # the signed envelope, kept
 
         def fleet_row() -> dict[str, object]:
-            out = central_cli(cfg, "fleet")
+            out = central_cli(cfg, "fleet", "--json")
             rows = {r["kiosk"]: r for r in map(json.loads, out.splitlines())}
             return rows.get(KIOSK, {})
 
-        wait_until(lambda: fleet_row().get("state") == "online", 60, "the kiosk online")
+        wait_until(lambda: fleet_row().get("presence") == "online", 60, "the kiosk online")
         row = fleet_row()
         assert row["office"] == OFFICE and row["slot"] == SLOT, row
         assert row["registry"] == "active", row  # its first verified record made it active

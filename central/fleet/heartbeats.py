@@ -5,7 +5,9 @@ Theory of operation
 A kiosk sends a heartbeat every minute (and at once when a device changes state). Central
 keeps two things of it, in the same transaction as the rest of the collector's batch:
 
-* the **status row** (``kiosks``, one per kiosk): the last heartbeat as received, when it
+* the **status row** (``kiosks``, one per kiosk): the last heartbeat as received (its text,
+  not encoded again; the older ``devices`` column is left empty, readers take the devices
+  from the heartbeat), when it
   arrived (``last_heartbeat_at``, central's clock), the kiosk's own ``ts`` of it
   (``heartbeat_ts``) and the clock offset measured from the two (``clock_skew_s`` = arrival
   minus ``ts``: positive when the kiosk's clock is behind, the same sign the records' skew
@@ -92,6 +94,7 @@ class Heartbeat:
 
     kiosk: str
     body: Mapping[str, Any]
+    text: str | None = None  # the body as received, when the collector has it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,8 +191,7 @@ def write_heartbeats(
                 ts,
                 queued,
                 str(body.get("oldest_queued") or "") or None,
-                _dumps(body.get("devices", {})),
-                _dumps(body),
+                b.text if b.text is not None else _dumps(body),
                 skew,
                 None if skew is None else now,
             )
@@ -214,10 +216,10 @@ def write_heartbeats(
     conn.executemany(
         "INSERT INTO kiosks (kiosk, last_heartbeat_at, heartbeat_ts, queued, oldest_queued,"
         " devices, heartbeat, clock_skew_s, clock_skew_at, state, state_at)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'online', ?2)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, 'online', ?2)"
         " ON CONFLICT (kiosk) DO UPDATE SET last_heartbeat_at = excluded.last_heartbeat_at,"
         " heartbeat_ts = excluded.heartbeat_ts, queued = excluded.queued,"
-        " oldest_queued = excluded.oldest_queued, devices = excluded.devices,"
+        " oldest_queued = excluded.oldest_queued, devices = NULL,"
         " heartbeat = excluded.heartbeat,"
         " clock_skew_s = coalesce(excluded.clock_skew_s, clock_skew_s),"
         " clock_skew_at = coalesce(excluded.clock_skew_at, clock_skew_at),"

@@ -1,0 +1,437 @@
+"""Central's heartbeat path for a whole fleet, against a bare paho subscriber in the same run.
+
+Ours: a real :class:`central.collector.Collector` with its :class:`central.store.SQLiteStore`
+(status row per kiosk, bounded history, one transaction per batch), in a process of its own,
+subscribed to status and heartbeats. Baseline, same run, same broker, same messages: a bare
+paho subscriber (its own process, QoS 0) that only counts what it receives.
+
+The kiosks are light: ``--procs`` processes, each an asyncio loop holding its share of raw
+MQTT 3.1.1 connections (CONNECT, then QoS 0 PUBLISHes: what a kiosk's heartbeat is), not
+10,000 paho threads. Each kiosk says ``online`` once, then sends real heartbeat envelopes
+(``sync.envelope.encode_heartbeat``, devices and catalogue included, ~500 bytes). The broker
+is a private mosquitto on a loopback port, open to anyone on it (the bench measures central,
+not TLS handshakes), with ``max_connections`` unlimited; ``ulimit -n`` is raised to the hard
+limit and checked against what the kiosks need.
+
+Two phases, each run once with central subscribed and once with the bare subscriber:
+
+* **steady**: every kiosk sends one heartbeat per ``--period`` (60 s) seconds at a random
+  phase, for ``--seconds``; measured: central's CPU (its own ``process_time``) over the
+  window, as cores per 1,000 kiosks, and heartbeats handled per second;
+* **saturating**: every kiosk sends ``--burst`` heartbeats as fast as it can; measured: the
+  rate each subscriber handled from 10% to 90% of what it got.
+
+Last line: {"bench", "value", "unit", "baseline", "ratio", ...} (saturating heartbeats/s;
+ratio = central / bare). ``--kiosks 200 --seconds 10`` is quick (the smoke test in tests/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import heapq
+import json
+import os
+import random
+import resource
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+# -- the broker --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def raise_fd_limit(needed: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft < needed:
+        raise SystemExit(
+            f"ulimit -n is {soft}, the bench needs about {needed} file descriptors "
+            f"(one per kiosk in the broker and in the kiosk processes): raise the hard limit "
+            "(e.g. `ulimit -Hn 65536` as root) or give fewer --kiosks"
+        )
+    return soft
+
+
+def start_broker(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    conf = work / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n"
+        "max_queued_messages 1000000\npersistence false\nlog_dest none\n",
+        encoding="utf-8",
+    )
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([binary, "-c", str(conf)])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("mosquitto did not start")
+
+
+# -- light kiosks: raw MQTT 3.1.1 over asyncio -------------------------------------------
+
+
+def _remaining(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _str(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack("!H", len(b)) + b
+
+
+def mqtt_connect(client_id: str) -> bytes:
+    body = _str("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 0) + _str(client_id)
+    return b"\x10" + _remaining(len(body)) + body
+
+
+def mqtt_publish(topic: str, payload: bytes) -> bytes:
+    body = _str(topic) + payload
+    return b"\x30" + _remaining(len(body)) + body
+
+
+def heartbeat(kiosk: str, n: int) -> bytes:
+    from sync.envelope import encode_heartbeat
+
+    ts = datetime.now().astimezone().isoformat(timespec="milliseconds")
+    return encode_heartbeat(
+        kiosk,
+        ts,
+        queued=n % 5,
+        rejected=0,
+        oldest_queued_s=(n % 5) * 7,
+        disk_free_bytes=7_000_000_000,
+        db_bytes=3_000_000,
+        uptime_s=3600 + n,
+        agent_version="0.9.0",
+        reconnects=1,
+        identity_conflicts=0,
+        subscribe_failures=0,
+        catalogue={"version": "2026.12.01-3"},
+        last_error=None,
+        devices={
+            "printer": {"state": "paper_near_end" if n % 97 == 0 else "ok", "since": ts},
+            "card_reader": {"state": "ok"},
+            "qr_scanner": {"state": "ok"},
+            "document_camera": {"state": "ok"},
+        },
+    )
+
+
+async def _kiosk_proc(port: int, kiosks: list[str], mode: str, arg: float, seconds: float) -> int:
+    from sync.envelope import encode_status, heartbeat_topic, status_topic
+
+    writers: list[asyncio.StreamWriter] = []
+    gate = asyncio.Semaphore(200)
+
+    async def connect(k: str) -> asyncio.StreamWriter:
+        async with gate:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(mqtt_connect(k))
+            await writer.drain()
+            ack = await reader.readexactly(4)
+            if ack[3] != 0:
+                raise SystemExit(f"CONNACK {ack[3]} for {k}")
+            ts = datetime.now().astimezone().isoformat(timespec="seconds")
+            writer.write(mqtt_publish(status_topic(k), encode_status(k, "online", ts)))
+            return writer
+
+    writers = list(await asyncio.gather(*(connect(k) for k in kiosks)))
+    print("ready", flush=True)
+    sys.stdin.readline()  # the parent says go once every process is connected
+    sent = 0
+    if mode == "burst":
+        for n in range(int(arg)):
+            for k, w in zip(kiosks, writers, strict=True):
+                w.write(mqtt_publish(heartbeat_topic(k), heartbeat(k, n)))
+                sent += 1
+            await asyncio.gather(*(w.drain() for w in writers))
+    else:  # steady: one heartbeat per `arg` seconds per kiosk, random phase
+        start = time.monotonic()
+        due = [(start + random.uniform(0, arg), i) for i in range(len(kiosks))]
+        heapq.heapify(due)
+        end = start + seconds
+        while due[0][0] < end:
+            at, i = heapq.heappop(due)
+            delay = at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            writers[i].write(mqtt_publish(heartbeat_topic(kiosks[i]), heartbeat(kiosks[i], sent)))
+            sent += 1
+            heapq.heappush(due, (at + arg, i))
+        await asyncio.gather(*(w.drain() for w in writers))
+    print(f"sent {sent}", flush=True)
+    sys.stdin.readline()  # hold the connections until the parent has counted
+    for w in writers:
+        w.close()
+    return sent
+
+
+# -- the subscribers ---------------------------------------------------------------------
+
+CENTRAL = r"""
+import json, sys, time
+from pathlib import Path
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from central.collector import Collector, CollectorSettings
+from central.fleet.keys import StaticKeyDirectory
+from central.store import SQLiteStore
+from sync.mqtt_link import MqttSettings
+conf = json.loads(sys.argv[1])
+db = Path(conf["db"])
+SQLiteStore(db).close()
+c = Collector(
+    store_factory=lambda: SQLiteStore(db),
+    mqtt_settings=MqttSettings(port=conf["port"], keepalive_s=60),
+    settings=CollectorSettings(client_id="aps-bench-central", queue_max=200_000),
+    keys=StaticKeyDirectory(),
+    signing_key=Ed25519PrivateKey.generate(),
+)
+c.start()
+while not c.online.is_set():
+    time.sleep(0.05)
+print(json.dumps({"ready": True}), flush=True)
+for _ in sys.stdin:  # one sample per request
+    handled = c.counters.received - c._queue.qsize()
+    print(json.dumps({"t": time.time(), "n": handled, "cpu": time.process_time(),
+                      "dead": c.counters.dead_letters}), flush=True)
+"""
+
+BARE = r"""
+import json, sys, time
+import paho.mqtt.client as mqtt
+conf = json.loads(sys.argv[1])
+n = 0
+def on_message(client, userdata, msg):
+    global n
+    n += 1
+ready = []
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="aps-bench-bare")
+c.on_message = on_message
+c.on_subscribe = lambda *a: ready.append(1)
+c.connect("127.0.0.1", conf["port"], keepalive=60)
+c.subscribe([("aps/v1/+/up/status", 0), ("aps/v1/+/up/heartbeat", 0)])
+c.loop_start()
+while not ready:
+    time.sleep(0.05)
+print(json.dumps({"ready": True}), flush=True)
+for _ in sys.stdin:  # one sample per request
+    print(json.dumps({"t": time.time(), "n": n, "cpu": time.process_time(), "dead": 0}),
+          flush=True)
+"""
+
+
+class Subscriber:
+    def __init__(self, script: str, conf: dict[str, Any]) -> None:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", script, json.dumps(conf)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        self.out, self.inp = self.proc.stdout, self.proc.stdin
+        json.loads(self.out.readline())  # ready
+        self.samples: list[dict[str, float]] = []
+
+    def sample(self, pause: float = 0.02) -> dict[str, float]:
+        time.sleep(pause)
+        self.inp.write("\n")
+        self.inp.flush()
+        s = json.loads(self.out.readline())
+        self.samples.append(s)
+        return s
+
+    def latest(self) -> dict[str, float]:
+        self.samples.clear()
+        return self.sample(0)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run_phase(
+    port: int,
+    kiosks: list[str],
+    procs: int,
+    mode: str,
+    arg: float,
+    seconds: float,
+    sub: Subscriber,
+) -> dict[str, float]:
+    parts = [kiosks[i::procs] for i in range(procs)]
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--kiosk-proc",
+                json.dumps({"port": port, "kiosks": p, "mode": mode, "arg": arg, "s": seconds}),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for p in parts
+        if p
+    ]
+    for ch in children:
+        assert ch.stdout is not None
+        if ch.stdout.readline().strip() != "ready":
+            raise SystemExit("a kiosk process failed to connect")
+    base = sub.latest()
+    while sub.sample()["n"] < base["n"] + len(kiosks):  # their "online" statuses first
+        if sub.samples[-1]["t"] - base["t"] > 60:
+            break
+    start = sub.latest()
+    for ch in children:
+        assert ch.stdin is not None
+        ch.stdin.write("go\n")
+        ch.stdin.flush()
+    sent = 0
+    for ch in children:
+        assert ch.stdout is not None
+        sent += int(ch.stdout.readline().split()[1])
+    # wait for the subscriber to catch up (or stall for 5 s: QoS 0 may have dropped some)
+    last_n, still = -1.0, time.monotonic()
+    while True:
+        s = sub.sample()
+        got = s["n"] - start["n"]
+        if got >= sent:
+            break
+        if s["n"] != last_n:
+            last_n, still = s["n"], time.monotonic()
+        elif time.monotonic() - still > 5:
+            break
+    samples = [x for x in sub.samples if x["t"] >= start["t"]]
+    for ch in children:
+        assert ch.stdin is not None
+        ch.stdin.write("done\n")
+        ch.stdin.flush()
+        ch.wait()
+    got = samples[-1]["n"] - start["n"]
+    out = {"sent": float(sent), "handled": got}
+    if mode == "burst":
+        lo = next(x for x in samples if x["n"] - start["n"] >= 0.1 * got)
+        hi = next(x for x in samples if x["n"] - start["n"] >= 0.9 * got)
+        span = max(hi["t"] - lo["t"], 1e-3)
+        out["rate"] = (hi["n"] - lo["n"]) / span
+        out["cpu_per_msg_us"] = (hi["cpu"] - lo["cpu"]) / max(hi["n"] - lo["n"], 1) * 1e6
+    else:
+        end = samples[-1]
+        wall = max(end["t"] - start["t"], 1e-3)
+        out["rate"] = got / wall
+        out["cores"] = (end["cpu"] - start["cpu"]) / wall
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kiosks", type=int, default=10_000)
+    ap.add_argument("--seconds", type=float, default=60.0, help="Length of the steady phase.")
+    ap.add_argument("--period", type=float, default=60.0, help="Seconds between heartbeats.")
+    ap.add_argument("--burst", type=int, default=5, help="Heartbeats per kiosk, saturating.")
+    ap.add_argument("--procs", type=int, default=4, help="Kiosk processes.")
+    ap.add_argument("--kiosk-proc", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.kiosk_proc:
+        c = json.loads(args.kiosk_proc)
+        asyncio.run(_kiosk_proc(c["port"], c["kiosks"], c["mode"], c["arg"], c["s"]))
+        return
+    fds = raise_fd_limit(args.kiosks + 2000)
+    kiosks = [f"bench-k{i:05d}" for i in range(args.kiosks)]
+    work = Path(tempfile.mkdtemp(prefix="aps-bench-hb-"))
+    broker, port = start_broker(work)
+    results: dict[str, dict[str, float]] = {}
+    try:
+        for name, script in (("bare", BARE), ("central", CENTRAL)):
+            sub = Subscriber(script, {"port": port, "db": str(work / "central.db")})
+            try:
+                results[f"{name}_steady"] = run_phase(
+                    port, kiosks, args.procs, "steady", args.period, args.seconds, sub
+                )
+                results[f"{name}_burst"] = run_phase(
+                    port, kiosks, args.procs, "burst", args.burst, 0, sub
+                )
+            finally:
+                sub.stop()
+        history = rows = 0
+        import sqlite3
+
+        with sqlite3.connect(work / "central.db") as conn:
+            rows = conn.execute("SELECT count(*) FROM kiosks").fetchone()[0]
+            history = conn.execute("SELECT count(*) FROM kiosk_health_history").fetchone()[0]
+            records = conn.execute("SELECT count(*) FROM records").fetchone()[0]
+    finally:
+        broker.kill()
+        broker.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    cs, cb = results["central_steady"], results["central_burst"]
+    bs, bb = results["bare_steady"], results["bare_burst"]
+    per_1000 = cs["cores"] / (args.kiosks / 1000)
+    print(f"kiosks {args.kiosks} in {args.procs} processes, ulimit -n {fds}")
+    print(
+        f"steady, one per {args.period:.0f} s for {args.seconds:.0f} s: central handled"
+        f" {cs['handled']:.0f}/{cs['sent']:.0f} ({cs['rate']:.1f}/s) using {cs['cores']:.3f}"
+        f" cores ({per_1000:.4f} per 1,000 kiosks); bare {bs['handled']:.0f}/{bs['sent']:.0f}"
+        f" using {bs['cores']:.3f} cores"
+    )
+    print(
+        f"saturating, {args.burst} each: central {cb['rate']:,.0f}/s"
+        f" ({cb['cpu_per_msg_us']:.0f} us CPU each, {cb['handled']:.0f}/{cb['sent']:.0f}),"
+        f" bare {bb['rate']:,.0f}/s ({bb['handled']:.0f}/{bb['sent']:.0f})"
+    )
+    print(f"central store: {rows} status rows, {history} history rows, {records} records")
+    print(
+        json.dumps(
+            {
+                "bench": "fleet_heartbeats",
+                "value": round(cb["rate"], 1),
+                "unit": "heartbeats/s",
+                "baseline": round(bb["rate"], 1),
+                "ratio": round(cb["rate"] / bb["rate"], 3) if bb["rate"] else None,
+                "kiosks": args.kiosks,
+                "steady_cores": round(cs["cores"], 4),
+                "steady_cores_per_1000_kiosks": round(per_1000, 5),
+                "steady_projected_cores_10000": round(per_1000 * 10, 4),
+                "steady_handled": cs["handled"],
+                "steady_sent": cs["sent"],
+                "status_rows": rows,
+                "history_rows": history,
+                "records": records,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""bench/fleet_heartbeats.py runs in its quick mode and prints its JSON (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_the_fleet_heartbeat_bench_runs_and_prints_its_json() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench/fleet_heartbeats.py"),
+            "--kiosks",
+            "200",
+            "--seconds",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["bench"] == "fleet_heartbeats" and last["unit"] == "heartbeats/s"
+    assert {"value", "baseline", "ratio", "steady_cores_per_1000_kiosks"} <= set(last)
+    # every kiosk has its one status row, and heartbeats never made a record
+    assert last["status_rows"] == 200 and last["records"] == 0
+    assert 0 < last["history_rows"] <= 2 * 200
