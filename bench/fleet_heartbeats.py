@@ -289,6 +289,7 @@ def run_phase(
     sub: Subscriber,
 ) -> dict[str, float]:
     parts = [kiosks[i::procs] for i in range(procs)]
+    base = sub.latest()  # before the kiosks connect: their "online" statuses come first
     children = [
         subprocess.Popen(
             [
@@ -308,8 +309,7 @@ def run_phase(
         assert ch.stdout is not None
         if ch.stdout.readline().strip() != "ready":
             raise SystemExit("a kiosk process failed to connect")
-    base = sub.latest()
-    while sub.sample()["n"] < base["n"] + len(kiosks):  # their "online" statuses first
+    while sub.sample()["n"] < base["n"] + len(kiosks):
         if sub.samples[-1]["t"] - base["t"] > 60:
             break
     start = sub.latest()
@@ -343,6 +343,8 @@ def run_phase(
     if mode == "burst":
         lo = next(x for x in samples if x["n"] - start["n"] >= 0.1 * got)
         hi = next(x for x in samples if x["n"] - start["n"] >= 0.9 * got)
+        if hi is lo:  # a burst too small to sample inside: first to last instead
+            lo, hi = samples[0], samples[-1]
         span = max(hi["t"] - lo["t"], 1e-3)
         out["rate"] = (hi["n"] - lo["n"]) / span
         out["cpu_per_msg_us"] = (hi["cpu"] - lo["cpu"]) / max(hi["n"] - lo["n"], 1) * 1e6

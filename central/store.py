@@ -472,11 +472,13 @@ class SQLiteStore:
         )
         # Clock skew: the smallest (receive time - created) of the kiosk's new
         # records in this batch: its clock error plus the delivery delay;
-        # negative when the kiosk's clock is ahead of central's.
+        # negative when the kiosk's clock is ahead of central's. [fleet] hook: a kiosk whose
+        # heartbeats carry their ts is measured by them (no delivery delay of a backlog in
+        # it), so records leave its offset alone.
         self.conn.executemany(
             "INSERT INTO kiosks (kiosk, clock_skew_s, clock_skew_at) VALUES (?, ?, ?)"
             " ON CONFLICT (kiosk) DO UPDATE SET clock_skew_s = excluded.clock_skew_s,"
-            " clock_skew_at = excluded.clock_skew_at",
+            " clock_skew_at = excluded.clock_skew_at WHERE kiosks.heartbeat_ts IS NULL",
             [(kiosk, round(s, 3), now) for kiosk, s in lag.items()],
         )
         return chunks

@@ -300,3 +300,35 @@ def test_the_sample_keeps_the_device_states_only(store: SQLiteStore) -> None:
     write(store.conn, NOW, HistorySettings(), hb(**body))
     raw = store.conn.execute("SELECT devices FROM kiosk_health_history").fetchone()[0]
     assert json.loads(raw) == {"printer": "cover_open"}
+
+
+def test_a_backlog_drained_later_does_not_overwrite_the_heartbeats_clock_offset(
+    tmp_path: Path,
+) -> None:
+    """Records filed offline arrive hours after their ``created``: that is delivery delay,
+    not a wrong clock; the heartbeat's measure stands."""
+    import time
+    from datetime import timedelta
+
+    from sync.envelope import Record, records_topic
+    from sync.ids import new_stream_id, new_ulid
+    from tests import identity as keyring
+
+    kiosk = "k-clock-01"  # the kiosk tests.identity signs for
+    store = SQLiteStore(tmp_path / "central.db")
+    store.ingest([beat(kiosk, time.time())])
+    filed = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="milliseconds")
+    record = Record(
+        kind="feedback",
+        kiosk=kiosk,
+        stream=new_stream_id(),
+        seq=1,
+        id=new_ulid(),
+        created=filed,
+        body={"category": "feedback", "message": "Nhanh gọn", "contact": ""},
+    )
+    result = keyring.process_batch(store, [(records_topic(kiosk), record.encode())])
+    assert result.outcome.stored == 1
+    (row,) = [h for h in health_rows(store.conn) if h.kiosk == kiosk]
+    assert row.clock_offset_s is not None and abs(row.clock_offset_s) < 60
+    store.close()

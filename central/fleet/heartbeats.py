@@ -11,7 +11,8 @@ keeps two things of it, in the same transaction as the rest of the collector's b
   arrived (``last_heartbeat_at``, central's clock), the kiosk's own ``ts`` of it
   (``heartbeat_ts``) and the clock offset measured from the two (``clock_skew_s`` = arrival
   minus ``ts``: positive when the kiosk's clock is behind, the same sign the records' skew
-  uses);
+  uses; once a kiosk's heartbeats carry ``ts``, records no longer overwrite it: a backlog
+  drained hours late is delivery delay, not a wrong clock);
 * the **history** (``kiosk_health_history``): at most one sample per kiosk per
   :attr:`HistorySettings.every_s`, at most :attr:`HistorySettings.max_rows` per kiosk and
   nothing older than :attr:`HistorySettings.max_days`. The row count is trimmed for the
