@@ -243,6 +243,13 @@ class SyncSection(Section):
     )
     reconnect_max_s: float = Field(300.0, gt=0, description="Longest wait between connects.")
     heartbeat_interval_s: float = Field(60.0, ge=1, description="Seconds between heartbeats.")
+    heartbeat_min_gap_s: float = Field(
+        5.0,
+        ge=0.5,
+        le=3600,
+        description="A device changing state sends a heartbeat at once, but never two within "
+        "this many seconds (a flapping device cannot flood central).",
+    )
     retention_days: float = Field(
         7.0, ge=0, description="Synced records are deleted from the kiosk after this many days."
     )
@@ -288,6 +295,7 @@ class SyncSection(Section):
             reconnect_min_s=self.reconnect_min_s,
             reconnect_max_s=self.reconnect_max_s,
             heartbeat_interval_s=self.heartbeat_interval_s,
+            heartbeat_min_gap_s=self.heartbeat_min_gap_s,
             retention_s=self.retention_days * 86400,
             state_reply_timeout_s=self.state_reply_timeout_s,
             state_max_attempts=self.state_max_attempts,

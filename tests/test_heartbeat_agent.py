@@ -89,14 +89,14 @@ def _app(tmp_path: Path, broker: MosquittoProcess, usb: EmulatedUsbPrinter) -> K
             "mqtt": dataclasses.asdict(broker.kiosk("k-soon")),
             "devices": {"printer": "usb://04b8:0e15", "printer_poll_s": 0.1},
             "identity": keyring.write_keys(tmp_path / "keys").agent_section(),
+            # One heartbeat an hour: any other heartbeat seen was sent because a device
+            # changed (at most one per heartbeat_min_gap_s, set in agent.toml's [sync]).
+            "sync": {"heartbeat_interval_s": 3600, "heartbeat_min_gap_s": 0.5},
         }
     )
     sup = DeviceSupervisor(cfg.devices, spool_dir=cfg.agent.receipts_dir, usb_backend=usb)
-    # One heartbeat an hour: any other heartbeat seen was sent because a device changed.
-    settings = dataclasses.replace(
-        cfg.sync.settings(), heartbeat_interval_s=3600.0, heartbeat_min_gap_s=0.5
-    )
-    return KioskApp(cfg, devices=sup, sync_settings=settings)
+    assert cfg.sync.settings().heartbeat_min_gap_s == 0.5
+    return KioskApp(cfg, devices=sup)
 
 
 def test_paper_out_reaches_the_broker_at_once_not_at_the_next_heartbeat(
