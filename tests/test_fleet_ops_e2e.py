@@ -16,7 +16,6 @@ Software updates need the install layout and two built releases: tests/test_upda
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from edge_agent.app import KioskApp
 from edge_agent.devices import DeviceSupervisor
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
 from tests import stack
+from tests.console_seed import csrf_of
 from tests.kiosk import KIOSK, app_config
 from tests.waiting import wait_until
 
@@ -61,12 +61,6 @@ def _fleet_state(config: Path) -> str | None:
     return None
 
 
-def _csrf(html: str, name: str) -> str:
-    match = re.search(rf'name="{name}" value="([^"]+)"', html)
-    assert match is not None, f"no {name} in the page"
-    return match.group(1)
-
-
 def _console(base: str) -> httpx.Client:
     client = httpx.Client(base_url=base, timeout=30)
     form = client.get("/console/login")
@@ -75,7 +69,7 @@ def _console(base: str) -> httpx.Client:
         data={
             "name": "quan.tri",
             "password": PASSWORD,
-            "login_token": _csrf(form.text, "login_token"),
+            "login_token": csrf_of(form.text, "login_token"),
             "next": "/console/",
         },
         headers={"Origin": base},
