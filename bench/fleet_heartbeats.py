@@ -36,6 +36,7 @@ import random
 import resource
 import shutil
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -205,11 +206,14 @@ from central.store import SQLiteStore
 from sync.mqtt_link import MqttSettings
 conf = json.loads(sys.argv[1])
 db = Path(conf["db"])
-SQLiteStore(db).close()
+if conf["create"]:
+    SQLiteStore(db).close()
 c = Collector(
     store_factory=lambda: SQLiteStore(db),
     mqtt_settings=MqttSettings(port=conf["port"], keepalive_s=60),
-    settings=CollectorSettings(client_id="aps-bench-central", queue_max=200_000),
+    settings=CollectorSettings(
+        client_id=conf["client_id"], shared_group=conf["group"], queue_max=200_000
+    ),
     keys=StaticKeyDirectory(),
     signing_key=Ed25519PrivateKey.generate(),
 )
@@ -218,7 +222,7 @@ while not c.online.is_set():
     time.sleep(0.05)
 print(json.dumps({"ready": True}), flush=True)
 for _ in sys.stdin:  # one sample per request
-    handled = c.counters.received - c._queue.qsize()
+    handled = c.counters.handled  # committed, not merely taken from the queue
     print(json.dumps({"t": time.time(), "n": handled, "cpu": time.process_time(),
                       "dead": c.counters.dead_letters}), flush=True)
 """
@@ -279,6 +283,41 @@ class Subscriber:
         self.proc.wait()
 
 
+class Subscribers:
+    """One subscriber process, or N collectors on a shared subscription: their counts and
+    CPU summed, the latest of their clocks."""
+
+    def __init__(self, script: str, conf: dict[str, Any], n: int = 1) -> None:
+        self.subs = []
+        for i in range(n):
+            c = {**conf, "client_id": f"aps-bench-central-{i}", "create": i == 0}
+            c["group"] = "aps-bench" if n > 1 else None
+            self.subs.append(Subscriber(script, c))
+        self.samples: list[dict[str, float]] = []
+
+    def sample(self, pause: float = 0.02) -> dict[str, float]:
+        time.sleep(pause)
+        got = [s.sample(0) for s in self.subs]
+        for s in self.subs:
+            s.samples.clear()
+        one = {
+            "t": max(g["t"] for g in got),
+            "n": sum(g["n"] for g in got),
+            "cpu": sum(g["cpu"] for g in got),
+            "dead": sum(g["dead"] for g in got),
+        }
+        self.samples.append(one)
+        return one
+
+    def latest(self) -> dict[str, float]:
+        self.samples.clear()
+        return self.sample(0)
+
+    def stop(self) -> None:
+        for s in self.subs:
+            s.stop()
+
+
 def run_phase(
     port: int,
     kiosks: list[str],
@@ -286,7 +325,7 @@ def run_phase(
     mode: str,
     arg: float,
     seconds: float,
-    sub: Subscriber,
+    sub: Subscribers,
 ) -> dict[str, float]:
     parts = [kiosks[i::procs] for i in range(procs)]
     base = sub.latest()  # before the kiosks connect: their "online" statuses come first
@@ -361,8 +400,10 @@ def main() -> None:
     ap.add_argument("--kiosks", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=60.0, help="Length of the steady phase.")
     ap.add_argument("--period", type=float, default=60.0, help="Seconds between heartbeats.")
-    ap.add_argument("--burst", type=int, default=5, help="Heartbeats per kiosk, saturating.")
+    ap.add_argument("--burst", type=int, default=10, help="Heartbeats per kiosk, saturating.")
+    ap.add_argument("--rounds", type=int, default=3, help="Saturating rounds, order alternated.")
     ap.add_argument("--procs", type=int, default=4, help="Kiosk processes.")
+    ap.add_argument("--collectors", type=int, default=1, help="Central's collector processes.")
     ap.add_argument("--kiosk-proc", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.kiosk_proc:
@@ -373,20 +414,27 @@ def main() -> None:
     kiosks = [f"bench-k{i:05d}" for i in range(args.kiosks)]
     work = Path(tempfile.mkdtemp(prefix="aps-bench-hb-"))
     broker, port = start_broker(work)
-    results: dict[str, dict[str, float]] = {}
+    conf = {"port": port, "db": str(work / "central.db")}
+    scripts = {"bare": (BARE, 1), "central": (CENTRAL, args.collectors)}
+
+    def phase(name: str, mode: str, arg: float, seconds: float) -> dict[str, float]:
+        script, n = scripts[name]
+        sub = Subscribers(script, conf, n)
+        try:
+            return run_phase(port, kiosks, args.procs, mode, arg, seconds, sub)
+        finally:
+            sub.stop()
+
+    steady: dict[str, dict[str, float]] = {}
+    bursts: dict[str, list[dict[str, float]]] = {"bare": [], "central": []}
     try:
-        for name, script in (("bare", BARE), ("central", CENTRAL)):
-            sub = Subscriber(script, {"port": port, "db": str(work / "central.db")})
-            try:
-                results[f"{name}_steady"] = run_phase(
-                    port, kiosks, args.procs, "steady", args.period, args.seconds, sub
-                )
-                results[f"{name}_burst"] = run_phase(
-                    port, kiosks, args.procs, "burst", args.burst, 0, sub
-                )
-            finally:
-                sub.stop()
-        history = rows = 0
+        for name in ("bare", "central"):
+            steady[name] = phase(name, "steady", args.period, args.seconds)
+        # One subscriber at a time; the order alternates so neither always runs first
+        # (a cold page cache, another user's job) and each round's ratio pairs neighbours.
+        for r in range(args.rounds):
+            for name in ("bare", "central") if r % 2 == 0 else ("central", "bare"):
+                bursts[name].append(phase(name, "burst", args.burst, 0))
         import sqlite3
 
         with sqlite3.connect(work / "central.db") as conn:
@@ -397,31 +445,41 @@ def main() -> None:
         broker.kill()
         broker.wait()
         shutil.rmtree(work, ignore_errors=True)
-    cs, cb = results["central_steady"], results["central_burst"]
-    bs, bb = results["bare_steady"], results["bare_burst"]
+    cs, bs = steady["central"], steady["bare"]
+    ratios = [c["rate"] / b["rate"] for c, b in zip(bursts["central"], bursts["bare"], strict=True)]
+    c_rate = statistics.median(x["rate"] for x in bursts["central"])
+    b_rate = statistics.median(x["rate"] for x in bursts["bare"])
+    c_cpu = statistics.median(x["cpu_per_msg_us"] for x in bursts["central"])
     per_1000 = cs["cores"] / (args.kiosks / 1000)
     print(f"kiosks {args.kiosks} in {args.procs} processes, ulimit -n {fds}")
     print(
-        f"steady, one per {args.period:.0f} s for {args.seconds:.0f} s: central handled"
-        f" {cs['handled']:.0f}/{cs['sent']:.0f} ({cs['rate']:.1f}/s) using {cs['cores']:.3f}"
-        f" cores ({per_1000:.4f} per 1,000 kiosks); bare {bs['handled']:.0f}/{bs['sent']:.0f}"
-        f" using {bs['cores']:.3f} cores"
+        f"steady, one per {args.period:.0f} s for {args.seconds:.0f} s: central"
+        f" ({args.collectors} collector(s)) handled {cs['handled']:.0f}/{cs['sent']:.0f}"
+        f" ({cs['rate']:.1f}/s) using {cs['cores']:.3f} cores ({per_1000:.4f} per 1,000"
+        f" kiosks); bare {bs['handled']:.0f}/{bs['sent']:.0f} using {bs['cores']:.3f} cores"
     )
-    print(
-        f"saturating, {args.burst} each: central {cb['rate']:,.0f}/s"
-        f" ({cb['cpu_per_msg_us']:.0f} us CPU each, {cb['handled']:.0f}/{cb['sent']:.0f}),"
-        f" bare {bb['rate']:,.0f}/s ({bb['handled']:.0f}/{bb['sent']:.0f})"
-    )
+    for i, (c, b) in enumerate(zip(bursts["central"], bursts["bare"], strict=True)):
+        print(
+            f"saturating round {i + 1}, {args.burst} each: central {c['rate']:,.0f}/s"
+            f" ({c['cpu_per_msg_us']:.0f} us CPU each, {c['handled']:.0f}/{c['sent']:.0f}),"
+            f" bare {b['rate']:,.0f}/s ({b['handled']:.0f}/{b['sent']:.0f}),"
+            f" ratio {ratios[i]:.2f}"
+        )
     print(f"central store: {rows} status rows, {history} history rows, {records} records")
     print(
         json.dumps(
             {
                 "bench": "fleet_heartbeats",
-                "value": round(cb["rate"], 1),
+                "value": round(c_rate, 1),
                 "unit": "heartbeats/s",
-                "baseline": round(bb["rate"], 1),
-                "ratio": round(cb["rate"] / bb["rate"], 3) if bb["rate"] else None,
+                "baseline": round(b_rate, 1),
+                "ratio": round(statistics.median(ratios), 3),
+                "ratio_min": round(min(ratios), 3),
+                "ratio_max": round(max(ratios), 3),
+                "rounds": args.rounds,
+                "collectors": args.collectors,
                 "kiosks": args.kiosks,
+                "cpu_us_per_heartbeat": round(c_cpu, 1),
                 "steady_cores": round(cs["cores"], 4),
                 "steady_cores_per_1000_kiosks": round(per_1000, 5),
                 "steady_projected_cores_10000": round(per_1000 * 10, 4),

@@ -86,6 +86,8 @@ class CollectorSettings:
 @dataclass
 class CollectorCounters:
     received: int = 0
+    #: Messages whose batch was committed (stored, duplicate, dead-lettered, fleet rows).
+    handled: int = 0
     stored: int = 0
     duplicates: int = 0
     dead_letters: int = 0
@@ -302,6 +304,7 @@ class Collector:
             return
         outcome = result.outcome
         self.counters.batches += 1
+        self.counters.handled += len(batch)
         self.counters.stored += outcome.stored
         self.counters.duplicates += outcome.duplicates
         self.counters.dead_letters += outcome.dead_letters
