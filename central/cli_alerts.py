@@ -22,6 +22,7 @@ from central.cli_backoffice import actor as cli_actor
 from central.cli_support import DEFAULT_CONFIG, load_config
 from central.config import CentralConfig
 from central.fleet import alert_rules, alerts
+from central.humanize import age
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 SORTS = ("newest", "oldest", "severity", "kiosk", "office", "kind")
@@ -70,18 +71,6 @@ def _write(config_path: str) -> Iterator[tuple[sqlite3.Connection, CentralConfig
         raise click.ClickException(str(exc)) from None
     finally:
         conn.close()
-
-
-def age(seconds: float) -> str:
-    """``45s``, ``12m``, ``3h05m``, ``2d04h``."""
-    s = max(int(seconds), 0)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def _iso(ts: float | None) -> str:
@@ -189,7 +178,7 @@ def alerts_group(
             a.kind,
             a.severity,
             a.state,
-            age(now - a.opened_at),
+            age(now - a.opened_at, parts=2),  # 45s, 12m, 3h05m, 2d04h
             a.detail,
         ]
         for a in found

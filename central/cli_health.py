@@ -19,7 +19,6 @@ from central.fleet.duplicates import duplicate_identities
 from central.fleet.fleet_table import (
     SORT_KEYS,
     FleetRow,
-    ago,
     devices_summary,
     render_table,
     row_json,
@@ -36,6 +35,7 @@ from central.fleet.health import (
     sample_health,
 )
 from central.fleet.heartbeats import health_history
+from central.humanize import age
 from central.store import SQLiteStore, StoreError, StoreMissing
 from sync.config import ConfigError
 
@@ -184,14 +184,14 @@ def _show_lines(h: KioskHealth, state: OverallState, reasons: list[str], now: fl
     lines = [
         f"Kiosk       {h.kiosk} ({where})",
         f"State       {state.value}" + (f": {'; '.join(reasons)}" if reasons else ""),
-        f"Heard       {ago(heard)} ago ({when(h.last_heard_at)}); presence {h.presence or '-'}"
+        f"Heard       {age(heard)} ago ({when(h.last_heard_at)}); presence {h.presence or '-'}"
         f" since {when(h.presence_at)}",
         f"Queue       {'-' if h.queued is None else h.queued} records,"
-        f" oldest {ago(h.oldest_queued_s)}",
+        f" oldest {age(h.oldest_queued_s)}",
         f"Disk free   {_mib(h.disk_free_bytes)}",
         "Clock       "
         + ("-" if h.clock_offset_s is None else f"{h.clock_offset_s:+.1f} s against central"),
-        f"Agent       {h.agent_version or '-'}, up {ago(h.uptime_s)};"
+        f"Agent       {h.agent_version or '-'}, up {age(h.uptime_s)};"
         f" catalogue {h.catalogue_version or '-'}; config {h.config_version or '-'}",
     ]
     if update:

@@ -820,6 +820,13 @@ class ConsoleSection(Section):
         65536, ge=8192, le=1048576, description="argon2id memory per hash, KiB."
     )
     argon2_parallelism: int = Field(4, ge=1, le=16, description="argon2id lanes.")
+    cookie_secure: bool | Literal["auto"] = Field(
+        "auto",
+        description='The Secure flag of the console\'s cookies. "auto": when the request came '
+        "over HTTPS, served by central itself or by a TLS proxy on the same machine that sends "
+        "`X-Forwarded-Proto: https`; true: always (a TLS proxy on another machine); false: "
+        "never (plain HTTP only, e.g. on a private network).",
+    )
 
     def settings(self, thresholds: Thresholds | None = None) -> ConsoleSettings:
         """The web app's settings; ``thresholds``: ``[fleet]``'s, for the kiosks' states."""
@@ -833,6 +840,7 @@ class ConsoleSection(Section):
             argon2_time_cost=self.argon2_time_cost,
             argon2_memory_kib=self.argon2_memory_kib,
             argon2_parallelism=self.argon2_parallelism,
+            cookie_secure=None if self.cookie_secure == "auto" else self.cookie_secure,
         )
 
 

@@ -612,7 +612,7 @@ def route_pending(
 
     ``notifier`` None: nobody is notified (``notify_state`` not-configured);
     staff see the requests in the list. Run by one thread of ``aps-central
-    run`` (:class:`central.support_service.SupportRouter`), never two at once.
+    run`` (:class:`central.support_router.SupportRouter`), never two at once.
     """
     settings = settings or SupportSettings()
     now = now or datetime.now(UTC)

@@ -12,6 +12,7 @@ import pytest
 from central import backoffice_db
 from central.fleet.alert_rules import RuleBook
 from central.fleet.alert_sources import observe
+from central.fleet.duplicates import DuplicateAlert, last_seen, record_alert
 from central.fleet.registry import Registry
 
 NOW = 2_000_000_000.0
@@ -125,6 +126,46 @@ def test_fleet_sources(conn: sqlite3.Connection) -> None:
         "k2": {"duplicate-identity", "dead-letters"},
     }
     assert "software-behind" not in kinds(conn)["k1"]  # no desired versions: inactive
+
+
+def test_duplicate_identity_lasts_while_the_boxes_go_on_taking_turns(
+    conn: sqlite3.Connection,
+) -> None:
+    """The rule's ``hours`` (24) count from the pair's last sighting, not its first."""
+    beat(conn, "k2", NOW - 10)
+    first = DuplicateAlert(kiosk="k2", instances=("a", "b"), at=NOW - 30 * 3600)
+    assert record_alert(conn, first) is True
+    assert "duplicate-identity" not in kinds(conn).get("k2", set())  # 30 h ago: over
+    again = DuplicateAlert(kiosk="k2", instances=("a", "b"), at=NOW - 3600)
+    assert record_alert(conn, again) is False  # the same pair: its row's last_at moves
+    assert "duplicate-identity" in kinds(conn)["k2"]
+    row = conn.execute("SELECT first_at, last_at FROM identity_alerts").fetchone()
+    assert tuple(row) == (NOW - 30 * 3600, NOW - 3600)
+    # A sighting delivered late never moves last_at back.
+    assert record_alert(conn, first) is False
+    assert "duplicate-identity" in kinds(conn)["k2"]
+
+
+def test_an_identity_alerts_table_from_before_last_at_is_read_and_upgraded(
+    conn: sqlite3.Connection,
+) -> None:
+    beat(conn, "k2", NOW - 10)
+    conn.execute(
+        "CREATE TABLE identity_alerts (kiosk TEXT NOT NULL, instance_a TEXT NOT NULL,"
+        " instance_b TEXT NOT NULL, first_at REAL NOT NULL,"
+        " PRIMARY KEY (kiosk, instance_a, instance_b))"
+    )
+    conn.execute("INSERT INTO identity_alerts VALUES ('k2', 'a', 'b', ?)", (NOW - 30 * 3600,))
+    assert last_seen(conn) == [("k2", NOW - 30 * 3600, 1)]  # first_at stands in
+    assert "duplicate-identity" not in kinds(conn).get("k2", set())
+    record_alert(conn, DuplicateAlert(kiosk="k2", instances=("a", "c"), at=NOW - 60))
+    rows = conn.execute("SELECT instance_b, first_at, last_at FROM identity_alerts ORDER BY 1")
+    assert [tuple(r) for r in rows] == [
+        ("b", NOW - 30 * 3600, NOW - 30 * 3600),
+        ("c", NOW - 60, NOW - 60),
+    ]
+    assert last_seen(conn) == [("k2", NOW - 60, 2)]
+    assert "duplicate-identity" in kinds(conn)["k2"]
 
 
 def test_garbage_in_a_heartbeat_row_does_not_stop_the_round(conn: sqlite3.Connection) -> None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from central import backoffice_db
+from central.config import load_central_config
 from central.web.console import auth, users
+from central.web.server import ApiServer
+from sync.config import ConfigError
 from tests.console_seed import (
     NOW,
     ORIGIN,
@@ -22,6 +27,7 @@ from tests.console_seed import (
     post,
     seed,
 )
+from tests.stack import write_central_config
 
 
 class Clock:
@@ -78,21 +84,83 @@ def test_login_sets_a_strict_httponly_cookie_and_stores_only_its_hash(
     assert "default-src 'none'" in page.headers["content-security-policy"]
 
 
-def test_the_cookie_is_secure_over_https(db: Path) -> None:
-    with TestClient(app_for(db), base_url="https://testserver") as c:
+def _cookies_over(db: Path, scheme: str, **settings: Any) -> list[str]:
+    """Every Set-Cookie of the login form, a login and a logout over ``scheme``."""
+    origin = f"{scheme}://testserver"
+    with TestClient(app_for(db, **settings), base_url=origin) as c:
+        # httpx keeps a Secure cookie from going back over plain HTTP: sent by hand.
         form = c.get("/console/login")
+        token = csrf_of(form.text, "login_token")
         r = c.post(
             "/console/login",
-            data={
-                "name": "quan.tri",
-                "password": PASSWORD,
-                "login_token": csrf_of(form.text, "login_token"),
-            },
-            headers={"Origin": "https://testserver"},
+            data={"name": "quan.tri", "password": PASSWORD, "login_token": token},
+            headers={"Origin": origin, "Cookie": f"{auth.LOGIN_COOKIE}={token}"},
             follow_redirects=False,
         )
         assert r.status_code == 303
-        assert "Secure" in r.headers["set-cookie"]
+        session = auth.COOKIE + "=" + r.cookies[auth.COOKIE]
+        home = c.get("/console/", headers={"Cookie": session})
+        out = c.post(
+            "/console/logout",
+            data={"csrf": csrf_of(home.text)},
+            headers={"Origin": origin, "Cookie": session},
+            follow_redirects=False,
+        )
+        assert out.status_code == 303
+        answers = (form, r, out)
+        return [v for a in answers for k, v in a.headers.multi_items() if k == "set-cookie"]
+
+
+@pytest.mark.parametrize(
+    ("scheme", "cookie_secure", "secure"),
+    [
+        ("https", None, True),  # "auto"
+        ("http", None, False),
+        ("http", True, True),  # a TLS proxy on another machine
+        ("https", False, False),
+    ],
+)
+def test_the_cookies_are_secure_as_cookie_secure_says(
+    db: Path, scheme: str, cookie_secure: bool | None, secure: bool
+) -> None:
+    cookies = _cookies_over(db, scheme, cookie_secure=cookie_secure)
+    # The form's token, the session and the token's deletion, the session's deletion.
+    assert len(cookies) == 4
+    for cookie in cookies:
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+        assert ("Secure" in cookie) is secure, cookie
+
+
+def test_cookie_secure_is_read_from_the_console_section(tmp_path: Path) -> None:
+    db = tmp_path / "central.db"
+    path = write_central_config(tmp_path / "central.toml", db, 18830, kiosks=())
+    given = {"auto": None, "true": True, "false": False}
+    for toml, wanted in given.items():
+        value = '"auto"' if toml == "auto" else toml
+        path.write_text(
+            f"{path.read_text(encoding='utf-8')}\n[console]\ncookie_secure = {value}\n",
+            encoding="utf-8",
+        )
+        assert load_central_config(path).console.settings().cookie_secure is wanted
+        path = write_central_config(tmp_path / "central.toml", db, 18830, kiosks=())
+    assert load_central_config(path).console.settings().cookie_secure is None  # default
+    with pytest.raises(ConfigError, match="cookie_secure"):
+        load_central_config(path, {"console": {"cookie_secure": "sometimes"}})
+
+
+def test_auto_honours_x_forwarded_proto_from_a_proxy_on_this_machine(db: Path) -> None:
+    """uvicorn, as ``aps-central run`` serves the console, behind a loopback TLS proxy."""
+    server = ApiServer(app_for(db), "127.0.0.1", 0)
+    server.start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.bound_port}", timeout=30) as c:
+            proxied = c.get("/console/login", headers={"X-Forwarded-Proto": "https"})
+            plain = c.get("/console/login")
+    finally:
+        server.stop()
+    assert proxied.status_code == plain.status_code == 200
+    assert "Secure" in proxied.headers["set-cookie"]
+    assert "Secure" not in plain.headers["set-cookie"]
 
 
 def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(client: TestClient) -> None:

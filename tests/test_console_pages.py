@@ -76,6 +76,13 @@ def test_a_kiosk_page_shows_its_health_and_devices(admin: TestClient) -> None:
     assert admin.get("/console/kiosks/no-such-kiosk").status_code == 404
 
 
+def test_ages_read_as_central_humanize_says(admin: TestClient) -> None:
+    # The seed: k-a-degraded heard 25 s before the console's clock, k-a-offline 3600 s.
+    assert "(25 giây trước)" in admin.get("/console/kiosks/k-a-degraded").text
+    fleet = admin.get("/console/").text
+    assert "<td>25 giây trước</td>" in fleet and "<td>1 giờ trước</td>" in fleet
+
+
 def test_staff_take_and_resolve_a_support_request(seeded: Seeded, staff: TestClient) -> None:
     n = seeded.support_a
     page = f"/console/support/{n}"

@@ -87,6 +87,16 @@ def test_the_detector_alerts_on_alternation_only(
     assert [a.instances for a in got if a is not None] == [tuple(sorted(p)) for p in alerts]
 
 
+def test_every_later_alternation_is_a_sighting_of_the_known_pair() -> None:
+    detector = DuplicateDetector(window_s=600)
+    statuses = [X, Y] * 4 + [Z, X]
+    got = [detector.sight(K, "online", i, now=float(n)) for n, i in enumerate(statuses)]
+    seen = [(a.instances, a.at, new) for a, new in (g for g in got if g is not None)]
+    xy, xz = tuple(sorted((X, Y))), tuple(sorted((X, Z)))
+    # X, Y, X: new; each further turn: seen again; Z then X: a second pair, new.
+    assert seen == [(xy, 2.0, True), *[(xy, float(n), False) for n in range(3, 8)], (xz, 9.0, True)]
+
+
 def test_alternation_spread_beyond_the_window_does_not_alert() -> None:
     detector = DuplicateDetector(window_s=60)
     assert detector.observe(K, "online", X, now=0.0) is None

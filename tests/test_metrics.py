@@ -14,12 +14,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from central import backoffice_db
 from central.collector import CollectorCounters
+from central.config import load_central_config
 from central.fleet import alert_engine as engine
 from central.fleet.alert_watch import AlertSettings, evaluate_round
 from central.fleet.registry import Registry
-from central.web.app import create_app
+from central.web.app import create_app, settings_from_config
 from central.web.common import ApiSettings
 from central.web.server import ApiServer
+from tests.stack import write_central_config
 
 TOKEN = b"metrics-token-0123456789"
 
@@ -139,3 +141,24 @@ def test_empty_database_scrapes(tmp_path: Path) -> None:
         assert s[("aps_dead_letters", ())] == 0
     finally:
         server.stop()
+
+
+def test_kiosk_states_follow_the_configured_fleet_thresholds(tmp_path: Path) -> None:
+    """k1 and k2 were heard 10 s ago: operational/degraded by default, offline once
+    ``[fleet] offline_after_s`` is 5 s, as the console and ``aps-central fleet`` say."""
+    db = tmp_path / "central.db"
+    _seed(db)
+    path = write_central_config(tmp_path / "central.toml", db, 18830, kiosks=())
+    path.write_text(
+        path.read_text(encoding="utf-8") + "\n[fleet]\noffline_after_s = 5\n", encoding="utf-8"
+    )
+    server = ApiServer(create_app(settings_from_config(load_central_config(path))), "127.0.0.1", 0)
+    server.start()
+    try:
+        s = _samples(httpx.get(f"http://127.0.0.1:{server.bound_port}/metrics").text)
+    finally:
+        server.stop()
+    assert s[("aps_kiosks", (("state", "offline"),))] == 2
+    assert s[("aps_kiosks", (("state", "operational"),))] == 0
+    assert s[("aps_kiosks", (("state", "degraded"),))] == 0
+    assert s[("aps_office_kiosks", (("office", "HN01"), ("state", "offline")))] == 2

@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from central.fleet import duplicates
 from central.fleet.alert_engine import Observation
 from central.fleet.alert_rules import Rule, RuleBook
 from central.fleet.health import DEVICE_OK_STATES, KioskHealth, health_rows
@@ -138,12 +139,9 @@ def observe(
                 "catalogue-behind",
                 f"catalogue {h.catalogue_version or 'none'}, published {published}",
             )
-    for kiosk, first_at, pairs in _rows(
-        conn,
-        "SELECT kiosk, max(first_at), count(*) FROM identity_alerts GROUP BY kiosk",
-    ):
+    for kiosk, last_at, pairs in duplicates.last_seen(conn):
         hours = book.rule(office.get(kiosk), "duplicate-identity").param("hours")
-        if now - first_at <= hours * 3600:
+        if now - last_at <= hours * 3600:
             add(kiosk, "duplicate-identity", f"{pairs} pair(s) of boxes share the identity")
     for kiosk, streams, missing, since in _rows(
         conn,

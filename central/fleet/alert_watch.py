@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 One round (:meth:`AlertWatch.round`, every ``[alerts] evaluate_every_s`` on its own thread
-and its own connection, so ingest never waits for it):
+and its own connection, so ingest never waits for it; the thread is a
+:class:`central.periodic.PeriodicRounds`):
 
 1. **evaluate**: read the rules (:class:`~central.fleet.alert_rules.RuleBook`) and what is
    observed now (:func:`~central.fleet.alert_sources.observe`) without any lock; then, in
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,12 +35,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from central import backoffice_db
 from central.fleet import alert_engine as engine
 from central.fleet import alerts
 from central.fleet.alert_rules import RuleBook
 from central.fleet.alert_sources import DesiredVersions, observe
 from central.notify import FanoutNotifier, Notification, Notifier, NotifyError
+from central.periodic import PeriodicRounds
 
 log = logging.getLogger("aps.central.alerts")
 
@@ -187,8 +187,12 @@ def send_due(
     return sent, failed
 
 
-class AlertWatch:
+class AlertWatch(PeriodicRounds):
     """The alert engine's thread in ``aps-central run``."""
+
+    thread_name = "alert-engine"
+    what = "alert engine"
+    log = log
 
     def __init__(
         self,
@@ -200,38 +204,15 @@ class AlertWatch:
         desired_versions: DesiredVersions | None = None,
         every_s: float = 10.0,
     ) -> None:
-        self.database = database
+        super().__init__(database, every_s=every_s)
         self.settings = settings
         self.notifier = notifier
         self.escalation = escalation
         self.desired_versions = desired_versions
-        self.every_s = every_s
-        self.stop_event = threading.Event()
-        self.rounds = 0
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="alert-engine", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        conn = backoffice_db.connect(self.database)
-        log.info(
-            "alert engine started, every %g s; notifier: %s",
-            self.every_s,
-            "none" if self.notifier is None else self.notifier.describe(),
-        )
-        try:
-            while not self.stop_event.is_set():
-                self.round(conn)
-                self.stop_event.wait(self.every_s)
-        finally:
-            conn.close()
+    def started(self) -> str:
+        notifier = "none" if self.notifier is None else self.notifier.describe()
+        return f"alert engine started, every {self.every_s:g} s; notifier: {notifier}"
 
     def round(self, conn: sqlite3.Connection, now: float | None = None) -> RoundReport | None:
         at = time.time() if now is None else now
@@ -249,8 +230,6 @@ class AlertWatch:
         except Exception:
             log.exception("sending alert notifications failed (retried next round)")
             sent = failed = 0
-        finally:
-            self.rounds += 1
         report = RoundReport(
             opened=sum(isinstance(a, engine.Open) for a in actions),
             cleared=sum(isinstance(a, engine.Clear) for a in actions),

@@ -22,9 +22,12 @@ the ping-pong, and not:
   the old connection's at once) or a clean ``offline`` in between, in
   whatever order it arrives, changes nothing.
 
-Each (kiosk, pair of instances) alerts once per process; the store's
-``identity_alerts`` table keeps one row per pair whatever the restarts
-(``INSERT OR IGNORE``). Memory is bounded: at most ``max_kiosks`` kiosks
+Each (kiosk, pair of instances) alerts once per process (:meth:`DuplicateDetector.observe`);
+every later alternation of the same pair is a sighting (:meth:`DuplicateDetector.sight`).
+The store's ``identity_alerts`` table keeps one row per pair whatever the restarts, with
+when it was first and last seen taking turns (``first_at``, ``last_at``, as the other
+alert sources keep theirs): the ``duplicate-identity`` alert source reads ``last_at``, so
+the alert stays while the boxes go on. Memory is bounded: at most ``max_kiosks`` kiosks
 (least recently seen dropped) and ``HISTORY`` statuses each.
 
 :class:`DuplicateWatch` is the collector's adapter: it feeds the status
@@ -54,6 +57,7 @@ CREATE TABLE IF NOT EXISTS identity_alerts (
     instance_a TEXT NOT NULL,
     instance_b TEXT NOT NULL,
     first_at REAL NOT NULL,
+    last_at REAL,
     PRIMARY KEY (kiosk, instance_a, instance_b)
 );
 """
@@ -108,6 +112,14 @@ class DuplicateDetector:
     def observe(
         self, kiosk: str, state: str, instance: str | None, now: float
     ) -> DuplicateAlert | None:
+        """The alert, the first time this process sees a pair take turns; else None."""
+        sighting = self.sight(kiosk, state, instance, now)
+        return sighting[0] if sighting is not None and sighting[1] else None
+
+    def sight(
+        self, kiosk: str, state: str, instance: str | None, now: float
+    ) -> tuple[DuplicateAlert, bool] | None:
+        """Every alternation (X, Y, X) seen, and whether its pair is new to this process."""
         if state != "online" or not instance:
             return None
         seen = self._kiosks.get(kiosk)
@@ -119,38 +131,67 @@ class DuplicateDetector:
         online = seen.online
         while online and now - online[0][1] > self.window_s:
             online.popleft()
-        alert = None
+        sighting = None
         # Instances online since this instance's previous "online", newest first.
         others: list[str] = []
         for previous, _ in reversed(online):
             if previous == instance:
                 if others:
                     pair = (min(instance, others[0]), max(instance, others[0]))
-                    if pair not in seen.alerted:
-                        seen.alerted.add(pair)
-                        alert = DuplicateAlert(kiosk=kiosk, instances=pair, at=now)
+                    new = pair not in seen.alerted
+                    seen.alerted.add(pair)
+                    sighting = (DuplicateAlert(kiosk=kiosk, instances=pair, at=now), new)
                 break
             others.append(previous)
         online.append((instance, now))
-        return alert
+        return sighting
+
+
+def _has_last_at(conn: sqlite3.Connection) -> bool:
+    return "last_at" in {row[1] for row in conn.execute("PRAGMA table_info(identity_alerts)")}
 
 
 def record_alert(conn: sqlite3.Connection, alert: DuplicateAlert) -> bool:
-    """Keep one row per (kiosk, pair); True if this pair is new to the store."""
+    """Keep one row per (kiosk, pair), its ``last_at`` moved to this sighting; True if
+    this pair is new to the store. A table from before ``last_at`` gets the column, its
+    rows ``last_at = first_at``."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(SCHEMA)
+        if not _has_last_at(conn):
+            conn.execute("ALTER TABLE identity_alerts ADD COLUMN last_at REAL")
+            conn.execute("UPDATE identity_alerts SET last_at = first_at")
         cur = conn.execute(
-            "INSERT OR IGNORE INTO identity_alerts (kiosk, instance_a, instance_b, first_at)"
-            " VALUES (?, ?, ?, ?)",
-            (alert.kiosk, *alert.instances, alert.at),
+            "INSERT OR IGNORE INTO identity_alerts"
+            " (kiosk, instance_a, instance_b, first_at, last_at) VALUES (?, ?, ?, ?, ?)",
+            (alert.kiosk, *alert.instances, alert.at, alert.at),
         )
+        new = cur.rowcount == 1
+        if not new:
+            conn.execute(
+                "UPDATE identity_alerts SET last_at = max(coalesce(last_at, first_at), ?)"
+                " WHERE kiosk = ? AND instance_a = ? AND instance_b = ?",
+                (alert.at, alert.kiosk, *alert.instances),
+            )
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return cur.rowcount == 1
+    return new
+
+
+def last_seen(conn: sqlite3.Connection) -> list[tuple[str, float, int]]:
+    """(kiosk, when a pair of its boxes was last seen taking turns, how many pairs), for
+    the alert source; a table from before ``last_at`` counts ``first_at``; no table: []."""
+    try:
+        last = "coalesce(last_at, first_at)" if _has_last_at(conn) else "first_at"
+        rows = conn.execute(
+            f"SELECT kiosk, max({last}), count(*) FROM identity_alerts GROUP BY kiosk"
+        ).fetchall()
+    except sqlite3.OperationalError:  # no alert ever recorded
+        return []
+    return [(str(k), float(at), int(n)) for k, at, n in rows]
 
 
 def duplicate_identities(conn: sqlite3.Connection) -> dict[str, list[list[str]]]:
@@ -181,13 +222,15 @@ class DuplicateWatch:
                 if getattr(item, "type", None) != "status":
                     continue
                 body = item.body
-                alert = self.detector.observe(
+                sighting = self.detector.sight(
                     item.kiosk, body.get("state"), body.get("instance"), now
                 )
-                if alert is None:
+                if sighting is None:
                     continue
-                self.alerts.append(alert)
-                log.warning("ALERT %s", alert.describe())
+                alert, new = sighting
+                if new:
+                    self.alerts.append(alert)
+                    log.warning("ALERT %s", alert.describe())
                 conn = getattr(store, "conn", None)
                 if isinstance(conn, sqlite3.Connection):
                     record_alert(conn, alert)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from central.fleet.health import DEVICE_OK_STATES, KioskHealth, OverallState
+from central.humanize import age
 
 TABLE_WIDTH = 120
 SORT_KEYS = ("kiosk", "office", "state", "heard", "queue")
@@ -49,20 +50,6 @@ class FleetRow:
     state: OverallState
     reasons: tuple[str, ...]
     duplicate_identity: tuple[tuple[str, ...], ...] = ()
-
-
-def ago(seconds: float | None) -> str:
-    """``42s``, ``12m``, ``5h``, ``3d``; ``-`` for never."""
-    if seconds is None:
-        return "-"
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h"
-    return f"{s // 86400}d"
 
 
 def when(at: float | None) -> str:
@@ -147,9 +134,9 @@ def render_table(rows: Sequence[FleetRow], now: float, width: int = TABLE_WIDTH)
             _cut(h.kiosk, kw),
             _cut(h.office or "-", ow),
             r.state.value,
-            ago(heard),
+            age(heard),
             "-" if h.queued is None else str(h.queued),
-            ago(h.oldest_queued_s),
+            age(h.oldest_queued_s),
             devices_count(h.devices),
             _cut(h.agent_version or "-", 8),
         ]

@@ -137,6 +137,7 @@ def settings_from_config(cfg: CentralConfig, recorder: Recorder | None = None) -
         if cfg.api.metrics_token is None
         else cfg.api.metrics_token.get_secret_value().encode(),
         console=cfg.console.settings(cfg.fleet.thresholds()),
+        thresholds=cfg.fleet.thresholds(),
         releases_dir=cfg.updates.releases_dir,
     )
 

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 
 from central import api_tokens, backoffice_db
 from central.dossiers import DEFAULT_DUPLICATE_WINDOW_S
+from central.fleet.health import Thresholds
 from central.payments import Recorder
 from central.support import SupportSettings
 from central.web.console.settings import ConsoleSettings
@@ -47,6 +48,7 @@ class ApiSettings:
     duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S
     metrics_token: bytes | None = None  # [api] metrics_token: GET /metrics needs it
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    thresholds: Thresholds = field(default_factory=Thresholds)  # [fleet]: for GET /metrics
     releases_dir: Path | None = None  # [updates] releases_dir: GET /v1/releases/...
 
 

@@ -4,7 +4,8 @@ Computed from the database at each scrape, on a dedicated registry. When ``[api]
 metrics_token`` is set the scrape needs ``Authorization: Bearer <token>`` (compared in
 constant time); otherwise it is open to whoever reaches the API, like a node exporter.
 When central's collector runs in this process (``aps-central run``), its counters are added
-(``app.state.collector_counters``).
+(``app.state.collector_counters``). Kiosks are counted by the overall state that
+central's ``[fleet]`` thresholds give, as in the console and ``aps-central fleet``.
 """
 
 from __future__ import annotations
@@ -40,5 +41,6 @@ def _check_token(request: Request) -> None:
 def metrics(request: Request, conn: Conn) -> Response:
     _check_token(request)
     counters = getattr(request.app.state, "collector_counters", None)
-    body = generate_latest(registry_for(conn, counters=counters))
+    thresholds = settings_of(request).thresholds  # [fleet]'s, as the console and CLI use
+    body = generate_latest(registry_for(conn, counters=counters, thresholds=thresholds))
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 - **Session**: a 256-bit random id in the ``aps_console`` cookie (HttpOnly,
-  SameSite=Strict, Secure when served over HTTPS, path ``/console``). Central stores only
+  SameSite=Strict, path ``/console``; Secure as ``[console] cookie_secure`` says, by
+  default when the request came over HTTPS, see :func:`secure_cookies`). Central stores only
   the SHA-256 of the id, so a copy of the database does not hold live sessions. A session
   ends when it has been idle longer than ``idle_timeout_s``, when it is older than
   ``absolute_timeout_s`` whatever its use, at logout (the row is deleted), and when the
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from central.web.console.settings import ConsoleSettings
 from central.web.console.users import User, get_user
@@ -34,6 +36,7 @@ from central.web.console.users import User, get_user
 COOKIE = "aps_console"
 LOGIN_COOKIE = "aps_console_login"
 COOKIE_PATH = "/console"
+LOGIN_TOKEN_S = 600  # the login form's double-submit cookie lives this long
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,8 +135,51 @@ def origin_ok(request: Request) -> bool:
     return hmac.compare_digest(origin.lower().encode(), own_origin(request).encode())
 
 
-def secure_cookies(request: Request) -> bool:
+def secure_cookies(request: Request, settings: ConsoleSettings) -> bool:
+    """``[console] cookie_secure``; when "auto", whether this request came over HTTPS.
+
+    The scheme is as uvicorn saw it: HTTPS served by central itself, or a proxy that says
+    ``X-Forwarded-Proto: https`` from an address uvicorn trusts (by default 127.0.0.1 and
+    ::1, a TLS proxy on the same machine). A proxy on another machine needs ``true``.
+    """
+    if settings.cookie_secure is not None:
+        return settings.cookie_secure
     return request.url.scheme == "https"
+
+
+def set_cookie(
+    response: Response,
+    request: Request,
+    settings: ConsoleSettings,
+    name: str,
+    value: str,
+    *,
+    max_age: int | None = None,
+) -> None:
+    """One of the console's cookies: HttpOnly, SameSite=Strict, path ``/console``, and
+    Secure as :func:`secure_cookies` says; ``max_age`` None: until the browser closes."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=secure_cookies(request, settings),
+    )
+
+
+def forget_cookie(
+    response: Response, request: Request, settings: ConsoleSettings, name: str
+) -> None:
+    """Tell the browser to drop a cookie set by :func:`set_cookie` (same attributes)."""
+    response.delete_cookie(
+        name,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=secure_cookies(request, settings),
+    )
 
 
 def client_of(request: Request) -> str:

@@ -183,14 +183,13 @@ def login_form(
 ) -> Response:
     token = auth.new_token()
     response = page(request, "login.html", next=_safe_next(next), login_token=token)
-    response.set_cookie(
+    auth.set_cookie(
+        response,
+        request,
+        settings_of(request),
         auth.LOGIN_COOKIE,
         token,
-        max_age=600,
-        path=auth.COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=auth.secure_cookies(request),
+        max_age=auth.LOGIN_TOKEN_S,
     )
     return response
 
@@ -235,27 +234,14 @@ def login(
                 auth.purge_expired(conn, settings)
                 session_id = auth.create_session(conn, user, settings)
             done = redirect(target)
-            done.set_cookie(
-                auth.COOKIE,
-                session_id,
-                path=auth.COOKIE_PATH,
-                httponly=True,
-                samesite="strict",
-                secure=auth.secure_cookies(request),
-            )
-            done.delete_cookie(auth.LOGIN_COOKIE, path=auth.COOKIE_PATH)
+            auth.set_cookie(done, request, settings, auth.COOKIE, session_id)
+            auth.forget_cookie(done, request, settings, auth.LOGIN_COOKIE)
             return done
         response = page(
             request, "login.html", 401, next=target, login_token=fresh, error=LOGIN_FAILED
         )
-    response.set_cookie(
-        auth.LOGIN_COOKIE,
-        fresh,
-        max_age=600,
-        path=auth.COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=auth.secure_cookies(request),
+    auth.set_cookie(
+        response, request, settings, auth.LOGIN_COOKIE, fresh, max_age=auth.LOGIN_TOKEN_S
     )
     return response
 
@@ -267,7 +253,7 @@ def logout(request: Request, conn: Conn) -> Response:
         with transaction(conn):
             auth.delete_session(conn, session)
     response = redirect("/console/login")
-    response.delete_cookie(auth.COOKIE, path=auth.COOKIE_PATH)
+    auth.forget_cookie(response, request, settings_of(request), auth.COOKIE)
     return response
 
 

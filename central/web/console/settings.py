@@ -29,4 +29,5 @@ class ConsoleSettings:
     argon2_memory_kib: int = ARGON2_MEMORY_KIB
     argon2_parallelism: int = ARGON2_PARALLELISM
     thresholds: Thresholds = field(default_factory=Thresholds)
+    cookie_secure: bool | None = None  # None ("auto"): Secure when the request was HTTPS
     clock: Callable[[], float] = time.time

@@ -28,6 +28,7 @@ from central.fleet.health import (
     overall_state,
     sample_health,
 )
+from central.humanize import VIETNAMESE, age
 from central.web.console.policy import Scope
 from sync.dossier_status import STATES
 
@@ -56,16 +57,10 @@ class KioskView:
         return self.health.kiosk
 
     def ago(self, at: float | None) -> str:
+        """``12 phút trước``: how long before the page's ``now`` (``central.humanize``)."""
         if at is None:
             return "chưa bao giờ"
-        s = max(0.0, self.now - at)
-        if s < 120:
-            return f"{s:.0f} giây trước"
-        if s < 7200:
-            return f"{s / 60:.0f} phút trước"
-        if s < 172800:
-            return f"{s / 3600:.0f} giờ trước"
-        return f"{s / 86400:.0f} ngày trước"
+        return f"{age(self.now - at, units=VIETNAMESE)} trước"
 
 
 def when(at: float | None) -> str:
