@@ -9,6 +9,7 @@ and the restart wait for the session to end, asked of the agent's real local API
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from central.fleet.health import KioskHealth
+from central.fleet.releases import ReleaseStore
 from central.fleet.rollout import outcome
 from central.mosquitto import free_ports
+from central.web.app import create_app
+from central.web.common import ApiSettings
+from central.web.server import ApiServer as CentralApi
 from edge_agent.api import ApiServer
 from edge_agent.app import KioskApp
 from edge_agent.cli import main
@@ -28,13 +33,14 @@ from edge_agent.updater.apply import SESSION_POLL_S, UpdaterSettings, apply_upda
 from edge_agent.updater.cli import session_in_use
 from edge_agent.updater.job import REQUEST, write_request
 from edge_agent.updater.machine import State, UpdateState
+from sync.envelope_signing import key_id
 from sync.mqtt_link import MqttSettings
 from tests import stack
 from tests.identity import CENTRAL_KEY
 from tests.kiosk import app_config, card
 from tests.update_layout import fake_release, point_current
 
-KEYS = {"k": CENTRAL_KEY.public_key()}
+KEYS = {key_id(CENTRAL_KEY.public_key()): CENTRAL_KEY.public_key()}
 
 
 def _box(tmp: Path) -> UpdaterSettings:
@@ -71,6 +77,35 @@ def test_a_manifest_central_does_not_serve_is_a_failed_update_the_rollout_counts
     assert "downloading" in (s.reason or "")
     beat = KioskHealth(kiosk="k", agent_version="0.1.0", update=s.health())
     assert outcome(beat, "0.2.0") == "failed"  # the heartbeat's update, as central judges it
+    assert box.layout.running_version() == "0.1.0"
+
+
+def test_a_disk_that_fails_the_download_is_a_failed_update_not_a_crash(tmp_path: Path) -> None:
+    store = ReleaseStore(tmp_path / "releases")
+    src = tmp_path / "src"
+    src.mkdir()
+    with zipfile.ZipFile(src / "aps_kiosk-0.2.0-py3-none-any.whl", "w") as z:
+        z.writestr("sync/outbox.py", b"SCHEMA_VERSION = 1\n")
+    store.add("0.2.0", [src], key=CENTRAL_KEY, outbox_schema=1, min_rollback="0.1.0")
+    server = CentralApi(
+        create_app(ApiSettings(database=tmp_path / "central.db", releases_dir=store.root)),
+        "127.0.0.1",
+        0,
+    )
+    server.start()
+    box = _box(tmp_path)
+    box.downloads.parent.mkdir(parents=True, exist_ok=True)
+    box.downloads.write_text("a file where the downloads directory should be\n")
+    url = f"http://127.0.0.1:{server.bound_port}/v1/releases/0.2.0/manifest.json"
+    try:
+        with httpx.Client(timeout=10) as client:
+            done = apply_update(url, settings=box, keys=KEYS, client=client, version="0.2.0")
+    finally:
+        server.stop()
+    assert done.failed
+    s = state_file.load(box.state_path)
+    assert s.state is State.FAILED and s.version == "0.2.0", s
+    assert (s.reason or "").startswith("downloading: "), s.reason
     assert box.layout.running_version() == "0.1.0"
 
 

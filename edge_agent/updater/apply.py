@@ -202,11 +202,15 @@ def apply_update(
             fetch_file(client, urljoin(manifest_url, f"files/{entry.name}"), entry, into)
     except UpdateError as exc:
         return fail(state, exc)
+    except OSError as exc:  # the disk full, the downloads directory unusable: say so
+        return fail(state, UpdateError("downloading", f"{type(exc).__name__}: {exc}"))
     state = save(advance(state, Event.DOWNLOADED, now=now()))
     try:
         layout.build(manifest.version, into, python=settings.python)
     except UpdateError as exc:
         return fail(state, exc)
+    except OSError as exc:
+        return fail(state, UpdateError("building", f"{type(exc).__name__}: {exc}"))
     state = save(advance(state, Event.BUILT, now=now()))
     return _switch(state, manifest.version, running, settings, wait, now, save, fail)
 
