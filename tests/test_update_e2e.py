@@ -17,7 +17,10 @@ The second test drives updates the way production does: ``aps-central rollout st
 real ``aps-central run`` (collector, downlink, API serving the releases, rollout tick), the
 ``update`` job to the running agent over the real broker, its hand-over (request.json), and a
 stand-in for aps-update.path + aps-update.service (:class:`UpdateService`) that runs the
-unit's own ExecStart= line with the paths moved under the test's prefix.
+unit's own ExecStart= line with the paths moved under the test's prefix. 0.5.0 goes through
+every ring (``done``); 0.6.0 rolls back and the rollout stops by itself; a repeated request is
+a no-op; a release central does not serve fails the root service after the job succeeded,
+and the heartbeat's ``failed`` stops that rollout too.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from central import audit
 from central.fleet.health import KioskHealth, health_rows
 from central.fleet.releases import ReleaseStore
 from central.fleet.rollout import manifest_path
+from central.fleet.rollout import start as start_rollout
 from central.mosquitto import MosquittoProcess, free_ports
 from central.web.app import create_app
 from central.web.common import ApiSettings
@@ -588,6 +592,33 @@ def test_a_rollout_reaches_the_box_through_its_job_and_the_root_update_service(
             120,
             "0.5.0 running again",
         )
+
+        # 4. the root service fails after the job succeeded (central serves no such release):
+        # the heartbeat says failed, and the rollout counts it and stops
+        _central(central_toml, "rollout", "abort")
+        starts = len(sup.starts)
+        conn = sqlite3.connect(db, timeout=30)
+        try:  # rollout.start itself: the CLI refuses a release it does not hold
+            start_rollout(
+                conn,
+                "0.7.0",
+                actor="test",
+                canary=[stack.KIOSK],
+                office=None,
+                soak_s=3600,
+                max_failure_rate=0.2,
+            )
+        finally:
+            conn.close()
+        wait_until(lambda: _rollout(central_toml)["state"] == "stopped", 120, "0.7.0 stop")
+        assert _update_job(central_toml, "0.7.0")["state"] == "succeeded"  # handed over
+        assert len(service.runs) == 4 and service.runs[3][0] == 1, service.runs  # unit failed
+        s = state_file.load(world.state)
+        assert (s.state, s.version) == (State.FAILED, "0.7.0") and "404" in (s.reason or ""), s
+        h = _kiosk(db)
+        assert h is not None and (h.update or {}).get("state") == "failed", h
+        assert not request.exists() and layout.running_version() == "0.5.0"
+        assert len(sup.starts) == starts  # never restarted
     finally:
         service.stop()
         sup.stop()
