@@ -56,12 +56,14 @@ class UpdaterSettings:
 @dataclass(frozen=True)
 class Applied:
     """What :func:`apply_update` did: ``restart`` is True when the box must restart now;
-    ``failed`` when this call's update failed (the state says why)."""
+    ``failed`` when this call's update failed (the state says why); ``waiting`` when the
+    release is built and its switch waits for a citizen's session to end (run again)."""
 
     state: UpdateState
     restart: bool
     message: str
     failed: bool = False
+    waiting: bool = False
 
 
 def fetch_manifest(
@@ -249,7 +251,8 @@ def _switch(
     layout = settings.layout
     if not wait.idle():
         # built and ready; the switch waits for the session to end (the caller runs again)
-        return Applied(state, False, f"a citizen is in a session: the switch to {version} waits")
+        message = f"a citizen is in a session: the switch to {version} waits"
+        return Applied(state, False, message, waiting=True)
     try:
         layout.switch_to(version)
     except UpdateError as exc:

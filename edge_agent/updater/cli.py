@@ -18,7 +18,7 @@ import httpx
 from edge_agent.config import AgentConfig
 from edge_agent.updater import UpdateError, state_file
 from edge_agent.updater.apply import Applied, UpdaterSettings, apply_update
-from edge_agent.updater.machine import Event, IllegalTransition, State, advance
+from edge_agent.updater.machine import Event, IllegalTransition, advance
 from sync.identity_files import KeyFileError, load_public_keys
 
 DEFAULT_CONFIG = "/etc/aps/agent.toml"
@@ -80,7 +80,7 @@ def apply_command(
     keep = False  # the request stays only while the switch waits for a citizen's session
     try:
         done = _apply(cfg, manifest_url, version)
-        keep = request is not None and done.state.state is State.SWITCHING and not done.restart
+        keep = request is not None and done.waiting
     finally:
         if request is not None and not keep:
             # settled (switched, failed, nothing to do): a failure is reported in the state,
