@@ -534,7 +534,8 @@ class UpdateSection(Section):
         le=86400,
         description="aps-update.service waits at most this long, before the switch and the "
         "restart, for no citizen to be in a session (asked of the local API at `[ui] "
-        "listen`); still in one after that, the request stays for its next run.",
+        "listen`); still in one after that, the request stays and aps-update.path runs it again "
+        "(keep it well above 5 s: systemd stops a unit started too often).",
     )
 
 
