@@ -865,6 +865,13 @@ class UpdatesSection(Section):
         description="A ring whose kiosks rolled back, failed or went inconsistent above this "
         "share stops the rollout by itself.",
     )
+    tick_s: float = Field(
+        30.0,
+        ge=0.5,
+        le=3600,
+        description="How often central judges the running rollout's ring (advance, stop) and "
+        "orders the `update` jobs of its kiosks.",
+    )
 
 
 class CentralConfig(Section):

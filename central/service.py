@@ -163,8 +163,10 @@ class CentralService:
             self.cfg.mqtt.port,
         )
         self.notifier.ready(f"collector {self.cfg.collector.client_id} running")
-        tick = min(self.notifier.watchdog_interval_s or 5.0, 5.0)
+        rollout_every = self.cfg.updates.tick_s  # [updates] hook: the rollout's own pace
+        tick = min(self.notifier.watchdog_interval_s or 5.0, 5.0, rollout_every)
         next_report = time.monotonic() + REPORT_EVERY_S
+        next_rollout = time.monotonic() + rollout_every
         store = SQLiteStore(self.cfg.central.database, max_seq_jump=self.cfg.collector.max_seq_jump)
         try:
             while not self.stop_event.wait(tick):
@@ -173,6 +175,8 @@ class CentralService:
                     next_report = time.monotonic() + REPORT_EVERY_S
                     self._report(store)
                     self.housekeep(store)
+                if time.monotonic() >= next_rollout:
+                    next_rollout = time.monotonic() + rollout_every
                     self.tick_rollout(store)
         finally:
             self.notifier.stopping()

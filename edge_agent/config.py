@@ -521,6 +521,22 @@ class UpdateSection(Section):
         description="After the switch, the new release must pass its health check within "
         "this long, or it is rolled back.",
     )
+    hand_over: Literal["auto", "always"] = Field(
+        "auto",
+        description="How an `update` job is carried out: `auto` hands it over to the root "
+        "aps-update.service (request.json) when the agent cannot write `prefix`, else "
+        "applies it in the agent; `always` hands it over even when the agent could write "
+        "`prefix` (a box whose agent runs as root, the end-to-end tests).",
+    )
+    session_wait_s: float = Field(
+        1800.0,
+        ge=0,
+        le=86400,
+        description="aps-update.service waits at most this long, before the switch and the "
+        "restart, for no citizen to be in a session (asked of the local API at `[ui] "
+        "listen`); still in one after that, the request stays and aps-update.path runs it again "
+        "(keep it well above 5 s: systemd stops a unit started too often).",
+    )
 
 
 class AgentConfig(Section):

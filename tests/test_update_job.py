@@ -128,7 +128,9 @@ def test_register_update_job_needs_a_job_runner_and_central_keys(tmp_path: Path)
     registry = JobRegistry()
     cfg = SimpleNamespace(
         identity=SimpleNamespace(central_keys=_keys(tmp_path), central_url="https://c"),
-        update=SimpleNamespace(prefix=tmp_path, state_dir=tmp_path / "u", trial_s=60.0),
+        update=SimpleNamespace(
+            prefix=tmp_path, state_dir=tmp_path / "u", trial_s=60.0, hand_over="auto"
+        ),
         mqtt=SimpleNamespace(tls_ca=None),
     )
     app = SimpleNamespace(jobs=registry, cfg=cfg, request_restart=lambda: None)

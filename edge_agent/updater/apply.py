@@ -23,7 +23,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge_agent.updater import UpdateError, state_file
 from edge_agent.updater.download import fetch_file
 from edge_agent.updater.layout import Layout
-from edge_agent.updater.machine import SETTLED, Event, State, UpdateState, advance
+from edge_agent.updater.machine import (
+    SETTLED,
+    Event,
+    IllegalTransition,
+    State,
+    UpdateState,
+    advance,
+)
 from sync.outbox import READABLE_SCHEMA_VERSIONS
 from sync.release_manifest import Manifest, ManifestError, compare_versions, parse_manifest
 
@@ -48,11 +55,15 @@ class UpdaterSettings:
 
 @dataclass(frozen=True)
 class Applied:
-    """What :func:`apply_update` did: ``restart`` is True when the box must restart now."""
+    """What :func:`apply_update` did: ``restart`` is True when the box must restart now;
+    ``failed`` when this call's update failed (the state says why); ``waiting`` when the
+    release is built and its switch waits for a citizen's session to end (run again)."""
 
     state: UpdateState
     restart: bool
     message: str
+    failed: bool = False
+    waiting: bool = False
 
 
 def fetch_manifest(
@@ -94,7 +105,10 @@ def apply_update(
     settings: UpdaterSettings,
     keys: Mapping[str, Ed25519PublicKey],
     client: httpx.Client,
+    version: str | None = None,
     session_active: Callable[[], bool] = lambda: False,
+    session_wait_s: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
     now: Callable[[], float] = time.time,
 ) -> Applied:
     """Take the box from the running release to the manifest's, up to the restart.
@@ -102,23 +116,40 @@ def apply_update(
     Returns with ``restart`` True after the switch; raises nothing for a failed step (the
     state says ``failed`` with the step and reason), only :class:`UpdateError` when the
     update cannot even begin (another one on trial, an unreadable state file).
+
+    ``version``: the release the order names (aps-update.service's request). With it, asking
+    again for what runs already is a no-op (nothing fetched; a switch whose restart was
+    lost asks for the restart again), a release built and waiting for its switch is switched
+    without central, and a manifest that cannot be fetched or verified, or names another
+    release, is a ``failed`` update of ``version`` (the heartbeat says so and the rollout
+    counts it), not an error only the journal would see.
+
+    ``session_active``: a citizen is in a session; the switch (and so the restart) waits for
+    its end, polling every :data:`SESSION_POLL_S`, at most ``session_wait_s``; still in one
+    after that, it returns with the state ``switching`` and ``restart`` False (run again).
     """
     layout = settings.layout
     try:
         current = state_file.load(settings.state_path)
     except state_file.StateFileError as exc:
         raise UpdateError("state", str(exc)) from None
+    running = layout.running_version()
+    if version is not None and version == running:
+        if current.state is State.RESTARTING and current.version == version:
+            # switched, but the restart never came (cut off right after the switch)
+            return Applied(current, True, f"switched to {version}; restart to start its trial")
+        return Applied(current, False, f"release {running} is running already")
     resumable = (State.DOWNLOADING, State.BUILDING, State.SWITCHING)
     if current.state not in SETTLED and current.state not in resumable:
         raise UpdateError(
             "state",
             f"an update is {current.state.value} ({current.version}); let it settle first",
         )
-    running = layout.running_version()
     if running is None:
         raise UpdateError(
             "layout", f"{layout.current} does not name a release: install with scripts/install.sh"
         )
+    wait = _SessionWait(session_active, session_wait_s, sleep)
 
     def save(state: UpdateState) -> UpdateState:
         state_file.save(settings.state_path, state)
@@ -127,25 +158,45 @@ def apply_update(
 
     def fail(state: UpdateState, exc: UpdateError) -> Applied:
         failed = save(advance(state, Event.ERROR, now=now(), reason=str(exc)))
-        return Applied(failed, False, f"update to {state.version} failed: {exc}")
+        return Applied(failed, False, f"update to {state.version} failed: {exc}", failed=True)
 
-    manifest = fetch_manifest(client, manifest_url, keys)
+    def begin(new: str) -> UpdateState:
+        try:
+            return save(
+                advance(
+                    current,
+                    Event.BEGIN,
+                    now=now(),
+                    version=new,
+                    previous=running,
+                    manifest_url=manifest_url,
+                )
+            )
+        except IllegalTransition:
+            raise UpdateError(
+                "state", f"an update to {current.version} is {current.state.value}: let it end"
+            ) from None
+
+    if current.state is State.SWITCHING and version is not None and current.version == version:
+        return _switch(current, version, running, settings, wait, now, save, fail)
+    try:
+        manifest = fetch_manifest(client, manifest_url, keys)
+        if version is not None and manifest.version != version:
+            raise UpdateError(
+                "verifying",
+                f"{manifest_url} is release {manifest.version}, not {version} as asked",
+            )
+    except UpdateError as exc:
+        if version is None or current.state is State.SWITCHING:
+            raise
+        return fail(begin(version), exc)
     if manifest.version == running:
         return Applied(current, False, f"release {running} is running already")
     if current.state is State.SWITCHING:
         if current.version != manifest.version:
             raise UpdateError("state", f"release {current.version} waits to be switched to")
-        return _switch(current, manifest, running, settings, session_active, now, save, fail)
-    state = save(
-        advance(
-            current,
-            Event.BEGIN,
-            now=now(),
-            version=manifest.version,
-            previous=running,
-            manifest_url=manifest_url,
-        )
-    )
+        return _switch(current, manifest.version, running, settings, wait, now, save, fail)
+    state = begin(manifest.version)
     try:
         check_compatible(manifest, running)
         into = settings.downloads / manifest.version
@@ -153,37 +204,63 @@ def apply_update(
             fetch_file(client, urljoin(manifest_url, f"files/{entry.name}"), entry, into)
     except UpdateError as exc:
         return fail(state, exc)
+    except OSError as exc:  # the disk full, the downloads directory unusable: say so
+        return fail(state, UpdateError("downloading", f"{type(exc).__name__}: {exc}"))
     state = save(advance(state, Event.DOWNLOADED, now=now()))
     try:
         layout.build(manifest.version, into, python=settings.python)
     except UpdateError as exc:
         return fail(state, exc)
+    except OSError as exc:
+        return fail(state, UpdateError("building", f"{type(exc).__name__}: {exc}"))
     state = save(advance(state, Event.BUILT, now=now()))
-    return _switch(state, manifest, running, settings, session_active, now, save, fail)
+    return _switch(state, manifest.version, running, settings, wait, now, save, fail)
+
+
+#: How often a switch waiting for a citizen's session to end asks again.
+SESSION_POLL_S = 5.0
+
+
+@dataclass(frozen=True)
+class _SessionWait:
+    session_active: Callable[[], bool]
+    wait_s: float
+    sleep: Callable[[float], None]
+
+    def idle(self) -> bool:
+        """True once no citizen is in a session; False if one still is after ``wait_s``."""
+        waited = 0.0
+        while self.session_active():
+            if waited >= self.wait_s:
+                return False
+            self.sleep(SESSION_POLL_S)
+            waited += SESSION_POLL_S
+        return True
 
 
 def _switch(
     state: UpdateState,
-    manifest: Manifest,
+    version: str,
     running: str,
     settings: UpdaterSettings,
-    session_active: Callable[[], bool],
+    wait: _SessionWait,
     now: Callable[[], float],
     save: Callable[[UpdateState], UpdateState],
     fail: Callable[[UpdateState, UpdateError], Applied],
 ) -> Applied:
     layout = settings.layout
-    if session_active():
-        # built and ready; the switch waits for the session to end (the caller retries)
-        return Applied(state, False, "a citizen is in a session: the switch waits")
+    if not wait.idle():
+        # built and ready; the switch waits for the session to end (the caller runs again)
+        message = f"a citizen is in a session: the switch to {version} waits"
+        return Applied(state, False, message, waiting=True)
     try:
-        layout.switch_to(manifest.version)
+        layout.switch_to(version)
     except UpdateError as exc:
         return fail(state, exc)
     except OSError as exc:
         return fail(state, UpdateError("switching", f"{layout.current}: {exc}"))
     state = save(advance(state, Event.SWITCHED, now=now(), deadline=now() + settings.trial_s))
-    removed = layout.prune({manifest.version, running})
+    removed = layout.prune({version, running})
     if removed:
         log.info("pruned releases %s", ", ".join(removed))
-    return Applied(state, True, f"switched to {manifest.version}; restart to start its trial")
+    return Applied(state, True, f"switched to {version}; restart to start its trial")

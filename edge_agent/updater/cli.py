@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import click
@@ -16,7 +17,7 @@ import httpx
 
 from edge_agent.config import AgentConfig
 from edge_agent.updater import UpdateError, state_file
-from edge_agent.updater.apply import UpdaterSettings, apply_update
+from edge_agent.updater.apply import Applied, UpdaterSettings, apply_update
 from edge_agent.updater.machine import Event, IllegalTransition, advance
 from sync.identity_files import KeyFileError, load_public_keys
 
@@ -63,20 +64,52 @@ def apply_command(
     config_path: str, manifest_url: str | None, request: Path | None, restart_command: str
 ) -> None:
     """Download, verify, build and switch to the release at --manifest, then restart."""
-    from edge_agent.host_checks import tls_context
     from edge_agent.updater.job import read_request
 
     cfg = _load(config_path)
+    version: str | None = None
     if request is not None:
         if not request.exists():
             click.echo(f"no update request in {request}")
             return
         try:
-            _version, manifest_url = read_request(request)
+            version, manifest_url = read_request(request)
         except UpdateError as exc:
             request.unlink(missing_ok=True)
             raise click.ClickException(str(exc)) from None
-        request.unlink()  # taken: a failure is reported in the state, not retried in a loop
+    keep = False  # the request stays only while the switch waits for a citizen's session
+    try:
+        done = _apply(cfg, manifest_url, version)
+        keep = request is not None and done.waiting
+    finally:
+        if request is not None and not keep:
+            # settled (switched, failed, nothing to do): a failure is reported in the state,
+            # not retried in a loop; cut off before (a power cut), the next start resumes
+            request.unlink(missing_ok=True)
+    click.echo(done.message)
+    if done.failed:
+        sys.exit(1)
+    if done.restart and restart_command:
+        subprocess.run(restart_command.split(), check=False)
+
+
+def session_in_use(listen: str, timeout_s: float = 3.0) -> bool:
+    """A citizen is in a session at this box: the agent's local API (``[ui] listen``) says
+    so (``GET /api/v1/session``, ``idle_left_s`` set: what holds the agent's jobs back).
+    No local API configured, or none answering: no screen, so no citizen at it."""
+    if not listen:
+        return False
+    try:
+        with urllib.request.urlopen(f"http://{listen}/api/v1/session", timeout=timeout_s) as resp:
+            obj = json.loads(resp.read(65536))
+    except (OSError, ValueError):
+        return False
+    return isinstance(obj, dict) and obj.get("idle_left_s") is not None
+
+
+def _apply(cfg: AgentConfig, manifest_url: str | None, version: str | None) -> Applied:
+    from edge_agent.host_checks import tls_context
+
     if manifest_url is None:
         raise click.ClickException("give --manifest URL (or --from-request FILE)")
     if cfg.identity.central_keys is None:
@@ -88,14 +121,17 @@ def apply_command(
     verify = tls_context(cfg) if manifest_url.startswith("https:") else True
     with httpx.Client(verify=verify, timeout=httpx.Timeout(30.0, connect=10.0)) as client:
         try:
-            done = apply_update(manifest_url, settings=settings_of(cfg), keys=keys, client=client)
+            return apply_update(
+                manifest_url,
+                settings=settings_of(cfg),
+                keys=keys,
+                client=client,
+                version=version,
+                session_active=lambda: session_in_use(cfg.ui.listen),
+                session_wait_s=cfg.update.session_wait_s,
+            )
         except UpdateError as exc:
             raise click.ClickException(str(exc)) from None
-    click.echo(done.message)
-    if done.state.state.value == "failed":
-        sys.exit(1)
-    if done.restart and restart_command:
-        subprocess.run(restart_command.split(), check=False)
 
 
 @update_group.command("status")

@@ -10,8 +10,14 @@ no citizen is in a session and reports its outcome durably. Args: ``version`` an
   ``aps-update.service``, which runs ``aps-agent update apply --from-request`` and restarts
   the agent. The job succeeds with ``{"requested": version}``; the update's own progress
   (downloading ... committed / rolled-back) is the heartbeat's ``update``.
-- **in process** (the layout is writable: a development box, the tests): the agent applies
-  the update itself and, once the job's success is reported, exits for the restart.
+- **in process** (the layout is writable: a development box): the agent applies the update
+  itself and, once the job's success is reported, exits for the restart. ``[update]
+  hand_over = "always"`` hands over even then (tests/test_update_e2e.py drives the
+  production path so, as the same user as its stand-in for aps-update.service).
+
+The request is removed by ``aps-agent update apply --from-request`` once the update has
+settled (switched, failed, or nothing to do), not when it is read: an apply cut short (a
+power cut) runs again from the request at the next start of aps-update.path and resumes.
 """
 
 from __future__ import annotations
@@ -123,6 +129,8 @@ def register_update_job(app: Any) -> bool:
             central_keys=app.cfg.identity.central_keys,
             verify=tls_context(app.cfg),
             request_restart=getattr(app, "request_restart", lambda: None),
+            # [update] hand_over = "always": hand over even where the layout is writable
+            writable=(lambda: False) if app.cfg.update.hand_over == "always" else None,
             central_url=app.cfg.identity.central_url,
         ),
     )
