@@ -112,6 +112,8 @@ class Seeded:
     alert_a: int = 0
     alert_offline_a: int = 0
     alert_b: int = 0
+    job_a: str = ""  # queued on k-a-degraded
+    job_b: str = ""  # queued on k-b-ok
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -244,7 +246,7 @@ def seed(db: Path) -> Seeded:
 
 
 def _fleet_extras(db: Path, out: Seeded) -> None:
-    """Health history, alerts (one per office, and a cleared one) and a remote job."""
+    """Health history, alerts (one per office, and a cleared one), a queued job per office."""
     from central.fleet import alert_engine, alerts, jobs
 
     conn = backoffice_db.connect(db)
@@ -300,7 +302,11 @@ def _fleet_extras(db: Path, out: Seeded) -> None:
                 NOW - 3000,
             )
         out.alert_a, out.alert_offline_a, out.alert_b = opened
-        jobs.create(conn, "print-test-slip", kiosks=["k-a-degraded"], actor="seed", now=NOW - 60)
+        (job_a,) = jobs.create(
+            conn, "print-test-slip", kiosks=["k-a-degraded"], actor="seed", now=NOW - 60
+        )
+        (job_b,) = jobs.create(conn, "selftest", kiosks=["k-b-ok"], actor="seed", now=NOW - 60)
+        out.job_a, out.job_b = job_a.id, job_b.id
     finally:
         conn.close()
 

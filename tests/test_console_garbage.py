@@ -80,3 +80,25 @@ def test_random_ids_are_404_pages_for_a_signed_in_admin(admin: TestClient, segme
         r: Any = client.get(f"/console/{prefix}/{quote(segment, safe='')}", follow_redirects=False)
         assert r.status_code in (200, 400, 404), (prefix, segment, r.status_code)
         assert r.status_code < 500
+
+
+@FAST
+@given(kind=text, deadline=text, days=text, job_id=st.text(min_size=1, max_size=80))
+def test_random_job_forms_and_job_ids_are_clean_refusals(
+    admin: TestClient, kind: str, deadline: str, days: str, job_id: str
+) -> None:
+    token = csrf_of(admin.get("/console/kiosks/k-a-ok").text)
+    r = admin.post(
+        "/console/kiosks/k-a-ok/jobs",
+        data={"csrf": token, "kind": kind, "deadline": deadline, "older_than_days": days},
+        headers={"Origin": ORIGIN},
+        follow_redirects=False,
+    )
+    assert r.status_code in (303, 400), (kind, deadline, days, r.status_code)
+    r = admin.post(
+        f"/console/jobs/{quote(job_id, safe='')}/cancel",
+        data={"csrf": token},
+        headers={"Origin": ORIGIN},
+        follow_redirects=False,
+    )
+    assert r.status_code in (404, 405), (job_id, r.status_code)

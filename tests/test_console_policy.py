@@ -107,6 +107,7 @@ def _ids(s: Seeded, office: str = "b") -> dict[str, str]:
         "n": str(s.support_b if b else s.support_a),
         "code": s.dossier_b if b else s.dossier_a,
         "alert_id": str(s.alert_b if b else s.alert_a),
+        "job_id": s.job_b if b else s.job_a,
         "name": "can.bo.b",
     }
 
@@ -114,6 +115,8 @@ def _ids(s: Seeded, office: str = "b") -> dict[str, str]:
 #: Routes with an id and the id of office B's thing they take (URL guessing by staff of A).
 ID_ROUTES = {
     "console_kiosk": "kiosk",
+    "console_kiosk_job_create": "kiosk",
+    "console_job_cancel": "job_id",
     "console_support_request": "n",
     "console_support_take": "n",
     "console_support_resolve": "n",

@@ -183,3 +183,27 @@ def test_logging_out_ends_the_session(console_context: Any, server: str) -> None
     page.wait_for_url(f"{server}/console/login")
     page.goto(f"{server}/console/")
     assert page.url.startswith(f"{server}/console/login")
+
+
+def test_an_admin_queues_a_job_on_a_kiosk_and_cancels_it(
+    console_context: Any, server: str, seeded: Seeded, tmp_path: Path
+) -> None:
+    page = console_context.new_page()
+    _login(page, server, "quan.tri")
+    kiosk_page = f"{server}/console/kiosks/{seeded.kiosk_a}"
+    page.goto(kiosk_page)
+    page.get_by_label("Việc cần làm").select_option(label="Thu thập thông tin chẩn đoán")
+    page.get_by_label("Thời hạn", exact=False).fill("2h")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Giao việc").click()
+    assert page.url == kiosk_page
+    jobs = page.locator("section[aria-labelledby=h-jobs] tbody tr")
+    row = jobs.filter(has_text="Thu thập thông tin chẩn đoán")
+    assert row.count() == 1 and "Đang chờ" in row.inner_text()
+    assert "console:quan.tri" in row.inner_text()
+    page.get_by_role("button", name="Giao việc").scroll_into_view_if_needed()
+    _shot(page, "kiosk-jobs", tmp_path)
+    with page.expect_navigation():
+        row.get_by_role("button", name="Huỷ").click()
+    row = jobs.filter(has_text="Thu thập thông tin chẩn đoán")
+    assert "Đã huỷ" in row.inner_text() and row.get_by_role("button").count() == 0

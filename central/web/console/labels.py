@@ -48,3 +48,23 @@ def label(table: dict[str, str], key: object) -> str:
 ALERT_STATES: Final = {"open": "Đang mở", "acknowledged": "Đã xác nhận", "cleared": "Đã hết"}
 
 SEVERITIES: Final = {"critical": "Nghiêm trọng", "warning": "Cảnh báo", "info": "Thông tin"}
+
+JOB_KINDS: Final = {
+    "print-test-slip": "In phiếu thử",
+    "resync-catalogue": "Đồng bộ lại danh mục thủ tục",
+    "selftest": "Tự kiểm tra",
+    "collect-diagnostics": "Thu thập thông tin chẩn đoán",
+    "restart-agent": "Khởi động lại phần mềm ki-ốt",
+    "purge-synced": "Xoá dữ liệu đã đồng bộ",
+    "update": "Cập nhật phần mềm",
+}
+
+JOB_STATES: Final = {
+    "queued": "Đang chờ",
+    "in-progress": "Đang chạy",
+    "succeeded": "Thành công",
+    "failed": "Thất bại",
+    "rejected": "Bị từ chối",
+    "timed-out": "Quá hạn",
+    "cancelled": "Đã huỷ",
+}

@@ -7,7 +7,7 @@ policy cannot be reached (and ``tests/test_console_policy.py`` fails).
 
 Roles:
 
-- ``admin``: everything, every office;
+- ``admin``: everything, every office (queuing and cancelling remote jobs too);
 - ``viewer``: read-only, every office;
 - ``staff``: read-only for the kiosks of their office; their office's support queue,
   questions and petitions, dossier statuses and ratings, read and answer. What belongs to
@@ -37,6 +37,8 @@ ROUTE_POLICIES: dict[str, Policy] = {
     "console_logout": Policy.SIGNED_IN,
     "console_fleet": Policy.READ,
     "console_kiosk": Policy.READ,
+    "console_kiosk_job_create": Policy.ADMIN,
+    "console_job_cancel": Policy.ADMIN,
     "console_alerts": Policy.READ,
     "console_alert": Policy.READ,
     "console_alert_acknowledge": Policy.ADMIN,

@@ -23,15 +23,16 @@ from starlette.concurrency import run_in_threadpool
 
 from central import answers, dossiers, reports, staff_text, support
 from central.backoffice_db import transaction
-from central.fleet import alerts
+from central.fleet import alerts, jobs
 from central.fleet.health import OverallState
 from central.roster import NotFound as RosterNotFound
 from central.roster import RosterError
 from central.web.common import Conn, Databases
-from central.web.console import auth, labels, users, views
+from central.web.console import auth, job_form, labels, users, views
 from central.web.console.charts import bar_chart
 from central.web.console.policy import ROUTE_POLICIES, Policy, Scope, allows, may_work, scope_of
 from central.web.console.settings import ConsoleSettings
+from sync.jobs import JobError
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -292,23 +293,98 @@ def fleet(
     )
 
 
-@router.get("/kiosks/{kiosk}", name="console_kiosk")
-def kiosk_page(request: Request, conn: Conn, kiosk: str) -> Response:
+def _kiosk_page(
+    request: Request,
+    conn: Conn,
+    row: views.KioskView,
+    status: int = 200,
+    error: str | None = None,
+    job_form_values: dict[str, str] | None = None,
+) -> Response:
+    settings = settings_of(request)
+    kiosk = row.kiosk
+    requests_ = [r for r in support.list_requests(conn, limit=50) if r.kiosk == kiosk][:10]
+    return page(
+        request,
+        "kiosk.html",
+        status,
+        k=row,
+        history=views.health_history_rows(conn, row, settings.thresholds),
+        alerts=views.list_alerts(conn, scope_of(user_of(request)), kiosk=kiosk, limit=20),
+        jobs=views.jobs_of_kiosk(conn, row),
+        support_requests=requests_,
+        job_kinds=job_form.OFFERED,
+        job_form=job_form_values or {"kind": "", "deadline": job_form.DEFAULT_DEADLINE},
+        error=error,
+    )
+
+
+def _kiosk_row(request: Request, conn: Conn, kiosk: str) -> views.KioskView:
+    """The kiosk when the user may see it; else an HTML 404 (unknown, or another office)."""
     settings = settings_of(request)
     scope = scope_of(user_of(request))
     row = views.kiosk_row(conn, kiosk, scope, settings.clock(), settings.thresholds)
     if row is None:
         raise not_found()
-    requests_ = [r for r in support.list_requests(conn, limit=50) if r.kiosk == kiosk][:10]
-    return page(
-        request,
-        "kiosk.html",
-        k=row,
-        history=views.health_history_rows(conn, row, settings.thresholds),
-        alerts=views.list_alerts(conn, scope, kiosk=kiosk, limit=20),
-        jobs=views.jobs_of_kiosk(conn, row),
-        support_requests=requests_,
-    )
+    return row
+
+
+@router.get("/kiosks/{kiosk}", name="console_kiosk")
+def kiosk_page(request: Request, conn: Conn, kiosk: str) -> Response:
+    return _kiosk_page(request, conn, _kiosk_row(request, conn, kiosk))
+
+
+@router.post("/kiosks/{kiosk}/jobs", name="console_kiosk_job_create")
+def kiosk_job_create(
+    request: Request,
+    conn: Conn,
+    kiosk: str,
+    kind: Annotated[str, Form(max_length=32)] = "",
+    deadline: Annotated[str, Form(max_length=20)] = job_form.DEFAULT_DEADLINE,
+    older_than_days: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Queue one job on this kiosk (admin), audited as the console user."""
+    row = _kiosk_row(request, conn, kiosk)
+    values = {"kind": kind, "deadline": deadline, "older_than_days": older_than_days}
+    if row.state is OverallState.REVOKED:
+        return _kiosk_page(
+            request,
+            conn,
+            row,
+            409,
+            "Ki-ốt này đã bị thu hồi: nó không còn nhận việc từ xa.",
+            values,
+        )
+    try:
+        wanted = job_form.read(kind, deadline, older_than_days)
+        jobs.create(
+            conn,
+            wanted.kind,
+            kiosks=[row.kiosk],
+            args=wanted.args,
+            deadline_s=wanted.deadline_s,
+            actor=actor_of(request),
+            now=settings_of(request).clock(),
+        )
+    except (job_form.JobFormError, JobError) as exc:
+        return _kiosk_page(request, conn, row, 400, views.error_text(exc), values)
+    return redirect(f"/console/kiosks/{quote(row.kiosk)}")
+
+
+@router.post("/jobs/{job_id}/cancel", name="console_job_cancel")
+def job_cancel(request: Request, conn: Conn, job_id: str) -> Response:
+    """Cancel a job still queued (admin); any other state is answered with why not."""
+    now = settings_of(request).clock()
+    found = jobs.get_job(conn, job_id, now=now) if job_id.isalnum() and len(job_id) == 26 else None
+    if found is None or not scope_of(user_of(request)).sees(found.office):
+        raise not_found()
+    row = _kiosk_row(request, conn, found.kiosk)
+    try:
+        jobs.cancel_job(conn, found.id, actor=actor_of(request), now=now)
+    except JobError as exc:
+        message = f"Không huỷ được việc này: chỉ huỷ được việc đang chờ. Chi tiết: {exc}"
+        return _kiosk_page(request, conn, row, 409, message)
+    return redirect(f"/console/kiosks/{quote(row.kiosk)}")
 
 
 # -- alerts -------------------------------------------------------------------------------
