@@ -11,6 +11,9 @@ from hypothesis import settings
 
 from central.mosquitto import MosquittoProcess, TestPki
 
+# A fresh PostgreSQL database per test that asks for ``pg`` (tests/pg.py).
+pytest_plugins = ("tests.pg",)
+
 
 @pytest.fixture(scope="session")
 def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:

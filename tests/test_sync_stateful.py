@@ -1,8 +1,9 @@
-"""The sync state machine (tests/stateful_sync.py) run against central's SQLite store.
+"""The sync state machine (tests/stateful_sync.py) run against both of central's stores.
 
-A PostgreSQL store runs the same machine with its own factory: a function that
-opens the store kept for one example (here: a SQLite file in that example's
-directory; reopening it is a central restart).
+Each store runs the same machine with its own factory: a function that opens the
+store kept for one example (a SQLite file in that example's directory; for
+PostgreSQL a schema of the test's fresh database named after that directory);
+reopening it is a central restart.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from central.store import SQLiteStore
+from central.store_pg import PostgresStore
+from tests.pg import PgDatabase
 from tests.stateful_sync import SyncSystem
 
 SETTINGS = settings(
@@ -33,3 +36,15 @@ def sqlite_store(directory: Path) -> SQLiteStore:
 @pytest.mark.timeout(900)
 def test_sync_with_the_sqlite_store() -> None:
     run_state_machine_as_test(lambda: SyncSystem(sqlite_store), settings=SETTINGS)
+
+
+# Fewer examples: each one opens its own schema on the machine's PostgreSQL.
+PG_SETTINGS = settings(SETTINGS, max_examples=80)
+
+
+@pytest.mark.timeout(900)
+def test_sync_with_the_postgres_store(pg: PgDatabase) -> None:
+    def postgres_store(directory: Path) -> PostgresStore:
+        return PostgresStore(pg.schema_dsn(str(directory)))
+
+    run_state_machine_as_test(lambda: SyncSystem(postgres_store), settings=PG_SETTINGS)

@@ -1,0 +1,512 @@
+"""Central's store on PostgreSQL: the :class:`central.store.Store` contract, for a nation.
+
+Theory of operation
+-------------------
+The records semantics are SQLiteStore's, statement for statement: one
+transaction per batch; known ids looked up in one query; new records inserted
+with ``INSERT ... ON CONFLICT DO NOTHING`` (the primary key ``(kiosk, id)``
+makes a replay a no-op even if two collectors race on one id); duplicates
+(same body hash) and id conflicts (another body) counted and dead-lettered
+as in SQLite; per-stream sequence state kept as gap ranges by the very same
+:class:`central.sequences.StreamBook`, which runs here through :class:`PgConn`,
+a thin adapter that speaks the sqlite3 ``execute(sql, args)`` dialect
+(``?`` and ``?N`` placeholders) over a psycopg 3 connection.
+
+Parallel collectors: each collector opens its own store (``store_factory``),
+so a store is used by one thread and holds **one** connection (no pool). Two
+collectors may get records of one kiosk at once; every batch therefore takes
+a transaction-scoped advisory lock per kiosk it touches (in sorted order, so
+two batches never deadlock) before it reads any stream row: the stream
+arithmetic of a kiosk never interleaves, whatever the isolation level.
+
+The schema is created by versioned migrations (:data:`MIGRATIONS`) recorded
+in ``schema_migrations``; :func:`migrate` runs at open, under an advisory lock,
+applies each missing version in its own transaction and is idempotent.
+
+Not yet here (docs/scale.md): attachment assembly (chunk records are stored
+and acked as records, the files are not assembled), quota usage, the fleet
+tables (status rows, heartbeat history), the report and housekeeping
+queries of ``aps-central status``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+import psycopg
+
+from central import quotas
+from central.ingest import PAYLOAD_HEAD_BYTES, Accept, DeadLetter, FleetUpdate
+from central.sequences import DEFAULT_MAX_SEQ_JUMP, Claim, StreamBook
+from central.store import (
+    NO_DIGEST,
+    REPORT_RANGES,
+    IngestOutcome,
+    StoredRecord,
+    StreamState,
+    body_sha,
+    body_text,
+)
+from sync.envelope import Record, Rejection, records_topic
+
+#: (version, statements). Append only: a released version is never edited.
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+CREATE TABLE records (
+    kiosk TEXT NOT NULL,
+    id TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    created TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    body TEXT NOT NULL,
+    sha BYTEA,
+    envelope TEXT,
+    digest TEXT,
+    key_id TEXT,
+    PRIMARY KEY (kiosk, id),
+    UNIQUE (kiosk, stream, seq)
+);
+CREATE INDEX records_kind ON records (kind, received_at);
+CREATE TABLE streams (
+    kiosk TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    contiguous_seq BIGINT NOT NULL DEFAULT 0,
+    max_seq BIGINT NOT NULL DEFAULT 0,
+    gap_since DOUBLE PRECISION,
+    first_seen DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL,
+    missing_count BIGINT NOT NULL DEFAULT 0,
+    gap_count BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (kiosk, stream)
+);
+CREATE INDEX streams_gap_since ON streams (gap_since) WHERE gap_since IS NOT NULL;
+CREATE TABLE stream_gaps (
+    kiosk TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    lo BIGINT NOT NULL,
+    hi BIGINT NOT NULL,
+    since DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (kiosk, stream, lo)
+);
+CREATE INDEX stream_gaps_since ON stream_gaps (kiosk, stream, since);
+CREATE TABLE dead_letters (
+    n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at DOUBLE PRECISION NOT NULL,
+    topic TEXT NOT NULL,
+    topic_kiosk TEXT,
+    reason TEXT NOT NULL,
+    record_id TEXT,
+    payload_len BIGINT NOT NULL,
+    payload_head BYTEA NOT NULL,
+    count BIGINT NOT NULL DEFAULT 1,
+    last_at DOUBLE PRECISION,
+    dedup_key TEXT UNIQUE
+);
+CREATE TABLE rejected_records (
+    kiosk TEXT NOT NULL,
+    id TEXT NOT NULL,
+    stream TEXT,
+    seq BIGINT,
+    reason TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (kiosk, id)
+);
+CREATE INDEX rejected_stream_seq ON rejected_records (kiosk, stream, seq);
+CREATE TABLE kiosks (
+    kiosk TEXT PRIMARY KEY,
+    clock_skew_s DOUBLE PRECISION,
+    clock_skew_at DOUBLE PRECISION,
+    heartbeat_ts DOUBLE PRECISION
+);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+""",
+    ),
+)
+
+#: Advisory lock key of the migration step (any constant unique to this module).
+_MIGRATION_LOCK = 0x41505331  # "APS1"
+
+_NUMBERED = re.compile(r"\?(\d+)")
+
+
+class PgConn:
+    """The sqlite3 ``execute``/``executemany`` dialect over a psycopg connection.
+
+    ``?`` becomes ``%s``; ``?N`` (numbered, as in sqlite) becomes ``%s`` with the
+    N-th argument repeated in place; a literal ``%`` is escaped. It lets
+    :class:`central.sequences.StreamBook` run unchanged on PostgreSQL.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.raw = conn
+
+    @staticmethod
+    def translate(sql: str, args: Sequence[Any]) -> tuple[str, list[Any]]:
+        sql = sql.replace("%", "%%")
+        if not _NUMBERED.search(sql):
+            return sql.replace("?", "%s"), list(args)
+        order = [int(m) - 1 for m in _NUMBERED.findall(sql)]
+        return _NUMBERED.sub("%s", sql), [args[i] for i in order]
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        query, params = self.translate(sql, args)
+        return self.raw.execute(query.encode(), params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        query, _ = self.translate(sql, rows[0])
+        if _NUMBERED.search(sql):
+            rows = [self.translate(sql, r)[1] for r in rows]
+        with self.raw.cursor() as cur:
+            cur.executemany(query.encode(), rows)
+
+
+def migrate(conn: psycopg.Connection[Any]) -> list[int]:
+    """Apply every migration not yet recorded; returns the versions applied now."""
+    applied: list[int] = []
+    with conn.transaction():
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+    for version, statements in MIGRATIONS:
+        with conn.transaction():
+            # Two processes opening one new database: the second waits, then sees it done.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            done = conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = %s", (version,)
+            ).fetchone()
+            if done is not None:
+                continue
+            conn.execute(statements.encode())
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (%s, %s)",
+                (version, time.time()),
+            )
+            applied.append(version)
+    return applied
+
+
+class PostgresStore:
+    """Central's store on PostgreSQL (psycopg 3, one connection per store)."""
+
+    def __init__(
+        self, dsn: str, *, max_seq_jump: int = DEFAULT_MAX_SEQ_JUMP, connect_timeout_s: int = 10
+    ) -> None:
+        self.dsn = dsn
+        self.max_seq_jump = max_seq_jump
+        self.raw = psycopg.connect(dsn, connect_timeout=connect_timeout_s)
+        try:
+            migrate(self.raw)
+        except BaseException:
+            self.raw.close()
+            raise
+        self.conn = PgConn(self.raw)
+
+    def close(self) -> None:
+        self.raw.close()
+
+    # -- writing --------------------------------------------------------------------
+    def ingest(self, items: Sequence[Accept | DeadLetter | FleetUpdate]) -> IngestOutcome:
+        out = IngestOutcome()
+        now = time.time()
+        with self.raw.transaction():
+            self._lock_kiosks(items)
+            book = StreamBook(cast(Any, self.conn), now, self.max_seq_jump)
+            records: list[Accept] = []
+            for item in items:
+                if isinstance(item, FleetUpdate):
+                    continue  # fleet tables: not yet on PostgreSQL (docs/scale.md)
+                if isinstance(item, DeadLetter):
+                    self._dead_letter(item, out, book, now)
+                else:
+                    records.append(item)
+            if records:
+                self._store_records(records, out, book, now)
+            book.flush()
+            counts = {
+                "duplicates_received": out.duplicates,
+                "id_conflicts": len(out.conflicts),
+                "seq_jumps_parked": out.parked,
+            }
+            self.conn.executemany(
+                "INSERT INTO counters (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+                [(name, n) for name, n in counts.items() if n],
+            )
+        return out
+
+    def _lock_kiosks(self, items: Sequence[Accept | DeadLetter | FleetUpdate]) -> None:
+        kiosks: set[str] = set()
+        for item in items:
+            if isinstance(item, Accept):
+                kiosks.add(item.record.kiosk)
+            elif isinstance(item, DeadLetter) and item.topic_kiosk:
+                kiosks.add(item.topic_kiosk)
+        for kiosk in sorted(kiosks):
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (kiosk,))
+
+    def _dead(self, d: DeadLetter, now: float) -> None:
+        # As quotas.record_dead_letter: the same dead letter again adds to its count.
+        self.conn.execute(
+            "INSERT INTO dead_letters (at, topic, topic_kiosk, reason, record_id, payload_len,"
+            " payload_head, count, last_at, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)"
+            " ON CONFLICT (dedup_key) DO UPDATE SET count = dead_letters.count + 1,"
+            " last_at = excluded.last_at",
+            (
+                now,
+                d.topic,
+                d.topic_kiosk,
+                d.reason,
+                d.record_id,
+                d.payload_len,
+                bytes(d.payload_head),
+                now,
+                quotas.dedup_key(d),
+            ),
+        )
+
+    def _dead_letter(
+        self, item: DeadLetter, out: IngestOutcome, book: StreamBook, now: float
+    ) -> None:
+        self._dead(item, now)
+        out.dead_letters += 1
+        if not (item.reject and item.record_id and item.topic_kiosk):
+            return
+        out.rejected[item.topic_kiosk].append(Rejection(id=item.record_id, reason=item.reason))
+        seq = item.seq
+        if (
+            item.stream is not None
+            and seq is not None
+            and book.claim(item.topic_kiosk, item.stream, seq) is Claim.JUMP
+        ):
+            seq = None
+        self.conn.execute(
+            "INSERT INTO rejected_records (kiosk, id, stream, seq, reason, at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, id) DO NOTHING",
+            (item.topic_kiosk, item.record_id, item.stream, seq, item.reason, now),
+        )
+
+    def _known_ids(
+        self, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[bytes, str | None]]:
+        known: dict[tuple[str, str], tuple[bytes, str | None]] = {}
+        for start in range(0, len(keys), 2000):
+            part = keys[start : start + 2000]
+            values = ", ".join("(?, ?)" for _ in part)
+            for kiosk, rid, sha, digest in self.conn.execute(
+                "SELECT r.kiosk, r.id, r.sha, r.digest"
+                f" FROM (VALUES {values}) AS v (kiosk, id)"
+                " JOIN records r ON r.kiosk = v.kiosk AND r.id = v.id",
+                [x for key in part for x in key],
+            ):
+                known[(kiosk, rid)] = (bytes(sha), digest)
+        return known
+
+    def _store_records(
+        self, accepts: list[Accept], out: IngestOutcome, book: StreamBook, now: float
+    ) -> None:
+        book.load({(a.record.kiosk, a.record.stream) for a in accepts})
+        known = self._known_ids(sorted({(a.record.kiosk, a.record.id) for a in accepts}))
+        rows: list[tuple[Any, ...]] = []
+        lag: dict[str, float] = {}
+        for a in accepts:
+            r: Record = a.record
+            key = (r.kiosk, r.id)
+            text = body_text(r.body)
+            sha = body_sha(text)
+            stored = known.get(key)
+            if stored is not None:
+                stored_sha, stored_digest = stored
+                if stored_sha == sha:
+                    out.duplicates += 1
+                else:
+                    self._conflict(r, text, now)
+                    out.dead_letters += 1
+                    out.conflicts.append(key)
+                out.acked[r.kiosk].append(r.id)  # first wins; the kiosk stops resending
+                out.digests[key] = stored_digest or NO_DIGEST
+                continue
+            claim = book.claim(r.kiosk, r.stream, r.seq)
+            if claim is Claim.NEW:
+                known[key] = (sha, a.digest)
+                rows.append(
+                    (
+                        r.kiosk,
+                        r.id,
+                        r.stream,
+                        r.seq,
+                        r.kind,
+                        r.created,
+                        now,
+                        text,
+                        sha,
+                        a.envelope.decode("utf-8"),
+                        a.digest,
+                        a.key_id,
+                    )
+                )
+                out.stored += 1
+                out.acked[r.kiosk].append(r.id)
+                out.digests[key] = a.digest
+                created = r.created_unix()
+                lag[r.kiosk] = min(lag.get(r.kiosk, now - created), now - created)
+                continue
+            if claim is Claim.JUMP:
+                out.parked += 1
+                reason = (
+                    f"seq-jump: seq {r.seq} of stream {r.stream} is more than "
+                    f"{book.max_seq_jump} past its highest seq {book.highest(r.kiosk, r.stream)};"
+                    " parked (see [collector] max_seq_jump)"
+                )
+            else:
+                reason = f"seq-conflict: seq {r.seq} of stream {r.stream} is another record"
+            self._dead_letter(
+                DeadLetter(
+                    topic=records_topic(r.kiosk),
+                    topic_kiosk=r.kiosk,
+                    reason=reason,
+                    payload_len=len(text),
+                    payload_head=text.encode("utf-8")[:PAYLOAD_HEAD_BYTES],
+                    record_id=r.id,
+                    reject=True,
+                    stream=r.stream,
+                    seq=None,
+                ),
+                out,
+                book,
+                now,
+            )
+        # The kiosk lock makes a known id impossible here; DO NOTHING keeps a replay a
+        # no-op even so (the first body stays, as in SQLite).
+        self.conn.executemany(
+            "INSERT INTO records (kiosk, id, stream, seq, kind, created, received_at, body, sha,"
+            " envelope, digest, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (kiosk, id) DO NOTHING",
+            rows,
+        )
+        self.conn.executemany(
+            "INSERT INTO kiosks (kiosk, clock_skew_s, clock_skew_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (kiosk) DO UPDATE SET clock_skew_s = excluded.clock_skew_s,"
+            " clock_skew_at = excluded.clock_skew_at WHERE kiosks.heartbeat_ts IS NULL",
+            [(kiosk, round(s, 3), now) for kiosk, s in lag.items()],
+        )
+
+    def _conflict(self, r: Record, text: str, now: float) -> None:
+        self._dead(
+            DeadLetter(
+                topic=records_topic(r.kiosk),
+                topic_kiosk=r.kiosk,
+                reason=f"id-conflict: record {r.id} was stored before with another body;"
+                " the first one is kept",
+                payload_len=len(text),
+                payload_head=text.encode("utf-8")[:PAYLOAD_HEAD_BYTES],
+                record_id=r.id,
+            ),
+            now,
+        )
+
+    # -- reading --------------------------------------------------------------------
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A query outside any batch: its own short transaction, never left open."""
+        with self.raw.transaction():
+            return list(self.conn.execute(sql, args).fetchall())
+
+    def streams(
+        self, kiosk: str | None = None, *, limit: int | None = None, max_ranges: int = REPORT_RANGES
+    ) -> list[StreamState]:
+        """Streams with open gaps first (oldest gap first), each with its first gap ranges."""
+        sql = (
+            "SELECT kiosk, stream, contiguous_seq, max_seq, gap_count, missing_count, gap_since"
+            " FROM streams"
+        )
+        args: list[Any] = []
+        if kiosk is not None:
+            sql += " WHERE kiosk = ?"
+            args.append(kiosk)
+        sql += " ORDER BY gap_since IS NULL, gap_since, kiosk COLLATE \"C\", stream COLLATE \"C\""
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self.raw.transaction():
+            rows = self.conn.execute(sql, args).fetchall()
+            return [self._state(row, max_ranges) for row in rows]
+
+    def _state(self, row: tuple[Any, ...], max_ranges: int) -> StreamState:
+        k, s, contiguous, max_seq, gap_count, missing, gap_since = row
+        gaps: tuple[tuple[int, int], ...] = ()
+        if gap_count:
+            gaps = tuple(
+                (lo, hi)
+                for lo, hi in self.conn.execute(
+                    "SELECT lo, hi FROM stream_gaps WHERE kiosk = ? AND stream = ?"
+                    " ORDER BY lo LIMIT ?",
+                    (k, s, max_ranges),
+                )
+            )
+        return StreamState(
+            kiosk=k,
+            stream=s,
+            contiguous_seq=contiguous,
+            max_seq=max_seq,
+            gaps=gaps,
+            gap_count=gap_count,
+            missing_count=missing,
+            gap_since=gap_since,
+        )
+
+    def counter(self, name: str) -> int:
+        rows = self._read("SELECT value FROM counters WHERE name = ?", (name,))
+        return 0 if not rows else int(rows[0][0])
+
+    def count(self, kind: str | None = None) -> int:
+        if kind is None:
+            return int(self._read("SELECT count(*) FROM records")[0][0])
+        return int(self._read("SELECT count(*) FROM records WHERE kind = ?", (kind,))[0][0])
+
+    def dead_letter_count(self) -> int:
+        return int(self._read("SELECT count(*) FROM dead_letters")[0][0])
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        cols = ("n", "at", "topic", "topic_kiosk", "reason", "record_id", "payload_len")
+        cols += ("count", "last_at")
+        rows = self._read(f"SELECT {', '.join(cols)} FROM dead_letters ORDER BY n")
+        return [dict(zip(cols, row, strict=True)) for row in rows]
+
+    def record_body(self, kiosk: str, rid: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT body FROM records WHERE kiosk = ? AND id = ?", (kiosk, rid))
+        return None if not rows else cast(dict[str, Any], json.loads(rows[0][0]))
+
+    def stored_records(self, kiosk: str | None = None) -> list[StoredRecord]:
+        """Every record held (for one kiosk), in (kiosk, stream, seq) order."""
+        sql = "SELECT kiosk, id, stream, seq, kind FROM records"
+        args: tuple[Any, ...] = ()
+        if kiosk is not None:
+            sql += " WHERE kiosk = ?"
+            args = (kiosk,)
+        rows = self._read(sql + ' ORDER BY kiosk COLLATE "C", stream COLLATE "C", seq', args)
+        return [
+            StoredRecord(kiosk=k, id=i, stream=s, seq=q, kind=kind) for k, i, s, q, kind in rows
+        ]
+
+    def parked_record_ids(self, kiosk: str | None = None) -> set[str]:
+        """Ids of records central refused and parked (their kiosks were told: rejected)."""
+        sql = "SELECT id FROM rejected_records"
+        args: tuple[Any, ...] = ()
+        if kiosk is not None:
+            sql += " WHERE kiosk = ?"
+            args = (kiosk,)
+        return {row[0] for row in self._read(sql, args)}
+
+    def schema_versions(self) -> list[int]:
+        return [r[0] for r in self._read("SELECT version FROM schema_migrations ORDER BY version")]

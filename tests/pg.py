@@ -1,0 +1,65 @@
+"""A fresh PostgreSQL database per test, on the machine's PostgreSQL (127.0.0.1:5432).
+
+The fixture ``pg`` creates ``aps_test_<random>`` (never tables in ``test``, the
+database it connects to for the CREATE), hands out its DSN, and drops it
+afterwards (``WITH (FORCE)``: a store a test forgot to close cannot keep it).
+When PostgreSQL is not reachable the test FAILS and says how to start it: a
+store test that is skipped would prove nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"
+
+
+@dataclass(frozen=True)
+class PgDatabase:
+    name: str
+    dsn: str
+
+    def schema_dsn(self, key: str) -> str:
+        """The DSN of a schema of this database named after ``key`` (created if new).
+
+        The stateful test's factory opens one store per example directory: each
+        gets its own schema, and reopening the same directory reopens the same one.
+        """
+        schema = "s_" + hashlib.sha256(key.encode()).hexdigest()[:20]
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        return make_conninfo(self.dsn, options=f"-csearch_path={schema}")
+
+
+def admin_connection() -> psycopg.Connection[tuple[object, ...]]:
+    try:
+        return psycopg.connect(ADMIN_DSN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at 127.0.0.1:5432 ({exc}); these tests need it: "
+            "start it with `pg_ctlcluster 15 main start` (trust auth for user postgres, "
+            "database `test`)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def pg() -> Iterator[PgDatabase]:
+    name = f"aps_test_{secrets.token_hex(6)}"
+    with admin_connection() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield PgDatabase(name=name, dsn=make_conninfo(ADMIN_DSN, dbname=name))
+    finally:
+        with admin_connection() as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
