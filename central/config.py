@@ -37,6 +37,29 @@ class CentralSection(Section):
     log_level: str = Field(
         "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level."
     )
+    store: Literal["sqlite", "postgresql"] = Field(
+        "sqlite",
+        description="Where the collector stores records: `sqlite` (the file `database`, one "
+        "province on one machine) or `postgresql` (`postgresql_dsn`; first step of a national "
+        "deployment, records and sequence state only: docs/scale.md).",
+    )
+    postgresql_dsn: SecretStr | None = Field(
+        None,
+        description="libpq connection string of central's PostgreSQL database, e.g. "
+        "`host=db.example port=5432 user=aps dbname=aps` (required with "
+        "`store = \"postgresql\"`; a password belongs in ~/.pgpass, not here).",
+    )
+
+    @model_validator(mode="after")
+    def _dsn_for_postgresql(self) -> Self:
+        if self.store == "postgresql" and (
+            self.postgresql_dsn is None or not self.postgresql_dsn.get_secret_value().strip()
+        ):
+            raise ValueError(
+                'central.postgresql_dsn: required with store = "postgresql" (a libpq '
+                "connection string such as `host=127.0.0.1 port=5432 user=aps dbname=aps`)"
+            )
+        return self
 
 
 class AlertsSection(Section):

@@ -32,6 +32,7 @@ from central.fleet.lifecycle import KioskState
 from central.fleet.registry import Registry
 from central.signing import signing_service
 from central.store import SQLiteStore
+from central.stores import open_store
 from central.support_router import SupportRouter
 from sync.files import make_private_dir
 from sync.systemd_notify import Notifier
@@ -58,14 +59,14 @@ class CentralService:
         # Create the schema before the broker speaks.
         history = cfg.fleet.history()  # [fleet] hook: heartbeat history bounds
         SQLiteStore(db, max_seq_jump=jump, attachment_limits=limits, history=history).close()
+        if cfg.central.store != "sqlite":
+            open_store(cfg).close()  # its migrations, before the broker speaks
         # Who may send (the registry, on the same file) and central's own signing key:
         # records are verified against the first, acks and the downlink signed with the other.
         self.registry = Registry(db)
         self.signing_key = cfg.security.load_signing_key()
         self.collector = Collector(
-            store_factory=lambda: SQLiteStore(
-                db, max_seq_jump=jump, attachment_limits=limits, history=history
-            ),
+            store_factory=lambda: open_store(cfg),  # [central] store
             mqtt_settings=cfg.mqtt.settings(),
             settings=cfg.collector.settings(),
             keys=self.registry,

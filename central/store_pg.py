@@ -175,13 +175,16 @@ def migrate(conn: psycopg.Connection[Any]) -> list[int]:
     """Apply every migration not yet recorded; returns the versions applied now."""
     applied: list[int] = []
     with conn.transaction():
+        # Two processes opening one new database: CREATE ... IF NOT EXISTS alone races
+        # (both see no table, one fails on the catalogue); the lock makes them take turns.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations"
             " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
         )
     for version, statements in MIGRATIONS:
         with conn.transaction():
-            # Two processes opening one new database: the second waits, then sees it done.
+            # A second opener waits here, then finds the version done.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             done = conn.execute(
                 "SELECT 1 FROM schema_migrations WHERE version = %s", (version,)
@@ -434,7 +437,7 @@ class PostgresStore:
         if kiosk is not None:
             sql += " WHERE kiosk = ?"
             args.append(kiosk)
-        sql += " ORDER BY gap_since IS NULL, gap_since, kiosk COLLATE \"C\", stream COLLATE \"C\""
+        sql += ' ORDER BY gap_since IS NULL, gap_since, kiosk COLLATE "C", stream COLLATE "C"'
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -478,8 +481,17 @@ class PostgresStore:
         return int(self._read("SELECT count(*) FROM dead_letters")[0][0])
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        cols = ("n", "at", "topic", "topic_kiosk", "reason", "record_id", "payload_len")
-        cols += ("count", "last_at")
+        cols: tuple[str, ...] = (
+            "n",
+            "at",
+            "topic",
+            "topic_kiosk",
+            "reason",
+            "record_id",
+            "payload_len",
+            "count",
+            "last_at",
+        )
         rows = self._read(f"SELECT {', '.join(cols)} FROM dead_letters ORDER BY n")
         return [dict(zip(cols, row, strict=True)) for row in rows]
 

@@ -1,0 +1,29 @@
+"""Which store the collector writes to: ``[central] store`` (docs/scale.md).
+
+SQLite (the default) keeps everything in ``[central] database``; PostgreSQL
+(``store = "postgresql"``) takes records, dead letters and sequence state
+while the rest of central (registry, fleet, back office) stays on the SQLite
+file for now.
+"""
+
+from __future__ import annotations
+
+from central.config import CentralConfig
+from central.store import SQLiteStore, Store
+
+
+def open_store(cfg: CentralConfig) -> Store:
+    """Open the store ``cfg`` names; a PostgreSQL store runs its migrations first."""
+    jump = cfg.collector.max_seq_jump
+    if cfg.central.store == "postgresql":
+        from central.store_pg import PostgresStore  # psycopg only when it is used
+
+        dsn = cfg.central.postgresql_dsn
+        assert dsn is not None  # CentralSection refuses postgresql without a dsn
+        return PostgresStore(dsn.get_secret_value(), max_seq_jump=jump)
+    return SQLiteStore(
+        cfg.central.database,
+        max_seq_jump=jump,
+        attachment_limits=cfg.attachments.limits(),
+        history=cfg.fleet.history(),
+    )

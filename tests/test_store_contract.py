@@ -1,0 +1,271 @@
+"""The Store contract, checked directly on both stores (SQLite and PostgreSQL, issue 11).
+
+The same batches go to a SQLiteStore and a PostgresStore: each must answer with
+the same IngestOutcome and the same stream state (gap ranges included), absorb a
+replay, count an id conflict, park a seq jump. Plus PostgreSQL's own promises:
+versioned, idempotent migrations; the config that selects it; and a collector
+killed mid-batch loses nothing it acked and leaves no half batch behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from central.config import CentralConfig
+from central.store import IngestOutcome, SQLiteStore, Store, StreamState
+from central.store_pg import PostgresStore
+from central.stores import open_store
+from sync.config import ConfigError
+from sync.envelope import Record, records_topic
+from sync.ids import new_stream_id, new_ulid
+from tests import identity as keyring
+from tests.pg import PgDatabase
+from tests.waiting import wait_until
+
+KIOSK = "k-contract-01"
+OTHER = "k-contract-02"
+JUMP = 1000
+
+
+def rec(
+    seq: int, stream: str, *, level: str = "hai_long", kiosk: str = KIOSK, rid: str = ""
+) -> bytes:
+    return Record(
+        kind="rating",
+        kiosk=kiosk,
+        stream=stream,
+        seq=seq,
+        id=rid or new_ulid(),
+        created="2026-11-26T09:15:02.123+07:00",
+        body={"level": level},
+    ).encode()
+
+
+def batch(*payloads: bytes, kiosk: str = KIOSK) -> list[tuple[str, bytes]]:
+    return [(records_topic(kiosk), p) for p in payloads]
+
+
+@pytest.fixture
+def stores(tmp_path: Path, pg: PgDatabase) -> Iterator[tuple[SQLiteStore, PostgresStore]]:
+    lite = SQLiteStore(tmp_path / "central.db", max_seq_jump=JUMP)
+    post = PostgresStore(pg.dsn, max_seq_jump=JUMP)
+    yield lite, post
+    lite.close()
+    post.close()
+
+
+def ingest(store: Store, items: list[tuple[str, bytes]]) -> IngestOutcome:
+    return keyring.process_batch(store, items).outcome
+
+
+def comparable(out: IngestOutcome) -> dict[str, Any]:
+    return {
+        "acked": {k: sorted(v) for k, v in out.acked.items() if v},
+        "rejected": {k: sorted((r.id, r.reason) for r in v) for k, v in out.rejected.items() if v},
+        "stored": out.stored,
+        "duplicates": out.duplicates,
+        "dead_letters": out.dead_letters,
+        "parked": out.parked,
+        "conflicts": sorted(out.conflicts),
+        "digests": dict(out.digests),
+    }
+
+
+def shape(states: list[StreamState]) -> list[tuple[Any, ...]]:
+    """A stream's state without the instant its gap opened (each store's own clock)."""
+    return [
+        (
+            s.kiosk,
+            s.stream,
+            s.contiguous_seq,
+            s.max_seq,
+            s.gaps,
+            s.gap_count,
+            s.missing_count,
+            s.gap_since is not None,
+        )
+        for s in states
+    ]
+
+
+def test_both_stores_answer_every_batch_alike(stores: tuple[SQLiteStore, PostgresStore]) -> None:
+    """Out of order, a rejected body, a seq jump, a resend, two kiosks: same outcome, same gaps."""
+    a, b = new_stream_id(), new_stream_id()
+    first = {q: rec(q, a) for q in range(1, 13)}
+    bad = rec(6, a, level="so-so")  # fails central's body check: parked, seq accounted
+    other = {q: rec(q, b, kiosk=OTHER) for q in (1, 2, 5)}
+    rounds = [
+        batch(first[1], first[4], first[9], first[4]),
+        batch(rec(9 + JUMP + 1, a), first[2], bad) + batch(other[5], other[1], kiosk=OTHER),
+        batch(first[12], first[3], first[11]),
+        batch(first[7], first[8], first[10], first[1]) + batch(other[2], kiosk=OTHER),
+    ]
+    for n, items in enumerate(rounds):
+        outcomes = [comparable(ingest(s, items)) for s in stores]
+        assert outcomes[0] == outcomes[1], f"round {n}: the stores disagree"
+        views = [shape(s.streams(max_ranges=100)) for s in stores]
+        assert views[0] == views[1], f"round {n}: stream state differs"
+        for kiosk in (KIOSK, OTHER):
+            per_kiosk = [shape(s.streams(kiosk, max_ranges=1)) for s in stores]
+            assert per_kiosk[0] == per_kiosk[1]
+        assert stores[0].parked_record_ids() == stores[1].parked_record_ids()
+        held = [[(r.kiosk, r.id, r.stream, r.seq) for r in s.stored_records()] for s in stores]
+        assert held[0] == held[1]
+    [state] = stores[1].streams(KIOSK, max_ranges=100)
+    assert (state.contiguous_seq, state.max_seq, state.gaps) == (4, 12, ((5, 5),))
+    for name in ("duplicates_received", "seq_jumps_parked"):
+        assert stores[0].counter(name) == stores[1].counter(name) > 0
+
+
+@pytest.mark.parametrize("which", ["sqlite", "postgresql"])
+def test_a_replayed_batch_is_absorbed(
+    which: str, stores: tuple[SQLiteStore, PostgresStore]
+) -> None:
+    store: SQLiteStore | PostgresStore = stores[0] if which == "sqlite" else stores[1]
+    stream = new_stream_id()
+    items = batch(*(rec(q, stream) for q in (1, 2, 3, 5)))
+    first = ingest(store, items)
+    again = ingest(store, items)
+    assert (first.stored, first.duplicates) == (4, 0)
+    assert (again.stored, again.duplicates, again.dead_letters) == (0, 4, 0)
+    assert sorted(again.acked[KIOSK]) == sorted(first.acked[KIOSK])
+    assert again.digests == first.digests
+    assert store.count() == 4
+    [state] = store.streams(KIOSK)
+    assert (state.contiguous_seq, state.max_seq, state.gaps) == (3, 5, ((4, 4),))
+
+
+@pytest.mark.parametrize("which", ["sqlite", "postgresql"])
+def test_another_body_under_a_known_id_is_a_counted_conflict(
+    which: str, stores: tuple[SQLiteStore, PostgresStore]
+) -> None:
+    store: SQLiteStore | PostgresStore = stores[0] if which == "sqlite" else stores[1]
+    stream, rid = new_stream_id(), new_ulid()
+    ingest(store, batch(rec(1, stream, rid=rid)))
+    out = ingest(store, batch(rec(1, stream, rid=rid, level="khong_hai_long")))
+    assert out.conflicts == [(KIOSK, rid)]
+    assert (out.stored, out.duplicates, out.dead_letters) == (0, 0, 1)
+    assert out.acked[KIOSK] == [rid]  # first wins; the kiosk stops resending
+    assert store.counter("id_conflicts") == 1
+    assert [r.id for r in store.stored_records(KIOSK)] == [rid]
+    assert [d["reason"][:12] for d in store.dead_letters()] == ["id-conflict:"]
+
+
+def test_migrations_are_versioned_and_idempotent(pg: PgDatabase) -> None:
+    # Two processes' worth of stores opening one new database at once, then again.
+    errors: list[BaseException] = []
+
+    def open_close() -> None:
+        try:
+            PostgresStore(pg.dsn).close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_close) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store = PostgresStore(pg.dsn)
+    assert store.schema_versions() == [1]
+    store.close()
+    with psycopg.connect(pg.dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (1,)
+
+
+def test_config_selects_the_store(tmp_path: Path, pg: PgDatabase) -> None:
+    with pytest.raises((ValueError, ConfigError), match=r"central\.postgresql_dsn"):
+        CentralConfig.model_validate({"central": {"store": "postgresql"}})
+    lite = open_store(CentralConfig.model_validate({"central": {"database": tmp_path / "c.db"}}))
+    assert isinstance(lite, SQLiteStore)
+    lite.close()
+    cfg = CentralConfig.model_validate(
+        {"central": {"store": "postgresql", "postgresql_dsn": pg.dsn}}
+    )
+    post = open_store(cfg)
+    assert isinstance(post, PostgresStore)
+    assert post.schema_versions() == [1]
+    post.close()
+
+
+CRASHING_COLLECTOR = textwrap.dedent(
+    """
+    import sys
+    from central import sequences
+    from central.store_pg import PostgresStore
+    from sync.envelope import records_topic
+    from tests import identity as keyring
+    from tests.test_store_contract import rec
+
+    dsn, stream = sys.argv[1], sys.argv[2]
+    store = PostgresStore(dsn)
+    keyring.process_batch(store, [(records_topic("{kiosk}"), rec(1, stream))])
+    print("acked", flush=True)
+
+    def stall(self):
+        print("mid-batch", flush=True)
+        sys.stdin.read()  # killed here, records written, transaction open
+
+    sequences.StreamBook.flush = stall
+    keyring.process_batch(
+        store, [(records_topic("{kiosk}"), rec(q, stream)) for q in range(2, 50)]
+    )
+    """
+).format(kiosk=KIOSK)
+
+
+def others_connected(pg: PgDatabase) -> int:
+    with psycopg.connect(pg.dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (pg.name,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_collector_killed_mid_batch_loses_nothing_acked(pg: PgDatabase) -> None:
+    stream = new_stream_id()
+    PostgresStore(pg.dsn).close()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_COLLECTOR, pg.dsn, stream],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "acked"
+        assert proc.stdout.readline().strip() == "mid-batch"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    wait_until(lambda: others_connected(pg) == 0, timeout=30, what="the killed backend gone")
+    store = PostgresStore(pg.dsn)
+    try:
+        # The server noticed the dead connection and rolled its transaction back.
+        assert [r.seq for r in store.stored_records(KIOSK)] == [1]
+        assert store.count() == 1
+        [state] = store.streams(KIOSK)
+        assert (state.contiguous_seq, state.max_seq, state.gaps) == (1, 1, ())
+        # Its kiosk lock went with it: the resend of that batch commits in full.
+        out = ingest(store, batch(*(rec(q, stream) for q in range(2, 5))))
+        assert out.stored == 3
+        [state] = store.streams(KIOSK)
+        assert (state.contiguous_seq, state.max_seq) == (4, 4)
+    finally:
+        store.close()
