@@ -47,7 +47,7 @@ class CentralSection(Section):
         None,
         description="libpq connection string of central's PostgreSQL database, e.g. "
         "`host=db.example port=5432 user=aps dbname=aps` (required with "
-        "`store = \"postgresql\"`; a password belongs in ~/.pgpass, not here).",
+        '`store = "postgresql"`; a password belongs in ~/.pgpass, not here).',
     )
 
     @model_validator(mode="after")

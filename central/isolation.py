@@ -73,6 +73,8 @@ def store_is_down(exc: BaseException) -> bool:
     """True when ``exc`` says the store fails for every message, not for this one."""
     if isinstance(exc, (MemoryError, OSError)):
         return True
+    if _postgres_down(exc):
+        return True
     if isinstance(exc, sqlite3.Error):
         name = getattr(exc, "sqlite_errorname", None)
         if isinstance(name, str):
@@ -81,6 +83,17 @@ def store_is_down(exc: BaseException) -> bool:
         # interface error, or an operational error raised by the module itself.
         return not isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError))
     return False
+
+
+def _postgres_down(exc: BaseException) -> bool:
+    """PostgreSQL unreachable, connection lost or closed, server shutting down, disk full."""
+    try:
+        import psycopg
+    except ImportError:  # only a PostgreSQL store raises its errors
+        return False
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return True
+    return isinstance(exc, psycopg.errors.DiskFull)
 
 
 def commit_isolating(

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 
 from central.config import CentralConfig
+from central.isolation import store_is_down
 from central.store import IngestOutcome, SQLiteStore, Store, StreamState
 from central.store_pg import PostgresStore
 from central.stores import open_store
@@ -269,3 +270,24 @@ def test_a_collector_killed_mid_batch_loses_nothing_acked(pg: PgDatabase) -> Non
         assert (state.contiguous_seq, state.max_seq) == (4, 4)
     finally:
         store.close()
+
+
+def test_a_lost_database_connection_is_the_store_down_not_poison(pg: PgDatabase) -> None:
+    """One attempt, nothing split or dead-lettered, the error raised: the kiosks resend later."""
+    store = PostgresStore(pg.dsn)
+    store.raw.close()  # what a restarted or unreachable server leaves the collector with
+    attempts: list[int] = []
+    real_ingest = store.ingest
+
+    def counted(items: Any) -> IngestOutcome:
+        attempts.append(len(items))
+        return real_ingest(items)
+
+    store.ingest = counted  # type: ignore[method-assign]
+    with pytest.raises(psycopg.OperationalError) as raised:
+        ingest(store, batch(rec(1, new_stream_id()), rec(2, new_stream_id())))
+    assert store_is_down(raised.value)
+    assert attempts == [2], "the batch was split as if one message were poison"
+    store = PostgresStore(pg.dsn)
+    assert (store.count(), store.dead_letter_count()) == (0, 0)
+    store.close()
