@@ -24,9 +24,9 @@ in ``schema_migrations``; :func:`migrate` runs at open, under an advisory lock,
 applies each missing version in its own transaction and is idempotent.
 
 Not yet here (docs/scale.md): attachment assembly (chunk records are stored
-and acked as records, the files are not assembled), quota usage, the fleet
-tables (status rows, heartbeat history), the report and housekeeping
-queries of ``aps-central status``.
+and acked as records, the files are not assembled), quota usage, heartbeats
+and their bounded history (status rows are written), the report and
+housekeeping queries of ``aps-central status``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Any, cast
 import psycopg
 
 from central import quotas
+from central.fleet import heartbeats
 from central.ingest import PAYLOAD_HEAD_BYTES, Accept, DeadLetter, FleetUpdate
 from central.sequences import DEFAULT_MAX_SEQ_JUMP, Claim, StreamBook
 from central.store import (
@@ -129,6 +130,22 @@ CREATE TABLE kiosks (
 CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
 """,
     ),
+    (
+        2,
+        # [fleet] status rows: the columns of SQLite's kiosks table (heartbeats: not yet).
+        """
+ALTER TABLE kiosks
+    ADD COLUMN state TEXT,
+    ADD COLUMN state_at DOUBLE PRECISION,
+    ADD COLUMN state_ts DOUBLE PRECISION,
+    ADD COLUMN last_heartbeat_at DOUBLE PRECISION,
+    ADD COLUMN queued BIGINT,
+    ADD COLUMN oldest_queued TEXT,
+    ADD COLUMN devices TEXT,
+    ADD COLUMN heartbeat TEXT,
+    ADD COLUMN history_at DOUBLE PRECISION;
+""",
+    ),
 )
 
 #: Advisory lock key of the migration step (any constant unique to this module).
@@ -171,7 +188,9 @@ class PgConn:
             cur.executemany(query.encode(), rows)
 
 
-def migrate(conn: psycopg.Connection[Any]) -> list[int]:
+def migrate(
+    conn: psycopg.Connection[Any], migrations: Sequence[tuple[int, str]] = MIGRATIONS
+) -> list[int]:
     """Apply every migration not yet recorded; returns the versions applied now."""
     applied: list[int] = []
     with conn.transaction():
@@ -182,7 +201,7 @@ def migrate(conn: psycopg.Connection[Any]) -> list[int]:
             "CREATE TABLE IF NOT EXISTS schema_migrations"
             " (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
         )
-    for version, statements in MIGRATIONS:
+    for version, statements in migrations:
         with conn.transaction():
             # A second opener waits here, then finds the version done.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -227,9 +246,13 @@ class PostgresStore:
             self._lock_kiosks(items)
             book = StreamBook(cast(Any, self.conn), now, self.max_seq_jump)
             records: list[Accept] = []
+            statuses: list[tuple[str, dict[str, Any]]] = []
             for item in items:
                 if isinstance(item, FleetUpdate):
-                    continue  # fleet tables: not yet on PostgreSQL (docs/scale.md)
+                    if item.type == "status":
+                        statuses.append((item.kiosk, item.body))
+                    # heartbeats and their history: not yet on PostgreSQL (docs/scale.md)
+                    continue
                 if isinstance(item, DeadLetter):
                     self._dead_letter(item, out, book, now)
                 else:
@@ -237,6 +260,8 @@ class PostgresStore:
             if records:
                 self._store_records(records, out, book, now)
             book.flush()
+            # [fleet] hook: one status-row write per kiosk per batch, as in SQLite.
+            heartbeats.write_statuses(cast(Any, self.conn), statuses, now)
             counts = {
                 "duplicates_received": out.duplicates,
                 "id_conflicts": len(out.conflicts),
@@ -498,6 +523,11 @@ class PostgresStore:
     def record_body(self, kiosk: str, rid: str) -> dict[str, Any] | None:
         rows = self._read("SELECT body FROM records WHERE kiosk = ? AND id = ?", (kiosk, rid))
         return None if not rows else cast(dict[str, Any], json.loads(rows[0][0]))
+
+    def kiosk_states(self) -> dict[str, tuple[str | None, float | None]]:
+        """[fleet] kiosk -> (state, state_at) as the status messages left it."""
+        rows = self._read("SELECT kiosk, state, state_at FROM kiosks WHERE state IS NOT NULL")
+        return {k: (state, at) for k, state, at in rows}
 
     def stored_records(self, kiosk: str | None = None) -> list[StoredRecord]:
         """Every record held (for one kiosk), in (kiosk, stream, seq) order."""

@@ -23,9 +23,10 @@ import psycopg
 import pytest
 
 from central.config import CentralConfig
+from central.ingest import FleetUpdate
 from central.isolation import store_is_down
 from central.store import IngestOutcome, SQLiteStore, Store, StreamState
-from central.store_pg import PostgresStore
+from central.store_pg import MIGRATIONS, PgConn, PostgresStore, migrate
 from central.stores import open_store
 from sync.config import ConfigError
 from sync.envelope import Record, records_topic
@@ -180,10 +181,47 @@ def test_migrations_are_versioned_and_idempotent(pg: PgDatabase) -> None:
         t.join()
     assert errors == []
     store = PostgresStore(pg.dsn)
-    assert store.schema_versions() == [1]
+    assert store.schema_versions() == [1, 2]
     store.close()
     with psycopg.connect(pg.dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
+
+
+def test_the_previous_schema_is_upgraded_with_its_data_kept(pg: PgDatabase) -> None:
+    """A database left at version 1 (the first release's schema) gains version 2 at open."""
+    stream = new_stream_id()
+    with psycopg.connect(pg.dsn) as conn:
+        assert migrate(conn, MIGRATIONS[:1]) == [1]
+    old = PostgresStore.__new__(PostgresStore)  # a store of the previous release: v1 only
+    old.dsn, old.max_seq_jump = pg.dsn, JUMP
+    old.raw = psycopg.connect(pg.dsn)
+    old.conn = PgConn(old.raw)
+    ingest(old, batch(rec(1, stream), rec(3, stream)))
+    old.close()
+    store = PostgresStore(pg.dsn)
+    try:
+        assert store.schema_versions() == [1, 2]
+        assert [r.seq for r in store.stored_records(KIOSK)] == [1, 3]
+        [state] = store.streams(KIOSK)
+        assert (state.contiguous_seq, state.max_seq, state.gaps) == (1, 3, ((2, 2),))
+        store.ingest([FleetUpdate(kiosk=KIOSK, type="status", body={"state": "offline"})])
+        assert store.kiosk_states()[KIOSK][0] == "offline"
+    finally:
+        store.close()
+
+
+def test_status_rows_are_written_alike(stores: tuple[SQLiteStore, PostgresStore]) -> None:
+    updates = [
+        FleetUpdate(kiosk=KIOSK, type="status", body={"state": "online"}),
+        FleetUpdate(kiosk=OTHER, type="status", body={"state": "online"}),
+        FleetUpdate(kiosk=KIOSK, type="status", body={"state": "offline"}),
+    ]
+    lite, post = stores
+    for store in stores:
+        store.ingest(updates)
+    rows = lite.conn.execute("SELECT kiosk, state FROM kiosks ORDER BY kiosk").fetchall()
+    assert {k: s for k, (s, _) in post.kiosk_states().items()} == dict(rows)
+    assert dict(rows) == {KIOSK: "offline", OTHER: "online"}
 
 
 def test_config_selects_the_store(tmp_path: Path, pg: PgDatabase) -> None:
@@ -197,7 +235,7 @@ def test_config_selects_the_store(tmp_path: Path, pg: PgDatabase) -> None:
     )
     post = open_store(cfg)
     assert isinstance(post, PostgresStore)
-    assert post.schema_versions() == [1]
+    assert post.schema_versions() == [1, 2]
     post.close()
 
 
