@@ -329,3 +329,48 @@ def test_a_lost_database_connection_is_the_store_down_not_poison(pg: PgDatabase)
     store = PostgresStore(pg.dsn)
     assert (store.count(), store.dead_letter_count()) == (0, 0)
     store.close()
+
+
+def test_two_collectors_sharing_one_kiosk_keep_its_stream_exact(pg: PgDatabase) -> None:
+    """Competing consumers: batches of one stream to two stores at once, out of order."""
+    stream = new_stream_id()
+    payloads = [rec(q, stream) for q in range(1, 241)]
+    # Collector A takes the odd seqs, B the even ones, each also resending a few of the other's.
+    parts = [
+        [payloads[i] for i in range(0, 240, 2)] + payloads[1:40:8],
+        [payloads[i] for i in range(1, 240, 2)] + payloads[0:40:8],
+    ]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def collect(part: list[bytes]) -> None:
+        store = PostgresStore(pg.dsn)
+        try:
+            start.wait()
+            for i in range(0, len(part), 3):
+                ingest(store, batch(*part[i : i + 3]))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=collect, args=(p,)) for p in parts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store = PostgresStore(pg.dsn)
+    try:
+        assert [r.seq for r in store.stored_records(KIOSK)] == list(range(1, 241))
+        [state] = store.streams(KIOSK)
+        assert (state.contiguous_seq, state.max_seq, state.gaps, state.gap_count) == (
+            240,
+            240,
+            (),
+            0,
+        )
+        assert (state.missing_count, state.gap_since) == (0, None)
+        assert store.dead_letter_count() == 0
+    finally:
+        store.close()
