@@ -25,6 +25,7 @@ import pytest
 from central.config import CentralConfig
 from central.ingest import FleetUpdate
 from central.isolation import store_is_down
+from central.service import CentralService
 from central.store import IngestOutcome, SQLiteStore, Store, StreamState
 from central.store_pg import MIGRATIONS, PgConn, PostgresStore, migrate
 from central.stores import open_store
@@ -372,5 +373,29 @@ def test_two_collectors_sharing_one_kiosk_keep_its_stream_exact(pg: PgDatabase) 
         )
         assert (state.missing_count, state.gap_since) == (0, None)
         assert store.dead_letter_count() == 0
+    finally:
+        store.close()
+
+
+def test_the_central_service_opens_postgresql_for_its_collector(
+    tmp_path: Path, pg: PgDatabase
+) -> None:
+    keys = keyring.write_keys(tmp_path / "keys")
+    cfg = CentralConfig.model_validate(
+        {
+            "central": {
+                "database": str(tmp_path / "central.db"),
+                "store": "postgresql",
+                "postgresql_dsn": pg.dsn,
+            },
+            "security": {"signing_key": str(keys.central_key)},
+        }
+    )
+    CentralService(cfg)  # creates the schema before the broker speaks, as `aps-central run`
+    with psycopg.connect(pg.dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
+    store = CentralService(cfg).collector._store_factory()
+    try:
+        assert isinstance(store, PostgresStore)
     finally:
         store.close()
