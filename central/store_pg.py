@@ -24,9 +24,8 @@ in ``schema_migrations``; :func:`migrate` runs at open, under an advisory lock,
 applies each missing version in its own transaction and is idempotent.
 
 Not yet here (docs/scale.md): attachment assembly (chunk records are stored
-and acked as records, the files are not assembled), quota usage, heartbeats
-and their bounded history (status rows are written), the report and
-housekeeping queries of ``aps-central status``.
+and acked as records, the files are not assembled), quota usage, the report
+and housekeeping queries of ``aps-central status``.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ import psycopg
 
 from central import quotas
 from central.fleet import heartbeats
+from central.fleet.heartbeats import HealthSample, Heartbeat, HistorySettings
 from central.ingest import PAYLOAD_HEAD_BYTES, Accept, DeadLetter, FleetUpdate
 from central.sequences import DEFAULT_MAX_SEQ_JUMP, Claim, StreamBook
 from central.store import (
@@ -146,6 +146,24 @@ ALTER TABLE kiosks
     ADD COLUMN history_at DOUBLE PRECISION;
 """,
     ),
+    (
+        3,
+        # [fleet] heartbeat history, bounded per kiosk (central/fleet/heartbeats.py).
+        """
+CREATE TABLE kiosk_health_history (
+    kiosk TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    queued BIGINT,
+    oldest_queued_s DOUBLE PRECISION,
+    disk_free_bytes BIGINT,
+    clock_skew_s DOUBLE PRECISION,
+    agent_version TEXT,
+    devices TEXT,
+    last_error TEXT,
+    PRIMARY KEY (kiosk, at)
+);
+""",
+    ),
 )
 
 #: Advisory lock key of the migration step (any constant unique to this module).
@@ -223,10 +241,18 @@ class PostgresStore:
     """Central's store on PostgreSQL (psycopg 3, one connection per store)."""
 
     def __init__(
-        self, dsn: str, *, max_seq_jump: int = DEFAULT_MAX_SEQ_JUMP, connect_timeout_s: int = 10
+        self,
+        dsn: str,
+        *,
+        max_seq_jump: int = DEFAULT_MAX_SEQ_JUMP,
+        history: HistorySettings | None = None,
+        connect_timeout_s: int = 10,
     ) -> None:
         self.dsn = dsn
         self.max_seq_jump = max_seq_jump
+        #: [fleet] hook: how much heartbeat history is kept (central/fleet/heartbeats.py).
+        self.history = history or HistorySettings()
+        self._next_history_prune = 0.0
         self.raw = psycopg.connect(dsn, connect_timeout=connect_timeout_s)
         try:
             migrate(self.raw)
@@ -247,11 +273,13 @@ class PostgresStore:
             book = StreamBook(cast(Any, self.conn), now, self.max_seq_jump)
             records: list[Accept] = []
             statuses: list[tuple[str, dict[str, Any]]] = []
+            beats: list[Heartbeat] = []
             for item in items:
                 if isinstance(item, FleetUpdate):
                     if item.type == "status":
                         statuses.append((item.kiosk, item.body))
-                    # heartbeats and their history: not yet on PostgreSQL (docs/scale.md)
+                    else:
+                        beats.append(Heartbeat(kiosk=item.kiosk, body=item.body, text=item.text))
                     continue
                 if isinstance(item, DeadLetter):
                     self._dead_letter(item, out, book, now)
@@ -261,7 +289,12 @@ class PostgresStore:
                 self._store_records(records, out, book, now)
             book.flush()
             # [fleet] hook: one status-row write per kiosk per batch, as in SQLite.
-            heartbeats.write_statuses(cast(Any, self.conn), statuses, now)
+            fleet_conn = cast(Any, self.conn)
+            heartbeats.write_statuses(fleet_conn, statuses, now)
+            heartbeats.write_heartbeats(fleet_conn, beats, now, self.history)
+            if beats and now >= self._next_history_prune:
+                heartbeats.prune_history(fleet_conn, now, self.history)
+                self._next_history_prune = now + heartbeats.AGE_PRUNE_EVERY_S
             counts = {
                 "duplicates_received": out.duplicates,
                 "id_conflicts": len(out.conflicts),
@@ -523,6 +556,11 @@ class PostgresStore:
     def record_body(self, kiosk: str, rid: str) -> dict[str, Any] | None:
         rows = self._read("SELECT body FROM records WHERE kiosk = ? AND id = ?", (kiosk, rid))
         return None if not rows else cast(dict[str, Any], json.loads(rows[0][0]))
+
+    def health_history(self, kiosk: str, since: float | None = None) -> list[HealthSample]:
+        """[fleet] The kiosk's heartbeat samples, oldest first (as heartbeats.health_history)."""
+        with self.raw.transaction():
+            return heartbeats.health_history(cast(Any, self.conn), kiosk, since)
 
     def kiosk_states(self) -> dict[str, tuple[str | None, float | None]]:
         """[fleet] kiosk -> (state, state_at) as the status messages left it."""

@@ -23,6 +23,8 @@ import psycopg
 import pytest
 
 from central.config import CentralConfig
+from central.fleet import heartbeats
+from central.fleet.heartbeats import HistorySettings
 from central.ingest import FleetUpdate
 from central.isolation import store_is_down
 from central.service import CentralService
@@ -39,6 +41,7 @@ from tests.waiting import wait_until
 KIOSK = "k-contract-01"
 OTHER = "k-contract-02"
 JUMP = 1000
+VERSIONS = [version for version, _ in MIGRATIONS]
 
 
 def rec(
@@ -182,26 +185,27 @@ def test_migrations_are_versioned_and_idempotent(pg: PgDatabase) -> None:
         t.join()
     assert errors == []
     store = PostgresStore(pg.dsn)
-    assert store.schema_versions() == [1, 2]
+    assert store.schema_versions() == VERSIONS
     store.close()
     with psycopg.connect(pg.dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (len(VERSIONS),)
 
 
 def test_the_previous_schema_is_upgraded_with_its_data_kept(pg: PgDatabase) -> None:
-    """A database left at version 1 (the first release's schema) gains version 2 at open."""
+    """A database left at version 1 (the first release's schema) gains the later ones at open."""
     stream = new_stream_id()
     with psycopg.connect(pg.dsn) as conn:
         assert migrate(conn, MIGRATIONS[:1]) == [1]
     old = PostgresStore.__new__(PostgresStore)  # a store of the previous release: v1 only
     old.dsn, old.max_seq_jump = pg.dsn, JUMP
+    old.history, old._next_history_prune = HistorySettings(), 0.0
     old.raw = psycopg.connect(pg.dsn)
     old.conn = PgConn(old.raw)
     ingest(old, batch(rec(1, stream), rec(3, stream)))
     old.close()
     store = PostgresStore(pg.dsn)
     try:
-        assert store.schema_versions() == [1, 2]
+        assert store.schema_versions() == VERSIONS
         assert [r.seq for r in store.stored_records(KIOSK)] == [1, 3]
         [state] = store.streams(KIOSK)
         assert (state.contiguous_seq, state.max_seq, state.gaps) == (1, 3, ((2, 2),))
@@ -225,6 +229,39 @@ def test_status_rows_are_written_alike(stores: tuple[SQLiteStore, PostgresStore]
     assert dict(rows) == {KIOSK: "offline", OTHER: "online"}
 
 
+def test_heartbeats_leave_the_same_status_and_bounded_history(
+    tmp_path: Path, pg: PgDatabase
+) -> None:
+    history = HistorySettings(every_s=0.0, max_rows=3)
+    lite = SQLiteStore(tmp_path / "central.db", history=history)
+    post = PostgresStore(pg.dsn, history=history)
+    try:
+        for n in range(5):
+            body = {
+                "ts": "2026-11-26T09:15:02.123+07:00",
+                "queued": n,
+                "oldest_queued": "",
+                "disk_free_bytes": 1000 - n,
+                "agent_version": "1.2.0",
+                "devices": {"printer": {"state": "ok" if n % 2 else "paper-out"}},
+            }
+            beat = FleetUpdate(kiosk=KIOSK, type="heartbeat", body=body)
+            for store in (lite, post):
+                store.ingest([beat, FleetUpdate(kiosk=OTHER, type="heartbeat", body=body)])
+        lite_rows = heartbeats.health_history(lite.conn, KIOSK)
+        post_rows = post.health_history(KIOSK)
+        assert [(h.queued, h.disk_free_bytes, h.devices) for h in post_rows] == [
+            (h.queued, h.disk_free_bytes, h.devices) for h in lite_rows
+        ]
+        assert [h.queued for h in post_rows] == [2, 3, 4]  # at most max_rows per kiosk
+        row = "SELECT kiosk, state, queued, heartbeat_ts FROM kiosks ORDER BY kiosk"
+        with psycopg.connect(pg.dsn) as conn:
+            assert conn.execute(row).fetchall() == lite.conn.execute(row).fetchall()
+    finally:
+        lite.close()
+        post.close()
+
+
 def test_config_selects_the_store(tmp_path: Path, pg: PgDatabase) -> None:
     with pytest.raises((ValueError, ConfigError), match=r"central\.postgresql_dsn"):
         CentralConfig.model_validate({"central": {"store": "postgresql"}})
@@ -236,7 +273,7 @@ def test_config_selects_the_store(tmp_path: Path, pg: PgDatabase) -> None:
     )
     post = open_store(cfg)
     assert isinstance(post, PostgresStore)
-    assert post.schema_versions() == [1, 2]
+    assert post.schema_versions() == VERSIONS
     post.close()
 
 
@@ -393,7 +430,7 @@ def test_the_central_service_opens_postgresql_for_its_collector(
     )
     CentralService(cfg)  # creates the schema before the broker speaks, as `aps-central run`
     with psycopg.connect(pg.dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (len(VERSIONS),)
     store = CentralService(cfg).collector._store_factory()
     try:
         assert isinstance(store, PostgresStore)

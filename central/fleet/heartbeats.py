@@ -222,16 +222,21 @@ def write_heartbeats(
         " heartbeat_ts = excluded.heartbeat_ts, queued = excluded.queued,"
         " oldest_queued = excluded.oldest_queued, devices = NULL,"
         " heartbeat = excluded.heartbeat,"
-        " clock_skew_s = coalesce(excluded.clock_skew_s, clock_skew_s),"
-        " clock_skew_at = coalesce(excluded.clock_skew_at, clock_skew_at),"
-        " state = coalesce(state, 'online'), state_at = coalesce(state_at, excluded.state_at)",
+        " clock_skew_s = coalesce(excluded.clock_skew_s, kiosks.clock_skew_s),"
+        " clock_skew_at = coalesce(excluded.clock_skew_at, kiosks.clock_skew_at),"
+        " state = coalesce(kiosks.state, 'online'),"
+        " state_at = coalesce(kiosks.state_at, excluded.state_at)",
         rows,
     )
     if samples:
         conn.executemany(
-            "INSERT OR REPLACE INTO kiosk_health_history (kiosk, at, queued, oldest_queued_s,"
+            "INSERT INTO kiosk_health_history (kiosk, at, queued, oldest_queued_s,"
             " disk_free_bytes, clock_skew_s, agent_version, devices, last_error)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, at) DO UPDATE SET"
+            " queued = excluded.queued, oldest_queued_s = excluded.oldest_queued_s,"
+            " disk_free_bytes = excluded.disk_free_bytes, clock_skew_s = excluded.clock_skew_s,"
+            " agent_version = excluded.agent_version, devices = excluded.devices,"
+            " last_error = excluded.last_error",
             samples,
         )
         conn.executemany(
