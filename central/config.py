@@ -41,8 +41,8 @@ class CentralSection(Section):
         "sqlite",
         description="Where the collector stores records: `sqlite` (the file `database`, one "
         "province on one machine) or `postgresql` (`postgresql_dsn`; first step of a national "
-        "deployment: records, sequence state, dead letters, kiosk status and heartbeats; the rest of "
-        "central stays on `database` for now: docs/scale.md).",
+        "deployment: records, sequence state, dead letters, kiosk status and heartbeats; "
+        "the rest of central stays on `database` for now: docs/scale.md).",
     )
     postgresql_dsn: SecretStr | None = Field(
         None,
