@@ -10,6 +10,7 @@ store test that is skipped would prove nothing.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,11 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"
+#: Where the test databases are made; APS_TEST_PG_DSN points elsewhere (another host, a user
+#: with a password) when the machine's PostgreSQL does not trust local TCP for postgres.
+ADMIN_DSN = os.environ.get(
+    "APS_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"
+)
 
 
 @dataclass(frozen=True)
