@@ -213,6 +213,30 @@ def _enable_wal(conn: sqlite3.Connection, *, timeout_s: float) -> None:
             time.sleep(0.01)
 
 
+def refusal(r: Record, claim: Claim, book: StreamBook, text: str) -> DeadLetter:
+    """The dead letter of a record its stream refuses (a seq jump parked, or a seq another
+    record holds), shared by every store so the reasons read the same."""
+    if claim is Claim.JUMP:
+        reason = (
+            f"seq-jump: seq {r.seq} of stream {r.stream} is more than "
+            f"{book.max_seq_jump} past its highest seq {book.highest(r.kiosk, r.stream)};"
+            " parked (see [collector] max_seq_jump)"
+        )
+    else:
+        reason = f"seq-conflict: seq {r.seq} of stream {r.stream} is another record"
+    return DeadLetter(
+        topic=records_topic(r.kiosk),
+        topic_kiosk=r.kiosk,
+        reason=reason,
+        payload_len=len(text),
+        payload_head=text.encode("utf-8")[:PAYLOAD_HEAD_BYTES],
+        record_id=r.id,
+        reject=True,
+        stream=r.stream,
+        seq=None,
+    )
+
+
 class SQLiteStore:
     """The default store: one SQLite file, WAL, synchronous=FULL."""
 
@@ -442,29 +466,7 @@ class SQLiteStore:
                 continue
             if claim is Claim.JUMP:
                 out.parked += 1
-                reason = (
-                    f"seq-jump: seq {r.seq} of stream {r.stream} is more than "
-                    f"{book.max_seq_jump} past its highest seq {book.highest(r.kiosk, r.stream)};"
-                    " parked (see [collector] max_seq_jump)"
-                )
-            else:
-                reason = f"seq-conflict: seq {r.seq} of stream {r.stream} is another record"
-            self._dead_letter(
-                DeadLetter(
-                    topic=records_topic(r.kiosk),
-                    topic_kiosk=r.kiosk,
-                    reason=reason,
-                    payload_len=len(text),
-                    payload_head=text.encode("utf-8")[:PAYLOAD_HEAD_BYTES],
-                    record_id=r.id,
-                    reject=True,
-                    stream=r.stream,
-                    seq=None,
-                ),
-                out,
-                book,
-                now,
-            )
+            self._dead_letter(refusal(r, claim, book, text), out, book, now)
         self.conn.executemany(
             "INSERT INTO records (kiosk, id, stream, seq, kind, created, received_at, body, sha,"
             " envelope, digest, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

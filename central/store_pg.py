@@ -51,6 +51,7 @@ from central.store import (
     StreamState,
     body_sha,
     body_text,
+    refusal,
 )
 from sync.envelope import Record, Rejection, records_topic
 
@@ -425,29 +426,7 @@ class PostgresStore:
                 continue
             if claim is Claim.JUMP:
                 out.parked += 1
-                reason = (
-                    f"seq-jump: seq {r.seq} of stream {r.stream} is more than "
-                    f"{book.max_seq_jump} past its highest seq {book.highest(r.kiosk, r.stream)};"
-                    " parked (see [collector] max_seq_jump)"
-                )
-            else:
-                reason = f"seq-conflict: seq {r.seq} of stream {r.stream} is another record"
-            self._dead_letter(
-                DeadLetter(
-                    topic=records_topic(r.kiosk),
-                    topic_kiosk=r.kiosk,
-                    reason=reason,
-                    payload_len=len(text),
-                    payload_head=text.encode("utf-8")[:PAYLOAD_HEAD_BYTES],
-                    record_id=r.id,
-                    reject=True,
-                    stream=r.stream,
-                    seq=None,
-                ),
-                out,
-                book,
-                now,
-            )
+            self._dead_letter(refusal(r, claim, book, text), out, book, now)
         # The kiosk lock makes a known id impossible here; DO NOTHING keeps a replay a
         # no-op even so (the first body stays, as in SQLite).
         self.conn.executemany(
