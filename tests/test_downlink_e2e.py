@@ -92,7 +92,10 @@ def test_a_kiosk_offline_through_many_changes_ends_with_exactly_the_newest_of_ea
         # 1 catalogue + 8 statuses + 3 answers, superseded versions never sent.
         assert central.downlink.counters.items_sent == 12
         state = kiosk.client.state
-        assert state is not None and state.counters.pages_applied >= 2  # paged, 7 at a time
+        assert state is not None
+        # paged, 7 at a time; the last page's count is taken just after its transaction
+        # (which moved the cursor waited for above), so wait for it rather than race it
+        wait_until(lambda: state.counters.pages_applied >= 2, 10, "the second page counted")
         assert state.counters.timeouts == 0
     finally:
         kiosk.stop()

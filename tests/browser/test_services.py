@@ -7,6 +7,7 @@ central publishes them, a home visit. Every screen passes axe and is photographe
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import httpx
@@ -248,6 +249,36 @@ def test_faq_and_news_shown_after_central_publishes(
     assert "Thứ Năm không hẹn" in screen_text(page)
     assert_accessible(page, "info-news")
     shot(page, "info-news")
+
+
+def test_news_published_while_the_list_is_being_fetched_still_appears(
+    page: Any, ui_stack: UiStack
+) -> None:
+    """The race CI once lost: the answer to GET /news predates the news, and the
+    downlink event arrives while that answer is in flight. The screen listens before
+    it fetches, so it fetches again; one that listened after would show "no news"."""
+    held: list[bool] = []
+
+    def stale_answer(route: Any) -> None:
+        if held:  # the fetch the downlink event causes goes through
+            route.continue_()
+            return
+        held.append(True)
+        before = route.fetch()  # the kiosk has no news yet
+        ui_stack.back_office._call(
+            "POST",
+            "/news",
+            json={"items": [{"id": "tin-tre", "title": "Tin đến trễ", "body": "Nội dung."}]},
+        )
+        wait_for(lambda: ui_stack.kiosk.info.news(), "the news at the kiosk")
+        time.sleep(1.5)  # the downlink event reaches the page meanwhile
+        route.fulfill(response=before)
+
+    page.route("**/api/v1/news*", stale_answer)
+    open_tile(page, "info")
+    page.click("[data-tab=news]")
+    page.wait_for_selector(".info-item[data-id=tin-tre]", timeout=30_000)
+    assert held == [True]
 
 
 def test_a_home_visit_request(page: Any, ui_stack: UiStack, shot: Any) -> None:

@@ -215,7 +215,9 @@ export const events = {
     return () => listeners.get(kind).delete(fn);
   },
   emit(kind, data) {
-    for (const fn of listeners.get(kind) || []) {
+    // a copy: a listener that navigates removes itself and the next screen's render may add
+    // its own at once, which iterating the live Set would call too, in an endless loop
+    for (const fn of [...(listeners.get(kind) || [])]) {
       try { fn(data); } catch (e) { console.error("event listener", kind, e); }
     }
   },

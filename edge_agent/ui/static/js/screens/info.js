@@ -35,6 +35,12 @@ register({
     const search = () => ctx.go("info", { tab, q: input.value.trim() }, { replace: true });
     input.addEventListener("keydown", (e) => { if (e.key === "Enter") search(); });
     ctx.keyboard(input, "text");
+    // something new published while the list is shown, or while it is being fetched (the
+    // answer may predate it): show it, only when not searching. Listening starts before the
+    // fetch; a render that a newer one supersedes is discarded by go().
+    ctx.on("downlink", (d) => {
+      if (d && d.kind === tab && !query) ctx.go("info", { tab }, { replace: true });
+    });
     let items = [];
     let failed = null;
     try {
@@ -49,10 +55,6 @@ register({
     else if (!items.length && query) count = el("p", { id: "info-count", text: `Không tìm thấy nội dung nào về "${query}". Xin mời Ông/Bà thử từ khác, hoặc hỏi cán bộ.` });
     else if (!items.length) count = el("p", { id: "info-count", text: tab === "faq" ? "Chưa có câu hỏi thường gặp nào." : "Chưa có tin tức nào." });
     else count = el("p", { id: "info-count", text: query ? `Tìm thấy ${items.length} mục.` : "" });
-    // something new published while the list is shown: show it (only when not searching)
-    ctx.on("downlink", (d) => {
-      if (d && d.kind === tab && !query) ctx.go("info", { tab }, { replace: true });
-    });
     return el("div", { class: "info" },
       el("div", { class: "tabs", role: "group", "aria-label": "Chọn mục" },
         TABS.map(([name, label]) => el("button", {
