@@ -49,11 +49,21 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from central.ingest import Accept, DeadLetter, FleetUpdate
 from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
 from sync.envelope import EnvelopeError, Record, records_topic
 from sync.ids import ULID_RE
+
+
+class SqlConn(Protocol):
+    """What the ingest-time functions need of a connection: sqlite3's, or the
+    PostgreSQL store's :class:`central.store_pg.PgConn` (same ``?`` dialect). Their SQL
+    is the common subset of both (``ON CONFLICT``, no ``INSERT OR ...``)."""
+
+    def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Any: ...
+
 
 SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 EVIDENCE_BYTES = 4096
@@ -175,7 +185,7 @@ def _adopt_stored_chunks(conn: sqlite3.Connection) -> None:
 
 
 def screen_chunks(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     items: Sequence[Accept | DeadLetter | FleetUpdate],
     limits: AttachmentLimits,
 ) -> list[Accept | DeadLetter | FleetUpdate]:
@@ -196,7 +206,7 @@ def screen_chunks(
 
 
 def _refusal(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     record: Record,
     limits: AttachmentLimits,
     first_in_batch: dict[tuple[str, str], tuple[int, int, str]],
@@ -271,7 +281,7 @@ def _rejection(record: Record, reason: str) -> DeadLetter:
     )
 
 
-def add_chunk(conn: sqlite3.Connection, record: Record, now: float) -> str | None:
+def add_chunk(conn: SqlConn, record: Record, now: float) -> str | None:
     """Hold one stored chunk; assemble when it is the last. Returns the status then."""
     body = record.body
     kiosk, att, idx = record.kiosk, str(body["att"]), int(body["index"])
@@ -295,7 +305,8 @@ def add_chunk(conn: sqlite3.Connection, record: Record, now: float) -> str | Non
         total, received = int(row[0]), int(row[1])
     data = base64.b64decode(body["data"])
     cur = conn.execute(
-        "INSERT OR IGNORE INTO attachment_chunks (kiosk, att, idx, data) VALUES (?, ?, ?, ?)",
+        "INSERT INTO attachment_chunks (kiosk, att, idx, data) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (kiosk, att, idx) DO NOTHING",
         (kiosk, att, idx, data),
     )
     if cur.rowcount != 1:
@@ -310,7 +321,7 @@ def add_chunk(conn: sqlite3.Connection, record: Record, now: float) -> str | Non
     return _complete(conn, kiosk, att, now)
 
 
-def _complete(conn: sqlite3.Connection, kiosk: str, att: str, now: float) -> str:
+def _complete(conn: SqlConn, kiosk: str, att: str, now: float) -> str:
     """All chunks are in: hash them once, in index order, and record the verdict."""
     size, expected_size, expected_sha = conn.execute(
         "SELECT bytes, file_size, file_sha256 FROM attachment_progress WHERE kiosk = ? AND att = ?",
@@ -339,7 +350,7 @@ def _complete(conn: sqlite3.Connection, kiosk: str, att: str, now: float) -> str
     return status
 
 
-def read_file(conn: sqlite3.Connection, kiosk: str, att: str) -> bytes | None:
+def read_file(conn: SqlConn, kiosk: str, att: str) -> bytes | None:
     """A complete attachment's bytes (None unless complete)."""
     row = conn.execute(
         "SELECT data FROM attachments WHERE kiosk = ? AND att = ? AND status = 'complete'",
@@ -352,7 +363,7 @@ def read_file(conn: sqlite3.Connection, kiosk: str, att: str) -> bytes | None:
     return b"".join(iter_file(conn, kiosk, att))
 
 
-def iter_file(conn: sqlite3.Connection, kiosk: str, att: str) -> Iterator[bytes]:
+def iter_file(conn: SqlConn, kiosk: str, att: str) -> Iterator[bytes]:
     """A complete attachment's bytes, one chunk at a time (for large files)."""
     for (piece,) in conn.execute(
         "SELECT data FROM attachment_chunks WHERE kiosk = ? AND att = ? ORDER BY idx",
@@ -361,7 +372,7 @@ def iter_file(conn: sqlite3.Connection, kiosk: str, att: str) -> Iterator[bytes]
         yield bytes(piece)
 
 
-def _free(conn: sqlite3.Connection, kiosk: str, att: str) -> None:
+def _free(conn: SqlConn, kiosk: str, att: str) -> None:
     conn.execute("DELETE FROM attachment_chunks WHERE kiosk = ? AND att = ?", (kiosk, att))
     conn.execute("DELETE FROM attachment_progress WHERE kiosk = ? AND att = ?", (kiosk, att))
 

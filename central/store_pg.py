@@ -23,9 +23,11 @@ The schema is created by versioned migrations (:data:`MIGRATIONS`) recorded
 in ``schema_migrations``; :func:`migrate` runs at open, under an advisory lock,
 applies each missing version in its own transaction and is idempotent.
 
-Not yet here (docs/scale.md): attachment assembly (chunk records are stored
-and acked as records, the files are not assembled), quota usage, the report
-and housekeeping queries of ``aps-central status``.
+Attachments are screened and assembled by :mod:`central.attachments`, the
+same functions as in SQLite, through :class:`PgConn`.
+
+Not yet here (docs/scale.md): quota usage, the expiry of incomplete
+attachments, the report and housekeeping queries of ``aps-central status``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from typing import Any, cast
 
 import psycopg
 
-from central import quotas
+from central import attachments, quotas
+from central.attachments import AttachmentLimits
 from central.fleet import heartbeats
 from central.fleet.heartbeats import HealthSample, Heartbeat, HistorySettings
 from central.ingest import PAYLOAD_HEAD_BYTES, Accept, DeadLetter, FleetUpdate
@@ -165,6 +168,44 @@ CREATE TABLE kiosk_health_history (
 );
 """,
     ),
+    (
+        4,
+        # [attachments] files arriving as chunk records, assembled at O(1) per chunk
+        # (central/attachments.py: the same functions run on both stores).
+        """
+CREATE TABLE attachments (
+    kiosk TEXT NOT NULL,
+    att TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('complete', 'corrupt', 'expired')),
+    reason TEXT,
+    data BYTEA,
+    completed_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (kiosk, att)
+);
+CREATE TABLE attachment_progress (
+    kiosk TEXT NOT NULL,
+    att TEXT NOT NULL,
+    total BIGINT NOT NULL,
+    file_size BIGINT NOT NULL,
+    file_sha256 TEXT NOT NULL,
+    received BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    first_at DOUBLE PRECISION NOT NULL,
+    last_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (kiosk, att)
+);
+CREATE INDEX attachment_progress_last ON attachment_progress (last_at);
+CREATE TABLE attachment_chunks (
+    kiosk TEXT NOT NULL,
+    att TEXT NOT NULL,
+    idx BIGINT NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (kiosk, att, idx)
+);
+""",
+    ),
 )
 
 #: Advisory lock key of the migration step (any constant unique to this module).
@@ -246,11 +287,14 @@ class PostgresStore:
         dsn: str,
         *,
         max_seq_jump: int = DEFAULT_MAX_SEQ_JUMP,
+        attachment_limits: AttachmentLimits | None = None,
         history: HistorySettings | None = None,
         connect_timeout_s: int = 10,
     ) -> None:
         self.dsn = dsn
         self.max_seq_jump = max_seq_jump
+        #: [attachments] hook: limits for screen_chunks (central/attachments.py).
+        self.attachment_limits = attachment_limits or AttachmentLimits()
         #: [fleet] hook: how much heartbeat history is kept (central/fleet/heartbeats.py).
         self.history = history or HistorySettings()
         self._next_history_prune = 0.0
@@ -271,6 +315,8 @@ class PostgresStore:
         now = time.time()
         with self.raw.transaction():
             self._lock_kiosks(items)
+            # [attachments] hook: chunks over the limits or at odds with their file -> rejected.
+            items = attachments.screen_chunks(self.conn, items, self.attachment_limits)
             book = StreamBook(cast(Any, self.conn), now, self.max_seq_jump)
             records: list[Accept] = []
             statuses: list[tuple[str, dict[str, Any]]] = []
@@ -286,8 +332,7 @@ class PostgresStore:
                     self._dead_letter(item, out, book, now)
                 else:
                     records.append(item)
-            if records:
-                self._store_records(records, out, book, now)
+            chunks = self._store_records(records, out, book, now) if records else []
             book.flush()
             # [fleet] hook: one status-row write per kiosk per batch, as in SQLite.
             fleet_conn = cast(Any, self.conn)
@@ -296,6 +341,10 @@ class PostgresStore:
             if beats and now >= self._next_history_prune:
                 heartbeats.prune_history(fleet_conn, now, self.history)
                 self._next_history_prune = now + heartbeats.AGE_PRUNE_EVERY_S
+            for r in chunks:
+                # [attachments] hook: O(1) work per stored chunk; assembles the last.
+                if status := attachments.add_chunk(self.conn, r, now):
+                    out.attachments[status] += 1
             counts = {
                 "duplicates_received": out.duplicates,
                 "id_conflicts": len(out.conflicts),
@@ -377,10 +426,12 @@ class PostgresStore:
 
     def _store_records(
         self, accepts: list[Accept], out: IngestOutcome, book: StreamBook, now: float
-    ) -> None:
+    ) -> list[Record]:
+        """Insert the batch's new records; returns the stored chunks (for their attachments)."""
         book.load({(a.record.kiosk, a.record.stream) for a in accepts})
         known = self._known_ids(sorted({(a.record.kiosk, a.record.id) for a in accepts}))
         rows: list[tuple[Any, ...]] = []
+        chunks: list[Record] = []
         lag: dict[str, float] = {}
         for a in accepts:
             r: Record = a.record
@@ -421,6 +472,8 @@ class PostgresStore:
                 out.stored += 1
                 out.acked[r.kiosk].append(r.id)
                 out.digests[key] = a.digest
+                if r.kind == "chunk":
+                    chunks.append(r)
                 created = r.created_unix()
                 lag[r.kiosk] = min(lag.get(r.kiosk, now - created), now - created)
                 continue
@@ -441,6 +494,7 @@ class PostgresStore:
             " clock_skew_at = excluded.clock_skew_at WHERE kiosks.heartbeat_ts IS NULL",
             [(kiosk, round(s, 3), now) for kiosk, s in lag.items()],
         )
+        return chunks
 
     def _conflict(self, r: Record, text: str, now: float) -> None:
         self._dead(
@@ -566,6 +620,21 @@ class PostgresStore:
             sql += " WHERE kiosk = ?"
             args = (kiosk,)
         return {row[0] for row in self._read(sql, args)}
+
+    def attachments(self, kiosk: str | None = None) -> list[dict[str, Any]]:
+        """Attachments assembled, corrupt or expired (as SQLiteStore.attachments)."""
+        cols = ("kiosk", "att", "size", "sha256", "status", "reason")
+        sql = f"SELECT {', '.join(cols)} FROM attachments"
+        args: tuple[Any, ...] = ()
+        if kiosk is not None:
+            sql += " WHERE kiosk = ?"
+            args = (kiosk,)
+        return [dict(zip(cols, row, strict=True)) for row in self._read(sql, args)]
+
+    def attachment_data(self, kiosk: str, att: str) -> bytes | None:
+        """A complete file's bytes, read from its chunks in one transaction."""
+        with self.raw.transaction():
+            return attachments.read_file(self.conn, kiosk, att)
 
     def schema_versions(self) -> list[int]:
         return [r[0] for r in self._read("SELECT version FROM schema_migrations ORDER BY version")]

@@ -20,7 +20,12 @@ def open_store(cfg: CentralConfig) -> Store:
 
         dsn = cfg.central.postgresql_dsn
         assert dsn is not None  # CentralSection refuses postgresql without a dsn
-        return PostgresStore(dsn.get_secret_value(), max_seq_jump=jump, history=cfg.fleet.history())
+        return PostgresStore(
+            dsn.get_secret_value(),
+            max_seq_jump=jump,
+            attachment_limits=cfg.attachments.limits(),
+            history=cfg.fleet.history(),
+        )
     return SQLiteStore(
         cfg.central.database,
         max_seq_jump=jump,

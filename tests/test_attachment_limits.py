@@ -1,20 +1,27 @@
 """Attachments at central: limits enforced, chunks checked against their attachment,
-assembly at O(1) work per chunk, incomplete attachments expire (issue 6, item 4)."""
+assembly at O(1) work per chunk, incomplete attachments expire (issue 6, item 4).
+
+The screening and assembly tests run on both stores (``store_factory``: SQLite and
+PostgreSQL, issue 11); expiry, the earlier layout's upgrade and the VM-step count are
+SQLite's own."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from central.attachments import AttachmentLimits, expire_incomplete
 from central.ingest import Accept, DeadLetter
 from central.store import IngestOutcome, SQLiteStore
+from central.store_pg import PostgresStore
 from sync.attachments import CHUNK_BYTES, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS, chunk_bodies
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
@@ -37,7 +44,35 @@ def chunk_record(body: dict[str, Any], *, kiosk: str = KIOSK, stream: str = STRE
     )
 
 
-def ingest(store: SQLiteStore, records: list[Record]) -> IngestOutcome:
+AnyStore = SQLiteStore | PostgresStore
+StoreFactory = Callable[..., AnyStore]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """``make(key, **store_args)``: the same key reopens the same store (a restart)."""
+    opened: list[AnyStore] = []
+
+    def make(key: str = "c", **kwargs: Any) -> AnyStore:
+        store: AnyStore
+        if request.param == "sqlite":
+            store = SQLiteStore(tmp_path / f"{key}.db", **kwargs)
+        else:
+            store = PostgresStore(request.getfixturevalue("pg").schema_dsn(key), **kwargs)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def abandon(store: AnyStore) -> None:
+    """Its connection dropped, not a clean shutdown of anything in flight."""
+    (store.conn if isinstance(store, SQLiteStore) else store.raw).close()
+
+
+def ingest(store: AnyStore, records: list[Record]) -> IngestOutcome:
     items = [keyring.classify(records_topic(r.kiosk), r.encode()) for r in records]
     assert all(isinstance(i, Accept) for i in items), items
     return store.ingest(items)
@@ -54,9 +89,9 @@ def test_the_kiosk_and_central_share_one_chunk_limit() -> None:
     assert limits.max_chunks == MAX_ATTACHMENT_CHUNKS
 
 
-def test_a_chunk_claiming_2_to_the_70_chunks_is_refused(tmp_path: Path) -> None:
+def test_a_chunk_claiming_2_to_the_70_chunks_is_refused(store_factory: StoreFactory) -> None:
     """First depth: the shared schema bounds ``total``; the kiosk is told (rejected)."""
-    store = SQLiteStore(tmp_path / "c.db")
+    store = store_factory()
     [body] = chunk_bodies(new_ulid(), b"tiny", 96)
     body["total"] = 2**70
     payload = chunk_record(body).encode()
@@ -71,9 +106,11 @@ def test_a_chunk_claiming_2_to_the_70_chunks_is_refused(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_chunk_over_centrals_chunk_limit_is_refused_naming_the_setting(tmp_path: Path) -> None:
+def test_a_chunk_over_centrals_chunk_limit_is_refused_naming_the_setting(
+    store_factory: StoreFactory,
+) -> None:
     """Second depth: within the schema's sanity bound but over central's own limit."""
-    store = SQLiteStore(tmp_path / "c.db")
+    store = store_factory()
     body = chunk_bodies(new_ulid(), os.urandom(200), 96)[0]
     body["total"] = MAX_ATTACHMENT_CHUNKS + 1
     rec = chunk_record(body)
@@ -88,8 +125,8 @@ def test_a_chunk_over_centrals_chunk_limit_is_refused_naming_the_setting(tmp_pat
     store.close()
 
 
-def test_more_chunks_than_the_limit_are_refused(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "c.db", attachment_limits=AttachmentLimits(max_chunks=4))
+def test_more_chunks_than_the_limit_are_refused(store_factory: StoreFactory) -> None:
+    store = store_factory(attachment_limits=AttachmentLimits(max_chunks=4))
     bodies = chunk_bodies(new_ulid(), os.urandom(50), 10)  # 5 chunks
     recs = [chunk_record(b) for b in bodies]
     out = ingest(store, recs)
@@ -98,8 +135,8 @@ def test_more_chunks_than_the_limit_are_refused(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_file_over_max_bytes_is_refused(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "c.db", attachment_limits=AttachmentLimits(max_bytes=100))
+def test_a_file_over_max_bytes_is_refused(store_factory: StoreFactory) -> None:
+    store = store_factory(attachment_limits=AttachmentLimits(max_bytes=100))
     bodies = chunk_bodies(new_ulid(), os.urandom(101), 60)
     out = ingest(store, [chunk_record(b) for b in bodies])
     reasons = list(rejected_reasons(out).values())
@@ -108,8 +145,8 @@ def test_a_file_over_max_bytes_is_refused(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_chunk_that_disagrees_with_its_attachment_is_refused(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "c.db")
+def test_a_chunk_that_disagrees_with_its_attachment_is_refused(store_factory: StoreFactory) -> None:
+    store = store_factory()
     att = new_ulid()
     bodies = chunk_bodies(att, os.urandom(300), 100)  # 3 chunks
     first = chunk_record(bodies[0])
@@ -134,8 +171,8 @@ def test_a_chunk_that_disagrees_with_its_attachment_is_refused(tmp_path: Path) -
     store.close()
 
 
-def test_duplicate_chunks_count_once(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "c.db")
+def test_duplicate_chunks_count_once(store_factory: StoreFactory) -> None:
+    store = store_factory()
     att, data = new_ulid(), os.urandom(250)
     bodies = chunk_bodies(att, data, 100)
     recs = [chunk_record(b) for b in bodies]
@@ -159,11 +196,10 @@ def test_duplicate_chunks_count_once(tmp_path: Path) -> None:
     seed=st.integers(min_value=0, max_value=2**32),
 )
 def test_chunks_in_any_order_and_batches_assemble_once(
-    tmp_path: Path, data: bytes, chunk: int, seed: int
+    store_factory: StoreFactory, data: bytes, chunk: int, seed: int
 ) -> None:
     rng = random.Random(seed)
-    db = tmp_path / f"c-{seed}-{chunk}-{len(data)}.db"
-    store = SQLiteStore(db)
+    store = store_factory(f"c-{new_ulid()}")
     att = new_ulid()
     recs = [chunk_record(b) for b in chunk_bodies(att, data, chunk)]
     sends = recs + rng.sample(recs, k=min(len(recs), 3))  # some resent
@@ -178,7 +214,6 @@ def test_chunks_in_any_order_and_batches_assemble_once(
     assert completed == 1
     assert store.attachment_data(KIOSK, att) == data
     store.close()
-    db.unlink()
 
 
 def test_an_incomplete_attachment_expires_and_its_data_is_freed(tmp_path: Path) -> None:
@@ -232,8 +267,8 @@ def test_work_per_chunk_does_not_grow_with_chunks_held(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_refused_chunk_is_a_rejection_the_kiosk_can_show(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "c.db")
+def test_a_refused_chunk_is_a_rejection_the_kiosk_can_show(store_factory: StoreFactory) -> None:
+    store = store_factory()
     body = chunk_bodies(new_ulid(), os.urandom(200), 96)[0]
     body["total"] = MAX_ATTACHMENT_CHUNKS + 1
     rec = chunk_record(body)
@@ -282,14 +317,16 @@ def test_a_database_of_the_earlier_layout_is_upgraded_in_place(tmp_path: Path) -
     store.close()
 
 
-def test_an_attachment_completes_across_a_restart_of_central(tmp_path: Path) -> None:
+def test_an_attachment_completes_across_a_restart_of_central(
+    store_factory: StoreFactory,
+) -> None:
     """Nothing of an attachment in progress lives in memory: a new store finishes it."""
-    db, att, data = tmp_path / "c.db", new_ulid(), os.urandom(1000)
+    att, data = new_ulid(), os.urandom(1000)
     recs = [chunk_record(b) for b in chunk_bodies(att, data, 100)]
-    store = SQLiteStore(db)
+    store = store_factory("restart")
     ingest(store, recs[5:])
-    store.conn.close()  # abandoned, not a clean shutdown of anything in flight
-    store = SQLiteStore(db)
+    abandon(store)
+    store = store_factory("restart")
     out = ingest(store, recs[:5])
     assert out.attachments["complete"] == 1
     assert store.attachment_data(KIOSK, att) == data

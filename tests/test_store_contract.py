@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from central.attachments import AttachmentLimits
 from central.config import CentralConfig
 from central.fleet import heartbeats
 from central.fleet.heartbeats import HistorySettings
@@ -199,6 +200,7 @@ def test_the_previous_schema_is_upgraded_with_its_data_kept(pg: PgDatabase) -> N
     old = PostgresStore.__new__(PostgresStore)  # a store of the previous release: v1 only
     old.dsn, old.max_seq_jump = pg.dsn, JUMP
     old.history, old._next_history_prune = HistorySettings(), 0.0
+    old.attachment_limits = AttachmentLimits()  # ratings only: no attachment table is read
     old.raw = psycopg.connect(pg.dsn)
     old.conn = PgConn(old.raw)
     ingest(old, batch(rec(1, stream), rec(3, stream)))
