@@ -49,21 +49,12 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from central.ingest import Accept, DeadLetter, FleetUpdate
+from central.portable_sql import SqlConn
 from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
 from sync.envelope import EnvelopeError, Record, records_topic
 from sync.ids import ULID_RE
-
-
-class SqlConn(Protocol):
-    """What the ingest-time functions need of a connection: sqlite3's, or the
-    PostgreSQL store's :class:`central.store_pg.PgConn` (same ``?`` dialect). Their SQL
-    is the common subset of both (``ON CONFLICT``, no ``INSERT OR ...``)."""
-
-    def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Any: ...
-
 
 SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 EVIDENCE_BYTES = 4096

@@ -50,6 +50,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from central.attachments import AttachmentLimits, expire_incomplete
 from central.ingest import Accept, DeadLetter, FleetUpdate
+from central.portable_sql import SqlConn
 from sync.envelope import Record, kiosk_of_topic
 
 log = logging.getLogger("aps.quotas")
@@ -503,17 +504,18 @@ class UsageTally:
             tally[0] += 1
             tally[1] += size
 
-    def write(self, conn: sqlite3.Connection) -> None:
+    def write(self, conn: SqlConn) -> None:
         if self.counts:
             conn.executemany(
                 "INSERT INTO kiosk_usage (kiosk, records, records_bytes) VALUES (?, ?, ?)"
-                " ON CONFLICT (kiosk) DO UPDATE SET records = records + excluded.records,"
-                " records_bytes = records_bytes + excluded.records_bytes",
+                " ON CONFLICT (kiosk) DO UPDATE SET records = kiosk_usage.records"
+                " + excluded.records, records_bytes = kiosk_usage.records_bytes"
+                " + excluded.records_bytes",
                 [(k, n, size) for k, (n, size) in self.counts.items()],
             )
 
 
-def read_usage(conn: sqlite3.Connection, kiosks: Collection[str]) -> dict[str, Usage]:
+def read_usage(conn: SqlConn, kiosks: Collection[str]) -> dict[str, Usage]:
     out = {}
     for kiosk in kiosks:
         row = conn.execute(
@@ -528,7 +530,7 @@ def read_usage(conn: sqlite3.Connection, kiosks: Collection[str]) -> dict[str, U
     return out
 
 
-def read_held_ids(conn: sqlite3.Connection, kiosk: str, ids: Collection[str]) -> set[str]:
+def read_held_ids(conn: SqlConn, kiosk: str, ids: Collection[str]) -> set[str]:
     out: set[str] = set()
     wanted = list(ids)
     for start in range(0, len(wanted), 500):
@@ -553,13 +555,16 @@ def dedup_key(d: DeadLetter) -> str:
     return h.hexdigest()
 
 
-def record_dead_letter(conn: sqlite3.Connection, d: DeadLetter, now: float) -> None:
-    """One row per (kiosk, reason, record id, payload): the same again adds to its count."""
+def record_dead_letter(conn: SqlConn, d: DeadLetter, now: float) -> None:
+    """One row per (kiosk, reason, record id, payload): the same again adds to its count.
+
+    Both stores run this statement (PostgreSQL infers its full unique constraint from the
+    partial index's predicate)."""
     conn.execute(
         "INSERT INTO dead_letters (at, topic, topic_kiosk, reason, record_id, payload_len,"
         " payload_head, count, last_at, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)"
         " ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL"
-        " DO UPDATE SET count = count + 1, last_at = excluded.last_at",
+        " DO UPDATE SET count = dead_letters.count + 1, last_at = excluded.last_at",
         (
             now,
             d.topic,
@@ -567,7 +572,7 @@ def record_dead_letter(conn: sqlite3.Connection, d: DeadLetter, now: float) -> N
             d.reason,
             d.record_id,
             d.payload_len,
-            d.payload_head,
+            bytes(d.payload_head),
             now,
             dedup_key(d),
         ),

@@ -26,8 +26,12 @@ applies each missing version in its own transaction and is idempotent.
 Attachments are screened and assembled by :mod:`central.attachments`, the
 same functions as in SQLite, through :class:`PgConn`.
 
-Not yet here (docs/scale.md): quota usage, the expiry of incomplete
-attachments, the report and housekeeping queries of ``aps-central status``.
+Storage quotas read the same ``kiosk_usage`` counts as in SQLite (migration 5:
+the batch's tally, and PL/pgSQL triggers for deletes and dead letters).
+
+Not yet here (docs/scale.md): housekeeping (the limit-event counters, the
+expiry of dead letters and of incomplete attachments) and the report queries
+of ``aps-central status``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, cast
 
 import psycopg
@@ -206,6 +210,61 @@ CREATE TABLE attachment_chunks (
 );
 """,
     ),
+    (
+        5,
+        # [quotas] what each kiosk holds (central/quotas.py): inserted records are counted
+        # once per batch by UsageTally; these triggers take deleted records off and count
+        # dead letters, as SQLite's do. Backfilled from what a database already holds.
+        # 58 is quotas.ENVELOPE_BYTES when this was released (a migration is never edited).
+        """
+CREATE TABLE kiosk_usage (
+    kiosk TEXT PRIMARY KEY,
+    records BIGINT NOT NULL DEFAULT 0,
+    records_bytes BIGINT NOT NULL DEFAULT 0,
+    dead_letters BIGINT NOT NULL DEFAULT 0
+);
+CREATE FUNCTION kiosk_usage_record_out() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE kiosk_usage SET records = records - 1,
+        records_bytes = records_bytes - (length(OLD.body) + length(OLD.kind)
+            + length(OLD.created) + 58)
+        WHERE kiosk = OLD.kiosk;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER kiosk_usage_record_out AFTER DELETE ON records
+    FOR EACH ROW EXECUTE FUNCTION kiosk_usage_record_out();
+CREATE FUNCTION kiosk_usage_record_body() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE kiosk_usage SET records_bytes = records_bytes - length(OLD.body) + length(NEW.body)
+        WHERE kiosk = NEW.kiosk;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER kiosk_usage_record_body AFTER UPDATE OF body ON records
+    FOR EACH ROW EXECUTE FUNCTION kiosk_usage_record_body();
+CREATE FUNCTION kiosk_usage_dead_in() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO kiosk_usage (kiosk, dead_letters) VALUES (coalesce(NEW.topic_kiosk, ''), 1)
+        ON CONFLICT (kiosk) DO UPDATE SET dead_letters = kiosk_usage.dead_letters + 1;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER kiosk_usage_dead_in AFTER INSERT ON dead_letters
+    FOR EACH ROW EXECUTE FUNCTION kiosk_usage_dead_in();
+CREATE FUNCTION kiosk_usage_dead_out() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE kiosk_usage SET dead_letters = dead_letters - 1
+        WHERE kiosk = coalesce(OLD.topic_kiosk, '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER kiosk_usage_dead_out AFTER DELETE ON dead_letters
+    FOR EACH ROW EXECUTE FUNCTION kiosk_usage_dead_out();
+INSERT INTO kiosk_usage (kiosk, records, records_bytes)
+    SELECT kiosk, count(*), sum(length(body) + length(kind) + length(created)
+        + 58) FROM records GROUP BY kiosk;
+INSERT INTO kiosk_usage (kiosk, dead_letters)
+    SELECT coalesce(topic_kiosk, ''), count(*) FROM dead_letters GROUP BY 1
+    ON CONFLICT (kiosk) DO UPDATE SET dead_letters = excluded.dead_letters;
+""",
+    ),
 )
 
 #: Advisory lock key of the migration step (any constant unique to this module).
@@ -313,6 +372,7 @@ class PostgresStore:
     def ingest(self, items: Sequence[Accept | DeadLetter | FleetUpdate]) -> IngestOutcome:
         out = IngestOutcome()
         now = time.time()
+        usage = quotas.UsageTally()  # [quotas] hook: what this batch stores, per kiosk
         with self.raw.transaction():
             self._lock_kiosks(items)
             # [attachments] hook: chunks over the limits or at odds with their file -> rejected.
@@ -332,7 +392,7 @@ class PostgresStore:
                     self._dead_letter(item, out, book, now)
                 else:
                     records.append(item)
-            chunks = self._store_records(records, out, book, now) if records else []
+            chunks = self._store_records(records, out, book, usage, now) if records else []
             book.flush()
             # [fleet] hook: one status-row write per kiosk per batch, as in SQLite.
             fleet_conn = cast(Any, self.conn)
@@ -345,6 +405,7 @@ class PostgresStore:
                 # [attachments] hook: O(1) work per stored chunk; assembles the last.
                 if status := attachments.add_chunk(self.conn, r, now):
                     out.attachments[status] += 1
+            usage.write(self.conn)  # [quotas] hook: one upsert per kiosk per batch
             counts = {
                 "duplicates_received": out.duplicates,
                 "id_conflicts": len(out.conflicts),
@@ -368,24 +429,8 @@ class PostgresStore:
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (kiosk,))
 
     def _dead(self, d: DeadLetter, now: float) -> None:
-        # As quotas.record_dead_letter: the same dead letter again adds to its count.
-        self.conn.execute(
-            "INSERT INTO dead_letters (at, topic, topic_kiosk, reason, record_id, payload_len,"
-            " payload_head, count, last_at, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)"
-            " ON CONFLICT (dedup_key) DO UPDATE SET count = dead_letters.count + 1,"
-            " last_at = excluded.last_at",
-            (
-                now,
-                d.topic,
-                d.topic_kiosk,
-                d.reason,
-                d.record_id,
-                d.payload_len,
-                bytes(d.payload_head),
-                now,
-                quotas.dedup_key(d),
-            ),
-        )
+        # [quotas] hook: deduplicated (same kiosk, reason, id, payload -> one row, counted).
+        quotas.record_dead_letter(self.conn, d, now)
 
     def _dead_letter(
         self, item: DeadLetter, out: IngestOutcome, book: StreamBook, now: float
@@ -425,7 +470,12 @@ class PostgresStore:
         return known
 
     def _store_records(
-        self, accepts: list[Accept], out: IngestOutcome, book: StreamBook, now: float
+        self,
+        accepts: list[Accept],
+        out: IngestOutcome,
+        book: StreamBook,
+        usage: quotas.UsageTally,
+        now: float,
     ) -> list[Record]:
         """Insert the batch's new records; returns the stored chunks (for their attachments)."""
         book.load({(a.record.kiosk, a.record.stream) for a in accepts})
@@ -472,6 +522,7 @@ class PostgresStore:
                 out.stored += 1
                 out.acked[r.kiosk].append(r.id)
                 out.digests[key] = a.digest
+                usage.add(r, text)  # [quotas] hook
                 if r.kind == "chunk":
                     chunks.append(r)
                 created = r.created_unix()
@@ -620,6 +671,16 @@ class PostgresStore:
             sql += " WHERE kiosk = ?"
             args = (kiosk,)
         return {row[0] for row in self._read(sql, args)}
+
+    def quota_usage(self, kiosks: Collection[str]) -> dict[str, quotas.Usage]:
+        """[quotas] hook: what each kiosk holds (records, bytes, dead letters)."""
+        with self.raw.transaction():
+            return quotas.read_usage(self.conn, kiosks)
+
+    def held_ids(self, kiosk: str, ids: Collection[str]) -> set[str]:
+        """[quotas] hook: which of these record ids central already holds."""
+        with self.raw.transaction():
+            return quotas.read_held_ids(self.conn, kiosk, ids)
 
     def attachments(self, kiosk: str | None = None) -> list[dict[str, Any]]:
         """Attachments assembled, corrupt or expired (as SQLiteStore.attachments)."""

@@ -22,7 +22,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from central.attachments import AttachmentLimits
 from central.config import CentralConfig
 from central.fleet import heartbeats
 from central.fleet.heartbeats import HistorySettings
@@ -30,7 +29,7 @@ from central.ingest import FleetUpdate
 from central.isolation import store_is_down
 from central.service import CentralService
 from central.store import IngestOutcome, SQLiteStore, Store, StreamState
-from central.store_pg import MIGRATIONS, PgConn, PostgresStore, migrate
+from central.store_pg import MIGRATIONS, PostgresStore, migrate
 from central.stores import open_store
 from sync.config import ConfigError
 from sync.envelope import Record, records_topic
@@ -197,14 +196,25 @@ def test_the_previous_schema_is_upgraded_with_its_data_kept(pg: PgDatabase) -> N
     stream = new_stream_id()
     with psycopg.connect(pg.dsn) as conn:
         assert migrate(conn, MIGRATIONS[:1]) == [1]
-    old = PostgresStore.__new__(PostgresStore)  # a store of the previous release: v1 only
-    old.dsn, old.max_seq_jump = pg.dsn, JUMP
-    old.history, old._next_history_prune = HistorySettings(), 0.0
-    old.attachment_limits = AttachmentLimits()  # ratings only: no attachment table is read
-    old.raw = psycopg.connect(pg.dsn)
-    old.conn = PgConn(old.raw)
-    ingest(old, batch(rec(1, stream), rec(3, stream)))
-    old.close()
+        # What the first release wrote for records 1 and 3 of a stream (2 missing), in
+        # its own tables only: today's code must not be needed to read it.
+        for seq in (1, 3):
+            conn.execute(
+                "INSERT INTO records (kiosk, id, stream, seq, kind, created, received_at, body)"
+                " VALUES (%s, %s, %s, %s, 'rating', '2026-11-26T09:15:02.123+07:00', 1.0,"
+                ' \'{"level":"hai_long"}\')',
+                (KIOSK, new_ulid(), stream, seq),
+            )
+        conn.execute(
+            "INSERT INTO streams (kiosk, stream, contiguous_seq, max_seq, gap_since, first_seen,"
+            " updated, missing_count, gap_count) VALUES (%s, %s, 1, 3, 1.0, 1.0, 1.0, 1, 1)",
+            (KIOSK, stream),
+        )
+        conn.execute(
+            "INSERT INTO stream_gaps (kiosk, stream, lo, hi, since) VALUES (%s, %s, 2, 2, 1.0)",
+            (KIOSK, stream),
+        )
+        conn.commit()
     store = PostgresStore(pg.dsn)
     try:
         assert store.schema_versions() == VERSIONS
@@ -213,6 +223,12 @@ def test_the_previous_schema_is_upgraded_with_its_data_kept(pg: PgDatabase) -> N
         assert (state.contiguous_seq, state.max_seq, state.gaps) == (1, 3, ((2, 2),))
         store.ingest([FleetUpdate(kiosk=KIOSK, type="status", body={"state": "offline"})])
         assert store.kiosk_states()[KIOSK][0] == "offline"
+        assert store.quota_usage([KIOSK])[KIOSK].records == 2  # migration 5's backfill
+        out = ingest(store, batch(rec(2, stream)))
+        assert out.stored == 1
+        [state] = store.streams(KIOSK)
+        assert (state.contiguous_seq, state.gaps) == (3, ())
+        assert store.quota_usage([KIOSK])[KIOSK].records == 3
     finally:
         store.close()
 
