@@ -651,6 +651,12 @@ class PostgresStore:
         rows = self._read("SELECT kiosk, state, state_at FROM kiosks WHERE state IS NOT NULL")
         return {k: (state, at) for k, state, at in rows}
 
+    def record_ids(self, kiosk: str | None = None) -> list[str]:
+        """Ids of the records held (for one kiosk), as SQLiteStore.record_ids."""
+        if kiosk is None:
+            return [row[0] for row in self._read("SELECT id FROM records")]
+        return [row[0] for row in self._read("SELECT id FROM records WHERE kiosk = ?", (kiosk,))]
+
     def stored_records(self, kiosk: str | None = None) -> list[StoredRecord]:
         """Every record held (for one kiosk), in (kiosk, stream, seq) order."""
         sql = "SELECT kiosk, id, stream, seq, kind FROM records"

@@ -1,4 +1,5 @@
-"""A fresh PostgreSQL database per test, on the machine's PostgreSQL (127.0.0.1:5432).
+"""A fresh PostgreSQL database per test, on the machine's PostgreSQL (127.0.0.1:5432),
+and ``store_factory``: the same store test on SQLite and on PostgreSQL.
 
 The fixture ``pg`` creates ``aps_test_<random>`` (never tables in ``test``, the
 database it connects to for the CREATE), hands out its DSN, and drops it
@@ -12,13 +13,18 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+
+from central.store import SQLiteStore
+from central.store_pg import PostgresStore
 
 #: Where the test databases are made; APS_TEST_PG_DSN points elsewhere (another host, a user
 #: with a password) when the machine's PostgreSQL does not trust local TCP for postgres.
@@ -68,3 +74,36 @@ def pg() -> Iterator[PgDatabase]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+AnyStore = SQLiteStore | PostgresStore
+StoreFactory = Callable[..., AnyStore]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """The store tests that run on both stores: ``make(key="c", **store_args)``.
+
+    SQLite: ``<tmp_path>/<key>.db``; PostgreSQL: a schema named after ``key`` in this
+    test's fresh database. The same key opens the same store again (a restart); every
+    store made is closed at the end (closing twice is harmless).
+    """
+    opened: list[AnyStore] = []
+
+    def make(key: str = "c", **kwargs: Any) -> AnyStore:
+        store: AnyStore
+        if request.param == "sqlite":
+            store = SQLiteStore(tmp_path / f"{key}.db", **kwargs)
+        else:
+            store = PostgresStore(request.getfixturevalue("pg").schema_dsn(key), **kwargs)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def abandon(store: AnyStore) -> None:
+    """Its connection dropped, not a clean shutdown of anything in flight."""
+    (store.conn if isinstance(store, SQLiteStore) else store.raw).close()

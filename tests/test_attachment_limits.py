@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 import random
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,11 @@ from hypothesis import strategies as st
 from central.attachments import AttachmentLimits, expire_incomplete
 from central.ingest import Accept, DeadLetter
 from central.store import IngestOutcome, SQLiteStore
-from central.store_pg import PostgresStore
 from sync.attachments import CHUNK_BYTES, MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS, chunk_bodies
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from tests import identity as keyring
+from tests.pg import AnyStore, StoreFactory, abandon
 
 KIOSK = "k-att-limits"
 STREAM = new_stream_id()
@@ -42,34 +41,6 @@ def chunk_record(body: dict[str, Any], *, kiosk: str = KIOSK, stream: str = STRE
         created="2026-12-01T09:00:00+07:00",
         body=body,
     )
-
-
-AnyStore = SQLiteStore | PostgresStore
-StoreFactory = Callable[..., AnyStore]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    """``make(key, **store_args)``: the same key reopens the same store (a restart)."""
-    opened: list[AnyStore] = []
-
-    def make(key: str = "c", **kwargs: Any) -> AnyStore:
-        store: AnyStore
-        if request.param == "sqlite":
-            store = SQLiteStore(tmp_path / f"{key}.db", **kwargs)
-        else:
-            store = PostgresStore(request.getfixturevalue("pg").schema_dsn(key), **kwargs)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
-
-
-def abandon(store: AnyStore) -> None:
-    """Its connection dropped, not a clean shutdown of anything in flight."""
-    (store.conn if isinstance(store, SQLiteStore) else store.raw).close()
 
 
 def ingest(store: AnyStore, records: list[Record]) -> IngestOutcome:
@@ -336,7 +307,6 @@ def test_an_attachment_completes_across_a_restart_of_central(
 def test_the_kiosk_refuses_a_file_central_would_refuse_for_its_chunk_count() -> None:
     """With smaller chunks a file under the byte limit can need more chunks than central
     takes: the kiosk must refuse it before promising anything, not have it parked later."""
-    import pytest
 
     from sync.attachments import AttachmentIn, AttachmentTooLarge, describe
 

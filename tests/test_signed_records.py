@@ -24,6 +24,7 @@ from sync.envelope_signing import key_id, sign, verify
 from sync.outbox import Outbox
 from sync.wire_signing import SIGNATURE_BYTES, encode_signed, record_digest, sign_record
 from tests import identity as keyring
+from tests.pg import StoreFactory
 
 KIOSK = "k-signed-01"
 TOPIC = records_topic(KIOSK)
@@ -102,13 +103,13 @@ def test_a_kiosk_not_in_the_registry_or_revoked_is_refused(
 
 
 def test_a_forger_with_a_real_record_id_cannot_make_central_reject_it(
-    tmp_path: Path, outbox: Outbox, key: Ed25519PrivateKey
+    store_factory: StoreFactory, outbox: Outbox, key: Ed25519PrivateKey
 ) -> None:
     """A copy of the kiosk's record under its real id, with a body central refuses: signed by
     the kiosk it would be rejected (parked for good); signed by anyone else it is not."""
     env = json.loads(stored_payload(outbox))
     bad = {**env, "body": {"level": "so-so"}}
-    store = SQLiteStore(tmp_path / "central.db")
+    store = store_factory()
     try:
         forged = encode_signed(sign("aps-record-v1", bad, Ed25519PrivateKey.generate()))
         result = process_batch(
