@@ -51,7 +51,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from central.ingest import Accept, DeadLetter, FleetUpdate
-from central.portable_sql import SqlConn
+from central.portable_sql import SqlConn, write_transaction
 from sync.attachments import MAX_ATTACHMENT_BYTES, MAX_ATTACHMENT_CHUNKS
 from sync.envelope import EnvelopeError, Record, records_topic
 from sync.ids import ULID_RE
@@ -369,15 +369,14 @@ def _free(conn: SqlConn, kiosk: str, att: str) -> None:
 
 
 def expire_incomplete(
-    conn: sqlite3.Connection, *, older_than_s: float, now: float | None = None, limit: int = 1000
+    conn: SqlConn, *, older_than_s: float, now: float | None = None, limit: int = 1000
 ) -> int:
     """Mark attachments with no chunk for ``older_than_s`` as expired; free their chunks.
 
     One transaction of at most ``limit`` attachments; returns how many expired.
     """
     now = time.time() if now is None else now
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         rows = conn.execute(
             "SELECT kiosk, att, total, received, bytes FROM attachment_progress"
             " WHERE last_at < ? ORDER BY last_at LIMIT ?",
@@ -386,9 +385,11 @@ def expire_incomplete(
         for kiosk, att, total, received, held in rows:
             _free(conn, kiosk, att)
             conn.execute(
-                "INSERT OR REPLACE INTO attachments"
+                "INSERT INTO attachments"
                 " (kiosk, att, size, sha256, status, reason, data, completed_at)"
-                " VALUES (?, ?, ?, '', 'expired', ?, NULL, ?)",
+                " VALUES (?, ?, ?, '', 'expired', ?, NULL, ?) ON CONFLICT (kiosk, att) DO UPDATE"
+                " SET size = excluded.size, sha256 = excluded.sha256, status = excluded.status,"
+                " reason = excluded.reason, data = NULL, completed_at = excluded.completed_at",
                 (
                     kiosk,
                     att,
@@ -398,9 +399,4 @@ def expire_incomplete(
                     now,
                 ),
             )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return len(rows)

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,10 +20,12 @@ from central.cli_releases import release, rollout
 from central.cli_signing import signing
 from central.cli_support import api_command, api_token_group, roster_group, support_group
 from central.config import CentralConfig, load_central_config
-from central.quotas import report as quota_report
 from central.store import SQLiteStore, StoreError, StoreMissing
 from sync.config import ConfigError, markdown_reference
 from sync.logs import setup_logging
+
+if TYPE_CHECKING:
+    from central.store_pg import PostgresStore
 
 DEFAULT_CONFIG = "/etc/aps/central.toml"
 
@@ -42,9 +45,24 @@ def _load(path: str) -> CentralConfig:
         raise click.ClickException(str(exc)) from None
 
 
-def _open_store(cfg: CentralConfig, config_path: str) -> SQLiteStore:
-    """The store, read-only: reports never create or change a database."""
+def _open_store(cfg: CentralConfig, config_path: str) -> SQLiteStore | PostgresStore:
+    """The records store ``[central] store`` names, read-only: reports never create or
+    change a database."""
     try:
+        if cfg.central.store == "postgresql":
+            import psycopg  # only when it is used
+
+            from central.store_pg import PostgresStore
+
+            dsn = cfg.central.postgresql_dsn
+            assert dsn is not None  # CentralSection refuses postgresql without a dsn
+            try:
+                return PostgresStore.open_readonly(dsn.get_secret_value())
+            except psycopg.OperationalError as exc:
+                raise click.ClickException(
+                    f"cannot reach PostgreSQL: {str(exc).strip()}; check central.postgresql_dsn "
+                    f"in {config_path}"
+                ) from None
         return SQLiteStore.open_readonly(cfg.central.database)
     except StoreMissing as exc:
         raise click.ClickException(f"{exc}: check central.database in {config_path}") from None
@@ -160,7 +178,7 @@ def status(config_path: str) -> None:
                     }
                     for k in store.clock_skews(limit)
                 ],
-                "quotas": quota_report(store.conn, cfg.quotas.settings()),
+                "quotas": store.quota_report(cfg.quotas.settings()),
             },
             ensure_ascii=False,
         )

@@ -9,7 +9,8 @@ upsert columns qualified with their table, no SQLite-only functions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 
@@ -17,3 +18,26 @@ class SqlConn(Protocol):
     def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Any: ...
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+@contextmanager
+def write_transaction(conn: SqlConn) -> Iterator[None]:
+    """One write transaction on either store's connection.
+
+    SQLite: ``BEGIN IMMEDIATE`` (the write lock at once, so a reader never has to be
+    upgraded mid-way) and ``COMMIT``, or ``ROLLBACK`` if SQLite has not already rolled
+    back by itself (a full disk). PostgreSQL: the store's ``PgConn.transaction()``.
+    """
+    begin = getattr(conn, "transaction", None)
+    if begin is not None:
+        with begin():
+            yield
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if getattr(conn, "in_transaction", False):
+            conn.execute("ROLLBACK")
+        raise

@@ -50,7 +50,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from central.attachments import AttachmentLimits, expire_incomplete
 from central.ingest import Accept, DeadLetter, FleetUpdate
-from central.portable_sql import SqlConn
+from central.portable_sql import SqlConn, write_transaction
 from sync.envelope import Record, kiosk_of_topic
 
 log = logging.getLogger("aps.quotas")
@@ -356,28 +356,26 @@ class Quotas:
             return self.totals.get((kiosk, event), 0)
 
     # -- counters to the database -----------------------------------------------
-    def flush(self, conn: sqlite3.Connection) -> int:
+    def flush(self, conn: SqlConn) -> int:
         """Add the counts gathered since the last flush to ``kiosk_limit_events``."""
         with self._lock:
             pending, self._pending = self._pending, _Pending()
         if not pending.tallies:
             return 0
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT INTO kiosk_limit_events (kiosk, event, count, bytes, first_at, last_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, event) DO UPDATE SET"
-                " count = count + excluded.count, bytes = bytes + excluded.bytes,"
-                " last_at = excluded.last_at",
-                [
-                    (k, e, t.count, t.bytes, t.first_at, t.last_at)
-                    for (k, e), t in pending.tallies.items()
-                ],
-            )
-            conn.execute("COMMIT")
+            with write_transaction(conn):
+                conn.executemany(
+                    "INSERT INTO kiosk_limit_events (kiosk, event, count, bytes, first_at,"
+                    " last_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk, event) DO UPDATE"
+                    " SET count = kiosk_limit_events.count + excluded.count,"
+                    " bytes = kiosk_limit_events.bytes + excluded.bytes,"
+                    " last_at = excluded.last_at",
+                    [
+                        (k, e, t.count, t.bytes, t.first_at, t.last_at)
+                        for (k, e), t in pending.tallies.items()
+                    ],
+                )
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             with self._lock:  # keep them for the next flush
                 for key, t in pending.tallies.items():
                     mine = self._pending.tallies.setdefault(key, _Tally(first_at=t.first_at))
@@ -580,26 +578,21 @@ def record_dead_letter(conn: SqlConn, d: DeadLetter, now: float) -> None:
 
 
 def expire_dead_letters(
-    conn: sqlite3.Connection, *, retention_s: float, now: float | None = None, limit: int = 5000
+    conn: SqlConn, *, retention_s: float, now: float | None = None, limit: int = 5000
 ) -> int:
     """Delete dead letters last seen more than ``retention_s`` ago (``limit`` at a time)."""
     now = time.time() if now is None else now
     removed = 0
     while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             cur = conn.execute(
                 "DELETE FROM dead_letters WHERE n IN"
                 " (SELECT n FROM dead_letters WHERE last_at < ? ORDER BY last_at LIMIT ?)",
                 (now - retention_s, limit),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        removed += cur.rowcount
-        if cur.rowcount < limit:
+        gone: int = cur.rowcount
+        removed += gone
+        if gone < limit:
             return removed
 
 
@@ -613,7 +606,7 @@ class Housekeeping:
 
 
 def housekeep(
-    conn: sqlite3.Connection,
+    conn: SqlConn,
     quotas: Quotas | None,
     settings: QuotaSettings,
     attachment_limits: AttachmentLimits,
@@ -634,7 +627,7 @@ def housekeep(
     )
 
 
-def alerts(conn: sqlite3.Connection, settings: QuotaSettings, now: float) -> list[str]:
+def alerts(conn: SqlConn, settings: QuotaSettings, now: float) -> list[str]:
     out = []
     for kiosk, held in conn.execute(
         "SELECT kiosk, records_bytes FROM kiosk_usage WHERE records_bytes >= ?"
@@ -669,9 +662,7 @@ def alerts(conn: sqlite3.Connection, settings: QuotaSettings, now: float) -> lis
     return out
 
 
-def report(
-    conn: sqlite3.Connection, settings: QuotaSettings, now: float | None = None
-) -> dict[str, Any]:
+def report(conn: SqlConn, settings: QuotaSettings, now: float | None = None) -> dict[str, Any]:
     """The ``quotas`` part of ``aps-central status`` (bounded: at most 50 kiosks)."""
     now = time.time() if now is None else now
     try:
@@ -689,7 +680,10 @@ def report(
             }
         top = conn.execute(
             "SELECT kiosk, records, records_bytes, dead_letters FROM kiosk_usage"
-            " ORDER BY max(records_bytes * 1.0 / ?, dead_letters * 1.0 / ?) DESC LIMIT ?",
+            # the larger of the two shares of its quotas (CASE: SQLite's max(a, b) is
+            # PostgreSQL's greatest(a, b))
+            " ORDER BY CASE WHEN records_bytes * 1.0 / ?1 > dead_letters * 1.0 / ?2"
+            " THEN records_bytes * 1.0 / ?1 ELSE dead_letters * 1.0 / ?2 END DESC LIMIT ?3",
             (settings.max_records_bytes, settings.max_dead_letters, REPORT_MAX_KIOSKS),
         ).fetchall()
         kiosks = {
@@ -740,7 +734,7 @@ def report(
             "dead_letter_retention_s": settings.dead_letter_retention_s,
         },
         "kiosks": ordered,
-        "dead_letters": {"rows": rows, "received": received},
+        "dead_letters": {"rows": rows, "received": int(received)},  # PostgreSQL: a Decimal sum
         "attachments": {"incomplete": incomplete, "expired": expired},
         "alerts": found,
     }

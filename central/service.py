@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from central import answers, backoffice_db, dossiers, quotas, reports
 from central.collector import Collector
@@ -38,6 +38,7 @@ from sync.files import make_private_dir
 from sync.systemd_notify import Notifier
 
 if TYPE_CHECKING:
+    from central.store_pg import PostgresStore
     from central.web.server import ApiServer
 
 log = logging.getLogger("aps.central")
@@ -169,13 +170,18 @@ class CentralService:
         next_report = time.monotonic() + REPORT_EVERY_S
         next_rollout = time.monotonic() + rollout_every
         store = SQLiteStore(self.cfg.central.database, max_seq_jump=self.cfg.collector.max_seq_jump)
+        # [central] store: the records' own housekeeping and gap alerts run where they are
+        # (the registry, fleet and rollout stay on the SQLite file: docs/scale.md).
+        records: SQLiteStore | PostgresStore = store
+        if self.cfg.central.store != "sqlite":
+            records = cast("PostgresStore", open_store(self.cfg))
         try:
             while not self.stop_event.wait(tick):
                 self.feed_watchdog()
                 if time.monotonic() >= next_report:
                     next_report = time.monotonic() + REPORT_EVERY_S
-                    self._report(store)
-                    self.housekeep(store)
+                    self._report(records)
+                    self.housekeep(records)
                 if time.monotonic() >= next_rollout:
                     next_rollout = time.monotonic() + rollout_every
                     self.tick_rollout(store)
@@ -185,7 +191,9 @@ class CentralService:
             self.collector.stop()
             self.downlink.stop()
             self.signing.close()
-            self.housekeep(store)  # [quotas] hook: the last counters
+            self.housekeep(records)  # [quotas] hook: the last counters
+            if records is not store:
+                records.close()
             store.close()
             if self._backoffice is not None:
                 self._backoffice.close()
@@ -227,7 +235,7 @@ class CentralService:
         self._pinging = False
         return False
 
-    def _report(self, store: SQLiteStore) -> None:
+    def _report(self, store: SQLiteStore | PostgresStore) -> None:
         c = self.collector.counters
         log.info(
             "received %d, stored %d, duplicates %d, dead letters %d, batches %d",
@@ -254,12 +262,13 @@ class CentralService:
         )
         self.log_gap_alerts(store)
 
-    def housekeep(self, store: SQLiteStore, now: float | None = None) -> quotas.Housekeeping | None:
+    def housekeep(
+        self, store: SQLiteStore | PostgresStore, now: float | None = None
+    ) -> quotas.Housekeeping | None:
         """[quotas] hook: counters to the database, expiry, quota alerts (every 30 s)."""
         self.project_backoffice()
         try:
-            return quotas.housekeep(
-                store.conn,
+            return store.housekeep(
                 self.collector.quotas,
                 self.cfg.quotas.settings(),
                 self.cfg.attachments.limits(),
@@ -292,7 +301,7 @@ class CentralService:
             log.exception("back-office projection failed (it resumes next round)")
             return 0
 
-    def log_gap_alerts(self, store: SQLiteStore, now: float | None = None) -> int:
+    def log_gap_alerts(self, store: SQLiteStore | PostgresStore, now: float | None = None) -> int:
         """Log one ALERT line per stale gap (at most ``report_limit``); returns how many."""
         after, limit = self.cfg.alerts.gap_alert_after_s, self.cfg.alerts.report_limit
         total = store.stale_gap_count(after, now=now)

@@ -28,13 +28,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from central import CentralError, attachments, quotas
+from central import CentralError, attachments, quotas, store_reads
 from central.attachments import AttachmentLimits
 from central.fleet import heartbeats
 from central.fleet.heartbeats import Heartbeat, HistorySettings
 from central.ingest import PAYLOAD_HEAD_BYTES, Accept, DeadLetter, FleetUpdate
 from central.sequences import DEFAULT_MAX_SEQ_JUMP, Claim, StreamBook, migrate
 from central.sequences import SCHEMA as SEQUENCES_SCHEMA
+from central.store_reads import REPORT_RANGES as REPORT_RANGES  # part of the Store contract
+from central.store_reads import StreamState as StreamState
 from sync.envelope import Record, Rejection, records_topic
 from sync.files import create_private_file, why_unopenable
 
@@ -67,25 +69,6 @@ class IngestOutcome:
                 setattr(self, f.name, mine + theirs)
 
 
-@dataclass(frozen=True, kw_only=True)
-class StreamState:
-    """Sequence state of one ``(kiosk, stream)``.
-
-    ``gaps`` holds at most the first ``max_ranges`` open ranges ``(lo, hi)``
-    (both inclusive) asked for; ``gap_count`` and ``missing_count`` count all
-    of them, so a report can say how many more there are.
-    """
-
-    kiosk: str
-    stream: str
-    contiguous_seq: int
-    max_seq: int
-    gaps: tuple[tuple[int, int], ...] = ()
-    gap_count: int = 0
-    missing_count: int = 0
-    gap_since: float | None = None
-
-
 class Store(Protocol):
     def ingest(self, items: Sequence[Accept | DeadLetter | FleetUpdate]) -> IngestOutcome: ...
 
@@ -106,7 +89,6 @@ class Store(Protocol):
 #: differs: no kiosk record has this digest, so the kiosk leaves that id unsynced.
 NO_DIGEST = "A" * 43
 
-REPORT_RANGES = 20  # gap ranges listed per stream by default
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -530,53 +512,15 @@ class SQLiteStore:
         """[quotas] hook: which of these record ids central already holds."""
         return quotas.read_held_ids(self.conn, kiosk, ids)
 
-    # -- reading ------------------------------------------------------------------
+    # -- reading (central/store_reads.py: the same queries on both stores) ---------
     def streams(
         self, kiosk: str | None = None, *, limit: int | None = None, max_ranges: int = REPORT_RANGES
     ) -> list[StreamState]:
         """Streams with open gaps first (oldest gap first), each with its first gap ranges."""
-        sql = (
-            "SELECT kiosk, stream, contiguous_seq, max_seq, gap_count, missing_count, gap_since"
-            " FROM streams"
-        )
-        args: list[Any] = []
-        if kiosk is not None:
-            sql += " WHERE kiosk = ?"
-            args.append(kiosk)
-        sql += " ORDER BY gap_since IS NULL, gap_since, kiosk, stream"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [self._state(row, max_ranges) for row in self.conn.execute(sql, args).fetchall()]
-
-    def _state(self, row: tuple[Any, ...], max_ranges: int) -> StreamState:
-        k, s, contiguous, max_seq, gap_count, missing, gap_since = row
-        gaps: tuple[tuple[int, int], ...] = ()
-        if gap_count:
-            gaps = tuple(
-                (lo, hi)
-                for lo, hi in self.conn.execute(
-                    "SELECT lo, hi FROM stream_gaps WHERE kiosk = ? AND stream = ?"
-                    " ORDER BY lo LIMIT ?",
-                    (k, s, max_ranges),
-                )
-            )
-        return StreamState(
-            kiosk=k,
-            stream=s,
-            contiguous_seq=contiguous,
-            max_seq=max_seq,
-            gaps=gaps,
-            gap_count=gap_count,
-            missing_count=missing,
-            gap_since=gap_since,
-        )
+        return store_reads.streams(self.conn, kiosk, limit=limit, max_ranges=max_ranges)
 
     def stream_count(self, *, with_gaps: bool = False) -> int:
-        sql = "SELECT count(*) FROM streams"
-        if with_gaps:
-            sql += " WHERE gap_since IS NOT NULL"
-        return int(self.conn.execute(sql).fetchone()[0])
+        return store_reads.stream_count(self.conn, with_gaps=with_gaps)
 
     def stale_gaps(
         self,
@@ -588,48 +532,37 @@ class SQLiteStore:
     ) -> list[StreamState]:
         """Streams with a gap open for longer than ``older_than_s`` (an alert), oldest first."""
         cutoff = (time.time() if now is None else now) - older_than_s
-        sql = (
-            "SELECT kiosk, stream, contiguous_seq, max_seq, gap_count, missing_count, gap_since"
-            " FROM streams WHERE gap_since IS NOT NULL AND gap_since < ? ORDER BY gap_since"
-        )
-        args: list[Any] = [cutoff]
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [self._state(row, max_ranges) for row in self.conn.execute(sql, args).fetchall()]
+        return store_reads.stale_gaps(self.conn, cutoff, limit=limit, max_ranges=max_ranges)
 
     def stale_gap_count(self, older_than_s: float, now: float | None = None) -> int:
-        cutoff = (time.time() if now is None else now) - older_than_s
-        return int(
-            self.conn.execute(
-                "SELECT count(*) FROM streams WHERE gap_since IS NOT NULL AND gap_since < ?",
-                (cutoff,),
-            ).fetchone()[0]
+        return store_reads.stale_gap_count(
+            self.conn, (time.time() if now is None else now) - older_than_s
         )
 
     def counter(self, name: str) -> int:
-        row = self.conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
-        return 0 if row is None else int(row[0])
+        return store_reads.counter(self.conn, name)
 
     def conflicts(self, limit: int = REPORT_RANGES) -> list[dict[str, Any]]:
         """The latest ``id-conflict`` dead letters, newest first."""
-        cur = self.conn.execute(
-            "SELECT n, at, topic_kiosk AS kiosk, record_id, reason FROM dead_letters"
-            " WHERE reason LIKE 'id-conflict:%' ORDER BY n DESC LIMIT ?",
-            (limit,),
-        )
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        return store_reads.conflicts(self.conn, limit)
 
     def clock_skews(self, limit: int = REPORT_RANGES) -> list[dict[str, Any]]:
         """Kiosks by the size of their last measured clock skew, largest first."""
-        cur = self.conn.execute(
-            "SELECT kiosk, clock_skew_s, clock_skew_at FROM kiosks"
-            " WHERE clock_skew_s IS NOT NULL ORDER BY abs(clock_skew_s) DESC, kiosk LIMIT ?",
-            (limit,),
-        )
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        return store_reads.clock_skews(self.conn, limit)
+
+    def quota_report(self, settings: quotas.QuotaSettings) -> dict[str, Any]:
+        """[quotas] the ``quotas`` part of ``aps-central status``."""
+        return quotas.report(self.conn, settings)
+
+    def housekeep(
+        self,
+        limiter: quotas.Quotas | None,
+        settings: quotas.QuotaSettings,
+        limits: AttachmentLimits,
+        now: float | None = None,
+    ) -> quotas.Housekeeping:
+        """[quotas] counters flushed, dead letters and incomplete attachments expired."""
+        return quotas.housekeep(self.conn, limiter, settings, limits, now=now)
 
     def dead_letter_count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])

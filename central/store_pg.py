@@ -29,9 +29,10 @@ same functions as in SQLite, through :class:`PgConn`.
 Storage quotas read the same ``kiosk_usage`` counts as in SQLite (migration 5:
 the batch's tally, and PL/pgSQL triggers for deletes and dead letters).
 
-Not yet here (docs/scale.md): housekeeping (the limit-event counters, the
-expiry of dead letters and of incomplete attachments) and the report queries
-of ``aps-central status``.
+Housekeeping (the limit-event counters, the expiry of dead letters and of
+incomplete attachments) and the report queries of ``aps-central status`` are
+the SQLite ones too (:mod:`central.store_reads`, :mod:`central.quotas`,
+:func:`central.portable_sql.write_transaction`).
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ import json
 import re
 import time
 from collections.abc import Collection, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, cast
 
 import psycopg
 
-from central import attachments, quotas
+from central import attachments, quotas, store_reads
 from central.attachments import AttachmentLimits
 from central.fleet import heartbeats
 from central.fleet.heartbeats import HealthSample, Heartbeat, HistorySettings
@@ -55,6 +57,7 @@ from central.store import (
     REPORT_RANGES,
     IngestOutcome,
     StoredRecord,
+    StoreMissing,
     StreamState,
     body_sha,
     body_text,
@@ -265,12 +268,31 @@ INSERT INTO kiosk_usage (kiosk, dead_letters)
     ON CONFLICT (kiosk) DO UPDATE SET dead_letters = excluded.dead_letters;
 """,
     ),
+    (
+        6,
+        # [quotas] the collectors' limit counters, flushed by housekeeping (quotas.flush).
+        """
+CREATE TABLE kiosk_limit_events (
+    kiosk TEXT NOT NULL,
+    event TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    bytes BIGINT NOT NULL,
+    first_at DOUBLE PRECISION NOT NULL,
+    last_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (kiosk, event)
+);
+CREATE INDEX dead_letters_last ON dead_letters (last_at);
+""",
+    ),
 )
 
 #: Advisory lock key of the migration step (any constant unique to this module).
 _MIGRATION_LOCK = 0x41505331  # "APS1"
 
 _NUMBERED = re.compile(r"\?(\d+)")
+
+#: Byte-wise text order in ORDER BY, as SQLite's default (store_reads' ``text_order``).
+TEXT_ORDER = ' COLLATE "C"'
 
 
 class PgConn:
@@ -283,6 +305,10 @@ class PgConn:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.raw = conn
+
+    def transaction(self) -> AbstractContextManager[psycopg.Transaction]:
+        """A transaction (portable_sql.write_transaction's PostgreSQL side)."""
+        return self.raw.transaction()
 
     @staticmethod
     def translate(sql: str, args: Sequence[Any]) -> tuple[str, list[Any]]:
@@ -364,6 +390,33 @@ class PostgresStore:
             self.raw.close()
             raise
         self.conn = PgConn(self.raw)
+
+    @classmethod
+    def open_readonly(cls, dsn: str, *, connect_timeout_s: int = 10) -> PostgresStore:
+        """An existing store opened for reading only (``aps-central status`` and friends).
+
+        Runs no migration and writes nothing (the session's transactions are read-only);
+        raises :class:`central.store.StoreMissing` when the database has no APS schema.
+        """
+        raw = psycopg.connect(dsn, connect_timeout=connect_timeout_s)
+        try:
+            raw.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            raw.commit()
+            with raw.transaction():
+                found = raw.execute("SELECT to_regclass('schema_migrations')").fetchone()
+            if found is None or found[0] is None:
+                raise StoreMissing(
+                    "no central schema in this PostgreSQL database (start aps-central run once)"
+                )
+        except BaseException:
+            raw.close()
+            raise
+        store = cls.__new__(cls)
+        store.dsn, store.raw, store.conn = dsn, raw, PgConn(raw)
+        store.max_seq_jump = DEFAULT_MAX_SEQ_JUMP
+        store.attachment_limits = AttachmentLimits()
+        store.history, store._next_history_prune = HistorySettings(), 0.0
+        return store
 
     def close(self) -> None:
         self.raw.close()
@@ -567,52 +620,51 @@ class PostgresStore:
         with self.raw.transaction():
             return list(self.conn.execute(sql, args).fetchall())
 
+    # -- reading (central/store_reads.py: the same queries as SQLite's) -------------
     def streams(
         self, kiosk: str | None = None, *, limit: int | None = None, max_ranges: int = REPORT_RANGES
     ) -> list[StreamState]:
         """Streams with open gaps first (oldest gap first), each with its first gap ranges."""
-        sql = (
-            "SELECT kiosk, stream, contiguous_seq, max_seq, gap_count, missing_count, gap_since"
-            " FROM streams"
-        )
-        args: list[Any] = []
-        if kiosk is not None:
-            sql += " WHERE kiosk = ?"
-            args.append(kiosk)
-        sql += ' ORDER BY gap_since IS NULL, gap_since, kiosk COLLATE "C", stream COLLATE "C"'
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
         with self.raw.transaction():
-            rows = self.conn.execute(sql, args).fetchall()
-            return [self._state(row, max_ranges) for row in rows]
-
-    def _state(self, row: tuple[Any, ...], max_ranges: int) -> StreamState:
-        k, s, contiguous, max_seq, gap_count, missing, gap_since = row
-        gaps: tuple[tuple[int, int], ...] = ()
-        if gap_count:
-            gaps = tuple(
-                (lo, hi)
-                for lo, hi in self.conn.execute(
-                    "SELECT lo, hi FROM stream_gaps WHERE kiosk = ? AND stream = ?"
-                    " ORDER BY lo LIMIT ?",
-                    (k, s, max_ranges),
-                )
+            return store_reads.streams(
+                self.conn, kiosk, limit=limit, max_ranges=max_ranges, text_order=TEXT_ORDER
             )
-        return StreamState(
-            kiosk=k,
-            stream=s,
-            contiguous_seq=contiguous,
-            max_seq=max_seq,
-            gaps=gaps,
-            gap_count=gap_count,
-            missing_count=missing,
-            gap_since=gap_since,
-        )
+
+    def stream_count(self, *, with_gaps: bool = False) -> int:
+        with self.raw.transaction():
+            return store_reads.stream_count(self.conn, with_gaps=with_gaps)
+
+    def stale_gaps(
+        self,
+        older_than_s: float,
+        now: float | None = None,
+        *,
+        limit: int | None = None,
+        max_ranges: int = REPORT_RANGES,
+    ) -> list[StreamState]:
+        """Streams with a gap open for longer than ``older_than_s`` (an alert), oldest first."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        with self.raw.transaction():
+            return store_reads.stale_gaps(self.conn, cutoff, limit=limit, max_ranges=max_ranges)
+
+    def stale_gap_count(self, older_than_s: float, now: float | None = None) -> int:
+        cutoff = (time.time() if now is None else now) - older_than_s
+        with self.raw.transaction():
+            return store_reads.stale_gap_count(self.conn, cutoff)
 
     def counter(self, name: str) -> int:
-        rows = self._read("SELECT value FROM counters WHERE name = ?", (name,))
-        return 0 if not rows else int(rows[0][0])
+        with self.raw.transaction():
+            return store_reads.counter(self.conn, name)
+
+    def conflicts(self, limit: int = REPORT_RANGES) -> list[dict[str, Any]]:
+        """The latest ``id-conflict`` dead letters, newest first."""
+        with self.raw.transaction():
+            return store_reads.conflicts(self.conn, limit)
+
+    def clock_skews(self, limit: int = REPORT_RANGES) -> list[dict[str, Any]]:
+        """Kiosks by the size of their last measured clock skew, largest first."""
+        with self.raw.transaction():
+            return store_reads.clock_skews(self.conn, limit)
 
     def count(self, kind: str | None = None) -> int:
         if kind is None:
@@ -702,6 +754,21 @@ class PostgresStore:
         """A complete file's bytes, read from its chunks in one transaction."""
         with self.raw.transaction():
             return attachments.read_file(self.conn, kiosk, att)
+
+    def quota_report(self, settings: quotas.QuotaSettings) -> dict[str, Any]:
+        """[quotas] the ``quotas`` part of ``aps-central status``, in one transaction."""
+        with self.raw.transaction():
+            return quotas.report(self.conn, settings)
+
+    def housekeep(
+        self,
+        limiter: quotas.Quotas | None,
+        settings: quotas.QuotaSettings,
+        limits: AttachmentLimits,
+        now: float | None = None,
+    ) -> quotas.Housekeeping:
+        """[quotas] counters flushed, dead letters and incomplete attachments expired."""
+        return quotas.housekeep(self.conn, limiter, settings, limits, now=now)
 
     def schema_versions(self) -> list[int]:
         return [r[0] for r in self._read("SELECT version FROM schema_migrations ORDER BY version")]

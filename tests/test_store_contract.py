@@ -10,6 +10,7 @@ killed mid-batch loses nothing it acked and leaves no half batch behind.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from central.config import CentralConfig
 from central.fleet import heartbeats
@@ -35,7 +38,7 @@ from sync.config import ConfigError
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from tests import identity as keyring
-from tests.pg import PgDatabase
+from tests.pg import ADMIN_DSN, PgDatabase, admin_connection
 from tests.waiting import wait_until
 
 KIOSK = "k-contract-01"
@@ -454,3 +457,39 @@ def test_the_central_service_opens_postgresql_for_its_collector(
         assert isinstance(store, PostgresStore)
     finally:
         store.close()
+
+
+def test_streams_are_listed_in_the_same_order_whatever_the_databases_collation(
+    tmp_path: Path,
+) -> None:
+    """A production database created with a locale that ignores punctuation (as glibc's
+    en_US does; here ICU's ``und-u-ka-shifted``) sorts ``k-b...`` after ``ka...``; the
+    stores must still list streams alike (byte order, as SQLite)."""
+    name = f"aps_test_icu_{secrets.token_hex(4)}"
+    with admin_connection() as admin:
+        admin.execute(
+            sql.SQL(
+                "CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu"
+                " ICU_LOCALE 'und-u-ka-shifted' LOCALE 'C.UTF-8'"
+            ).format(sql.Identifier(name))
+        )
+    try:
+        dsn = make_conninfo(ADMIN_DSN, dbname=name)
+        with psycopg.connect(dsn) as conn:  # the database really sorts the other way
+            assert conn.execute("SELECT 'ka' < 'k-b'").fetchone() == (True,)
+        lite = SQLiteStore(tmp_path / "c.db", max_seq_jump=JUMP)
+        post = PostgresStore(dsn, max_seq_jump=JUMP)
+        try:
+            for store in (lite, post):
+                for kiosk in ("k-b-01", "ka-01", "k-a-01"):
+                    ingest(store, batch(rec(1, new_stream_id(), kiosk=kiosk), kiosk=kiosk))
+            order = [[s.kiosk for s in store.streams()] for store in (lite, post)]
+            assert order[0] == order[1] == ["k-a-01", "k-b-01", "ka-01"]
+        finally:
+            lite.close()
+            post.close()
+    finally:
+        with admin_connection() as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
