@@ -550,6 +550,14 @@ class SQLiteStore:
         """Kiosks by the size of their last measured clock skew, largest first."""
         return store_reads.clock_skews(self.conn, limit)
 
+    def gap_summary(self) -> list[tuple[str, int, int, float]]:
+        """[fleet] per kiosk with an open gap: streams, records missing, oldest since."""
+        return store_reads.gap_summary(self.conn)
+
+    def dead_letter_times(self, after: float) -> list[tuple[str, float]]:
+        """[fleet] (kiosk, at) of the dead letters kiosks' topics sent since ``after``."""
+        return store_reads.dead_letter_times(self.conn, after)
+
     def quota_report(self, settings: quotas.QuotaSettings) -> dict[str, Any]:
         """[quotas] the ``quotas`` part of ``aps-central status``."""
         return quotas.report(self.conn, settings)

@@ -755,6 +755,16 @@ class PostgresStore:
         with self.raw.transaction():
             return attachments.read_file(self.conn, kiosk, att)
 
+    def gap_summary(self) -> list[tuple[str, int, int, float]]:
+        """[fleet] per kiosk with an open gap: streams, records missing, oldest since."""
+        with self.raw.transaction():
+            return store_reads.gap_summary(self.conn)
+
+    def dead_letter_times(self, after: float) -> list[tuple[str, float]]:
+        """[fleet] (kiosk, at) of the dead letters kiosks' topics sent since ``after``."""
+        with self.raw.transaction():
+            return store_reads.dead_letter_times(self.conn, after)
+
     def quota_report(self, settings: quotas.QuotaSettings) -> dict[str, Any]:
         """[quotas] the ``quotas`` part of ``aps-central status``, in one transaction."""
         with self.raw.transaction():

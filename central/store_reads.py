@@ -143,3 +143,25 @@ def clock_skews(conn: SqlConn, limit: int = REPORT_RANGES) -> list[dict[str, Any
         " ORDER BY abs(clock_skew_s) DESC, kiosk LIMIT ?",
         (limit,),
     )
+
+
+def gap_summary(conn: SqlConn) -> list[tuple[str, int, int, float]]:
+    """Per kiosk with an open gap: (kiosk, streams with gaps, records missing, oldest since)."""
+    return [
+        (str(k), int(n), int(missing), float(since))
+        for k, n, missing, since in conn.execute(
+            "SELECT kiosk, count(*), sum(missing_count), min(gap_since) FROM streams"
+            " WHERE gap_since IS NOT NULL GROUP BY kiosk"
+        ).fetchall()
+    ]
+
+
+def dead_letter_times(conn: SqlConn, after: float) -> list[tuple[str, float]]:
+    """(kiosk, first seen) of each dead letter a kiosk's topic sent since ``after``."""
+    return [
+        (str(k), float(at))
+        for k, at in conn.execute(
+            "SELECT topic_kiosk, at FROM dead_letters WHERE at > ? AND topic_kiosk IS NOT NULL",
+            (after,),
+        ).fetchall()
+    ]

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from central import backoffice_db
+from central.fleet import alerts
 from central.fleet.alert_rules import RuleBook
 from central.fleet.alert_sources import observe
+from central.fleet.alert_watch import AlertSettings, AlertWatch
 from central.fleet.duplicates import DuplicateAlert, last_seen, record_alert
 from central.fleet.registry import Registry
+from central.store_pg import PostgresStore
+from sync.envelope import Record, records_topic
+from sync.ids import new_stream_id, new_ulid
+from tests import identity as keyring
+from tests.pg import PgDatabase
 
 NOW = 2_000_000_000.0
 MIB = 1024 * 1024
@@ -181,3 +190,79 @@ def test_garbage_in_a_heartbeat_row_does_not_stop_the_round(conn: sqlite3.Connec
     )
     beat(conn, "k3", NOW - 5)
     assert kinds(conn) == {}
+
+
+def test_gaps_and_dead_letters_are_read_where_the_records_are(
+    conn: sqlite3.Connection, pg: PgDatabase
+) -> None:
+    """[central] store = "postgresql": the fleet's file holds no records; the gap and the
+    dead letters in PostgreSQL still raise their alerts (the records' store is asked)."""
+    store = PostgresStore(pg.dsn)
+    try:
+        stream = new_stream_id()
+        keyring.process_batch(store, [rating("k1", 1, stream), rating("k1", 5, stream)])
+        keyring.process_batch(store, [(records_topic("k2"), b"not json")])
+        at = time.time() + 2 * 3600  # two hours on: the gap is old, the dead letter is not
+        with psycopg.connect(pg.dsn) as pgc:
+            pgc.execute("UPDATE dead_letters SET at = %s", (at - 60,))
+        assert kinds_at(conn, at) == {}  # the SQLite file alone sees nothing
+        ro = PostgresStore.open_readonly(pg.dsn)
+        try:
+            assert kinds_at(conn, at, records=ro) == {
+                "k1": {"sequence-gap"},
+                "k2": {"dead-letters"},
+            }
+        finally:
+            ro.close()
+    finally:
+        store.close()
+
+
+def kinds_at(conn: sqlite3.Connection, at: float, **kw: Any) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for o in observe(conn, RuleBook(), at, **kw):
+        if o.kind in ("sequence-gap", "dead-letters"):
+            out.setdefault(o.kiosk, set()).add(o.kind)
+    return out
+
+
+def rating(kiosk: str, seq: int, stream: str) -> tuple[str, bytes]:
+    rec = Record(
+        kind="rating",
+        kiosk=kiosk,
+        stream=stream,
+        seq=seq,
+        id=new_ulid(),
+        created="2026-12-01T09:00:00+07:00",
+        body={"level": "hai_long"},
+    )
+    return records_topic(kiosk), rec.encode()
+
+
+def test_the_alert_engine_opens_the_records_store_and_reopens_it_after_a_loss(
+    conn: sqlite3.Connection, tmp_path: Path, pg: PgDatabase
+) -> None:
+    store = PostgresStore(pg.dsn)
+    stream = new_stream_id()
+    keyring.process_batch(store, [rating("k1", 1, stream), rating("k1", 5, stream)])
+    store.close()
+    opened: list[PostgresStore] = []
+
+    def records() -> PostgresStore:
+        opened.append(PostgresStore.open_readonly(pg.dsn))
+        return opened[-1]
+
+    watch = AlertWatch(tmp_path / "central.db", AlertSettings(), None, records_store=records)
+    at = time.time() + 2 * 3600
+    first = watch.round(conn, now=at)
+    assert first is not None and first.opened == 1 and len(opened) == 1
+    [alert] = alerts.open_alerts(conn)
+    assert (alert.kiosk, alert.kind) == ("k1", "sequence-gap")
+    opened[0].raw.close()  # PostgreSQL restarted under it
+    lost = watch.round(conn, now=at + 10)
+    assert lost is not None and lost.opened == 0 and len(opened) == 1  # logged, let go
+    watch.round(conn, now=at + 20)
+    assert len(opened) == 2 and not opened[1].raw.closed  # open again
+    assert [a.kind for a in alerts.open_alerts(conn)] == ["sequence-gap"]  # not cleared
+    watch.stop()
+    assert opened[1].raw.closed

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
+from central import store_reads
 from central.fleet import duplicates
 from central.fleet.alert_engine import Observation
 from central.fleet.alert_rules import Rule, RuleBook
@@ -107,14 +108,45 @@ def _rows(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...] = ()) -> lis
         return []
 
 
+class RecordSignals(Protocol):
+    """Where the records' own alert causes are read: gaps and dead letters. The SQLite
+    file by default; the PostgreSQL store when the records are there (both stores have
+    these methods, central/store_reads.py)."""
+
+    def gap_summary(self) -> list[tuple[str, int, int, float]]: ...
+
+    def dead_letter_times(self, after: float) -> list[tuple[str, float]]: ...
+
+
+class _SameFile:
+    """The records' signals read from the fleet's own SQLite connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def gap_summary(self) -> list[tuple[str, int, int, float]]:
+        try:
+            return store_reads.gap_summary(self.conn)
+        except sqlite3.OperationalError:  # the table does not exist yet
+            return []
+
+    def dead_letter_times(self, after: float) -> list[tuple[str, float]]:
+        try:
+            return store_reads.dead_letter_times(self.conn, after)
+        except sqlite3.OperationalError:
+            return []
+
+
 def observe(
     conn: sqlite3.Connection,
     book: RuleBook,
     now: float,
     *,
     desired_versions: DesiredVersions | None = None,
+    records: RecordSignals | None = None,
 ) -> list[Observation]:
-    """Every alert cause present at ``now``."""
+    """Every alert cause present at ``now`` (``records``: where gaps and dead letters are)."""
+    signals = records if records is not None else _SameFile(conn)
     out: list[Observation] = []
     every = health_rows(conn)
     healths = [h for h in every if h.registry != "revoked"]
@@ -143,11 +175,7 @@ def observe(
         hours = book.rule(office.get(kiosk), "duplicate-identity").param("hours")
         if now - last_at <= hours * 3600:
             add(kiosk, "duplicate-identity", f"{pairs} pair(s) of boxes share the identity")
-    for kiosk, streams, missing, since in _rows(
-        conn,
-        "SELECT kiosk, count(*), sum(missing_count), min(gap_since) FROM streams"
-        " WHERE gap_since IS NOT NULL GROUP BY kiosk",
-    ):
+    for kiosk, streams, missing, since in signals.gap_summary():
         minutes = book.rule(office.get(kiosk), "sequence-gap").param("minutes")
         if now - since > minutes * 60:
             add(
@@ -155,7 +183,7 @@ def observe(
                 "sequence-gap",
                 f"{missing} records missing in {streams} stream(s) for {_minutes(now - since)}",
             )
-    _dead_letters(conn, book, now, office, add)
+    _dead_letters(signals, book, now, office, add)
     for kiosk, n, oldest in _rows(
         conn,
         "SELECT kiosk, count(*), min(received_at) FROM support_requests"
@@ -171,7 +199,7 @@ def observe(
 
 
 def _dead_letters(
-    conn: sqlite3.Connection,
+    signals: RecordSignals,
     book: RuleBook,
     now: float,
     office: Mapping[str, str | None],
@@ -180,11 +208,7 @@ def _dead_letters(
     windows = [book.rule(o, "dead-letters").param("minutes") for o in {*office.values(), None}]
     cutoff = now - max(windows) * 60
     times: dict[str, list[float]] = {}
-    for kiosk, at in _rows(
-        conn,
-        "SELECT topic_kiosk, at FROM dead_letters WHERE at > ? AND topic_kiosk IS NOT NULL",
-        (cutoff,),
-    ):
+    for kiosk, at in signals.dead_letter_times(cutoff):
         times.setdefault(kiosk, []).append(at)
     for kiosk, ats in sorted(times.items()):
         rule = book.rule(office.get(kiosk), "dead-letters")

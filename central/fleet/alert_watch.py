@@ -26,19 +26,20 @@ A round that fails (a locked database, a bug) is logged and the next round tries
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from central.fleet import alert_engine as engine
 from central.fleet import alerts
 from central.fleet.alert_rules import RuleBook
-from central.fleet.alert_sources import DesiredVersions, observe
+from central.fleet.alert_sources import DesiredVersions, RecordSignals, observe
 from central.notify import FanoutNotifier, Notification, Notifier, NotifyError
 from central.periodic import PeriodicRounds
 
@@ -103,6 +104,7 @@ def evaluate_round(
     *,
     desired_versions: DesiredVersions | None = None,
     observations: list[engine.Observation] | None = None,
+    records: RecordSignals | None = None,
 ) -> list[engine.Action]:
     """Step 1 of a round, in one transaction; ``observations`` replaces reading them."""
     alerts.ensure_schema(conn)
@@ -112,7 +114,7 @@ def evaluate_round(
     seen = (
         observations
         if observations is not None
-        else observe(conn, book, now, desired_versions=desired_versions)
+        else observe(conn, book, now, desired_versions=desired_versions, records=records)
     )
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -187,6 +189,12 @@ def send_due(
     return sent, failed
 
 
+class RecordStore(RecordSignals, Protocol):
+    """The records' store as the alert engine uses it: its signals, then closed."""
+
+    def close(self) -> None: ...
+
+
 class AlertWatch(PeriodicRounds):
     """The alert engine's thread in ``aps-central run``."""
 
@@ -203,12 +211,34 @@ class AlertWatch(PeriodicRounds):
         escalation: Notifier | None = None,
         desired_versions: DesiredVersions | None = None,
         every_s: float = 10.0,
+        records_store: Callable[[], RecordStore] | None = None,
     ) -> None:
         super().__init__(database, every_s=every_s)
         self.settings = settings
         self.notifier = notifier
         self.escalation = escalation
         self.desired_versions = desired_versions
+        #: [central] store = "postgresql": opens the records' store, in this thread, at
+        #: the first round (and again after a round that lost it); None: the same file.
+        self.records_store = records_store
+        self._records: RecordStore | None = None
+
+    def _signals(self) -> RecordSignals | None:
+        if self.records_store is None:
+            return None
+        if self._records is None:
+            self._records = self.records_store()
+        return self._records
+
+    def _lost_records(self) -> None:
+        if self._records is not None:
+            with contextlib.suppress(Exception):  # already broken: reopened next round
+                self._records.close()
+            self._records = None
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        super().stop(timeout_s)
+        self._lost_records()  # the thread has ended: its records store goes with it
 
     def started(self) -> str:
         notifier = "none" if self.notifier is None else self.notifier.describe()
@@ -218,10 +248,15 @@ class AlertWatch(PeriodicRounds):
         at = time.time() if now is None else now
         try:
             actions = evaluate_round(
-                conn, self.settings, at, desired_versions=self.desired_versions
+                conn,
+                self.settings,
+                at,
+                desired_versions=self.desired_versions,
+                records=self._signals(),
             )
         except Exception:
             log.exception("alert evaluation failed (retried next round)")
+            self._lost_records()
             actions = []
         try:
             sent, failed = send_due(
@@ -262,6 +297,14 @@ def watch_from_config(cfg: Any, desired_versions: DesiredVersions | None = None)
             starttls=n.smtp_starttls,
             timeout_s=n.smtp_timeout_s,
         )
+    records: Callable[[], RecordStore] | None = None
+    if cfg.central.store == "postgresql":
+
+        def records() -> RecordStore:
+            from central.store_pg import PostgresStore  # psycopg only when it is used
+
+            return PostgresStore.open_readonly(cfg.central.postgresql_dsn.get_secret_value())
+
     return AlertWatch(
         cfg.central.database,
         AlertSettings(rules=cfg.alerts.rules, backoff_s=n.backoff_s, backoff_max_s=n.backoff_max_s),
@@ -269,4 +312,5 @@ def watch_from_config(cfg: Any, desired_versions: DesiredVersions | None = None)
         escalation=escalation,
         desired_versions=desired_versions,
         every_s=cfg.alerts.evaluate_every_s,
+        records_store=records,
     )
