@@ -383,7 +383,10 @@ class PostgresStore:
         #: [fleet] hook: how much heartbeat history is kept (central/fleet/heartbeats.py).
         self.history = history or HistorySettings()
         self._next_history_prune = 0.0
-        self.raw = psycopg.connect(dsn, connect_timeout=connect_timeout_s)
+        # Autocommit: a statement outside ``with raw.transaction()`` (a report's read)
+        # ends at once instead of opening a transaction that the next ``transaction()``
+        # block would only nest in as a savepoint, never committed (seen in a test).
+        self.raw = psycopg.connect(dsn, connect_timeout=connect_timeout_s, autocommit=True)
         try:
             migrate(self.raw)
         except BaseException:
@@ -398,10 +401,9 @@ class PostgresStore:
         Runs no migration and writes nothing (the session's transactions are read-only);
         raises :class:`central.store.StoreMissing` when the database has no APS schema.
         """
-        raw = psycopg.connect(dsn, connect_timeout=connect_timeout_s)
+        raw = psycopg.connect(dsn, connect_timeout=connect_timeout_s, autocommit=True)
         try:
             raw.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-            raw.commit()
             with raw.transaction():
                 found = raw.execute("SELECT to_regclass('schema_migrations')").fetchone()
             if found is None or found[0] is None:

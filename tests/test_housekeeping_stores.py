@@ -156,3 +156,26 @@ def test_a_readonly_postgresql_store_refuses_to_write(pg: PgDatabase) -> None:
             raise AssertionError("a read-only store wrote")
     finally:
         ro.close()
+
+
+def test_every_housekeeping_round_is_committed(store_factory: StoreFactory) -> None:
+    """Seen from another connection: a round's reads must not leave a transaction open
+    that the next round's writes would then hide in (PostgreSQL: a savepoint)."""
+    store = store_factory("house")
+    settings = QuotaSettings(messages_per_s=1.0, burst_messages=1, pace_messages=0)
+    limiter = Quotas(settings)
+    topic = records_topic(OTHER)
+    for round_no in range(1, 4):
+        for _ in range(3):
+            limiter.admit(topic, b"x")
+        keyring.process_batch(store, [(records_topic(KIOSK), f"junk {round_no}".encode())])
+        store.housekeep(
+            limiter, QuotaSettings(dead_letter_retention_s=1.0), AttachmentLimits(), now=1e12
+        )
+        other = store_factory("house")  # a second connection, as a report opens
+        try:
+            [limited] = [k for k in other.quota_report(settings)["kiosks"] if k["kiosk"] == OTHER]
+            assert limited["limited"]["rate"]["count"] == 3 * round_no - 1, round_no
+            assert other.dead_letter_count() == 0, round_no  # each round's expiry committed
+        finally:
+            other.close()
