@@ -11,6 +11,7 @@ import dataclasses
 import json
 import re
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -34,10 +35,13 @@ from central.fleet.health import (
     overall_state,
     sample_health,
 )
-from central.fleet.heartbeats import health_history
+from central.fleet.heartbeats import HealthSample, health_history
 from central.humanize import age
 from central.store import SQLiteStore, StoreError, StoreMissing
 from sync.config import ConfigError
+
+if TYPE_CHECKING:
+    from central.store_pg import PostgresStore
 
 DEFAULT_CONFIG = "/etc/aps/central.toml"
 _SINCE_RE = re.compile(r"\A([0-9]{1,5})([mhd])\Z")
@@ -51,17 +55,54 @@ config_option = click.option(
 )
 
 
-def _open(config_path: str) -> tuple[CentralConfig, SQLiteStore]:
+class _Views:
+    """The fleet file (registry) and, with ``[central] store = "postgresql"``, the
+    records' store where the collectors write the status rows and history; read-only."""
+
+    def __init__(self, fleet: SQLiteStore, records: PostgresStore | None) -> None:
+        self.fleet, self.records = fleet, records
+        self.conn = fleet.conn
+
+    def health(self) -> list[KioskHealth]:
+        return health_rows(self.conn, self.records)
+
+    def history(self, kiosk: str, since: float) -> list[HealthSample]:
+        if self.records is not None:
+            return self.records.health_history(kiosk, since)
+        return health_history(self.conn, kiosk, since=since)
+
+    def close(self) -> None:
+        self.fleet.close()
+        if self.records is not None:
+            self.records.close()
+
+
+def _open(config_path: str) -> tuple[CentralConfig, _Views]:
     try:
         cfg = load_central_config(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        return cfg, SQLiteStore.open_readonly(cfg.central.database)
+        fleet = SQLiteStore.open_readonly(cfg.central.database)
     except StoreMissing as exc:
         raise click.ClickException(f"{exc}: check central.database in {config_path}") from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
+    if cfg.central.store != "postgresql" or cfg.central.postgresql_dsn is None:
+        return cfg, _Views(fleet, None)
+    import psycopg  # only when it is used
+
+    from central.store_pg import PostgresStore
+
+    try:
+        records = PostgresStore.open_readonly(cfg.central.postgresql_dsn.get_secret_value())
+    except (psycopg.OperationalError, StoreMissing) as exc:
+        fleet.close()
+        raise click.ClickException(
+            f"cannot read the PostgreSQL store: {str(exc).strip()}; check"
+            f" central.postgresql_dsn in {config_path}"
+        ) from None
+    return cfg, _Views(fleet, records)
 
 
 def _limits(cfg: CentralConfig, stale_after: float | None) -> Thresholds:
@@ -71,10 +112,10 @@ def _limits(cfg: CentralConfig, stale_after: float | None) -> Thresholds:
     return limits
 
 
-def _rows(store: SQLiteStore, limits: Thresholds, now: float) -> list[FleetRow]:
+def _rows(store: _Views, limits: Thresholds, now: float) -> list[FleetRow]:
     duplicates = duplicate_identities(store.conn)
     out = []
-    for h in health_rows(store.conn):
+    for h in store.health():
         state, reasons = overall_state(h, now, limits)
         pairs = tuple(tuple(p) for p in duplicates.get(h.kiosk, []))
         out.append(
@@ -244,7 +285,7 @@ def fleet_show(
         now = time.time()
         limits = _limits(cfg, stale_after)
         match = [r for r in _rows(store, limits, now) if r.health.kiosk == kiosk_id]
-        samples = health_history(store.conn, kiosk_id, since=now - back)
+        samples = store.history(kiosk_id, now - back)
     finally:
         store.close()
     if not match:

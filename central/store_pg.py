@@ -700,6 +700,12 @@ class PostgresStore:
         with self.raw.transaction():
             return heartbeats.health_history(cast(Any, self.conn), kiosk, since)
 
+    def kiosk_status_rows(self, columns: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """[fleet] the kiosks' status rows (health.StatusSource): column names, rows."""
+        with self.raw.transaction():
+            cur = self.conn.execute(f"SELECT {columns} FROM kiosks")
+            return [d[0] for d in cur.description or ()], list(cur.fetchall())
+
     def kiosk_states(self) -> dict[str, tuple[str | None, float | None]]:
         """[fleet] kiosk -> (state, state_at) as the status messages left it."""
         rows = self._read("SELECT kiosk, state, state_at FROM kiosks WHERE state IS NOT NULL")

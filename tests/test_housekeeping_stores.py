@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import psycopg
@@ -13,7 +14,9 @@ from click.testing import CliRunner
 
 from central.attachments import AttachmentLimits
 from central.cli import main as central_cli
+from central.ingest import FleetUpdate
 from central.quotas import Quotas, QuotaSettings
+from central.store import SQLiteStore
 from central.store_pg import PostgresStore
 from sync.attachments import chunk_bodies
 from sync.envelope import Record, records_topic
@@ -179,3 +182,41 @@ def test_every_housekeeping_round_is_committed(store_factory: StoreFactory) -> N
             assert other.dead_letter_count() == 0, round_no  # each round's expiry committed
         finally:
             other.close()
+
+
+def test_the_fleet_table_reads_status_and_history_from_postgresql(
+    tmp_path: Path, pg: PgDatabase
+) -> None:
+    """The collectors write status rows and heartbeats to PostgreSQL; ``aps-central fleet``
+    joins them with the registry in the fleet's file (stack.write_central_config enrols)."""
+    cfg = _pg_config(tmp_path, pg.dsn)
+    stack.write_central_config(
+        tmp_path / "unused.toml", tmp_path / "central.db", 1883, kiosks=(KIOSK, OTHER)
+    )
+    SQLiteStore(tmp_path / "central.db").close()  # the fleet's file, as aps-central run leaves it
+    store = PostgresStore(pg.dsn)
+    now_ts = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
+    body = {
+        "ts": now_ts,
+        "queued": 7,
+        "oldest_queued": "",
+        "disk_free_bytes": 5 * 1024**3,
+        "agent_version": "1.2.0",
+        "devices": {"printer": {"state": "paper-out"}},
+    }
+    store.ingest(
+        [
+            FleetUpdate(kiosk=KIOSK, type="status", body={"state": "online"}),
+            FleetUpdate(kiosk=KIOSK, type="heartbeat", body=body),
+        ]
+    )
+    store.close()
+    out = CliRunner().invoke(central_cli, ["fleet", "--config", str(cfg), "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["kiosk"]: r for r in map(json.loads, out.output.splitlines())}
+    assert rows[KIOSK]["queued"] == 7 and rows[KIOSK]["state"] == "degraded"
+    assert rows[OTHER]["state"] == "never-seen"  # enrolled in the file, never heard
+    out = CliRunner().invoke(central_cli, ["fleet", "show", KIOSK, "--config", str(cfg), "--json"])
+    assert out.exit_code == 0, out.output
+    shown = json.loads(out.output)
+    assert [s["queued"] for s in shown["history"]] == [7]

@@ -36,7 +36,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from central.fleet.heartbeats import HealthSample, health_history
 from central.fleet.registry import registry_rows
@@ -218,18 +218,34 @@ _COLUMNS = "kiosk, state, state_at, last_heartbeat_at, queued, heartbeat, clock_
 _ADDED = ", state_ts, heartbeat_ts"
 
 
-def health_rows(conn: sqlite3.Connection) -> list[KioskHealth]:
-    """Every kiosk heard from or enrolled, by kiosk id; read-only, on any connection."""
-    registered = registry_rows(conn)
-    rows: dict[str, dict[str, Any]] = {}
+def _status_rows(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     for columns in (_COLUMNS + _ADDED, _COLUMNS):  # a store of an older release lacks _ADDED
         try:
             cur = conn.execute(f"SELECT {columns} FROM kiosks")
         except sqlite3.OperationalError:  # a database central never opened as a store
             continue
         cols = [d[0] for d in cur.description]
-        rows = {r[0]: dict(zip(cols, r, strict=True)) for r in cur.fetchall()}
-        break
+        return {r[0]: dict(zip(cols, r, strict=True)) for r in cur.fetchall()}
+    return {}
+
+
+class StatusSource(Protocol):
+    """Where the kiosks' status rows are when not in the fleet's SQLite file: the
+    PostgreSQL store (``[central] store = "postgresql"``: the collectors write them there)."""
+
+    def kiosk_status_rows(self, columns: str) -> tuple[list[str], list[tuple[Any, ...]]]: ...
+
+
+def health_rows(conn: sqlite3.Connection, status: StatusSource | None = None) -> list[KioskHealth]:
+    """Every kiosk heard from or enrolled, by kiosk id; read-only, on any connection.
+
+    The registry is read from ``conn``; the status rows from ``status`` when given."""
+    registered = registry_rows(conn)
+    if status is not None:
+        cols, fetched = status.kiosk_status_rows(_COLUMNS + _ADDED)
+        rows = {r[0]: dict(zip(cols, r, strict=True)) for r in fetched}
+    else:
+        rows = _status_rows(conn)
     out = []
     no_entry: Mapping[str, Any] = {}
     for kiosk in sorted(set(rows) | set(registered)):
