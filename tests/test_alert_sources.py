@@ -18,6 +18,7 @@ from central.fleet.alert_sources import observe
 from central.fleet.alert_watch import AlertSettings, AlertWatch
 from central.fleet.duplicates import DuplicateAlert, last_seen, record_alert
 from central.fleet.registry import Registry
+from central.ingest import FleetUpdate
 from central.store_pg import PostgresStore
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
@@ -255,14 +256,38 @@ def test_the_alert_engine_opens_the_records_store_and_reopens_it_after_a_loss(
     watch = AlertWatch(tmp_path / "central.db", AlertSettings(), None, records_store=records)
     at = time.time() + 2 * 3600
     first = watch.round(conn, now=at)
-    assert first is not None and first.opened == 1 and len(opened) == 1
-    [alert] = alerts.open_alerts(conn)
-    assert (alert.kiosk, alert.kind) == ("k1", "sequence-gap")
+    assert first is not None and first.opened == 2 and len(opened) == 1
+    # the gap; and the clock, measured by the lag of records created days ago
+    assert {(a.kiosk, a.kind) for a in alerts.open_alerts(conn)} == {
+        ("k1", "sequence-gap"),
+        ("k1", "clock-off"),
+    }
     opened[0].raw.close()  # PostgreSQL restarted under it
     lost = watch.round(conn, now=at + 10)
     assert lost is not None and lost.opened == 0 and len(opened) == 1  # logged, let go
     watch.round(conn, now=at + 20)
     assert len(opened) == 2 and not opened[1].raw.closed  # open again
-    assert [a.kind for a in alerts.open_alerts(conn)] == ["sequence-gap"]  # not cleared
+    assert "sequence-gap" in {a.kind for a in alerts.open_alerts(conn)}  # not cleared
     watch.stop()
     assert opened[1].raw.closed
+
+
+def test_health_causes_are_read_from_the_status_rows_where_the_collectors_wrote_them(
+    conn: sqlite3.Connection, pg: PgDatabase
+) -> None:
+    store = PostgresStore(pg.dsn)
+    try:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
+        body = {"ts": ts, "queued": 0, "devices": {"printer": {"state": "paper_out"}}}
+        store.ingest(
+            [
+                FleetUpdate(kiosk="k1", type="status", body={"state": "online"}),
+                FleetUpdate(kiosk="k1", type="heartbeat", body=body),
+            ]
+        )
+        at = time.time() + 5
+        assert not [o for o in observe(conn, RuleBook(), at) if o.kiosk == "k1"]  # file: none
+        seen = {o.kind for o in observe(conn, RuleBook(), at, status=store) if o.kiosk == "k1"}
+        assert "paper-out" in seen and "offline" not in seen
+    finally:
+        store.close()

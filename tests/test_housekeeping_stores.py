@@ -202,7 +202,7 @@ def test_the_fleet_table_reads_status_and_history_from_postgresql(
         "oldest_queued": "",
         "disk_free_bytes": 5 * 1024**3,
         "agent_version": "1.2.0",
-        "devices": {"printer": {"state": "paper-out"}},
+        "devices": {"printer": {"state": "paper_out"}},
     }
     store.ingest(
         [

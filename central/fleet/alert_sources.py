@@ -21,7 +21,7 @@ from central import store_reads
 from central.fleet import duplicates
 from central.fleet.alert_engine import Observation
 from central.fleet.alert_rules import Rule, RuleBook
-from central.fleet.health import DEVICE_OK_STATES, KioskHealth, health_rows
+from central.fleet.health import DEVICE_OK_STATES, KioskHealth, StatusSource, health_rows
 
 log = logging.getLogger("aps.central.alerts")
 
@@ -144,11 +144,13 @@ def observe(
     *,
     desired_versions: DesiredVersions | None = None,
     records: RecordSignals | None = None,
+    status: StatusSource | None = None,
 ) -> list[Observation]:
-    """Every alert cause present at ``now`` (``records``: where gaps and dead letters are)."""
+    """Every alert cause present at ``now`` (``records``: where gaps and dead letters are;
+    ``status``: where the kiosks' status rows are, when not in ``conn``'s file)."""
     signals = records if records is not None else _SameFile(conn)
     out: list[Observation] = []
-    every = health_rows(conn)
+    every = health_rows(conn, status)
     healths = [h for h in every if h.registry != "revoked"]
     office = {h.kiosk: h.office for h in healths}
     revoked = {h.kiosk for h in every if h.registry == "revoked"}

@@ -40,6 +40,7 @@ from central.fleet import alert_engine as engine
 from central.fleet import alerts
 from central.fleet.alert_rules import RuleBook
 from central.fleet.alert_sources import DesiredVersions, RecordSignals, observe
+from central.fleet.health import StatusSource
 from central.notify import FanoutNotifier, Notification, Notifier, NotifyError
 from central.periodic import PeriodicRounds
 
@@ -105,6 +106,7 @@ def evaluate_round(
     desired_versions: DesiredVersions | None = None,
     observations: list[engine.Observation] | None = None,
     records: RecordSignals | None = None,
+    status: StatusSource | None = None,
 ) -> list[engine.Action]:
     """Step 1 of a round, in one transaction; ``observations`` replaces reading them."""
     alerts.ensure_schema(conn)
@@ -114,7 +116,9 @@ def evaluate_round(
     seen = (
         observations
         if observations is not None
-        else observe(conn, book, now, desired_versions=desired_versions, records=records)
+        else observe(
+            conn, book, now, desired_versions=desired_versions, records=records, status=status
+        )
     )
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -189,8 +193,9 @@ def send_due(
     return sent, failed
 
 
-class RecordStore(RecordSignals, Protocol):
-    """The records' store as the alert engine uses it: its signals, then closed."""
+class RecordStore(RecordSignals, StatusSource, Protocol):
+    """The records' store as the alert engine uses it: gaps, dead letters and the kiosks'
+    status rows, then closed."""
 
     def close(self) -> None: ...
 
@@ -223,7 +228,7 @@ class AlertWatch(PeriodicRounds):
         self.records_store = records_store
         self._records: RecordStore | None = None
 
-    def _signals(self) -> RecordSignals | None:
+    def _signals(self) -> RecordStore | None:
         if self.records_store is None:
             return None
         if self._records is None:
@@ -247,12 +252,14 @@ class AlertWatch(PeriodicRounds):
     def round(self, conn: sqlite3.Connection, now: float | None = None) -> RoundReport | None:
         at = time.time() if now is None else now
         try:
+            records = self._signals()
             actions = evaluate_round(
                 conn,
                 self.settings,
                 at,
                 desired_versions=self.desired_versions,
-                records=self._signals(),
+                records=records,
+                status=records,
             )
         except Exception:
             log.exception("alert evaluation failed (retried next round)")
