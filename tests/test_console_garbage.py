@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.console_seed import ORIGIN, app_for, csrf_of, login, seed
@@ -74,10 +74,23 @@ def test_random_login_forms_are_refused_cleanly(
 
 @FAST
 @given(segment=st.text(min_size=1, max_size=80).filter(lambda s: s not in (".", "..")))
+@example(segment="/")  # found by hypothesis: "%2F" decodes to a path separator
+@example(segment="a/")
+@example(segment="a/b")
+@example(segment=" ")
+@example(segment="\x00")
+@example(segment="%")
+@example(segment="?")
 def test_random_ids_are_404_pages_for_a_signed_in_admin(admin: TestClient, segment: str) -> None:
     client = admin
     for prefix in ("kiosks", "support", "dossiers", "alerts", "inquiries"):
         r: Any = client.get(f"/console/{prefix}/{quote(segment, safe='')}", follow_redirects=False)
+        if r.status_code == 307 and segment.endswith("/"):
+            # "%2F" is decoded to "/": a path ending in a slash is redirected to the same
+            # path without it (nothing looked up or shown; that path is answered as any)
+            stripped = f"/console/{prefix}/{segment}".rstrip("/")
+            assert unquote(urlsplit(r.headers["location"]).path) == stripped, r.headers
+            continue
         assert r.status_code in (200, 400, 404), (prefix, segment, r.status_code)
         assert r.status_code < 500
 
