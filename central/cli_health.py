@@ -88,21 +88,30 @@ def _open(config_path: str) -> tuple[CentralConfig, _Views]:
         raise click.ClickException(f"{exc}: check central.database in {config_path}") from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
+    try:
+        records = open_status_source(cfg, config_path)
+    except click.ClickException:
+        fleet.close()
+        raise
+    return cfg, _Views(fleet, records)
+
+
+def open_status_source(cfg: CentralConfig, config_path: str) -> PostgresStore | None:
+    """The PostgreSQL store, read-only, when the collectors write the status rows there
+    (``[central] store = "postgresql"``); None when they are in the SQLite file."""
     if cfg.central.store != "postgresql" or cfg.central.postgresql_dsn is None:
-        return cfg, _Views(fleet, None)
+        return None
     import psycopg  # only when it is used
 
     from central.store_pg import PostgresStore
 
     try:
-        records = PostgresStore.open_readonly(cfg.central.postgresql_dsn.get_secret_value())
+        return PostgresStore.open_readonly(cfg.central.postgresql_dsn.get_secret_value())
     except (psycopg.OperationalError, StoreMissing) as exc:
-        fleet.close()
         raise click.ClickException(
             f"cannot read the PostgreSQL store: {str(exc).strip()}; check"
             f" central.postgresql_dsn in {config_path}"
         ) from None
-    return cfg, _Views(fleet, records)
 
 
 def _limits(cfg: CentralConfig, stale_after: float | None) -> Thresholds:

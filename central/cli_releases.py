@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from central.cli_backoffice import _config_option, _open, actor
+from central.cli_health import open_status_source
 from central.config import CentralConfig, load_central_config
 from central.fleet import rollout as ro
 from central.fleet.releases import PROJECT_WHEEL, ReleaseError, ReleaseStore, wheels_of
@@ -158,8 +159,14 @@ def rollout_start(
 @_config_option
 def rollout_status(config_path: str) -> None:
     """Print (JSON) every rollout, newest first, with its current ring's counts."""
-    with _open(config_path) as (_cfg, conn):
-        click.echo(json.dumps(ro.rollout_status(conn), indent=2, ensure_ascii=False))
+    with _open(config_path) as (cfg, conn):
+        records = open_status_source(cfg, config_path)  # the kiosks' status rows, if in PG
+        try:
+            status = ro.rollout_status(conn, records)
+        finally:
+            if records is not None:
+                records.close()
+        click.echo(json.dumps(status, indent=2, ensure_ascii=False))
 
 
 def _change(config_path: str, what: str) -> None:

@@ -184,7 +184,9 @@ class CentralService:
                     self.housekeep(records)
                 if time.monotonic() >= next_rollout:
                     next_rollout = time.monotonic() + rollout_every
-                    self.tick_rollout(store)
+                    self.tick_rollout(
+                        store, None if records is store else cast("PostgresStore", records)
+                    )
         finally:
             self.notifier.stopping()
             self.stop_staff_side()
@@ -200,12 +202,14 @@ class CentralService:
         log.info("central stopped")
         return 0
 
-    def tick_rollout(self, store: SQLiteStore) -> None:
-        """[updates] hook: advance or stop the running rollout (docs/updates.md)."""
+    def tick_rollout(self, store: SQLiteStore, records: PostgresStore | None = None) -> None:
+        """[updates] hook: advance or stop the running rollout (docs/updates.md).
 
+        ``records``: the PostgreSQL store holding the kiosks' status rows, if they are there.
+        """
         try:
-            done = rollout.tick(store.conn)
-            ordered = rollout.dispatch_jobs(store.conn)
+            done = rollout.tick(store.conn, status=records)
+            ordered = rollout.dispatch_jobs(store.conn, status=records)
         except Exception:  # a rollout problem must never stop the collector
             log.exception("rollout tick failed")
             return

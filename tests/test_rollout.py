@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from central import audit
 from central.fleet import rollout as ro
+from central.ingest import FleetUpdate
+from central.store_pg import PostgresStore
+from tests.pg import PgDatabase
 
 NOW = 1_800_000_000.0
 FLEET = {"c1": "H1", "a1": "H1", "a2": "H1", "b1": "H2", "b2": "H2"}
@@ -205,3 +208,28 @@ def test_the_running_ring_gets_one_update_job_per_kiosk(tmp_path: Path) -> None:
     assert ro.dispatch_jobs(conn, now=NOW + 5) == ["a1", "a2"]
     ro.change(conn, "pause", actor="cli:test", now=NOW + 6)
     assert ro.dispatch_jobs(conn, now=NOW + 7) == []
+
+
+def test_the_canary_commits_in_the_status_rows_where_the_collectors_wrote_them(
+    tmp_path: Path, pg: PgDatabase
+) -> None:
+    """[central] store = "postgresql": the canary's heartbeat (committed 0.2.0) is in
+    PostgreSQL, the rollout in the fleet's file; the ring advances only when asked there."""
+    conn = _db(tmp_path)
+    _start(conn)
+    store = PostgresStore(pg.dsn)
+    try:
+        ts = "2027-01-15T08:00:00.000+00:00"  # NOW, as the kiosk's clock says it
+        body = {
+            "ts": ts,
+            "agent_version": "0.2.0",
+            "update": {"state": "committed", "version": "0.2.0"},
+        }
+        store.ingest([FleetUpdate(kiosk="c1", type="heartbeat", body=body)])
+        assert ro.kiosks_to_update(conn, store) == {}  # c1 is done there
+        assert ro.kiosks_to_update(conn) == {"c1": "0.2.0"}  # the file alone does not know
+        assert ro.tick(conn, now=NOW + 1, status=store) == "advanced to office"
+        [current] = [r["current"] for r in ro.rollout_status(conn, store) if "current" in r]
+        assert current["ring"] == "office"
+    finally:
+        store.close()

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from central import CentralError, audit
-from central.fleet.health import KioskHealth, health_rows
+from central.fleet.health import KioskHealth, StatusSource, health_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollouts (
@@ -315,14 +315,21 @@ def ring_counts(r: Rollout, ring: int, fleet: list[KioskHealth]) -> dict[str, An
 
 
 def tick(
-    conn: sqlite3.Connection, *, now: float | None = None, actor: str = "rollout"
+    conn: sqlite3.Connection,
+    *,
+    now: float | None = None,
+    actor: str = "rollout",
+    status: StatusSource | None = None,
 ) -> str | None:
-    """Judge the running rollout's ring once: stop, advance, finish, or nothing (None)."""
+    """Judge the running rollout's ring once: stop, advance, finish, or nothing (None).
+
+    ``status``: where the kiosks' status rows are, when not in ``conn``'s file (the
+    PostgreSQL store): the heartbeats' update state decides each kiosk's outcome."""
     at = time.time() if now is None else now
     r = active(conn)
     if r is None or r.state != "running":
         return None
-    fleet = health_rows(conn)
+    fleet = health_rows(conn, status)
     counts = ring_counts(r, r.ring, fleet)
     with _tx(conn):
         if counts["failure_rate"] > r.max_failure_rate:
@@ -349,9 +356,11 @@ def tick(
         return f"advanced to {RING_NAMES[nxt]}"
 
 
-def rollout_status(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def rollout_status(
+    conn: sqlite3.Connection, status: StatusSource | None = None
+) -> list[dict[str, Any]]:
     """Every rollout, newest first, with its current ring's counts (for CLI and console)."""
-    fleet = health_rows(conn)
+    fleet = health_rows(conn, status)
     out = []
     for r in reversed(rollouts(conn)):
         item: dict[str, Any] = {
@@ -373,13 +382,15 @@ def rollout_status(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return out
 
 
-def kiosks_to_update(conn: sqlite3.Connection) -> Mapping[str, str]:
+def kiosks_to_update(
+    conn: sqlite3.Connection, status: StatusSource | None = None
+) -> Mapping[str, str]:
     """kiosk -> version for the running rollout's ring, kiosks not done nor failed yet:
     whom an ``update`` job should go to (the jobs transport, when merged)."""
     r = active(conn)
     if r is None or r.state != "running":
         return {}
-    fleet = health_rows(conn)
+    fleet = health_rows(conn, status)
     counts = ring_counts(r, r.ring, fleet)
     return {k: r.version for k in counts["pending"]}
 
@@ -394,7 +405,11 @@ def manifest_path(version: str) -> str:
 
 
 def dispatch_jobs(
-    conn: sqlite3.Connection, *, actor: str = "rollout", now: float | None = None
+    conn: sqlite3.Connection,
+    *,
+    actor: str = "rollout",
+    now: float | None = None,
+    status: StatusSource | None = None,
 ) -> list[str]:
     """Queue an ``update`` job for each kiosk of the running ring that has none for this
     release since the rollout started (one order per kiosk and rollout: a kiosk that
@@ -405,7 +420,7 @@ def dispatch_jobs(
     r = active(conn)
     if r is None or r.state != "running":
         return []
-    wanted = kiosks_to_update(conn)
+    wanted = kiosks_to_update(conn, status)
     if not wanted:
         return []
     jobs.ensure_schema(conn)
