@@ -257,14 +257,6 @@ class PgDatabase:
             )
         return self
 
-    def backend_pids(self) -> list[int]:
-        """The server processes serving this database (for their CPU time)."""
-        with self._psycopg.connect(self.admin_dsn, autocommit=True) as admin:
-            rows = admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.name,)
-            ).fetchall()
-        return [int(r[0]) for r in rows]
-
     def __exit__(self, *exc: object) -> None:
         with self._psycopg.connect(self.admin_dsn, autocommit=True) as admin:
             admin.execute(
@@ -301,6 +293,16 @@ def kiosk_conf(broker: MosquittoProcess, kiosks: list[str]) -> str:
 
 def _open_store(db: Path, dsn: str | None) -> SQLiteStore | PostgresStore:
     return SQLiteStore(db) if dsn is None else PostgresStore(dsn)
+
+
+def backend_pids(store: PostgresStore) -> list[int]:
+    """The server processes serving the collectors (not the bench's own counting one)."""
+    with store.raw.transaction():
+        rows = store.raw.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
 
 
 def _cpu_total(pids: list[int]) -> float:
@@ -410,8 +412,8 @@ def ingest_rate(
                 held = store.count()
                 for name, at in (("from", lo), ("to", hi)):
                     if held >= at and name not in marks:
-                        if pg is not None and not pg_pids:
-                            pg_pids = pg.backend_pids()
+                        if isinstance(store, PostgresStore) and not pg_pids:
+                            pg_pids = backend_pids(store)
                         marks[name] = (
                             time.time(),
                             _cpu_total([p.pid for p in procs]),

@@ -315,8 +315,16 @@ class PostgresStore:
                 kiosks.add(item.record.kiosk)
             elif isinstance(item, DeadLetter) and item.topic_kiosk:
                 kiosks.add(item.topic_kiosk)
-        for kiosk in sorted(kiosks):
-            self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (kiosk,))
+        if not kiosks:
+            return
+        # One round trip for all of them (a batch touches up to a few hundred kiosks):
+        # unnest walks the sorted array in order, so every batch takes its locks in
+        # the same global order and two batches never deadlock.
+        self.raw.execute(
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))"
+            " FROM unnest(%s::text[]) AS u (k)",
+            (sorted(kiosks),),
+        )
 
     def _dead(self, d: DeadLetter, now: float) -> None:
         # As quotas.record_dead_letter: the same dead letter again adds to its count.
