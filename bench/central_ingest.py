@@ -305,6 +305,27 @@ def backend_pids(store: PostgresStore) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+def commits(store: PostgresStore) -> int:
+    """Transactions committed in the database so far (the server's statistics)."""
+    with store.raw.transaction():
+        row = store.raw.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+class Counted:
+    """The bench's own transactions on its counting connection (not the collectors')."""
+
+    def __init__(self, store: SQLiteStore | PostgresStore) -> None:
+        self.store, self.n = store, 0
+
+    def count(self) -> int:
+        self.n += 1
+        return self.store.count()
+
+
 def _cpu_total(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
@@ -319,6 +340,7 @@ def ingest_rate(
     records: int,
     batch_max: int | None = None,
     *,
+    batch_wait_ms: int | None = None,
     collectors: int = 1,
     pg: PgDatabase | None = None,
 ) -> dict[str, float]:
@@ -358,6 +380,7 @@ def ingest_rate(
                 f'[collector]\nclient_id = "{ident}"\n'
                 + (f'shared_group = "{SHARED_GROUP}"\n' if collectors > 1 else "")
                 + (f"batch_max = {batch_max}\n" if batch_max else "")
+                + (f"batch_wait_ms = {batch_wait_ms}\n" if batch_wait_ms is not None else "")
                 + security
             )
             cfgs.append(cfg)
@@ -399,6 +422,8 @@ def ingest_rate(
         t_pub = [float(pub_lines["start"][0]), float(pub_lines["published"][0])]
         # 3. All come back at once and drain.
         # Every probe copy waits in the bare subscriber's session; central holds one each.
+        counting = Counted(store)
+        commits_before = commits(store) if isinstance(store, PostgresStore) else 0
         procs = [_run_central(cfg) for cfg in cfgs]
         bare = _bare(bare_conf, records + sent, "drain")
         lo, hi = collectors + records // 10, collectors + records - records // 10
@@ -409,7 +434,7 @@ def ingest_rate(
             deadline = time.time() + 900
             pg_pids: list[int] = []
             while "to" not in marks and time.time() < deadline:
-                held = store.count()
+                held = counting.count()
                 for name, at in (("from", lo), ("to", hi)):
                     if held >= at and name not in marks:
                         if isinstance(store, PostgresStore) and not pg_pids:
@@ -426,9 +451,15 @@ def ingest_rate(
                 mark, when, cpu = line.split()
                 bare_marks[mark] = (float(when), float(cpu), 0.0)
             bare.wait(60)
-            while store.count() < records and time.time() < deadline:
+            while counting.count() < records and time.time() < deadline:
                 time.sleep(0.05)
-            held = store.count()
+            held = counting.count()
+            per_commit = 0.0
+            if isinstance(store, PostgresStore):
+                time.sleep(2.0)  # idle backends flush their statistics within about 1 s
+                # Each commits() and backend_pids() call is one transaction of ours too.
+                own = counting.n + 2 + (1 if pg_pids else 0)
+                per_commit = (total + collectors) / max(1, commits(store) - commits_before - own)
         finally:
             store.close()
             for p in procs:
@@ -457,6 +488,7 @@ def ingest_rate(
         "cpu_us_ours": cpu_ours,
         "cpu_us_pg": cpu_pg,
         "cpu_us_bare": cpu_bare,
+        "records_per_commit": per_commit,
         "payload": float(len(payloads[0][1])),
     }
 
@@ -567,16 +599,34 @@ def rate_rounds(
             if pg_wanted:
                 with PgDatabase() as pg:
                     out = ingest_rate(
-                        run_dir, args.kiosks, args.records, args.batch_max, collectors=c, pg=pg
+                        run_dir,
+                        args.kiosks,
+                        args.records,
+                        args.batch_max,
+                        batch_wait_ms=args.batch_wait_ms,
+                        collectors=c,
+                        pg=pg,
                     )
             else:
-                out = ingest_rate(run_dir, args.kiosks, args.records, args.batch_max, collectors=c)
+                out = ingest_rate(
+                    run_dir,
+                    args.kiosks,
+                    args.records,
+                    args.batch_max,
+                    batch_wait_ms=args.batch_wait_ms,
+                    collectors=c,
+                )
             runs[c].append(out)
             print(
                 f"round {r + 1} {args.store} x{c}: {out['ours']:,.0f} records/s "
                 f"(bare {out['bare']:,.0f} msg/s, ratio {out['ours'] / out['bare']:.2f}; "
                 f"{out['cpu_us_ours']:.0f} µs CPU/record in the collectors"
-                + (f", {out['cpu_us_pg']:.0f} in PostgreSQL" if pg_wanted else "")
+                + (
+                    f", {out['cpu_us_pg']:.0f} in PostgreSQL; about "
+                    f"{out['records_per_commit']:.0f} records per commit"
+                    if pg_wanted
+                    else ""
+                )
                 + ")",
                 flush=True,
             )
@@ -589,6 +639,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=50_000)
     ap.add_argument("--rounds", type=int, default=15, help="interleaved batches per store")
     ap.add_argument("--batch-max", type=int, default=None, help="[collector] batch_max")
+    ap.add_argument("--batch-wait-ms", type=int, default=None, help="[collector] batch_wait_ms")
     ap.add_argument("--dir", default=None, help="Directory for the databases (default: a temp dir)")
     ap.add_argument(
         "--store",
@@ -657,6 +708,7 @@ def main() -> None:
     }
     if pg_wanted:
         result["pg_cpu_us_per_record"] = round(med(main_c, "cpu_us_pg"), 1)
+        result["records_per_commit"] = round(med(main_c, "records_per_commit"), 1)
     if len(args.collectors) == 2:
         one, two = med(1, "ours"), med(2, "ours")
         print(f"two collectors / one          : {two / one:.2f}x")
