@@ -296,11 +296,15 @@ def _open_store(db: Path, dsn: str | None) -> SQLiteStore | PostgresStore:
 
 
 def backend_pids(store: PostgresStore) -> list[int]:
-    """The server processes serving the collectors (not the bench's own counting one)."""
+    """The server processes serving the collectors (not the bench's own counting one).
+
+    Client backends only: an autovacuum worker busy on the database when the list is
+    taken would otherwise count in one run and not in the next.
+    """
     with store.raw.transaction():
         rows = store.raw.execute(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         ).fetchall()
     return [int(r[0]) for r in rows]
 
