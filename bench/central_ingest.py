@@ -28,8 +28,10 @@ Last line: {"bench", "value", "unit", "baseline", "ratio"} (records/s; ratio = o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -45,6 +47,7 @@ from central.fleet.keys import StaticKeyDirectory
 from central.fleet.registry import Registry
 from central.mosquitto import MosquittoProcess, mqtt_toml
 from central.store import SQLiteStore
+from central.store_pg import PostgresStore
 from sync.envelope import MAX_SEQ, Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from sync.wire_signing import sign_record
@@ -52,6 +55,8 @@ from sync.wire_signing import sign_record
 TOPIC_FILTER = "aps/v1/+/up/records"
 #: Collector identities (their client ids are bound to their names by the broker).
 CENTRAL_ID = "aps-bench-central"
+#: The shared group of several collectors ($share/<group>/...).
+SHARED_GROUP = "aps-bench"
 BARE_ID = "aps-bench-bare"
 
 # The bare subscriber logs in as a collector identity of its own on the broker's
@@ -228,6 +233,39 @@ for c in clients.values():
 """
 
 
+#: Where the bench creates (and drops) its own database: the machine's PostgreSQL, trust auth.
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5"
+
+
+class PgDatabase:
+    """A fresh database ``aps_bench_<random>`` on 127.0.0.1:5432, dropped on exit."""
+
+    def __init__(self, admin_dsn: str = PG_ADMIN_DSN) -> None:
+        import psycopg
+        from psycopg import sql
+        from psycopg.conninfo import make_conninfo
+
+        self._psycopg, self._sql = psycopg, sql
+        self.admin_dsn = admin_dsn
+        self.name = f"aps_bench_{secrets.token_hex(6)}"
+        self.dsn = make_conninfo(admin_dsn, dbname=self.name)
+
+    def __enter__(self) -> PgDatabase:
+        with self._psycopg.connect(self.admin_dsn, autocommit=True) as admin:
+            admin.execute(
+                self._sql.SQL("CREATE DATABASE {}").format(self._sql.Identifier(self.name))
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._psycopg.connect(self.admin_dsn, autocommit=True) as admin:
+            admin.execute(
+                self._sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    self._sql.Identifier(self.name)
+                )
+            )
+
+
 def _run_central(cfg: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "central.cli", "run", "--config", str(cfg)],
@@ -253,59 +291,129 @@ def kiosk_conf(broker: MosquittoProcess, kiosks: list[str]) -> str:
     return json.dumps({"port": broker.kiosk_port, "ca": str(broker.pki.ca), "kiosks": creds})
 
 
+def _open_store(db: Path, dsn: str | None) -> SQLiteStore | PostgresStore:
+    return SQLiteStore(db) if dsn is None else PostgresStore(dsn)
+
+
+def backend_pids(store: PostgresStore) -> list[int]:
+    """The server processes serving the collectors (not the bench's own counting one).
+
+    Client backends only: an autovacuum worker busy on the database when the list is
+    taken would otherwise count in one run and not in the next.
+    """
+    with store.raw.transaction():
+        rows = store.raw.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def commits(store: PostgresStore) -> int:
+    """Transactions committed in the database so far (the server's statistics)."""
+    with store.raw.transaction():
+        row = store.raw.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+class Counted:
+    """The bench's own transactions on its counting connection (not the collectors')."""
+
+    def __init__(self, store: SQLiteStore | PostgresStore) -> None:
+        self.store, self.n = store, 0
+
+    def count(self) -> int:
+        self.n += 1
+        return self.store.count()
+
+
+def _cpu_total(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += cpu_s(pid)  # a backend may end between listing and reading
+    return total
+
+
 def ingest_rate(
-    work: Path, kiosks: int, records: int, batch_max: int | None = None
+    work: Path,
+    kiosks: int,
+    records: int,
+    batch_max: int | None = None,
+    *,
+    batch_wait_ms: int | None = None,
+    collectors: int = 1,
+    pg: PgDatabase | None = None,
 ) -> dict[str, float]:
-    """Both subscribers drain the same queued messages at once; rates over 10%..90%.
+    """Both sides drain the same queued messages at once; rates over 10%..90%.
 
     The messages are published while both are away (persistent sessions), so
-    the publisher's own speed does not cap either subscriber.
+    the publisher's own speed does not cap either side. With ``collectors`` > 1
+    each ``aps-central run`` has its own identity, client id and persistent
+    session in one shared group; the broker splits the queued records among
+    their sessions. With ``pg`` the collectors write to that PostgreSQL database
+    (the registry stays in the SQLite file, as in production today).
     """
     payloads = fleet_payloads(kiosks, records)
     msgs_file = work / "msgs.json"
     msgs_file.write_text(json.dumps([(t, p.hex()) for t, p in payloads]))
     central_db = work / "central.db"
+    dsn = None if pg is None else pg.dsn
     total = records
-    probe_kiosk = "bench-probe"
+    probe_kiosks = [f"bench-probe{n}" for n in range(collectors)]
+    names = [f"{CENTRAL_ID}-{n + 1}" if collectors > 1 else CENTRAL_ID for n in range(collectors)]
     with MosquittoProcess(work / "broker") as broker:
         t_enrol = time.perf_counter()
-        fleet = kiosk_conf(broker, [*kiosk_names(kiosks), probe_kiosk])
+        fleet = kiosk_conf(broker, [*kiosk_names(kiosks), *probe_kiosks])
         enrol_s = time.perf_counter() - t_enrol
-        collector = broker.collector(CENTRAL_ID)
         bare_login = broker.collector(BARE_ID)
         bare_conf = json.dumps(
             {"port": bare_login.port, "username": BARE_ID, "password": bare_login.password}
         )
-        cfg = work / "central.toml"
-        cfg.write_text(
-            f'[central]\ndatabase = "{central_db}"\nlog_level = "WARNING"\n'
-            f"{mqtt_toml(collector)}"
-            f'[collector]\nclient_id = "{CENTRAL_ID}"\n'
-            + (f"batch_max = {batch_max}\n" if batch_max else "")
-            + central_keys(work, central_db, [*kiosk_names(kiosks), probe_kiosk])
-        )
-        # 1. Both subscribe once (persistent sessions), then go away. A probe
-        # record stored by central shows that its subscription is in place.
-        _bare(bare_conf, records, "subscribe").wait(60)
-        central = _run_central(cfg)
-        probe = signed(record(probe_kiosk, new_stream_id(), 1))
-        store = SQLiteStore(central_db)
-        deadline, sent = time.time() + 120, 0
-        while store.count() == 0 and time.time() < deadline:
-            sent += 1
-            subprocess.run(
-                [sys.executable, "-c", PROBE, fleet, probe_kiosk],
-                input=probe,
-                check=True,
-                timeout=60,
+        security = central_keys(work, central_db, [*kiosk_names(kiosks), *probe_kiosks])
+        store_toml = "" if dsn is None else f'store = "postgresql"\npostgresql_dsn = "{dsn}"\n'
+        cfgs = []
+        for ident in names:
+            cfg = work / f"{ident}.toml"
+            cfg.write_text(
+                f'[central]\ndatabase = "{central_db}"\nlog_level = "WARNING"\n{store_toml}'
+                f"{mqtt_toml(broker.collector(ident))}"
+                f'[collector]\nclient_id = "{ident}"\n'
+                + (f'shared_group = "{SHARED_GROUP}"\n' if collectors > 1 else "")
+                + (f"batch_max = {batch_max}\n" if batch_max else "")
+                + (f"batch_wait_ms = {batch_wait_ms}\n" if batch_wait_ms is not None else "")
+                + security
             )
-            time.sleep(0.5)
-        if store.count() != 1:
-            raise SystemExit("aps-central did not subscribe")
-        central.terminate()
-        central.wait(15)
+            cfgs.append(cfg)
+        # 1. Every subscriber subscribes once (persistent sessions), then goes away. A
+        # probe record stored shows that a collector's subscription is in place; the
+        # collectors come one at a time, each with a probe kiosk of its own (a probe
+        # may first land in the queue of a collector already gone: it is resent).
+        _bare(bare_conf, records, "subscribe").wait(60)
+        store = _open_store(central_db, dsn)
+        sent = 0
+        for n, (cfg, probe_kiosk) in enumerate(zip(cfgs, probe_kiosks, strict=True)):
+            central = _run_central(cfg)
+            probe = signed(record(probe_kiosk, new_stream_id(), 1))
+            deadline = time.time() + 120
+            while store.count() == n and time.time() < deadline:
+                sent += 1
+                subprocess.run(
+                    [sys.executable, "-c", PROBE, fleet, probe_kiosk],
+                    input=probe,
+                    check=True,
+                    timeout=60,
+                )
+                time.sleep(0.5)
+            if store.count() != n + 1:
+                raise SystemExit(f"aps-central {cfg.stem} did not subscribe")
+            central.terminate()
+            central.wait(15)
         # 2. The fleet publishes, each kiosk over its own TLS identity; the broker
-        # queues for both subscribers.
+        # queues for every subscriber.
         pub = subprocess.run(
             [sys.executable, "-c", PUBLISHER, fleet, str(msgs_file)],
             capture_output=True,
@@ -316,46 +424,65 @@ def ingest_rate(
         pub_lines = {line.split()[0]: line.split()[1:] for line in pub.stdout.splitlines()}
         connect_s = float(pub_lines["connected"][0])
         t_pub = [float(pub_lines["start"][0]), float(pub_lines["published"][0])]
-        # 3. Both come back at once and drain.
-        # Every probe copy waits in the bare subscriber's session; central holds one.
-        central, bare = _run_central(cfg), _bare(bare_conf, records + sent, "drain")
-        lo, hi = records // 10, records - records // 10
-        records += 1
+        # 3. All come back at once and drain.
+        # Every probe copy waits in the bare subscriber's session; central holds one each.
+        counting = Counted(store)
+        commits_before = commits(store) if isinstance(store, PostgresStore) else 0
+        procs = [_run_central(cfg) for cfg in cfgs]
+        bare = _bare(bare_conf, records + sent, "drain")
+        lo, hi = collectors + records // 10, collectors + records - records // 10
+        records += collectors
+        poll_s = 0.02 if pg is None else 0.05  # count(*) on PG costs the server a scan
         try:
-            marks: dict[str, tuple[float, float]] = {}
+            marks: dict[str, tuple[float, float, float]] = {}
             deadline = time.time() + 900
+            pg_pids: list[int] = []
             while "to" not in marks and time.time() < deadline:
-                held = store.count()
+                held = counting.count()
                 for name, at in (("from", lo), ("to", hi)):
                     if held >= at and name not in marks:
-                        marks[name] = (time.time(), cpu_s(central.pid))
-                time.sleep(0.02)
+                        if isinstance(store, PostgresStore) and not pg_pids:
+                            pg_pids = backend_pids(store)
+                        marks[name] = (
+                            time.time(),
+                            _cpu_total([p.pid for p in procs]),
+                            _cpu_total(pg_pids),
+                        )
+                time.sleep(poll_s)
             assert bare.stdout is not None
             bare_marks = {}
             for line in bare.stdout:
-                name, at, cpu = line.split()
-                bare_marks[name] = (float(at), float(cpu))
+                mark, when, cpu = line.split()
+                bare_marks[mark] = (float(when), float(cpu), 0.0)
             bare.wait(60)
-            while store.count() < records and time.time() < deadline:
+            while counting.count() < records and time.time() < deadline:
                 time.sleep(0.05)
-            held = store.count()
+            held = counting.count()
+            per_commit = 0.0
+            if isinstance(store, PostgresStore):
+                time.sleep(2.0)  # idle backends flush their statistics within about 1 s
+                # Each commits() and backend_pids() call is one transaction of ours too.
+                own = counting.n + 2 + (1 if pg_pids else 0)
+                per_commit = (total + collectors) / max(1, commits(store) - commits_before - own)
         finally:
             store.close()
-            central.terminate()
-            central.wait(15)
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(15)
             if bare.poll() is None:
                 bare.kill()
     if held != records:
         raise SystemExit(f"central holds {held} records, expected {records}")
     records = total
 
-    def rate(m: dict[str, tuple[float, float]], span: int) -> tuple[float, float]:
-        (t0, c0), (t1, c1) = m["from"], m["to"]
-        return span / (t1 - t0), (c1 - c0) / span * 1e6
+    def rate(m: dict[str, tuple[float, float, float]], span: int) -> tuple[float, float, float]:
+        (t0, c0, p0), (t1, c1, p1) = m["from"], m["to"]
+        return span / (t1 - t0), (c1 - c0) / span * 1e6, (p1 - p0) / span * 1e6
 
-    ours, cpu_ours = rate(marks, hi - lo)
+    ours, cpu_ours, cpu_pg = rate(marks, hi - lo)
     n_bare = total + sent
-    bare_rate, cpu_bare = rate(bare_marks, (n_bare - n_bare // 10) - n_bare // 10)
+    bare_rate, cpu_bare, _ = rate(bare_marks, (n_bare - n_bare // 10) - n_bare // 10)
     return {
         "ours": ours,
         "bare": bare_rate,
@@ -363,12 +490,14 @@ def ingest_rate(
         "connect_s": connect_s,
         "enrol_s": enrol_s,
         "cpu_us_ours": cpu_ours,
+        "cpu_us_pg": cpu_pg,
         "cpu_us_bare": cpu_bare,
+        "records_per_commit": per_commit,
         "payload": float(len(payloads[0][1])),
     }
 
 
-def batch_cost(work: Path, rounds: int) -> dict[str, float]:
+def batch_cost(work: Path, rounds: int) -> dict[int, float]:
     """ms per 256-record batch with 1,000 vs 200,000 records held, interleaved."""
     kiosk, topic = "bench-hist", records_topic("bench-hist")
     stores, seqs, streams = {}, {}, {}
@@ -394,7 +523,7 @@ def batch_cost(work: Path, rounds: int) -> dict[str, float]:
             times[held].append(time.perf_counter() - t)
     for store in stores.values():
         store.close()
-    return {held: statistics.median(ts) * 1000 for held, ts in times.items()}  # type: ignore[misc]
+    return {held: statistics.median(ts) * 1000 for held, ts in times.items()}
 
 
 STATUS_RSS = """
@@ -454,58 +583,156 @@ def gap_memory(work: Path) -> dict[str, float]:
     }
 
 
+def _collector_counts(text: str) -> list[int]:
+    counts = [int(x) for x in text.split(",")]
+    if not counts or any(c not in (1, 2) for c in counts):
+        raise argparse.ArgumentTypeError("--collectors: 1, 2 or 1,2")
+    return counts
+
+
+def rate_rounds(
+    work: Path, args: argparse.Namespace, pg_wanted: bool
+) -> dict[int, list[dict[str, float]]]:
+    """``--repeat`` rounds of every collector count, the order alternated each round."""
+    runs: dict[int, list[dict[str, float]]] = {c: [] for c in args.collectors}
+    for r in range(args.repeat):
+        order = args.collectors if r % 2 == 0 else list(reversed(args.collectors))
+        for c in order:
+            run_dir = work / f"rate-{r}-{c}"
+            run_dir.mkdir()
+            if pg_wanted:
+                with PgDatabase() as pg:
+                    out = ingest_rate(
+                        run_dir,
+                        args.kiosks,
+                        args.records,
+                        args.batch_max,
+                        batch_wait_ms=args.batch_wait_ms,
+                        collectors=c,
+                        pg=pg,
+                    )
+            else:
+                out = ingest_rate(
+                    run_dir,
+                    args.kiosks,
+                    args.records,
+                    args.batch_max,
+                    batch_wait_ms=args.batch_wait_ms,
+                    collectors=c,
+                )
+            runs[c].append(out)
+            print(
+                f"round {r + 1} {args.store} x{c}: {out['ours']:,.0f} records/s "
+                f"(bare {out['bare']:,.0f} msg/s, ratio {out['ours'] / out['bare']:.2f}; "
+                f"{out['cpu_us_ours']:.0f} µs CPU/record in the collectors"
+                + (
+                    f", {out['cpu_us_pg']:.0f} in PostgreSQL; about "
+                    f"{out['records_per_commit']:.0f} records per commit"
+                    if pg_wanted
+                    else ""
+                )
+                + ")",
+                flush=True,
+            )
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--kiosks", type=int, default=200)
     ap.add_argument("--records", type=int, default=50_000)
     ap.add_argument("--rounds", type=int, default=15, help="interleaved batches per store")
     ap.add_argument("--batch-max", type=int, default=None, help="[collector] batch_max")
+    ap.add_argument("--batch-wait-ms", type=int, default=None, help="[collector] batch_wait_ms")
     ap.add_argument("--dir", default=None, help="Directory for the databases (default: a temp dir)")
+    ap.add_argument(
+        "--store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="central's store: a SQLite file, or a fresh database on 127.0.0.1:5432 "
+        "(created and dropped by the bench)",
+    )
+    ap.add_argument(
+        "--collectors",
+        type=_collector_counts,
+        default=[1],
+        help="aps-central run processes in one shared group: 1, 2, or 1,2 (both, alternated)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="rate rounds (order alternated)")
+    ap.add_argument(
+        "--rate-only",
+        action="store_true",
+        help="skip the SQLite batch-cost and gap-memory parts",
+    )
     args = ap.parse_args()
+    pg_wanted = args.store == "postgresql"
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         work = Path(tmp)
-        (work / "rate").mkdir()
-        rate = ingest_rate(work / "rate", args.kiosks, args.records, args.batch_max)
-        cost = batch_cost(work, args.rounds)
-        mem = gap_memory(work)
-    ratio = rate["ours"] / rate["bare"]
-    print(f"records: {args.records} from {args.kiosks} kiosks, payload {rate['payload']:.0f} bytes")
+        runs = rate_rounds(work, args, pg_wanted)
+        extra = not args.rate_only
+        if extra:
+            cost = batch_cost(work, args.rounds)
+            mem = gap_memory(work)
+
+    def med(c: int, key: str) -> float:
+        return statistics.median(run[key] for run in runs[c])
+
+    first = runs[args.collectors[0]][0]
     print(
-        f"publisher: {args.kiosks + 1} kiosk identities enrolled in {rate['enrol_s']:.1f} s; "
-        f"{args.kiosks} TLS connections (one per kiosk) up in {rate['connect_s']:.1f} s"
-    )
-    print(f"published (PUBACKs)           : {rate['published']:,.0f} msg/s")
-    print(
-        f"bare paho subscriber          : {rate['bare']:,.0f} msg/s, "
-        f"{rate['cpu_us_bare']:.0f} µs CPU per message"
+        f"records: {args.records} from {args.kiosks} kiosks, payload {first['payload']:.0f} bytes"
     )
     print(
-        f"aps-central (held, committed) : {rate['ours']:,.0f} records/s, "
-        f"{rate['cpu_us_ours']:.0f} µs CPU per record (ratio {ratio:.2f})"
+        f"publisher: {args.kiosks + len(args.collectors)} kiosk identities enrolled in "
+        f"{first['enrol_s']:.1f} s; {args.kiosks} TLS connections (one per kiosk) up in "
+        f"{first['connect_s']:.1f} s"
     )
-    print(
-        f"256-record batch, median of {args.rounds}: {cost[1_000]:.1f} ms with 1,000 held, "
-        f"{cost[200_000]:.1f} ms with 200,000 held ({cost[200_000] / cost[1_000]:.2f}x)"
-    )
-    print(
-        f"seq 2^63-1 after seq 1: parked {mem['parked']:.0f}; with the limit lifted, "
-        f"{mem['missing']:.3g} seqs missing in {mem['ranges']:.0f} ranges; "
-        f"aps-central status max RSS {mem['status_rss_mib']:.0f} MiB"
-    )
-    print(
-        json.dumps(
-            {
-                "bench": "central_ingest",
-                "value": round(rate["ours"], 1),
-                "unit": "records/s",
-                "baseline": round(rate["bare"], 1),
-                "ratio": round(ratio, 3),
-                "batch_ms_1k": round(cost[1_000], 2),
-                "batch_ms_200k": round(cost[200_000], 2),
-                "status_rss_mib": round(mem["status_rss_mib"], 1),
-            }
+    print(f"published (PUBACKs)           : {first['published']:,.0f} msg/s")
+    for c in args.collectors:
+        print(
+            f"bare paho subscriber (x{c} run) : {med(c, 'bare'):,.0f} msg/s, "
+            f"{med(c, 'cpu_us_bare'):.0f} µs CPU per message (median of {len(runs[c])})"
         )
-    )
+        print(
+            f"aps-central x{c}, {args.store:10}: {med(c, 'ours'):,.0f} records/s held, "
+            f"{med(c, 'cpu_us_ours'):.0f} µs CPU per record in the collectors"
+            + (f" + {med(c, 'cpu_us_pg'):.0f} in PostgreSQL" if pg_wanted else "")
+            + f" (ratio {med(c, 'ours') / med(c, 'bare'):.2f})"
+        )
+    main_c = args.collectors[-1]
+    ours, bare = med(main_c, "ours"), med(main_c, "bare")
+    result: dict[str, object] = {
+        "bench": "central_ingest",
+        "store": args.store,
+        "collectors": main_c,
+        "value": round(ours, 1),
+        "unit": "records/s",
+        "baseline": round(bare, 1),
+        "ratio": round(ours / bare, 3),
+        "cpu_us_per_record": round(med(main_c, "cpu_us_ours"), 1),
+    }
+    if pg_wanted:
+        result["pg_cpu_us_per_record"] = round(med(main_c, "cpu_us_pg"), 1)
+        result["records_per_commit"] = round(med(main_c, "records_per_commit"), 1)
+    if len(args.collectors) == 2:
+        one, two = med(1, "ours"), med(2, "ours")
+        print(f"two collectors / one          : {two / one:.2f}x")
+        result["x1"] = round(one, 1)
+        result["x2"] = round(two, 1)
+        result["scaling"] = round(two / one, 3)
+    if extra:
+        print(
+            f"256-record batch, median of {args.rounds}: {cost[1_000]:.1f} ms with 1,000 held, "
+            f"{cost[200_000]:.1f} ms with 200,000 held ({cost[200_000] / cost[1_000]:.2f}x)"
+        )
+        print(
+            f"seq 2^63-1 after seq 1: parked {mem['parked']:.0f}; with the limit lifted, "
+            f"{mem['missing']:.3g} seqs missing in {mem['ranges']:.0f} ranges; "
+            f"aps-central status max RSS {mem['status_rss_mib']:.0f} MiB"
+        )
+        result["batch_ms_1k"] = round(cost[1_000], 2)
+        result["batch_ms_200k"] = round(cost[200_000], 2)
+        result["status_rss_mib"] = round(mem["status_rss_mib"], 1)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

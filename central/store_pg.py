@@ -19,6 +19,16 @@ a transaction-scoped advisory lock per kiosk it touches (in sorted order, so
 two batches never deadlock) before it reads any stream row: the stream
 arithmetic of a kiosk never interleaves, whatever the isolation level.
 
+Round trips and what runs under the locks: the body's canonical text, its hash
+and the envelope's text are computed before the transaction (nothing waits on
+them). Under the locks a batch costs a fixed handful of statements whatever its
+size: the kiosk locks in one (``unnest`` of the sorted kiosk array), the known
+ids in one (``unnest`` of two arrays), the new records in one ``INSERT ...
+SELECT FROM unnest(...)`` with one binary array per column (its text never
+changes, so psycopg prepares it; the server plans it once, not once a row as
+``executemany`` costs), the kiosks' clock rows likewise, then the stream rows
+and COMMIT (docs/benchmarks.md, "Central ingest on PostgreSQL").
+
 The schema is created by versioned migrations (:data:`MIGRATIONS`) recorded
 in ``schema_migrations``; :func:`migrate` runs at open, under an advisory lock,
 applies each missing version in its own transaction and is idempotent.
@@ -333,6 +343,11 @@ class PgConn:
             cur.executemany(query.encode(), rows)
 
 
+def columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows turned into one list per column (the arrays an ``unnest`` INSERT takes)."""
+    return [[row[i] for row in rows] for i in range(width)]
+
+
 def migrate(
     conn: psycopg.Connection[Any], migrations: Sequence[tuple[int, str]] = MIGRATIONS
 ) -> list[int]:
@@ -362,6 +377,12 @@ def migrate(
             )
             applied.append(version)
     return applied
+
+
+def _encode(a: Accept) -> tuple[str, bytes, str]:
+    """An accepted record's stored body text, its hash, and its envelope's text."""
+    text = body_text(a.record.body)
+    return text, body_sha(text), a.envelope.decode("utf-8")
 
 
 class PostgresStore:
@@ -428,6 +449,9 @@ class PostgresStore:
         out = IngestOutcome()
         now = time.time()
         usage = quotas.UsageTally()  # [quotas] hook: what this batch stores, per kiosk
+        # Pure Python work first, outside the kiosk locks (another collector may be
+        # waiting for them): each body's canonical text and hash, each envelope's text.
+        encoded = {id(item): _encode(item) for item in items if isinstance(item, Accept)}
         with self.raw.transaction():
             self._lock_kiosks(items)
             # [attachments] hook: chunks over the limits or at odds with their file -> rejected.
@@ -447,7 +471,7 @@ class PostgresStore:
                     self._dead_letter(item, out, book, now)
                 else:
                     records.append(item)
-            chunks = self._store_records(records, out, book, usage, now) if records else []
+            chunks = self._store_records(records, out, book, usage, now, encoded) if records else []
             book.flush()
             # [fleet] hook: one status-row write per kiosk per batch, as in SQLite.
             fleet_conn = cast(Any, self.conn)
@@ -480,8 +504,16 @@ class PostgresStore:
                 kiosks.add(item.record.kiosk)
             elif isinstance(item, DeadLetter) and item.topic_kiosk:
                 kiosks.add(item.topic_kiosk)
-        for kiosk in sorted(kiosks):
-            self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (kiosk,))
+        if not kiosks:
+            return
+        # One round trip for all of them (a batch touches up to a few hundred kiosks):
+        # unnest walks the sorted array in order, so every batch takes its locks in
+        # the same global order and two batches never deadlock.
+        self.raw.execute(
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))"
+            " FROM unnest(%b::text[]) AS u (k)",
+            (sorted(kiosks),),
+        )
 
     def _dead(self, d: DeadLetter, now: float) -> None:
         # [quotas] hook: deduplicated (same kiosk, reason, id, payload -> one row, counted).
@@ -512,16 +544,16 @@ class PostgresStore:
         self, keys: list[tuple[str, str]]
     ) -> dict[tuple[str, str], tuple[bytes, str | None]]:
         known: dict[tuple[str, str], tuple[bytes, str | None]] = {}
-        for start in range(0, len(keys), 2000):
-            part = keys[start : start + 2000]
-            values = ", ".join("(?, ?)" for _ in part)
-            for kiosk, rid, sha, digest in self.conn.execute(
-                "SELECT r.kiosk, r.id, r.sha, r.digest"
-                f" FROM (VALUES {values}) AS v (kiosk, id)"
-                " JOIN records r ON r.kiosk = v.kiosk AND r.id = v.id",
-                [x for key in part for x in key],
-            ):
-                known[(kiosk, rid)] = (bytes(sha), digest)
+        if not keys:
+            return known
+        # Two array parameters, whatever the batch size: one short statement to parse.
+        for kiosk, rid, sha, digest in self.raw.execute(
+            "SELECT r.kiosk, r.id, r.sha, r.digest"
+            " FROM unnest(%b::text[], %b::text[]) AS v (kiosk, id)"
+            " JOIN records r ON r.kiosk = v.kiosk AND r.id = v.id",
+            ([k for k, _ in keys], [i for _, i in keys]),
+        ):
+            known[(kiosk, rid)] = (bytes(sha), digest)
         return known
 
     def _store_records(
@@ -531,6 +563,7 @@ class PostgresStore:
         book: StreamBook,
         usage: quotas.UsageTally,
         now: float,
+        encoded: dict[int, tuple[str, bytes, str]],
     ) -> list[Record]:
         """Insert the batch's new records; returns the stored chunks (for their attachments)."""
         book.load({(a.record.kiosk, a.record.stream) for a in accepts})
@@ -541,8 +574,7 @@ class PostgresStore:
         for a in accepts:
             r: Record = a.record
             key = (r.kiosk, r.id)
-            text = body_text(r.body)
-            sha = body_sha(text)
+            text, sha, envelope = encoded[id(a)]
             stored = known.get(key)
             if stored is not None:
                 stored_sha, stored_digest = stored
@@ -569,7 +601,7 @@ class PostgresStore:
                         now,
                         text,
                         sha,
-                        a.envelope.decode("utf-8"),
+                        envelope,
                         a.digest,
                         a.key_id,
                     )
@@ -588,18 +620,26 @@ class PostgresStore:
             self._dead_letter(refusal(r, claim, book, text), out, book, now)
         # The kiosk lock makes a known id impossible here; DO NOTHING keeps a replay a
         # no-op even so (the first body stays, as in SQLite).
-        self.conn.executemany(
-            "INSERT INTO records (kiosk, id, stream, seq, kind, created, received_at, body, sha,"
-            " envelope, digest, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (kiosk, id) DO NOTHING",
-            rows,
-        )
-        self.conn.executemany(
-            "INSERT INTO kiosks (kiosk, clock_skew_s, clock_skew_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (kiosk) DO UPDATE SET clock_skew_s = excluded.clock_skew_s,"
-            " clock_skew_at = excluded.clock_skew_at WHERE kiosks.heartbeat_ts IS NULL",
-            [(kiosk, round(s, 3), now) for kiosk, s in lag.items()],
-        )
+        # One statement for the whole batch: the rows go as one array per column, so
+        # the text is the same every time (prepared once by psycopg) and the server
+        # parses, plans and executes it once, where executemany costs it once per row.
+        if rows:
+            self.raw.execute(
+                "INSERT INTO records (kiosk, id, stream, seq, kind, created, received_at, body,"
+                " sha, envelope, digest, key_id) SELECT * FROM unnest(%b::text[], %b::text[],"
+                " %b::text[], %b::bigint[], %b::text[], %b::text[], %b::float8[], %b::text[],"
+                " %b::bytea[], %b::text[], %b::text[], %b::text[])"
+                " ON CONFLICT (kiosk, id) DO NOTHING",
+                columns(rows, 12),
+            )
+        if lag:  # one row per kiosk (lag's keys): DO UPDATE never meets a key twice
+            self.raw.execute(
+                "INSERT INTO kiosks (kiosk, clock_skew_s, clock_skew_at)"
+                " SELECT * FROM unnest(%b::text[], %b::float8[], %b::float8[])"
+                " ON CONFLICT (kiosk) DO UPDATE SET clock_skew_s = excluded.clock_skew_s,"
+                " clock_skew_at = excluded.clock_skew_at WHERE kiosks.heartbeat_ts IS NULL",
+                columns([(kiosk, round(s, 3), now) for kiosk, s in lag.items()], 3),
+            )
         return chunks
 
     def _conflict(self, r: Record, text: str, now: float) -> None:

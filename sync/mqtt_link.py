@@ -85,6 +85,18 @@ class ConnectRefused(OSError):
     """The broker answered CONNECT with a failure, or never answered."""
 
 
+def backoff_s(attempt: int, min_s: float, max_s: float) -> float:
+    """The wait before connect number ``attempt`` + 1 after ``attempt`` failures.
+
+    Drawn uniformly from [0, min(max_s, min_s * 2^(attempt-1))] (tenacity's full
+    jitter). :class:`NetworkLoop` waits this long; bench/reconnect_storm.py's
+    simulated kiosks draw from it too, so the storm it measures is the fleet's.
+    """
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = max(1, attempt)
+    return float(wait_random_exponential(multiplier=min_s, max=max_s)(state))
+
+
 class NetworkLoop:
     """Keeps one paho client connected, with jittered exponential backoff.
 
@@ -142,7 +154,6 @@ class NetworkLoop:
         self.drops = 0
         self.identity_conflicts = 0
         self._short_drops: deque[float] = deque()
-        self._wait = wait_random_exponential(multiplier=backoff_min_s, max=backoff_max_s)
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -153,9 +164,7 @@ class NetworkLoop:
 
     def backoff_s(self, attempt: int) -> float:
         """A random wait in [0, min(max, min * 2^(attempt-1))] (full jitter)."""
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = max(1, attempt)
-        return float(self._wait(state))
+        return backoff_s(attempt, self.backoff_min_s, self.backoff_max_s)
 
     def _connect_once(self) -> None:
         # A fresh client per connection: paho would otherwise resend its own

@@ -493,3 +493,54 @@ def test_streams_are_listed_in_the_same_order_whatever_the_databases_collation(
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def advisory_locks(conn: psycopg.Connection[Any], pid: int, *, granted: bool) -> set[int]:
+    """The 64-bit advisory lock keys backend ``pid`` holds (or waits for)."""
+    rows = conn.execute(
+        "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks"
+        " WHERE locktype = 'advisory' AND pid = %s AND granted = %s",
+        (pid, granted),
+    ).fetchall()
+    return {int(r[0]) for r in rows}
+
+
+def lock_key(conn: psycopg.Connection[Any], kiosk: str) -> int:
+    row = conn.execute("SELECT hashtextextended(%s, 0)", (kiosk,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_batch_locks_each_of_its_kiosks_in_one_global_order(pg: PgDatabase) -> None:
+    """Kiosks a < b < c in one batch, b held by a rival: a taken, b awaited, c not yet.
+
+    Every kiosk of the batch is locked (it waits for b), and in sorted order whatever
+    order the records came in (it holds a, not c): two collectors never deadlock.
+    """
+    a, b, c = "k-lock-a", "k-lock-b", "k-lock-c"
+    stream = new_stream_id()
+    items = batch(rec(1, stream, kiosk=c), kiosk=c) + batch(rec(1, stream, kiosk=a), kiosk=a)
+    items += batch(rec(1, stream, kiosk=b), kiosk=b)
+    store = PostgresStore(pg.dsn)
+    pid = store.raw.info.backend_pid
+    done: list[IngestOutcome] = []
+    with psycopg.connect(pg.dsn, autocommit=True) as watch, psycopg.connect(pg.dsn) as rival:
+        keys = {k: lock_key(watch, k) for k in (a, b, c)}
+        rival.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (b,))
+        worker = threading.Thread(target=lambda: done.append(ingest(store, items)))
+        worker.start()
+        try:
+            wait_until(
+                lambda: advisory_locks(watch, pid, granted=False) == {keys[b]},
+                timeout=30,
+                what="the batch waiting for kiosk b's lock",
+            )
+            assert advisory_locks(watch, pid, granted=True) == {keys[a]}
+        finally:
+            rival.commit()  # b released: the batch goes on
+            worker.join(30)
+    try:
+        assert [out.stored for out in done] == [3]
+        assert {r.kiosk for r in store.stored_records()} == {a, b, c}
+    finally:
+        store.close()
