@@ -86,7 +86,7 @@ def collector_permissions(queue: str) -> Permissions:
         configure=rf"^{q}$",
         write=rf"^({q}|amq\.topic)$",
         read=rf"^({q}|amq\.topic)$",
-        topic_write=r"^aps\.v1\.([a-z0-9-]+\.down\.[a-z_-]+|fleet\.down\.[a-z_.-]+)$",
+        topic_write=r"^aps\.v1\.([a-z0-9-]+\.down\.[a-z_-]+|fleet\.down\.[a-z_-]+(\.[^.*#]+)*)$",
         topic_read=r"^aps\.v1\.(\*|[a-z0-9-]+)\.up\.[a-z_-]+$",
     )
 

@@ -13,12 +13,14 @@ everything arrives once it is back.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from central.amqp_source import AmqpCollector, AmqpSettings
+from central.rabbitmq_identities import provision_collector, provision_kiosk
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import Ack
@@ -33,13 +35,21 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 COLLECTOR = ("aps-collector", "collector-pw")
+WATCHER = ("ack-watcher", "watcher-pw")  # the test's own eyes, allowed everything
+QUEUES = {
+    "aps-collector": "aps.uplink",
+    "aps-collector-d": "aps.uplink.d",
+    "aps-collector-r": "aps.uplink.r",
+}
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
     assert rabbit_cluster.available(), "rabbitmq-server missing: apt-get install -y rabbitmq-server"
     for c in rabbit_cluster.cluster(tmp_path_factory.mktemp("rabbit")):
-        c.add_user(*COLLECTOR)
+        for user, queue in QUEUES.items():  # the production path: central/rabbitmq_identities.py
+            provision_collector(functools.partial(c.ctl, 1), user, COLLECTOR[1], queue)
+        c.add_user(*WATCHER)
         yield c
 
 
@@ -48,13 +58,17 @@ def amqp_url(cluster: RabbitCluster, n: int) -> str:
 
 
 def collector(
-    cluster: RabbitCluster, name: str, nodes: tuple[int, ...], store: object, queue: str
+    cluster: RabbitCluster,
+    name: str,
+    nodes: tuple[int, ...],
+    store: object,
+    user: str = COLLECTOR[0],
 ) -> AmqpCollector:
     settings = AmqpSettings(
         urls=tuple(amqp_url(cluster, n) for n in nodes),
-        username=COLLECTOR[0],
+        username=user,
         password=COLLECTOR[1],
-        queue=queue,
+        queue=QUEUES[user],
         prefetch=200,
         name=name,
         batch_max=100,
@@ -66,7 +80,7 @@ def collector(
 
 
 def kiosk_mqtt(cluster: RabbitCluster, n: int, kiosk: str) -> MqttSettings:
-    cluster.add_user(kiosk, f"{kiosk}-pw")
+    provision_kiosk(functools.partial(cluster.ctl, 1), kiosk, f"{kiosk}-pw")
     return MqttSettings(
         port=cluster.nodes[n - 1].mqtt_port, username=kiosk, password=f"{kiosk}-pw", keepalive_s=5
     )
@@ -111,11 +125,11 @@ def test_two_amqp_collectors_every_record_once_across_node_deaths(
     dbs = {k: tmp_path / f"{k}.db" for k in kiosks}
     sent = {k: stack.fill_outbox(dbs[k], 150, kiosk=k) for k in kiosks}
     collectors = [
-        collector(cluster, "aps-collector-1", (1, 2, 3), lambda: SQLiteStore(central_db), "q.a"),
-        collector(cluster, "aps-collector-2", (2, 3, 1), lambda: SQLiteStore(central_db), "q.a"),
+        collector(cluster, "aps-collector-1", (1, 2, 3), lambda: SQLiteStore(central_db)),
+        collector(cluster, "aps-collector-2", (2, 3, 1), lambda: SQLiteStore(central_db)),
     ]
     watcher = MqttSettings(
-        port=cluster.nodes[1].mqtt_port, username=COLLECTOR[0], password=COLLECTOR[1]
+        port=cluster.nodes[1].mqtt_port, username=WATCHER[0], password=WATCHER[1]
     )  # on node 2, never killed here
     watches = [watch_committed(watcher, k, central_db) for k in kiosks]
     for c in collectors:
@@ -202,10 +216,14 @@ def test_store_down_nothing_acked_then_every_record_once(
     fault = CommitFault()
     fault.on.set()
     c = collector(
-        cluster, "aps-collector-d", (2, 3, 1), lambda: FailingCommitStore(central_db, fault), "q.d"
+        cluster,
+        "aps-collector-d",
+        (2, 3, 1),
+        lambda: FailingCommitStore(central_db, fault),
+        "aps-collector-d",
     )
     watcher = MqttSettings(
-        port=cluster.nodes[2].mqtt_port, username=COLLECTOR[0], password=COLLECTOR[1]
+        port=cluster.nodes[2].mqtt_port, username=WATCHER[0], password=WATCHER[1]
     )
     watch = watch_committed(watcher, kiosk, central_db)
     c.start()
@@ -226,3 +244,30 @@ def test_store_down_nothing_acked_then_every_record_once(
     wait_until(lambda: set(watch.acked_ids()) >= set(ids), 30, "the watch heard every ack")
     watch.stop()
     assert not [bad for _, bad in watch.results() if bad]
+
+
+def test_aps_central_run_with_the_amqp_source(cluster: RabbitCluster, tmp_path: Path) -> None:
+    """The service, not a thread: ``[collector] source = "amqp"`` in central.toml."""
+    kiosk, db = "k-amqp-run", tmp_path / "kiosk.db"
+    central_db = tmp_path / "central" / "central.db"
+    ids = stack.fill_outbox(db, 30, kiosk=kiosk)
+    cfg = stack.write_central_config(tmp_path / "central.toml", central_db, 1, kiosks=(kiosk,))
+    text = cfg.read_text(encoding="utf-8").replace(
+        "[collector]\n", '[collector]\nsource = "amqp"\nbatch_max = 100\n'
+    )
+    urls = ", ".join(f'"{amqp_url(cluster, n)}"' for n in (3, 1, 2))
+    cfg.write_text(
+        text + f'\n[amqp]\nurls = [{urls}]\nusername = "aps-collector-r"\n'
+        f'password = "{COLLECTOR[1]}"\nqueue = "aps.uplink.r"\nprefetch = 200\n',
+        encoding="utf-8",
+    )
+    central = stack.spawn("central.cli", cfg, tmp_path / "central.log")
+    client = kiosk_client(db, kiosk, kiosk_mqtt(cluster, 2, kiosk))
+    client.start()
+    try:
+        wait_until(lambda: all_acked(db, ids), 120, "all acked through aps-central run")
+    finally:
+        client.stop()
+        stack.stop(central)
+    assert sorted(stack.central_ids(central_db, kiosk)) == sorted(ids)
+    assert "AMQP collector" in (tmp_path / "central.log").read_text(encoding="utf-8")

@@ -15,7 +15,7 @@ from central.config import load_central_config
 from central.downlink import subscriptions as downlink_subscriptions
 from central.rabbitmq_identities import collector_permissions, kiosk_permissions, session_queues
 from sync.config import ConfigError
-from sync.envelope import CENTRAL_TOPICS, KIOSK_ID_RE, TOPIC_ROOT, acks_topic, topic
+from sync.envelope import CENTRAL_TOPICS, KIOSK_ID_RE, TOPIC_ROOT, acks_topic, central_topic, topic
 from sync.wire_signing import KEYS_TOPIC
 
 kiosk_ids = st.from_regex(KIOSK_ID_RE, fullmatch=True).filter(lambda k: k != "fleet")
@@ -60,6 +60,8 @@ def test_a_collector_binds_the_uplink_and_writes_the_downlink(k: str) -> None:
         assert matches(p.topic_read, routing_key(mqtt_filter)), mqtt_filter
     assert matches(p.topic_write, routing_key(acks_topic(k)))
     assert matches(p.topic_write, routing_key(KEYS_TOPIC))
+    assert matches(p.topic_write, routing_key(central_topic(f"aps-collector-{k}")))
+    assert not matches(p.topic_write, routing_key(CENTRAL_TOPICS))  # no wildcard
     assert not matches(p.topic_write, routing_key(topic(k, "up", "records")))
     assert matches(p.configure, "aps.uplink") and not matches(p.configure, "aps-uplink")
     assert not any(matches(p.configure, q) for q in session_queues(k))
