@@ -278,10 +278,10 @@ class AmqpCollector:
 
     def _on_delivery(self, ch: Any, method: Any, properties: Any, body: bytes) -> None:
         topic = mqtt_topic(method.routing_key)
-        downlink = self.downlink is not None and is_downlink_topic(topic)
-        if downlink:
-            assert self.downlink is not None
-            self.downlink.submit(topic, bytes(body))  # never blocks (throttled, bounded)
+        service = self.downlink
+        downlink = service is not None and is_downlink_topic(topic)
+        if service is not None and downlink:
+            service.submit(topic, bytes(body))  # never blocks (throttled, bounded)
         self._pending.append(_Delivery(method.delivery_tag, topic, bytes(body), downlink))
         self._consumed_in_session = True
 
