@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 
 from central.amqp_source import AmqpCollector, AmqpSettings
+from central.downlink import DownlinkService, DownlinkSettings
 from central.rabbitmq_identities import provision_collector, provision_kiosk
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import Ack
 from sync.mqtt_link import MqttSettings
+from tests import downlink_stack, rabbit_cluster, stack
 from tests import identity as keyring
-from tests import rabbit_cluster, stack
 from tests.ack_watch import AckWatch
 from tests.rabbit_cluster import RabbitCluster
 from tests.test_ack_after_commit import CommitFault, FailingCommitStore
@@ -40,6 +41,7 @@ QUEUES = {
     "aps-collector": "aps.uplink",
     "aps-collector-d": "aps.uplink.d",
     "aps-collector-r": "aps.uplink.r",
+    "aps-collector-s": "aps.uplink.s",
 }
 
 
@@ -271,3 +273,41 @@ def test_aps_central_run_with_the_amqp_source(cluster: RabbitCluster, tmp_path: 
         stack.stop(central)
     assert sorted(stack.central_ids(central_db, kiosk)) == sorted(ids)
     assert "AMQP collector" in (tmp_path / "central.log").read_text(encoding="utf-8")
+
+
+def test_the_downlink_answers_a_kiosks_state_request_over_amqp(
+    cluster: RabbitCluster, tmp_path: Path
+) -> None:
+    """A state request consumed from the uplink queue, the reply published to the kiosk's
+    MQTT ``down/state`` from the downlink service's own thread."""
+    kiosk = "k-amqp-down2"
+    central_db = tmp_path / "central.db"
+    SQLiteStore(central_db).close()
+    c = collector(
+        cluster, "aps-collector-s", (1, 2, 3), lambda: SQLiteStore(central_db), "aps-collector-s"
+    )
+    service = DownlinkService(
+        database=central_db,
+        publish=c.publish,
+        settings=DownlinkSettings(nudge_interval_s=0.1),
+        signing_key=keyring.CENTRAL_KEY,
+    )
+    c.downlink = service
+    central = downlink_stack.Central(db=central_db, collector=c, downlink=service)  # type: ignore[arg-type]
+    central.append("*", "catalogue", "catalogue", {"version": 1, "procedures": [1]})
+    newest = central.latest()
+    service.start()
+    c.start()
+    wait_until(c.online.is_set, 60, "collector consuming")
+    k = downlink_stack.start_kiosk(
+        None,  # type: ignore[arg-type]
+        tmp_path / "kiosk.db",
+        kiosk,
+        mqtt_settings=kiosk_mqtt(cluster, 3, kiosk),
+    )
+    try:
+        wait_until(lambda: k.inbox.cursor() == newest, 60, "the kiosk got central's state")
+    finally:
+        k.stop()
+        central.stop()
+    assert service.counters.state_replies >= 1
