@@ -88,14 +88,14 @@ def kiosk_mqtt(cluster: RabbitCluster, n: int, kiosk: str) -> MqttSettings:
     )
 
 
-def kiosk_client(db: Path, kiosk: str, mqtt: MqttSettings) -> SyncClient:
+def kiosk_client(db: Path, kiosk: str, mqtt: MqttSettings, ack_timeout_s: float = 3) -> SyncClient:
     return SyncClient(
         database=db,
         kiosk=kiosk,
         mqtt_settings=mqtt,
         settings=SyncSettings(
             inflight_window=32,
-            ack_timeout_s=3,
+            ack_timeout_s=ack_timeout_s,
             tick_s=0.05,
             reconnect_min_s=0.2,
             reconnect_max_s=2,
@@ -111,6 +111,16 @@ def watch_committed(mqtt: MqttSettings, kiosk: str, central_db: Path) -> AckWatc
         return set(ack.acked) - set(stack.central_ids(central_db, kiosk))
 
     return AckWatch(mqtt, kiosk, not_yet_committed).start()
+
+
+def queue_depth(cluster: RabbitCluster, queue: str) -> int:
+    """Messages in ``queue``, ready or delivered and not yet acked (rabbitmqctl)."""
+    out = cluster.ctl(2, "list_queues", "-q", "name", "messages")
+    for line in out.splitlines():
+        name, _, count = line.strip().partition("\t")
+        if name == queue:
+            return int(count)
+    return -1
 
 
 def all_acked(db: Path, ids: list[str]) -> bool:
@@ -230,10 +240,17 @@ def test_store_down_nothing_acked_then_every_record_once(
     watch = watch_committed(watcher, kiosk, central_db)
     c.start()
     wait_until(c.online.is_set, 60, "collector consuming")
-    client = kiosk_client(db, kiosk, kiosk_mqtt(cluster, 3, kiosk))
+    # The kiosk never resends on its own here (ack timeout 600 s): whatever reaches central
+    # after the fault came back from the queue, requeued by the collector, not from the kiosk.
+    client = kiosk_client(db, kiosk, kiosk_mqtt(cluster, 3, kiosk), ack_timeout_s=600)
     client.start()
     try:
         wait_until(lambda: fault.failed_commits >= 3, 60, "commits failing")
+        wait_until(
+            lambda: queue_depth(cluster, QUEUES["aps-collector-d"]) >= 32,
+            60,
+            "the kiosk's window (32 records, and its status) still queued, none acked away",
+        )
         assert stack.kiosk_acked(db) == 0
         assert watch.results() == [], "an ack went out while the store could not commit"
         assert c.counters.store_errors >= 3 and c.counters.acks_sent == 0
