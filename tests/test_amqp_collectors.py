@@ -30,6 +30,7 @@ from tests import downlink_stack, rabbit_cluster, stack
 from tests import identity as keyring
 from tests.ack_watch import AckWatch
 from tests.rabbit_cluster import RabbitCluster
+from tests.rabbit_mqtt_ready import mqtt_ready
 from tests.test_ack_after_commit import CommitFault, FailingCommitStore
 from tests.waiting import wait_until
 
@@ -52,6 +53,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]
         for user, queue in QUEUES.items():  # the production path: central/rabbitmq_identities.py
             provision_collector(functools.partial(c.ctl, 1), user, COLLECTOR[1], queue)
         c.add_user(*WATCHER)
+        mqtt_ready(c, *WATCHER)  # the client-id tracker answers on every node
         yield c
 
 
