@@ -115,7 +115,13 @@ class Collector:
         self.quotas = quotas  # [quotas] hook: per-kiosk rate limits and storage quotas
         self._store_factory = store_factory
         self._mqtt_settings = mqtt_settings
-        self.counters = CollectorCounters()
+        self.step = IngestStep(
+            keys=keys,
+            signing_key=signing_key,
+            max_record_bytes=settings.max_record_bytes,
+            quotas=quotas,
+        )
+        self.counters = self.step.counters
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=settings.queue_max)
         self._stop = threading.Event()
         self.online = threading.Event()  # subscribed and announced (tests wait for it)
@@ -138,14 +144,20 @@ class Collector:
         #: central.downlink.DownlinkService (set before start): it answers state
         #: requests and remote calls on this connection.
         self.downlink: DownlinkService | None = None
-        self.duplicates = DuplicateWatch()  # two boxes, one identity (central/fleet/duplicates.py)
+        self.duplicates = self.step.duplicates
         #: Central's key set, signed (sync.wire_signing.key_announcement), published
         #: retained on KEYS_TOPIC at every (re)subscribe (set before start; rotation).
         self.key_announcement: bytes | None = None
-        #: Called (writer thread) once per kiosk after its first verified, committed record
-        #: in this process: the service marks it active in the registry.
-        self.on_verified: Callable[[str], None] | None = None
-        self._verified: set[str] = set()
+
+    @property
+    def on_verified(self) -> Callable[[str], None] | None:
+        """Called (writer thread) once per kiosk after its first verified, committed record
+        in this process: the service marks it active in the registry."""
+        return self.step.on_verified
+
+    @on_verified.setter
+    def on_verified(self, fn: Callable[[str], None] | None) -> None:
+        self.step.on_verified = fn
 
     @property
     def subscriptions(self) -> list[str]:
@@ -285,6 +297,50 @@ class Collector:
             store.close()
 
     def _handle(self, store: Store, batch: list[tuple[str, bytes]]) -> None:
+        if self.step.run(store, batch, self.publish) is None:
+            self._stop.wait(1.0)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """QoS 1 on the collector's connection (acks, and the downlink's messages)."""
+        self.network.client.publish(topic, payload, qos=1)
+
+
+Publish = Callable[[str, bytes], None]
+
+
+class IngestStep:
+    """The transport-free step every collector source runs on a batch of ``(topic, payload)``.
+
+    :func:`process_batch` (classify, one store transaction), then the counters, the
+    warnings, and only after the commit the signed acks through ``publish`` (invariant 3),
+    the duplicate-identity watch and the first-verified-record hook. The MQTT
+    :class:`Collector` and the AMQP one (central/amqp_source.py) both run this, so what a
+    record goes through at central does not depend on the broker it came from.
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: KeyDirectory,
+        signing_key: Ed25519PrivateKey,
+        max_record_bytes: int = MAX_RECORD_BYTES,
+        quotas: Quotas | None = None,
+    ) -> None:
+        self.keys = keys
+        self.signing_key = signing_key
+        self.max_record_bytes = max_record_bytes
+        self.quotas = quotas
+        self.counters = CollectorCounters()
+        self.duplicates = DuplicateWatch()  # two boxes, one identity (central/fleet/duplicates.py)
+        #: Called once per kiosk after its first verified, committed record in this process.
+        self.on_verified: Callable[[str], None] | None = None
+        self._verified: set[str] = set()
+
+    def run(
+        self, store: Store, batch: list[tuple[str, bytes]], publish: Publish
+    ) -> BatchResult | None:
+        """The batch's result once committed and its acks handed to ``publish``; None
+        (logged, counted, nothing acked) when the store failed."""
         self.counters.received += len(batch)
         try:
             result = process_batch(
@@ -292,7 +348,7 @@ class Collector:
                 batch,
                 keys=self.keys,
                 signing_key=self.signing_key,
-                max_record_bytes=self.settings.max_record_bytes,
+                max_record_bytes=self.max_record_bytes,
                 quotas=self.quotas,
             )
         except Exception:
@@ -300,8 +356,7 @@ class Collector:
             log.exception(
                 "store commit failed; %d messages not acked (kiosks will resend)", len(batch)
             )
-            self._stop.wait(1.0)
-            return
+            return None
         outcome = result.outcome
         self.counters.batches += 1
         self.counters.handled += len(batch)
@@ -317,7 +372,7 @@ class Collector:
                     log.warning("kiosk %s record %s parked: %s", kiosk, r.id, r.reason)
         # Only now, after the commit, do acks go out (invariant 3).
         for ack_topic, payload in result.acks:
-            self.network.client.publish(ack_topic, payload, qos=1)
+            publish(ack_topic, payload)
             self.counters.acks_sent += 1
         self.duplicates.observe_batch(store, result.items, time.time())
         if self.on_verified is not None:
@@ -328,6 +383,7 @@ class Collector:
                         self._verified.add(kiosk)
                     except Exception:
                         log.exception("marking kiosk %s connected failed", kiosk)
+        return result
 
 
 @dataclass(frozen=True, kw_only=True)

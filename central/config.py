@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from central.amqp_source import AmqpSettings
 from central.attachments import AttachmentLimits
 from central.collector import CollectorSettings
 from central.downlink import DownlinkSettings
@@ -141,6 +142,13 @@ class CollectorSection(Section):
         "(0: commit whatever is queued; batches grow by themselves under load).",
     )
     queue_max: int = Field(20_000, ge=100, description="Messages buffered before back-pressure.")
+    source: Literal["mqtt", "amqp"] = Field(
+        "mqtt",
+        description="Where the collector takes the kiosks' uplink from: `mqtt` (subscribes on "
+        "[mqtt], mosquitto) or `amqp` (consumes the quorum queue [amqp] queue on a RabbitMQ "
+        "cluster, as one of several competing collectors: docs/scale.md). The kiosks speak "
+        "MQTT either way.",
+    )
     max_record_kb: int = Field(256, ge=1, description="Larger records are dead-lettered.")
     max_seq_jump: int = Field(
         DEFAULT_MAX_SEQ_JUMP,
@@ -162,6 +170,44 @@ class CollectorSection(Section):
             queue_max=self.queue_max,
             max_record_bytes=self.max_record_kb * 1024,
         )
+
+
+class AmqpSection(Section):
+    urls: list[str] = Field(
+        default_factory=list,
+        description="AMQP URLs of the RabbitMQ cluster's nodes, e.g. "
+        "`amqp://10.0.0.1:5672/%2F`; the collector connects to the first and moves to the "
+        'next when a node dies (required with [collector] source = "amqp"; no password '
+        "in them: `username` and `password`).",
+    )
+    username: str | None = Field(None, description="The collector's RabbitMQ user.")
+    password: SecretStr | None = Field(None, description="Its password.")
+    queue: str = Field(
+        "aps.uplink",
+        pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
+        description="The durable quorum queue every collector consumes from (bound to "
+        "amq.topic for the kiosks' uplink); all collectors of a deployment name the same one.",
+    )
+    prefetch: int = Field(
+        1000,
+        ge=1,
+        le=65_535,
+        description="Unacked deliveries the broker hands one collector at most; not below "
+        "[collector] batch_max.",
+    )
+
+    @field_validator("urls")
+    @classmethod
+    def _amqp_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+                raise ValueError(f"amqp.urls: {url!r} is not amqp://host[:port][/vhost]")
+            if parts.password is not None:
+                raise ValueError(
+                    f"amqp.urls: {parts.hostname}: no password in the URL (use amqp.password)"
+                )
+        return urls
 
 
 class QuotasSection(Section):
@@ -902,6 +948,7 @@ class CentralConfig(Section):
     central: CentralSection = Field(default_factory=CentralSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
     collector: CollectorSection = Field(default_factory=CollectorSection)
+    amqp: AmqpSection = Field(default_factory=AmqpSection)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
     quotas: QuotasSection = Field(default_factory=QuotasSection)
     attachments: AttachmentsSection = Field(default_factory=AttachmentsSection)
@@ -916,6 +963,35 @@ class CentralConfig(Section):
             notify_max_attempts=self.notify.max_attempts,
             notify_backoff_s=self.notify.backoff_s,
             notify_backoff_max_s=self.notify.backoff_max_s,
+        )
+
+    @model_validator(mode="after")
+    def _amqp_source(self) -> Self:
+        if self.collector.source == "amqp":
+            if not self.amqp.urls:
+                raise ValueError(
+                    'amqp.urls: required with [collector] source = "amqp" (the RabbitMQ '
+                    "nodes' AMQP URLs, e.g. amqp://10.0.0.1:5672/%2F)"
+                )
+            if self.amqp.prefetch < self.collector.batch_max:
+                raise ValueError(
+                    f"amqp.prefetch: {self.amqp.prefetch} is below [collector] batch_max "
+                    f"({self.collector.batch_max}): a batch could never fill"
+                )
+        return self
+
+    def amqp_settings(self) -> AmqpSettings:
+        c, a = self.collector, self.amqp
+        return AmqpSettings(
+            urls=tuple(a.urls),
+            username=a.username,
+            password=None if a.password is None else a.password.get_secret_value(),
+            queue=a.queue,
+            prefetch=a.prefetch,
+            name=c.client_id,
+            batch_max=c.batch_max,
+            batch_wait_s=max(c.batch_wait_ms / 1000, 0.05),
+            max_record_bytes=c.max_record_kb * 1024,
         )
 
     downlink: DownlinkSection = Field(default_factory=DownlinkSection)

@@ -21,6 +21,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, cast
 
 from central import answers, backoffice_db, dossiers, quotas, reports
+from central.amqp_source import AmqpCollector
 from central.collector import Collector
 from central.config import CentralConfig
 from central.downlink import DownlinkService
@@ -66,14 +67,24 @@ class CentralService:
         # records are verified against the first, acks and the downlink signed with the other.
         self.registry = Registry(db)
         self.signing_key = cfg.security.load_signing_key()
-        self.collector = Collector(
-            store_factory=lambda: open_store(cfg),  # [central] store
-            mqtt_settings=cfg.mqtt.settings(),
-            settings=cfg.collector.settings(),
-            keys=self.registry,
-            signing_key=self.signing_key,
-            quotas=quotas.Quotas(cfg.quotas.settings()),
-        )
+        self.collector: Collector | AmqpCollector
+        if cfg.collector.source == "amqp":  # competing consumers on a RabbitMQ cluster
+            self.collector = AmqpCollector(
+                store_factory=lambda: open_store(cfg),
+                settings=cfg.amqp_settings(),
+                keys=self.registry,
+                signing_key=self.signing_key,
+                quotas=quotas.Quotas(cfg.quotas.settings()),
+            )
+        else:
+            self.collector = Collector(
+                store_factory=lambda: open_store(cfg),  # [central] store
+                mqtt_settings=cfg.mqtt.settings(),
+                settings=cfg.collector.settings(),
+                keys=self.registry,
+                signing_key=self.signing_key,
+                quotas=quotas.Quotas(cfg.quotas.settings()),
+            )
         # State replies, remote calls and nudges, on the collector's connection.
         # Other parts register their remote methods on it before run():
         # ``service.downlink.register_rpc("sign.start", fn)``.
@@ -142,7 +153,7 @@ class CentralService:
             log.info("kiosk %s sent its first signed record: active", kiosk)
 
     def _publish_down(self, topic: str, payload: bytes) -> None:
-        self.collector.network.client.publish(topic, payload, qos=1)
+        self.collector.publish(topic, payload)
 
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -158,11 +169,10 @@ class CentralService:
             self.signing.close()
             raise
         log.info(
-            "central collector %s started; store %s; broker %s:%d",
+            "central collector %s started; store %s; %s",
             self.cfg.collector.client_id,
             self.cfg.central.database,
-            self.cfg.mqtt.host,
-            self.cfg.mqtt.port,
+            self._source_text(),
         )
         self.notifier.ready(f"collector {self.cfg.collector.client_id} running")
         rollout_every = self.cfg.updates.tick_s  # [updates] hook: the rollout's own pace
@@ -201,6 +211,11 @@ class CentralService:
                 self._backoffice.close()
         log.info("central stopped")
         return 0
+
+    def _source_text(self) -> str:
+        if self.cfg.collector.source == "amqp":
+            return f"AMQP queue {self.cfg.amqp.queue} on {len(self.cfg.amqp.urls)} node(s)"
+        return f"broker {self.cfg.mqtt.host}:{self.cfg.mqtt.port}"
 
     def tick_rollout(self, store: SQLiteStore, records: PostgresStore | None = None) -> None:
         """[updates] hook: advance or stop the running rollout (docs/updates.md).
