@@ -36,8 +36,8 @@ def test_a_minute_of_chaos_loses_and_doubles_nothing(tmp_path: Path) -> None:
     assert lines, res.stderr[-3000:]
     out = json.loads(lines[-1])
     assert list(out)[:5] == ["committed", "at_central", "lost", "duplicated", "faults_injected"]
+    assert out["lost"] == 0 and out["duplicated"] == 0, res.stdout[-4000:]
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert out["lost"] == 0 and out["duplicated"] == 0, out
     assert out["committed"] == out["at_central"] > 0, out
     assert out["gaps"] == 0 and out["hash_mismatch"] == 0 and out["acked_missing"] == 0, out
     assert out["attachments"] > 0 and out["filed"] > 0 and out["filed_missing"] == 0, out
