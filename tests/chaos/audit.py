@@ -83,6 +83,7 @@ class KioskAudit:
     hash_mismatch: int = 0
     filed: int = 0
     filed_missing: int = 0
+    refused: int = 0  # every clean refusal the citizen saw (full disk, daily code limit, ...)
     refused_while_full: int = 0
     accepted_while_full: int = 0
     problems: list[str] = field(default_factory=list)
@@ -90,8 +91,8 @@ class KioskAudit:
 
 COLUMNS = (
     "committed", "acked", "at_central", "lost", "duplicated", "altered", "acked_missing",
-    "gaps", "attachments", "hash_mismatch", "filed", "filed_missing", "refused_while_full",
-    "accepted_while_full",
+    "gaps", "attachments", "hash_mismatch", "filed", "filed_missing", "refused",
+    "refused_while_full", "accepted_while_full",
 )  # fmt: skip
 FAILING = (
     "lost", "duplicated", "altered", "acked_missing", "gaps", "hash_mismatch",
@@ -204,6 +205,7 @@ def audit(
         ids = {r.id for r in side.records}
         for act in side.actions:
             if "refused" in act:
+                a.refused += 1
                 a.refused_while_full += bool(act.get("full"))
                 continue
             if act.get("full"):
