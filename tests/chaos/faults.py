@@ -1,0 +1,127 @@
+"""Faults at random (seeded): kill -9 and restart, broker restarts, cuts, full disks, garbage.
+
+Kinds are dealt from a shuffled deck holding each kind once, so that every kind comes
+up within the first len(KINDS) faults of any run, then in random order again. Each
+fault that needs healing (a restart, a restore) is scheduled at a random delay; the
+harness calls :meth:`FaultInjector.tick` often and :meth:`FaultInjector.heal_all` at
+the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tests.chaos.components import ChaosStack
+from tests.chaos.garbage import publish_garbage
+
+log = logging.getLogger("aps.chaos")
+
+KINDS = (
+    "kill-collector",
+    "kill-agent",
+    "restart-broker",
+    "kill-broker",
+    "cut-kiosk",
+    "fill-disk",
+    "garbage-rogue",
+    "garbage-kiosk",
+)
+ROGUE = "k-rogue-01"  # enrolled at the broker, unknown to central's registry
+
+
+@dataclass
+class FaultInjector:
+    stack: ChaosStack
+    rng: random.Random
+    counts: Counter[str] = field(default_factory=Counter)
+    garbage: Counter[str] = field(default_factory=Counter)  # messages the broker took, by kind
+    _deck: list[str] = field(default_factory=list)
+    _heals: list[tuple[float, str, Callable[[], None]]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def _later(self, low: float, high: float, what: str, fn: Callable[[], None]) -> None:
+        self._heals.append((time.monotonic() + self.rng.uniform(low, high), what, fn))
+
+    def tick(self) -> None:
+        """Run the heals that are due."""
+        now = time.monotonic()
+        due = [h for h in self._heals if h[0] <= now]
+        self._heals = [h for h in self._heals if h[0] > now]
+        for _, what, fn in due:
+            log.info("heal: %s", what)
+            fn()
+
+    def heal_all(self) -> None:
+        heals, self._heals = self._heals, []
+        for _, _, fn in heals:
+            fn()
+        self.stack.heal()
+
+    def inject(self) -> str:
+        """One fault; returns its kind ("" when it could not be injected right now)."""
+        if not self._deck:
+            self._deck = list(KINDS)
+            self.rng.shuffle(self._deck)
+        kind = self._deck.pop()
+        if getattr(self, "_" + kind.replace("-", "_"))() is False:
+            self._deck.insert(0, kind)  # could not be injected now (broker down): later
+            return ""
+        self.counts[kind] += 1
+        log.info("fault %d: %s", self.total, kind)
+        return kind
+
+    # -- the faults ---------------------------------------------------------------------
+    def _kill_collector(self) -> None:
+        proc = self.rng.choice(self.stack.collectors)
+        proc.kill9()
+        self._later(0.5, 3, f"start {proc.name}", proc.ensure_started)
+
+    def _kill_agent(self) -> None:
+        proc = self.rng.choice(self.stack.kiosks).proc
+        proc.kill9()
+        self._later(0.5, 3, f"start {proc.name}", proc.ensure_started)
+
+    def _restart_broker(self) -> None:
+        self.stack.broker.restart()  # SIGTERM: persistence saves sessions, then start
+
+    def _kill_broker(self) -> None:
+        self.stack.broker.kill()  # SIGKILL: what was queued since the last autosave is gone
+        self._later(0.5, 2, "start the broker", self._broker_up)
+
+    def _broker_up(self) -> None:
+        if self.stack.broker.proc is None:
+            self.stack.broker.start()
+
+    def _cut_kiosk(self) -> None:
+        kiosk = self.rng.choice(self.stack.kiosks)
+        kiosk.proxy.cut()
+        self._later(2, 8, f"reconnect {kiosk.id}", kiosk.proxy.restore)
+
+    def _fill_disk(self) -> None:
+        kiosk = self.rng.choice(self.stack.kiosks)
+        kiosk.full_flag.touch()
+        self._later(3, 8, f"free {kiosk.id}'s disk", lambda: kiosk.full_flag.unlink(True))
+
+    def _garbage_rogue(self) -> bool:
+        other = self.rng.choice(self.stack.kiosks).id
+        return self._garbage(ROGUE, other)
+
+    def _garbage_kiosk(self) -> bool:
+        kiosk, other = self.rng.sample([k.id for k in self.stack.kiosks], 2)
+        return self._garbage(kiosk, other)
+
+    def _garbage(self, sender: str, other: str) -> bool:
+        broker = self.stack.broker
+        if broker.proc is None:
+            return False
+        sent = publish_garbage(broker.kiosk(sender), sender, other, self.rng)
+        self.garbage.update(sent)
+        return bool(sent)
