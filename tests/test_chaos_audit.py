@@ -120,3 +120,17 @@ def test_the_audit_counts_exactly_what_was_deleted_and_doubled(n: int, data: st.
     # A doubled row holds its id twice and its (stream, seq) twice.
     assert s["duplicated"] == 2 * len(doubled)
     assert result.ok == (not deleted and not doubled)
+
+
+def test_centrals_own_verdict_on_each_file_is_checked() -> None:
+    side = _kiosk()
+    sha = hashlib.sha256(PAGE).hexdigest()
+    good = {(KIOSK, "A1"): ("complete", sha)}
+    assert audit([side], _central(side), _stream(side), good).ok
+    for verdict in (
+        {},
+        {(KIOSK, "A1"): ("corrupt", "0" * 64)},
+        {(KIOSK, "A1"): ("complete", "1" * 64)},
+    ):
+        result = audit([side], _central(side), _stream(side), verdict)
+        assert not result.ok and result.summary()["hash_mismatch"] == 1, verdict

@@ -12,8 +12,8 @@ doubled and see it say so (tests/test_chaos_audit.py). It checks:
   1..N (N the kiosk's last seq), and central's own stream state (``store.streams``)
   says contiguous up to N with no gap range (``gaps``);
 - every attachment a dossier names is at central in chunks whose bytes hash to the
-  SHA-256 the kiosk stored, and the kiosk's own chunks hash to it too
-  (``hash_mismatch``);
+  SHA-256 the kiosk stored, the kiosk's own chunks hash to it too, and central's
+  store assembled it as ``complete`` with that hash (``hash_mismatch``);
 - every filing the citizen was given a code for is in the kiosk's outbox
   (``filed_missing``), and nothing was accepted while the kiosk's disk was full
   (``accepted_while_full``).
@@ -26,7 +26,7 @@ import hashlib
 import json
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,8 +137,13 @@ def _file_sha(chunks: Iterable[dict[str, Any]]) -> tuple[str, int]:
 
 
 def audit(
-    kiosks: Sequence[KioskSide], central: Sequence[CentralRecord], streams: Sequence[StreamView]
+    kiosks: Sequence[KioskSide],
+    central: Sequence[CentralRecord],
+    streams: Sequence[StreamView],
+    assembled: Mapping[tuple[str, str], tuple[str, str]] | None = None,
 ) -> Audit:
+    """``assembled``: (kiosk, att) -> (status, sha256) as central's store assembled each
+    file; when given, every attachment must be there, ``complete``, with the dossier's hash."""
     by_id: dict[tuple[str, str], list[CentralRecord]] = defaultdict(list)
     by_seq: Counter[tuple[str, str, int]] = Counter()
     chunks_at_central: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -198,7 +203,11 @@ def audit(
                 sha, n = _file_sha(chunks_at_central.get((side.kiosk, att), []))
                 own, own_n = _file_sha(own_chunks.get(att, []))
                 want = (meta["sha256"], meta["chunks"])
-                if (sha, n) != want or (own, own_n) != want:
+                verdict = None if assembled is None else assembled.get((side.kiosk, att))
+                if assembled is not None and verdict != ("complete", meta["sha256"]):
+                    a.hash_mismatch += 1
+                    a.problems.append(f"attachment {att}: central assembled it as {verdict}")
+                elif (sha, n) != want or (own, own_n) != want:
                     a.hash_mismatch += 1
                     a.problems.append(f"attachment {att}: {n}/{meta['chunks']} chunks, {sha}")
         # What the citizen was told, against what the kiosk holds.

@@ -111,9 +111,13 @@ def read_and_audit(stack: ChaosStack) -> tuple[Audit, int]:
             StreamView(s.kiosk, s.stream, s.contiguous_seq, s.max_seq, tuple(s.gaps))
             for s in store.streams(max_ranges=100)
         ]
+        # central's own verdict on each file it assembled (both stores assemble)
+        assembled = {
+            (a["kiosk"], a["att"]): (a["status"], a["sha256"]) for a in store.attachments()
+        }
     finally:
         store.close()
-    return audit(sides, central, streams), dead
+    return audit(sides, central, streams, assembled), dead
 
 
 def run(args: argparse.Namespace) -> int:
