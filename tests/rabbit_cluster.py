@@ -194,11 +194,24 @@ class RabbitCluster:
 
 
 def cluster(base: Path) -> Iterator[RabbitCluster]:
-    """A started cluster, stopped (every node killed, its epmd too) afterwards."""
-    c = RabbitCluster(base)
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    """A started cluster, stopped (every node killed, its epmd too) afterwards.
+
+    A cluster that fails to start is stopped and made once more on new ports: a port
+    picked free can be taken by another process before the node binds it (seen once,
+    ``eaddrinuse``). A second failure is raised with the node's log.
+    """
+    for attempt in (1, 2):
+        c = RabbitCluster(base / f"try{attempt}")
+        try:
+            c.start()
+        except RuntimeError:
+            c.stop()
+            if attempt == 2:
+                raise
+            continue
+        try:
+            yield c
+        finally:
+            c.stop()
+            shutil.rmtree(base, ignore_errors=True)
+        return
