@@ -20,6 +20,7 @@ import pytest
 
 from tests import rabbit_cluster
 from tests.rabbit_cluster import RabbitCluster
+from tests.rabbit_mqtt_ready import mqtt_ready
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -116,6 +117,9 @@ def test_the_cluster_forms_on_its_own_ports(cluster: RabbitCluster) -> None:
 def test_qos1_across_nodes_survives_killing_a_node_and_the_subscribers_node(
     cluster: RabbitCluster,
 ) -> None:
+    # every node takes MQTT CONNECTs (a node outside the client-id tracker answers
+    # "Server unavailable" until restarted: tests/rabbit_mqtt_ready.py)
+    mqtt_ready(cluster, "kiosk", "kiosk-pw")
     sub = Subscriber(cluster, "aps-collector-rabbit-1")
     sub.connect(1)
     pub = _publisher(cluster, 2)
