@@ -118,8 +118,9 @@ def _project(conn: sqlite3.Connection) -> int:
             log.error("feedback record %s/%s not indexed: %s", row.kiosk, row.id, exc)
             continue
         conn.execute(
-            "INSERT OR IGNORE INTO inquiries (kiosk, record_id, lookup_code, category, procedure,"
-            " message, contact, created, received_unix, day) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO inquiries (kiosk, record_id, lookup_code, category, procedure,"
+            " message, contact, created, received_unix, day) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (
                 row.kiosk,
                 row.id,

@@ -45,7 +45,7 @@ def record(
     a lookup code, ``roster:<staff>``).
     """
     cur = conn.execute(
-        "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?) RETURNING n",
         (
             time.time() if now is None else now,
             actor,
@@ -54,8 +54,7 @@ def record(
             json.dumps(detail or {}, ensure_ascii=False, separators=(",", ":")),
         ),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+    return int(cur.fetchone()[0])
 
 
 def entries(

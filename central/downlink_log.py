@@ -117,11 +117,11 @@ def append(
     )
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     cur = conn.execute(
-        "INSERT INTO downlink (audience, kind, key, body, at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO downlink (audience, kind, key, body, at) VALUES (?, ?, ?, ?, ?)"
+        " RETURNING cursor",
         (audience, kind, key, text, time.time() if now is None else now),
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
+    return int(cur.fetchone()[0])
 
 
 def latest_cursor(conn: sqlite3.Connection) -> int:
@@ -248,8 +248,8 @@ def claim_office(conn: sqlite3.Connection, kiosk: str, office: str) -> str:
     known = office_of(conn, kiosk)
     if known is None:
         conn.execute(
-            "INSERT OR IGNORE INTO kiosk_offices (kiosk, office, since, source)"
-            " VALUES (?, ?, ?, 'first-claim')",
+            "INSERT INTO kiosk_offices (kiosk, office, since, source)"
+            " VALUES (?, ?, ?, 'first-claim') ON CONFLICT DO NOTHING",
             (kiosk, office, time.time()),
         )
         return office_of(conn, kiosk) or office

@@ -140,8 +140,9 @@ def receive_callback(
         raise PaymentError("unknown-dossier", "dossier_code", str(exc)) from None
     with transaction(conn):
         conn.execute(
-            "INSERT OR IGNORE INTO payment_callbacks (reference, body_sha256, dossier_code,"
-            " amount_vnd, paid_at, received_at, result) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO payment_callbacks (reference, body_sha256, dossier_code,"
+            " amount_vnd, paid_at, received_at, result) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (
                 notice.reference,
                 sha,

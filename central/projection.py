@@ -57,6 +57,19 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
 
 
+def records_top(conn: sqlite3.Connection) -> int:
+    """The highest records rowid a catch-up may read up to.
+
+    SQLite: ``max(rowid)`` (one writer, rowids in commit order). PostgreSQL: the
+    connection's fenced read (:func:`central.store_pg.records_top`), since two
+    collectors commit out of rowid order there.
+    """
+    fenced = getattr(conn, "records_top", None)
+    if fenced is not None:
+        return int(fenced())
+    return int(conn.execute("SELECT max(rowid) FROM records").fetchone()[0] or 0)
+
+
 def position(conn: sqlite3.Connection, name: str) -> int:
     row = conn.execute(
         "SELECT last_rowid FROM projection_positions WHERE name = ?", (name,)
@@ -82,7 +95,7 @@ def new_records(conn: sqlite3.Connection, name: str, kinds: tuple[str, ...]) -> 
     after = position(conn, name)
     marks = ",".join("?" for _ in kinds)
     while True:
-        top = conn.execute("SELECT max(rowid) FROM records").fetchone()[0] or 0
+        top = records_top(conn)
         if top <= after:
             break
         upto = min(top, after + BATCH * 4)
@@ -112,7 +125,7 @@ def catch_up(conn: sqlite3.Connection, name: str, fold: Callable[[], int]) -> in
     own write transaction unless the caller is already in one. Returns what
     ``fold`` returns (how many rows it folded), 0 when nothing was new.
     """
-    top = conn.execute("SELECT max(rowid) FROM records").fetchone()[0] or 0
+    top = records_top(conn)
     if top <= position(conn, name):
         return 0
     if conn.in_transaction:

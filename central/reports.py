@@ -74,8 +74,9 @@ def _project(conn: sqlite3.Connection) -> int:
             continue
         code = body.get("dossier_code")
         conn.execute(
-            "INSERT OR IGNORE INTO rating_index (kiosk, record_id, level, reason, dossier_code,"
-            " code_office, day) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO rating_index (kiosk, record_id, level, reason, dossier_code,"
+            " code_office, day) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (
                 row.kiosk,
                 row.id,

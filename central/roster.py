@@ -249,7 +249,7 @@ def _shift_row(row: tuple[Any, ...]) -> Shift:
     return Shift(n=n, staff=staff, office=office, weekday=weekday, day=day, start=start, end=end)
 
 
-_SHIFT_COLS = "n, staff, office, weekday, day, start, end"
+_SHIFT_COLS = 'n, staff, office, weekday, day, start, "end"'  # END is reserved in PostgreSQL
 
 
 def add_shift(
@@ -285,13 +285,12 @@ def add_shift(
         if not staff.active:
             raise RosterError("staff", f"{staff_id} was removed; add them again first")
         cur = conn.execute(
-            "INSERT INTO shifts (staff, office, weekday, day, start, end, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            'INSERT INTO shifts (staff, office, weekday, day, start, "end", created_at)'
+            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING n",
             (staff_id, office, weekday, day, start, end, time.time()),
         )
-        assert cur.lastrowid is not None
         shift = Shift(
-            n=cur.lastrowid,
+            n=int(cur.fetchone()[0]),
             staff=staff_id,
             office=office,
             weekday=weekday,
@@ -351,7 +350,7 @@ def on_duty(
     rows = conn.execute(
         "SELECT DISTINCT s.id, s.name, s.phone, s.email, s.channels, s.active"
         " FROM shifts h JOIN staff s ON s.id = h.staff"
-        " WHERE h.office = ? AND s.active = 1 AND h.start <= ? AND ? < h.end"
+        ' WHERE h.office = ? AND s.active = 1 AND h.start <= ? AND ? < h."end"'
         " AND (h.weekday = ? OR h.day = ?)",
         (office, hhmm, hhmm, local.weekday(), local.date().isoformat()),
     ).fetchall()

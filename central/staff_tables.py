@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS shifts (
     weekday INTEGER,
     day TEXT,
     start TEXT NOT NULL,
-    end TEXT NOT NULL,
+    "end" TEXT NOT NULL,  -- quoted: END is reserved in PostgreSQL
     created_at REAL NOT NULL,
     CHECK ((weekday IS NULL) <> (day IS NULL))
 );

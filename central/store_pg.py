@@ -294,7 +294,21 @@ CREATE TABLE kiosk_limit_events (
 CREATE INDEX dead_letters_last ON dead_letters (last_at);
 """,
     ),
+    (
+        7,
+        # The back office's projections catch up by rowid, as on SQLite (central.projection):
+        # an identity column numbers records in insertion order; RECORDS_FENCE makes that
+        # order safe to read (records_top).
+        """
+ALTER TABLE records ADD COLUMN rowid BIGINT GENERATED ALWAYS AS IDENTITY;
+CREATE UNIQUE INDEX records_rowid ON records (rowid);
+""",
+    ),
 )
+
+#: The records' commit-order fence (two-int advisory key, apart from the kiosks' bigint
+#: keys): every ingest batch holds it shared; :func:`records_top` takes it exclusively.
+RECORDS_FENCE = (0x41505352, 1)  # "APSR"
 
 #: Advisory lock key of the migration step (any constant unique to this module).
 _MIGRATION_LOCK = 0x41505331  # "APS1"
@@ -341,6 +355,28 @@ class PgConn:
             rows = [self.translate(sql, r)[1] for r in rows]
         with self.raw.cursor() as cur:
             cur.executemany(query.encode(), rows)
+
+
+def records_top(conn: psycopg.Connection[Any]) -> int:
+    """The highest records ``rowid`` below which no row can still appear.
+
+    Identity values are handed out at INSERT and made visible at COMMIT, so with
+    two collectors rowid 9 may commit after rowid 10. Every ingest batch holds
+    :data:`RECORDS_FENCE` shared until it commits; taking it exclusively waits for
+    the batches in flight, so the ``max(rowid)`` read next sees every row numbered
+    so far, and a later batch numbers above it. Held for one statement: ingest
+    pauses for that long, and the back office's catch-ups are seconds apart.
+    """
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", RECORDS_FENCE)
+    try:
+        row = conn.execute("SELECT max(rowid) FROM records").fetchone()
+    except BaseException:
+        # A failed transaction cannot run the unlock; ending the session releases the lock
+        # (a held fence would stop every collector).
+        conn.close()
+        raise
+    conn.execute("SELECT pg_advisory_unlock(%s, %s)", RECORDS_FENCE)
+    return int(row[0] or 0) if row is not None else 0
 
 
 def columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
@@ -506,6 +542,9 @@ class PostgresStore:
                 kiosks.add(item.topic_kiosk)
         if not kiosks:
             return
+        # Before the kiosks' locks (never after: a top-reader queued for the fence would
+        # otherwise wait on a batch that waits on a kiosk lock held behind it).
+        self.raw.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", RECORDS_FENCE)
         # One round trip for all of them (a batch touches up to a few hundred kiosks):
         # unnest walks the sorted array in order, so every batch takes its locks in
         # the same global order and two batches never deadlock.

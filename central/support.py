@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from central import audit, dossiers, downlink_log, roster
+from central import audit, dossiers, downlink_log, projection, roster
 from central.backoffice_db import transaction
 from central.notify import Notification, Notifier, NotifyError
 from sync.schemas import LOOKUP_CODE_RE
@@ -192,7 +192,7 @@ def project(conn: sqlite3.Connection, *, limit: int = PROJECT_BATCH) -> int:
     number of times, concurrently: each batch is one write transaction.
     """
     # Cheap when nothing is new: two indexed reads, no write lock.
-    top = conn.execute("SELECT max(rowid) FROM records").fetchone()[0] or 0
+    top = projection.records_top(conn)
     row = conn.execute("SELECT value FROM support_progress WHERE name = 'records_rowid'").fetchone()
     if top <= (int(row[0]) if row else 0):
         return 0
@@ -205,7 +205,7 @@ def project(conn: sqlite3.Connection, *, limit: int = PROJECT_BATCH) -> int:
             after = int(row[0]) if row else 0
             # Records are never deleted, and one writer at a time assigns rowids in
             # commit order: every record committed later gets a rowid above `high`.
-            high = conn.execute("SELECT max(rowid) FROM records").fetchone()[0] or 0
+            high = projection.records_top(conn)
             rows = conn.execute(
                 "SELECT rowid, kiosk, id, created, received_at, body FROM records"
                 " WHERE rowid > ? AND rowid <= ? AND kind = 'support' ORDER BY rowid LIMIT ?",
@@ -242,10 +242,11 @@ def _insert(
     kind = body.get("type") or "help"
     status = "queued" if kind == "home-visit" else "pending"
     cur = conn.execute(
-        "INSERT OR IGNORE INTO support_requests (kiosk, record_id, source_rowid, office, type,"
+        "INSERT INTO support_requests (kiosk, record_id, source_rowid, office, type,"
         " source, lookup_code, message, topic, contact, channel, full_name, phone, address,"
         " reason, created, received_at, status)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
         (
             kiosk,
             rec_id,

@@ -496,10 +496,14 @@ def test_streams_are_listed_in_the_same_order_whatever_the_databases_collation(
 
 
 def advisory_locks(conn: psycopg.Connection[Any], pid: int, *, granted: bool) -> set[int]:
-    """The 64-bit advisory lock keys backend ``pid`` holds (or waits for)."""
+    """The 64-bit advisory lock keys backend ``pid`` holds (or waits for).
+
+    Only the one-bigint form (``objsubid = 1``): the kiosks' keys, not the records'
+    two-int fence (store_pg.RECORDS_FENCE) every batch also holds.
+    """
     rows = conn.execute(
         "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks"
-        " WHERE locktype = 'advisory' AND pid = %s AND granted = %s",
+        " WHERE locktype = 'advisory' AND objsubid = 1 AND pid = %s AND granted = %s",
         (pid, granted),
     ).fetchall()
     return {int(r[0]) for r in rows}

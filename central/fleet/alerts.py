@@ -416,13 +416,12 @@ def apply(conn: sqlite3.Connection, actions: Iterable[engine.Action], now: float
             cur = conn.execute(
                 "INSERT INTO alerts (kiosk, office, kind, severity, state, detail, opened_at,"
                 " last_seen_at, notify_due, notify_next_at)"
-                " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, 'opened', ?)",
+                " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, 'opened', ?) RETURNING id",
                 (a.kiosk, a.office, a.kind, a.severity, _short(a.detail), a.at, a.at, a.at),
             )
-            if cur.lastrowid is None:
-                raise sqlite3.DatabaseError("INSERT INTO alerts gave no row id")
-            opened.append(cur.lastrowid)
-            _event(conn, cur.lastrowid, "opened", a.at, detail=_short(a.detail))
+            alert_id = int(cur.fetchone()[0])
+            opened.append(alert_id)
+            _event(conn, alert_id, "opened", a.at, detail=_short(a.detail))
         elif isinstance(a, engine.Seen):
             conn.execute(
                 "UPDATE alerts SET last_seen_at = ?, cause_gone_at = NULL, detail = ? WHERE id = ?",

@@ -304,8 +304,9 @@ def _fold(conn: sqlite3.Connection) -> int:
             log.error("config record %s/%s not folded: %s", row.kiosk, row.id, exc)
             continue
         conn.execute(
-            "INSERT OR IGNORE INTO config_reports (record_id, kiosk, version, digest, state,"
-            " field, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO config_reports (record_id, kiosk, version, digest, state,"
+            " field, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (
                 row.id,
                 row.kiosk,

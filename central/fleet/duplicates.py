@@ -162,8 +162,9 @@ def record_alert(conn: sqlite3.Connection, alert: DuplicateAlert) -> bool:
             conn.execute("ALTER TABLE identity_alerts ADD COLUMN last_at REAL")
             conn.execute("UPDATE identity_alerts SET last_at = first_at")
         cur = conn.execute(
-            "INSERT OR IGNORE INTO identity_alerts"
-            " (kiosk, instance_a, instance_b, first_at, last_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO identity_alerts"
+            " (kiosk, instance_a, instance_b, first_at, last_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (alert.kiosk, *alert.instances, alert.at, alert.at),
         )
         new = cur.rowcount == 1

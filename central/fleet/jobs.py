@@ -212,8 +212,9 @@ def _event(
     record_id: str | None = None,
 ) -> None:
     conn.execute(
-        "INSERT OR IGNORE INTO job_events (job, at, source, event, state, applied, step, detail,"
-        " record_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO job_events (job, at, source, event, state, applied, step, detail,"
+        " record_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
         (job, at, source, str(event), state.value, int(applied), step, detail, record_id),
     )
 

@@ -444,8 +444,9 @@ class Registry:
         self, kiosk: str, serial: str, not_after: datetime, at: str | None
     ) -> None:
         self._conn.execute(
-            "INSERT OR IGNORE INTO fleet_certificates (serial, kiosk, not_after, issued_at)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT INTO fleet_certificates (serial, kiosk, not_after, issued_at)"
+            " VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (serial, kiosk, _iso(not_after), at or _iso(_now())),
         )
 

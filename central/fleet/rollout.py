@@ -208,10 +208,10 @@ def start(
         cur = conn.execute(
             "INSERT INTO rollouts (version, state, ring, canary, office, soak_s,"
             " max_failure_rate, created_at, ring_started_at) VALUES (?, 'running', 0, ?, ?, ?,"
-            " ?, ?, ?)",
+            " ?, ?, ?) RETURNING id",
             (version, json.dumps(list(canary)), office, soak_s, max_failure_rate, at, at),
         )
-        rid = int(cur.lastrowid or 0)
+        rid = int(cur.fetchone()[0])
         audit.record(
             conn,
             actor,

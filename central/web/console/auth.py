@@ -59,7 +59,7 @@ def create_session(conn: sqlite3.Connection, user: User, settings: ConsoleSettin
     session_id = new_token()
     now = settings.clock()
     conn.execute(
-        "INSERT INTO console_sessions (id_hash, user, csrf, created_at, seen_at)"
+        'INSERT INTO console_sessions (id_hash, "user", csrf, created_at, seen_at)'
         " VALUES (?, ?, ?, ?, ?)",
         (_digest(session_id), user.name, new_token(), now, now),
     )
@@ -77,7 +77,7 @@ def load_session(
         return None
     key = _digest(session_id)
     row = conn.execute(
-        "SELECT user, csrf, created_at, seen_at FROM console_sessions WHERE id_hash = ?", (key,)
+        'SELECT "user", csrf, created_at, seen_at FROM console_sessions WHERE id_hash = ?', (key,)
     ).fetchone()
     if row is None:
         return None

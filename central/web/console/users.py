@@ -48,12 +48,12 @@ CREATE TABLE IF NOT EXISTS console_users (
 );
 CREATE TABLE IF NOT EXISTS console_sessions (
     id_hash BLOB PRIMARY KEY,
-    user TEXT NOT NULL REFERENCES console_users (name) ON DELETE CASCADE,
+    "user" TEXT NOT NULL REFERENCES console_users (name) ON DELETE CASCADE,  -- "user": reserved
     csrf TEXT NOT NULL,
     created_at REAL NOT NULL,
     seen_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS console_sessions_user ON console_sessions (user);
+CREATE INDEX IF NOT EXISTS console_sessions_user ON console_sessions ("user");
 CREATE TABLE IF NOT EXISTS console_login_failures (
     client TEXT NOT NULL,
     at REAL NOT NULL
@@ -233,7 +233,7 @@ def set_password(
             " locked_until = NULL WHERE name = ?",
             (digest, settings.clock(), name),
         )
-        conn.execute("DELETE FROM console_sessions WHERE user = ?", (name,))
+        conn.execute('DELETE FROM console_sessions WHERE "user" = ?', (name,))
         audit.record(conn, actor, "console.user.passwd", f"console:{name}")
 
 
@@ -243,7 +243,7 @@ def set_disabled(conn: sqlite3.Connection, actor: str, name: str, disabled: bool
         require_user(conn, name)
         conn.execute("UPDATE console_users SET disabled = ? WHERE name = ?", (int(disabled), name))
         if disabled:
-            conn.execute("DELETE FROM console_sessions WHERE user = ?", (name,))
+            conn.execute('DELETE FROM console_sessions WHERE "user" = ?', (name,))
         audit.record(
             conn,
             actor,
