@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from central import backoffice_db
 from central.store import SQLiteStore
 from central.store_pg import PostgresStore
 
@@ -107,3 +109,58 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
 def abandon(store: AnyStore) -> None:
     """Its connection dropped, not a clean shutdown of anything in flight."""
     (store.conn if isinstance(store, SQLiteStore) else store.raw).close()
+
+
+@dataclass
+class CentralDb:
+    """Central's whole database (records and back office) on one engine, for a test.
+
+    ``kind`` is ``sqlite`` or ``postgresql``; :meth:`store` opens the records' store,
+    :meth:`connect` a back-office connection (``central.backoffice_db.connect``), and
+    :meth:`central_toml` the ``[central]`` lines that make ``aps-central`` use it.
+    """
+
+    kind: str
+    target: backoffice_db.Target
+    opened: list[Any]
+
+    @property
+    def dsn(self) -> str:
+        assert isinstance(self.target, backoffice_db.PgTarget)
+        return self.target.dsn
+
+    def store(self, **kwargs: Any) -> AnyStore:
+        store: AnyStore
+        if isinstance(self.target, backoffice_db.PgTarget):
+            store = PostgresStore(self.target.dsn, **kwargs)
+        else:
+            store = SQLiteStore(self.target, **kwargs)
+        self.opened.append(store)
+        return store
+
+    def connect(self) -> sqlite3.Connection:
+        conn = backoffice_db.connect(self.target)
+        self.opened.append(conn)
+        return conn
+
+    def central_toml(self, database: Path) -> str:
+        """``[central]`` body lines: the SQLite path always, the store and DSN on PostgreSQL."""
+        lines = [f'database = "{database}"']
+        if isinstance(self.target, backoffice_db.PgTarget):
+            lines += ['store = "postgresql"', f'postgresql_dsn = "{self.target.dsn}"']
+        return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def central_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CentralDb]:
+    """The back-office test on both engines: SQLite ``<tmp_path>/central.db``, or a fresh
+    PostgreSQL database (the ``pg`` fixture). Everything it opened is closed at the end."""
+    target: backoffice_db.Target
+    if request.param == "sqlite":
+        target = tmp_path / "central.db"
+    else:
+        target = backoffice_db.PgTarget(request.getfixturevalue("pg").dsn)
+    db = CentralDb(kind=request.param, target=target, opened=[])
+    yield db
+    for thing in reversed(db.opened):
+        thing.close()
