@@ -32,6 +32,7 @@ from central.web.common import ApiSettings
 from sync.envelope_signing import sign
 from sync.identity_files import public_key_text
 from tests.enrol_stack import OFFICE, OTHER_OFFICE
+from tests.pg import CentralDb
 
 
 @dataclass
@@ -77,8 +78,9 @@ class Central:
 
 
 @pytest.fixture
-def central(tmp_path: Path) -> Iterator[Central]:
-    registry = Registry(tmp_path / "central.db")
+def central(tmp_path: Path, central_db: CentralDb) -> Iterator[Central]:
+    """Enrolment with its registry on each engine (the HTTP app's own file is SQLite's)."""
+    registry = Registry(central_db.target)
     service = Enrolment(
         registry=registry,
         ca=CertificateAuthority.open(tmp_path / "ca"),
@@ -253,12 +255,12 @@ def test_enrolment_off_says_so(tmp_path: Path) -> None:
     assert res.status_code == 404 and error(res)["code"] == "not-enabled"
 
 
-def test_one_token_raced_by_many_boxes_enrols_one(central: Central, tmp_path: Path) -> None:
+def test_one_token_raced_by_many_boxes_enrols_one(central: Central, central_db: CentralDb) -> None:
     """Several central processes (own connections) redeem one token at once: one wins."""
     token = central.token()
     services = [
         Enrolment(
-            registry=Registry(tmp_path / "central.db"),
+            registry=Registry(central_db.target),
             ca=central.service.ca,
             central_keys=[],
             broker=BrokerAddress("127.0.0.1"),

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from central.backoffice_db import Target
 from central.fleet.keys import KeyDirectory
 from central.fleet.lifecycle import IllegalTransition, KioskState
 from central.fleet.registry import NotRegistered, Registry, RegistryError, SlotHeld
 from sync.envelope_signing import key_id
+from tests.pg import CentralDb
 
 
 def pub() -> Ed25519PublicKey:
@@ -31,12 +33,13 @@ class FakeClock:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "central.db"
+def db(central_db: CentralDb) -> Target:
+    """Central's database on each engine: its SQLite file, or a fresh PostgreSQL."""
+    return central_db.target
 
 
 @pytest.fixture
-def reg(db: Path) -> Iterator[Registry]:
+def reg(db: Target) -> Iterator[Registry]:
     r = Registry(db)
     yield r
     r.close()
@@ -50,7 +53,7 @@ def add(
     return key
 
 
-def test_is_a_key_directory_and_new_kiosk_is_pending(reg: Registry, db: Path) -> None:
+def test_is_a_key_directory_and_new_kiosk_is_pending(reg: Registry, db: Target) -> None:
     directory: KeyDirectory = reg
     key = add(reg)
     got = directory.sender("h56-k1")
@@ -58,7 +61,8 @@ def test_is_a_key_directory_and_new_kiosk_is_pending(reg: Registry, db: Path) ->
     assert got.state is KioskState.PENDING and got.may_send
     assert got.keys == {key_id(key): got.keys[key_id(key)]}
     assert directory.sender("h56-k9") is None
-    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+    if isinstance(db, Path):
+        assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
     entry = reg.get("h56-k1")
     assert entry is not None and entry.office == "H56" and entry.slot == 1
     assert [e.kiosk for e in reg.list("H56")] == ["h56-k1"]
@@ -135,7 +139,7 @@ def test_revoked_is_final(reg: Registry) -> None:
         reg.revoke("h56-k1", reason=" ")
 
 
-def test_another_process_revocation_seen_within_the_cache_age(db: Path) -> None:
+def test_another_process_revocation_seen_within_the_cache_age(db: Target) -> None:
     clock = FakeClock()
     collector = Registry(db, cache_s=1.0, clock=clock)
     admin = Registry(db)
@@ -153,12 +157,12 @@ def test_another_process_revocation_seen_within_the_cache_age(db: Path) -> None:
         admin.close()
 
 
-def test_cache_age_is_bounded_by_max_staleness(db: Path) -> None:
+def test_cache_age_is_bounded_by_max_staleness(db: Target) -> None:
     with pytest.raises(RegistryError, match="MAX_STALENESS_S"):
         Registry(db, cache_s=10.0)
 
 
-def test_own_writes_are_seen_at_once(db: Path) -> None:
+def test_own_writes_are_seen_at_once(db: Target) -> None:
     clock = FakeClock()
     reg = Registry(db, clock=clock)
     try:

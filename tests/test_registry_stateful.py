@@ -21,14 +21,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
+from central.backoffice_db import PgTarget
 from central.fleet import tokens
 from central.fleet.ca import CertificateAuthority
 from central.fleet.enrolment import BrokerAddress, Enrolment, EnrolRefused
 from central.fleet.lifecycle import IllegalTransition, KioskState, TokenState
 from central.fleet.registry import Registry, SlotHeld
 from sync.identity_files import public_key_text
+from tests.pg import PgDatabase
 
 OFFICES = ("000.00.14.H56", "000.00.15.H57")
 SLOTS = (0, 1, 2)
@@ -53,7 +61,7 @@ class RegistryMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="aps-reg-"))
         self.now = 1_800_000_000.0
-        self.registry = Registry(self.dir / "central.db", cache_s=0)
+        self.registry = self.open_registry()
         self.service = Enrolment(
             registry=self.registry,
             ca=CA,
@@ -68,6 +76,9 @@ class RegistryMachine(RuleBasedStateMachine):
         self.kiosks: dict[str, list[object]] = {}
         self.ever_revoked: set[str] = set()
         self.boxes: dict[str, tuple[str, str, str]] = {}  # used token -> (csr, key, kiosk)
+
+    def open_registry(self) -> Registry:
+        return Registry(self.dir / "central.db", cache_s=0)
 
     def teardown(self) -> None:
         self.registry.close()
@@ -212,3 +223,16 @@ class RegistryMachine(RuleBasedStateMachine):
 
 RegistryMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=25)
 TestRegistryMachine = RegistryMachine.TestCase
+
+
+def test_the_model_holds_on_postgresql(pg: PgDatabase) -> None:
+    """The same machine over central's PostgreSQL: each example in a schema of its own."""
+
+    class PgRegistryMachine(RegistryMachine):
+        def open_registry(self) -> Registry:
+            return Registry(PgTarget(pg.schema_dsn(self.dir.name)), cache_s=0)
+
+    run_state_machine_as_test(
+        PgRegistryMachine,
+        settings=settings(max_examples=25, stateful_step_count=25, deadline=None),
+    )

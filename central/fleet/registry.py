@@ -6,6 +6,10 @@ The registry lives in central's SQLite file (``[central] database``) in tables o
 (``fleet_kiosks``, ``fleet_kiosk_keys``, ``fleet_certificates``: every certificate issued,
 ``fleet_tokens``), opened in WAL mode so the
 collector, the HTTP service and ``aps-central kiosk revoke`` (another process) share it.
+On PostgreSQL (``Registry(backoffice_db.target_of(cfg.central))``) the same tables are in
+central's database, made by the back office's migrations (``backoffice_db.pg_migrations``);
+the connection is a :class:`central.pg_dialect.SqliteDialectConn`, whose ``BEGIN
+IMMEDIATE`` takes the back office's write lock, so the transactions below mean the same.
 
 - A kiosk row is made *pending* at enrolment (:meth:`Registry.add_kiosk`), becomes *active*
   on its first authenticated connection (:meth:`Registry.mark_connected`) and *revoked* by an
@@ -43,6 +47,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from central import backoffice_db
+from central.backoffice_db import PgTarget
 from central.fleet.keys import MAX_STALENESS_S, SenderKeys
 from central.fleet.lifecycle import KioskState, next_kiosk_state
 from sync.envelope import EnvelopeError, check_kiosk_id
@@ -195,11 +201,15 @@ def check_text(field: str, value: str, *, required: bool = True) -> str:
 
 
 class Registry:
-    """Central's registry of kiosks (and its enrolment tokens' table), on one SQLite file."""
+    """Central's registry of kiosks (and its enrolment tokens' table).
+
+    ``database`` is central's SQLite file, or a :class:`central.backoffice_db.PgTarget`
+    (``backoffice_db.target_of(cfg.central)``): the same tables in central's PostgreSQL.
+    """
 
     def __init__(
         self,
-        database: Path,
+        database: Path | PgTarget,
         *,
         cache_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -209,16 +219,23 @@ class Registry:
                 f"cache_s: {cache_s} is outside 0..{MAX_STALENESS_S} seconds (a revocation "
                 "must be seen within MAX_STALENESS_S); pass a smaller value"
             )
-        self.database = Path(database)
-        create_private_file(self.database)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(self.database), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._enable_wal()
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self.database: Path | PgTarget
+        if isinstance(database, PgTarget):
+            # PostgreSQL: the tables come from the back office's migrations (version 101);
+            # the connection answers as sqlite3's, BEGIN IMMEDIATE takes the write lock.
+            self.database = database
+            self._conn = backoffice_db.connect(database)
+        else:
+            self.database = Path(database)
+            create_private_file(self.database)
+            self._conn = sqlite3.connect(
+                str(self.database), timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._enable_wal()
+            self._conn.execute("PRAGMA synchronous=FULL")
         self._create_schema()
         self._cache_s = cache_s
         self._clock = clock
@@ -239,7 +256,10 @@ class Registry:
 
     def _create_schema(self) -> None:
         with self._lock:
-            self._conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
+            if isinstance(self.database, PgTarget):
+                self._conn.executescript(SCHEMA)  # checks the migrated tables are there
+            else:
+                self._conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
