@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from central import audit, backoffice_db
+from central import audit
 from central.fleet import alert_rules
 from central.fleet.alert_rules import KINDS, RuleBook, RuleError, parse_assignments
+from tests.pg import CentralDb
 
 
 def test_layers_fall_through() -> None:
@@ -67,8 +68,8 @@ def test_parser_errors_name_the_field(pair: str, field: str, words: str) -> None
     assert err.value.field == field and words in err.value.message
 
 
-def test_set_rule_is_audited_and_a_damaged_row_is_ignored(tmp_path: Path) -> None:
-    conn = backoffice_db.connect(tmp_path / "c.db")
+def test_set_rule_is_audited_and_a_damaged_row_is_ignored(central_db: CentralDb) -> None:
+    conn = central_db.connect()
     alert_rules.set_rule(conn, "HN01", "offline", {"minutes": 2.0}, actor="cli:an", now=5.0)
     alert_rules.set_rule(conn, "HN01", "offline", {}, actor="cli:an", disable=True, now=6.0)
     rule = RuleBook.load(conn).rule("HN01", "offline")

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from central import audit, backoffice_db
+from central import audit
 from central.fleet import alert_engine as engine
 from central.fleet import alerts
 from central.fleet.alert_rules import RuleBook
+from tests.pg import CentralDb
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
-    c = backoffice_db.connect(tmp_path / "central.db")
+def conn(central_db: CentralDb) -> sqlite3.Connection:
+    c = central_db.connect()
     alerts.ensure_schema(c)
     return c
 

@@ -4,7 +4,6 @@ records that went through the real collector (classify, schema, store)."""
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,22 +11,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from central import audit, backoffice_db, downlink_log
+from central.backoffice_db import Target
 from central.fleet import jobs
-from central.store import SQLiteStore
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from sync.jobs import JobError, JobState
 from sync.schemas import SchemaError, check_body
 from tests import identity as keyring
 from tests.backoffice_records import AGENCY, Kiosk
+from tests.pg import CentralDb
 
 K1 = "k-office-01"
 K2 = "k-office-02"
 
 
-def _db(tmp_path: Path) -> tuple[Path, sqlite3.Connection]:
-    db = tmp_path / "central.db"
-    conn = backoffice_db.connect(db)
+def _db(central_db: CentralDb) -> tuple[Target, sqlite3.Connection]:
+    db = central_db.target
+    conn = central_db.connect()
     with backoffice_db.transaction(conn):
         downlink_log.assign_office(conn, K1, AGENCY)
         downlink_log.assign_office(conn, K2, AGENCY)
@@ -38,8 +38,8 @@ def _report(job: str, state: str, **kw: Any) -> dict[str, Any]:
     return {"job": job, "kind": "selftest", "state": state, **kw}
 
 
-def test_create_queues_one_job_per_kiosk_with_its_order_and_audit(tmp_path: Path) -> None:
-    _, conn = _db(tmp_path)
+def test_create_queues_one_job_per_kiosk_with_its_order_and_audit(central_db: CentralDb) -> None:
+    _, conn = _db(central_db)
     made = jobs.create(conn, "selftest", office=AGENCY, actor="cli:admin", deadline_s=600)
     assert sorted(j.kiosk for j in made) == [K1, K2]
     for job in made:
@@ -65,16 +65,18 @@ def test_create_queues_one_job_per_kiosk_with_its_order_and_audit(tmp_path: Path
     ],
 )
 def test_bad_creates_name_the_problem(
-    tmp_path: Path, kind: str, kw: dict[str, Any], needle: str
+    central_db: CentralDb, kind: str, kw: dict[str, Any], needle: str
 ) -> None:
-    _, conn = _db(tmp_path)
+    _, conn = _db(central_db)
     with pytest.raises(JobError, match=needle):
         jobs.create(conn, kind, actor="cli:admin", **kw)
     assert jobs.list_jobs(conn) == []
 
 
-def test_reports_through_the_collector_move_the_job_and_audit_the_result(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_reports_through_the_collector_move_the_job_and_audit_the_result(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     (job,) = jobs.create(conn, "selftest", kiosks=[K1], actor="cli:admin")
     kiosk = Kiosk(db, K1)
     kiosk.send("job", _report(job.id, "in-progress", step="started"))
@@ -88,8 +90,8 @@ def test_reports_through_the_collector_move_the_job_and_audit_the_result(tmp_pat
     assert [e["event"] for e in jobs.job_events(conn, job.id)] == ["create", "start", "succeed"]
 
 
-def test_another_kiosk_cannot_report_on_a_job_not_its_own(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_another_kiosk_cannot_report_on_a_job_not_its_own(central_db: CentralDb) -> None:
+    db, conn = _db(central_db)
     (job,) = jobs.create(conn, "selftest", kiosks=[K1], actor="cli:admin")
     Kiosk(db, K2).send("job", _report(job.id, "succeeded"))
     assert jobs.get_job(conn, job.id).state is JobState.QUEUED  # type: ignore[union-attr]
@@ -97,9 +99,9 @@ def test_another_kiosk_cannot_report_on_a_job_not_its_own(tmp_path: Path) -> Non
 
 
 def test_a_job_that_never_reports_times_out_at_read_time_and_is_persisted(
-    tmp_path: Path,
+    central_db: CentralDb,
 ) -> None:
-    db, conn = _db(tmp_path)
+    db, conn = _db(central_db)
     (job,) = jobs.create(conn, "selftest", kiosks=[K1], actor="cli:admin", deadline_s=60, now=1e9)
     assert jobs.get_job(conn, job.id, now=1e9 + 59).state is JobState.QUEUED  # type: ignore[union-attr]
     assert jobs.get_job(conn, job.id, now=1e9 + 61).state is JobState.TIMED_OUT  # type: ignore[union-attr]
@@ -110,8 +112,8 @@ def test_a_job_that_never_reports_times_out_at_read_time_and_is_persisted(
     assert jobs.job_events(conn, job.id)[-1]["applied"] is False
 
 
-def test_cancel_before_start_supersedes_the_order_and_is_audited(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_cancel_before_start_supersedes_the_order_and_is_audited(central_db: CentralDb) -> None:
+    db, conn = _db(central_db)
     (job,) = jobs.create(conn, "selftest", kiosks=[K1], actor="cli:admin")
     cancelled = jobs.cancel_job(conn, job.id, actor="cli:boss")
     assert cancelled.state is JobState.CANCELLED
@@ -162,10 +164,10 @@ def _raw(kiosk: str, body: Any) -> bytes:
     ],
 )
 def test_garbage_and_oversized_reports_are_dead_lettered_naming_the_field(
-    tmp_path: Path, body: dict[str, Any], field: str
+    central_db: CentralDb, body: dict[str, Any], field: str
 ) -> None:
-    db, _ = _db(tmp_path)
-    store = SQLiteStore(db)
+    _db(central_db)
+    store = central_db.store()
     try:
         result = keyring.process_batch(store, [(records_topic(K1), _raw(K1, body))])
         assert result.outcome.stored == 0

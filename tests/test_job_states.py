@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from central import backoffice_db, downlink_log
 from central.fleet import jobs as central_jobs
@@ -26,6 +32,7 @@ from sync.jobs import (
     parse_deadline,
     report_event,
 )
+from tests.pg import PgDatabase
 
 
 @pytest.mark.parametrize(("state", "event"), list(itertools.product(JobState, JobEvent)))
@@ -76,12 +83,15 @@ class CentralJobs(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.TemporaryDirectory()
-        self.conn: sqlite3.Connection = backoffice_db.connect(Path(self.dir.name) / "c.db")
+        self.conn: sqlite3.Connection = backoffice_db.connect(self.target())
         with backoffice_db.transaction(self.conn):
             downlink_log.assign_office(self.conn, KIOSK, "000.00.14.H56")
             downlink_log.assign_office(self.conn, OTHER, "000.00.14.H56")
         self.now = 1_800_000_000.0
         self.model: dict[str, tuple[JobState, float]] = {}
+
+    def target(self) -> backoffice_db.Target:
+        return Path(self.dir.name) / "c.db"
 
     def teardown(self) -> None:
         self.conn.close()
@@ -147,3 +157,21 @@ TestCentralJobs.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+def test_the_model_holds_on_postgresql(pg: PgDatabase) -> None:
+    """The same machine over central's PostgreSQL: each example in a schema of its own."""
+
+    class PgCentralJobs(CentralJobs):
+        def target(self) -> backoffice_db.Target:
+            return backoffice_db.PgTarget(pg.schema_dsn(Path(self.dir.name).name))
+
+    run_state_machine_as_test(
+        PgCentralJobs,
+        settings=settings(
+            max_examples=20,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )

@@ -11,16 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from central import audit
+from central.fleet import registry
 from central.fleet import rollout as ro
 from central.ingest import FleetUpdate
 from central.store_pg import PostgresStore
-from tests.pg import PgDatabase
+from tests.pg import CentralDb, PgDatabase
 
 NOW = 1_800_000_000.0
 FLEET = {"c1": "H1", "a1": "H1", "a2": "H1", "b1": "H2", "b2": "H2"}
 
 
-def _db(tmp: Path) -> sqlite3.Connection:
+def _file_db(tmp: Path) -> sqlite3.Connection:
+    """A bare SQLite file with only the status and registry rows the rollout reads."""
     conn = sqlite3.connect(tmp / "central.db")
     conn.execute(
         "CREATE TABLE kiosks (kiosk TEXT PRIMARY KEY, state TEXT, state_at REAL,"
@@ -37,13 +39,30 @@ def _db(tmp: Path) -> sqlite3.Connection:
     return conn
 
 
+def _db(central_db: CentralDb) -> sqlite3.Connection:
+    """Central's database on the test's engine, its registry holding :data:`FLEET`."""
+    conn = central_db.connect()
+    conn.executescript(registry.SCHEMA)  # PostgreSQL: made by the migrations, only checked
+    for slot, (k, office) in enumerate(FLEET.items()):
+        conn.execute(
+            "INSERT INTO fleet_kiosks (kiosk, office, slot, agency, state, enrolled_at)"
+            " VALUES (?, ?, ?, 'a', 'active', '2027-01-15T08:00:00+00:00')",
+            (k, office, slot),
+        )
+        beat(conn, k, "0.1.0")
+    return conn
+
+
 def beat(conn: sqlite3.Connection, kiosk: str, version: str, update: dict | None = None) -> None:
     hb = {"agent_version": version}
     if update is not None:
         hb["update"] = update
     conn.execute(
-        "INSERT OR REPLACE INTO kiosks (kiosk, state, state_at, last_heartbeat_at, queued,"
-        " heartbeat, clock_skew_s) VALUES (?, 'online', ?, ?, 0, ?, 0)",
+        "INSERT INTO kiosks (kiosk, state, state_at, last_heartbeat_at, queued,"
+        " heartbeat, clock_skew_s) VALUES (?, 'online', ?, ?, 0, ?, 0) ON CONFLICT (kiosk)"
+        " DO UPDATE SET state = excluded.state, state_at = excluded.state_at,"
+        " last_heartbeat_at = excluded.last_heartbeat_at, queued = excluded.queued,"
+        " heartbeat = excluded.heartbeat, clock_skew_s = excluded.clock_skew_s",
         (kiosk, NOW, NOW, json.dumps(hb)),
     )
     conn.commit()
@@ -61,8 +80,8 @@ def _start(conn: sqlite3.Connection, **kw: object) -> ro.Rollout:
     return ro.start(conn, "0.2.0", actor="cli:test", **args)  # type: ignore[arg-type]
 
 
-def test_rings_advance_as_their_kiosks_commit(tmp_path: Path) -> None:
-    conn = _db(tmp_path)
+def test_rings_advance_as_their_kiosks_commit(central_db: CentralDb) -> None:
+    conn = _db(central_db)
     _start(conn)
     assert ro.desired_versions(conn) == {"c1": "0.2.0"}
     assert ro.kiosks_to_update(conn) == {"c1": "0.2.0"}
@@ -79,15 +98,15 @@ def test_rings_advance_as_their_kiosks_commit(tmp_path: Path) -> None:
     assert actions == ["rollout.start", "rollout.advance", "rollout.advance", "rollout.done"]
 
 
-def test_a_kiosk_on_trial_is_not_counted_done(tmp_path: Path) -> None:
-    conn = _db(tmp_path)
+def test_a_kiosk_on_trial_is_not_counted_done(central_db: CentralDb) -> None:
+    conn = _db(central_db)
     _start(conn)
     beat(conn, "c1", "0.2.0", {"state": "checking", "version": "0.2.0"})
     assert ro.tick(conn, now=NOW + 1) is None
 
 
-def test_failures_above_the_threshold_stop_the_rollout_by_itself(tmp_path: Path) -> None:
-    conn = _db(tmp_path)
+def test_failures_above_the_threshold_stop_the_rollout_by_itself(central_db: CentralDb) -> None:
+    conn = _db(central_db)
     _start(conn, soak_s=0.0)
     beat(conn, "c1", "0.2.0", {"state": "committed", "version": "0.2.0"})
     assert ro.tick(conn, now=NOW + 1) == "advanced to office"
@@ -102,8 +121,8 @@ def test_failures_above_the_threshold_stop_the_rollout_by_itself(tmp_path: Path)
     assert ro.active(conn).state == "running"  # type: ignore[union-attr]
 
 
-def test_only_one_active_rollout_and_abort_withdraws_its_kiosks(tmp_path: Path) -> None:
-    conn = _db(tmp_path)
+def test_only_one_active_rollout_and_abort_withdraws_its_kiosks(central_db: CentralDb) -> None:
+    conn = _db(central_db)
     _start(conn)
     with pytest.raises(ro.RolloutError, match="abort it"):
         _start(conn)
@@ -117,8 +136,8 @@ def test_only_one_active_rollout_and_abort_withdraws_its_kiosks(tmp_path: Path) 
         ro.start(conn, "0.3.0", actor="x", canary=[], office=None, soak_s=1, max_failure_rate=0.1)
 
 
-def test_without_an_office_the_canary_goes_straight_to_all(tmp_path: Path) -> None:
-    conn = _db(tmp_path)
+def test_without_an_office_the_canary_goes_straight_to_all(central_db: CentralDb) -> None:
+    conn = _db(central_db)
     _start(conn, office=None)
     beat(conn, "c1", "0.2.0", {"state": "committed", "version": "0.2.0"})
     assert ro.tick(conn, now=NOW + 1) == "advanced to all"
@@ -143,7 +162,7 @@ def test_rings_only_grow_and_a_stopped_rollout_had_failures_over_the_limit(
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        conn = _db(Path(d))
+        conn = _file_db(Path(d))
         _start(conn, max_failure_rate=limit, soak_s=5.0)
         seen: set[str] = set()
         t = NOW
@@ -174,11 +193,13 @@ def test_rings_only_grow_and_a_stopped_rollout_had_failures_over_the_limit(
 
 @pytest.mark.parametrize("autocommit", [False, True])
 def test_a_change_and_its_audit_row_commit_together(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autocommit: bool
+    central_db: CentralDb, monkeypatch: pytest.MonkeyPatch, autocommit: bool
 ) -> None:
-    conn = _db(tmp_path)
-    if autocommit:  # central's own connections are autocommit (isolation_level None)
-        conn.isolation_level = None
+    conn = _db(central_db)
+    if not autocommit:  # a default sqlite3 connection (implicit transactions): SQLite's own
+        if central_db.kind != "sqlite":
+            pytest.skip("sqlite3's implicit transactions exist on SQLite only")
+        conn.isolation_level = "DEFERRED"  # central's own connections are autocommit
     _start(conn)
 
     def broken(*a: object, **k: object) -> int:
@@ -187,16 +208,14 @@ def test_a_change_and_its_audit_row_commit_together(
     monkeypatch.setattr(audit, "record", broken)
     with pytest.raises(sqlite3.OperationalError):
         ro.change(conn, "pause", actor="cli:test", now=NOW + 1)
-    other = sqlite3.connect(tmp_path / "central.db")
+    other = central_db.connect()
     assert other.execute("SELECT state FROM rollouts").fetchall() == [("running",)]
 
 
-def test_the_running_ring_gets_one_update_job_per_kiosk(tmp_path: Path) -> None:
-    from central import backoffice_db
+def test_the_running_ring_gets_one_update_job_per_kiosk(central_db: CentralDb) -> None:
     from central.fleet import jobs
 
-    _db(tmp_path).close()
-    conn = backoffice_db.connect(tmp_path / "central.db")
+    conn = _db(central_db)
     _start(conn)
     assert ro.dispatch_jobs(conn, now=NOW + 1) == ["c1"]
     assert ro.dispatch_jobs(conn, now=NOW + 2) == []  # ordered once
@@ -215,7 +234,7 @@ def test_the_canary_commits_in_the_status_rows_where_the_collectors_wrote_them(
 ) -> None:
     """[central] store = "postgresql": the canary's heartbeat (committed 0.2.0) is in
     PostgreSQL, the rollout in the fleet's file; the ring advances only when asked there."""
-    conn = _db(tmp_path)
+    conn = _file_db(tmp_path)
     _start(conn)
     store = PostgresStore(pg.dsn)
     try:

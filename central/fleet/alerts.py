@@ -182,10 +182,8 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 
 
 def _has_tables(conn: sqlite3.Connection) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alerts'"
-    ).fetchone()
-    return bool(row[0])
+    # PRAGMA table_info answers on both engines (pg_dialect reads PostgreSQL's catalogue).
+    return conn.execute("PRAGMA table_info(alerts)").fetchone() is not None
 
 
 def _alert(row: Sequence[Any]) -> Alert:
@@ -197,7 +195,7 @@ def _in(column: str, values: Iterable[str] | None, where: list[str], args: list[
         return
     vals = list(values)
     if not vals:
-        where.append("0")
+        where.append("1 = 0")
         return
     where.append(f"{column} IN ({', '.join('?' * len(vals))})")
     args.extend(vals)
