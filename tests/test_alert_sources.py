@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import psycopg
 import pytest
 
 from central import backoffice_db
+from central.backoffice_db import Target
 from central.fleet import alerts
 from central.fleet.alert_rules import RuleBook
 from central.fleet.alert_sources import observe
@@ -23,35 +25,50 @@ from central.store_pg import PostgresStore
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from tests import identity as keyring
-from tests.pg import PgDatabase
+from tests.pg import CentralDb, PgDatabase
 
 NOW = 2_000_000_000.0
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
-    db = tmp_path / "central.db"
-    Registry(db)
-    c = backoffice_db.connect(db)
-    for kiosk, office, state in (
-        ("k1", "HN01", "active"),
-        ("k2", "HN02", "active"),
-        ("k3", "HN01", "revoked"),
+def _seed(target: Target) -> sqlite3.Connection:
+    Registry(target).close()  # the registry's tables (SQLite: made at its first open)
+    c = backoffice_db.connect(target)
+    for slot, (kiosk, office, state) in enumerate(
+        (("k1", "HN01", "active"), ("k2", "HN02", "active"), ("k3", "HN01", "revoked"))
     ):
         c.execute(
             "INSERT INTO fleet_kiosks (kiosk, office, slot, agency, state, enrolled_at)"
-            " VALUES (?, ?, 1, 'a', ?, '2026-01-01T00:00:00Z')",
-            (kiosk, office, state),
+            " VALUES (?, ?, ?, 'a', ?, '2026-01-01T00:00:00Z')",
+            (kiosk, office, slot, state),
         )
     return c
+
+
+@pytest.fixture
+def conn(central_db: CentralDb) -> Iterator[sqlite3.Connection]:
+    """Central's database on each engine, three kiosks in its registry."""
+    c = _seed(central_db.target)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def file_conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """The fleet's SQLite file when the records are elsewhere (split by the tests below)."""
+    c = _seed(tmp_path / "central.db")
+    yield c
+    c.close()
 
 
 def beat(conn: sqlite3.Connection, kiosk: str, at: float, **fields: Any) -> None:
     skew = fields.pop("clock_skew_s", None)
     conn.execute(
-        "INSERT OR REPLACE INTO kiosks (kiosk, state, state_at, last_heartbeat_at, queued,"
-        " heartbeat, clock_skew_s) VALUES (?, 'online', ?, ?, ?, ?, ?)",
+        "INSERT INTO kiosks (kiosk, state, state_at, last_heartbeat_at, queued,"
+        " heartbeat, clock_skew_s) VALUES (?, 'online', ?, ?, ?, ?, ?) ON CONFLICT (kiosk)"
+        " DO UPDATE SET state = excluded.state, state_at = excluded.state_at,"
+        " last_heartbeat_at = excluded.last_heartbeat_at, queued = excluded.queued,"
+        " heartbeat = excluded.heartbeat, clock_skew_s = excluded.clock_skew_s",
         (kiosk, at, at, fields.get("queued"), json.dumps(fields), skew),
     )
 
@@ -110,10 +127,7 @@ def test_fleet_sources(conn: sqlite3.Connection) -> None:
     from central import downlink_log
 
     downlink_log.append(conn, downlink_log.FLEET, "catalogue", "catalogue", {"version": "4"})
-    conn.execute(
-        "CREATE TABLE identity_alerts (kiosk TEXT, instance_a TEXT, instance_b TEXT, first_at REAL)"
-    )
-    conn.execute("INSERT INTO identity_alerts VALUES ('k2', 'a', 'b', ?)", (NOW - 60,))
+    record_alert(conn, DuplicateAlert(kiosk="k2", instances=("a", "b"), at=NOW - 60))
     conn.execute(
         "INSERT INTO streams (kiosk, stream, contiguous_seq, max_seq, gap_since, first_seen,"
         " updated, missing_count, gap_count) VALUES ('k1', 's', 3, 9, ?, 0, 0, 5, 1)",
@@ -121,8 +135,8 @@ def test_fleet_sources(conn: sqlite3.Connection) -> None:
     )
     conn.execute(
         "INSERT INTO dead_letters (at, topic, topic_kiosk, reason, payload_len, payload_head)"
-        " VALUES (?, 't', 'k2', 'bad', 1, x'00')",
-        (NOW - 60,),
+        " VALUES (?, 't', 'k2', 'bad', 1, ?)",
+        (NOW - 60, b"\x00"),
     )
     conn.execute(
         "INSERT INTO support_requests (kiosk, record_id, source_rowid, office, type, message,"
@@ -157,8 +171,10 @@ def test_duplicate_identity_lasts_while_the_boxes_go_on_taking_turns(
 
 
 def test_an_identity_alerts_table_from_before_last_at_is_read_and_upgraded(
-    conn: sqlite3.Connection,
+    file_conn: sqlite3.Connection,
 ) -> None:
+    """A SQLite file from before ``last_at`` (PostgreSQL's table was made with it)."""
+    conn = file_conn
     beat(conn, "k2", NOW - 10)
     conn.execute(
         "CREATE TABLE identity_alerts (kiosk TEXT NOT NULL, instance_a TEXT NOT NULL,"
@@ -194,10 +210,11 @@ def test_garbage_in_a_heartbeat_row_does_not_stop_the_round(conn: sqlite3.Connec
 
 
 def test_gaps_and_dead_letters_are_read_where_the_records_are(
-    conn: sqlite3.Connection, pg: PgDatabase
+    file_conn: sqlite3.Connection, pg: PgDatabase
 ) -> None:
     """[central] store = "postgresql": the fleet's file holds no records; the gap and the
     dead letters in PostgreSQL still raise their alerts (the records' store is asked)."""
+    conn = file_conn
     store = PostgresStore(pg.dsn)
     try:
         stream = new_stream_id()
@@ -241,8 +258,9 @@ def rating(kiosk: str, seq: int, stream: str) -> tuple[str, bytes]:
 
 
 def test_the_alert_engine_opens_the_records_store_and_reopens_it_after_a_loss(
-    conn: sqlite3.Connection, tmp_path: Path, pg: PgDatabase
+    file_conn: sqlite3.Connection, tmp_path: Path, pg: PgDatabase
 ) -> None:
+    conn = file_conn
     store = PostgresStore(pg.dsn)
     stream = new_stream_id()
     keyring.process_batch(store, [rating("k1", 1, stream), rating("k1", 5, stream)])
@@ -273,8 +291,9 @@ def test_the_alert_engine_opens_the_records_store_and_reopens_it_after_a_loss(
 
 
 def test_health_causes_are_read_from_the_status_rows_where_the_collectors_wrote_them(
-    conn: sqlite3.Connection, pg: PgDatabase
+    file_conn: sqlite3.Connection, pg: PgDatabase
 ) -> None:
+    conn = file_conn
     store = PostgresStore(pg.dsn)
     try:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())

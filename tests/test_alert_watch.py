@@ -4,16 +4,15 @@ to a second list; renotification; no notifier at all. Real webhook and SMTP rece
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import pytest
 
-from central import backoffice_db
 from central.fleet import alert_engine as engine
 from central.fleet import alerts
 from central.fleet.alert_watch import AlertSettings, evaluate_round, send_due
 from central.notify import SmtpNotifier, WebhookNotifier
 from tests.notify_receivers import smtp_sink, webhook_receiver
+from tests.pg import CentralDb
 
 SECRET = b"watch-secret-0123456789"
 OBS = [engine.Observation(kiosk="k1", kind="paper-out", office="HN01", detail="printer")]
@@ -25,8 +24,8 @@ SETTINGS = AlertSettings(
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
-    return backoffice_db.connect(tmp_path / "central.db")
+def conn(central_db: CentralDb) -> sqlite3.Connection:
+    return central_db.connect()
 
 
 def test_failed_webhook_is_retried_and_keeps_the_alert(conn: sqlite3.Connection) -> None:
@@ -107,13 +106,12 @@ def test_without_a_notifier_nothing_waits_forever(conn: sqlite3.Connection) -> N
     assert a.notify_due is None and a.notify_count == 0 and "no notifier" in (a.notify_error or "")
 
 
-def test_crash_between_commit_and_send_loses_no_notification(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
-    first = backoffice_db.connect(db)
+def test_crash_between_commit_and_send_loses_no_notification(central_db: CentralDb) -> None:
+    first = central_db.connect()
     evaluate_round(first, SETTINGS, 0.0, observations=OBS)
     first.close()  # central dies before sending
     with webhook_receiver(SECRET) as hook:
-        again = backoffice_db.connect(db)
+        again = central_db.connect()
         assert send_due(again, WebhookNotifier(hook.url, SECRET), SETTINGS, 1.0) == (1, 0)
         assert [n["event"] for n in hook.received] == ["alert-opened"]
 

@@ -170,9 +170,11 @@ def record_alert(conn: sqlite3.Connection, alert: DuplicateAlert) -> bool:
         new = cur.rowcount == 1
         if not new:
             conn.execute(
-                "UPDATE identity_alerts SET last_at = max(coalesce(last_at, first_at), ?)"
-                " WHERE kiosk = ? AND instance_a = ? AND instance_b = ?",
-                (alert.at, alert.kiosk, *alert.instances),
+                # the later of the two (no scalar max(a, b) on PostgreSQL)
+                "UPDATE identity_alerts SET last_at = CASE"
+                " WHEN coalesce(last_at, first_at) > ? THEN coalesce(last_at, first_at)"
+                " ELSE ? END WHERE kiosk = ? AND instance_a = ? AND instance_b = ?",
+                (alert.at, alert.at, alert.kiosk, *alert.instances),
             )
         conn.execute("COMMIT")
     except BaseException:
