@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from central import backoffice_db
 from central.cli_backoffice import actor as cli_actor
+from central.cli_db import open_backoffice
 from central.cli_support import DEFAULT_CONFIG, load_config
 from central.config import CentralConfig
 from central.fleet import alert_rules, alerts
@@ -39,15 +39,7 @@ config_option = click.option(
 @contextmanager
 def _read(config_path: str) -> Iterator[tuple[sqlite3.Connection, CentralConfig]]:
     cfg = load_config(config_path)
-    db = cfg.central.database
-    if not db.exists():
-        raise click.ClickException(
-            f"no central database at {db}; check central.database in {config_path}"
-        )
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot open {db} read-only: {exc}") from None
+    conn = open_backoffice(cfg.central, config_path, read_only=True)
     try:
         yield conn, cfg
     except (alerts.AlertError, alert_rules.RuleError) as exc:
@@ -59,12 +51,7 @@ def _read(config_path: str) -> Iterator[tuple[sqlite3.Connection, CentralConfig]
 @contextmanager
 def _write(config_path: str) -> Iterator[tuple[sqlite3.Connection, CentralConfig]]:
     cfg = load_config(config_path)
-    try:
-        conn = backoffice_db.connect(cfg.central.database)
-    except (OSError, sqlite3.Error) as exc:
-        raise click.ClickException(
-            f"cannot open {cfg.central.database}: {exc}; check central.database in {config_path}"
-        ) from None
+    conn = open_backoffice(cfg.central, config_path, must_exist=False)
     try:
         yield conn, cfg
     except (alerts.AlertError, alert_rules.RuleError) as exc:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import click
 
 from central import answers, audit, backoffice_db, content, dossiers, downlink_log, reports
+from central.cli_db import open_backoffice
 from central.config import CentralConfig, load_central_config
 from central.staff_text import BackofficeError
 from sync.config import ConfigError
@@ -61,16 +62,7 @@ def _open(config_path: str) -> Iterator[tuple[CentralConfig, sqlite3.Connection]
         cfg = load_central_config(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    db = cfg.central.database
-    if not db.exists():
-        raise click.ClickException(
-            f"no central database at {db}: check central.database in {config_path} "
-            f"(central creates it when it first runs)"
-        )
-    try:
-        conn = backoffice_db.connect(db)
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot open {db}: {exc}") from None
+    conn = open_backoffice(cfg.central, config_path)
     try:
         yield cfg, conn
     except BackofficeError as exc:

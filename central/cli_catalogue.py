@@ -9,13 +9,13 @@ from pathlib import Path
 
 import click
 
-from central.backoffice_db import connect
 from central.catalogue_publish import (
     CatalogueRefused,
     current_catalogue,
     kiosk_catalogues,
     publish_catalogue,
 )
+from central.cli_db import open_backoffice
 
 config_option = click.option(
     "--config",
@@ -26,10 +26,12 @@ config_option = click.option(
 )
 
 
-def _database(config_path: str) -> Path:
+def _open(config_path: str, *, read_only: bool) -> sqlite3.Connection:
     from central.cli import _load
 
-    return _load(config_path).central.database
+    return open_backoffice(
+        _load(config_path).central, config_path, must_exist=read_only, read_only=read_only
+    )
 
 
 @click.group("catalogue")
@@ -51,7 +53,7 @@ def publish(file: str, config_path: str) -> None:
         doc = json.loads(Path(file).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise click.ClickException(f"cannot read {file} as JSON: {exc}") from None
-    conn = connect(_database(config_path))
+    conn = _open(config_path, read_only=False)
     try:
         version = publish_catalogue(conn, doc, f"cli:{getpass.getuser()}")
     except CatalogueRefused as exc:
@@ -66,19 +68,14 @@ def publish(file: str, config_path: str) -> None:
 @config_option
 def show(full: bool, config_path: str) -> None:
     """Print the catalogue kiosks are given now (version and procedures) as JSON."""
-    database = _database(config_path)
-    if not database.exists():
-        raise click.ClickException(
-            f"{database} does not exist: check central.database in {config_path}"
-        )
     # Read-only: a report never creates or changes a database.
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    conn = _open(config_path, read_only=True)
     try:
         doc = current_catalogue(conn)
     except sqlite3.OperationalError:  # no downlink table: nothing was ever published
         doc = None
     except sqlite3.DatabaseError as exc:
-        raise click.ClickException(f"cannot read {database}: {exc}") from None
+        raise click.ClickException(f"cannot read central's database: {exc}") from None
     finally:
         conn.close()
     if doc is None:
@@ -105,12 +102,7 @@ def kiosks(config_path: str) -> None:
     From each kiosk's last heartbeat; a kiosk with a "rejected_version" kept its
     previous catalogue: its "error" says why the new one was refused.
     """
-    database = _database(config_path)
-    if not database.exists():
-        raise click.ClickException(
-            f"{database} does not exist: check central.database in {config_path}"
-        )
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    conn = _open(config_path, read_only=True)
     try:
         rows = kiosk_catalogues(conn)
     finally:

@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from central import api_tokens, backoffice_db, roster, support
+from central import api_tokens, roster, support
+from central.cli_db import open_backoffice
 from central.config import CentralConfig, load_central_config
 from sync.config import ConfigError
 
@@ -55,17 +56,7 @@ def opened(
     ``report``: a listing, which never creates a database (a wrong path is an error).
     """
     cfg = load_config(config_path)
-    if report and not cfg.central.database.exists():
-        raise click.ClickException(
-            f"no central database at {cfg.central.database}; check central.database in "
-            f"{config_path}"
-        )
-    try:
-        conn = backoffice_db.connect(cfg.central.database)
-    except (OSError, sqlite3.Error) as exc:
-        raise click.ClickException(
-            f"cannot open {cfg.central.database}: {exc}; check central.database in {config_path}"
-        ) from None
+    conn = open_backoffice(cfg.central, config_path, must_exist=report)
     try:
         yield conn, cfg
     except (roster.RosterError, support.SupportError, api_tokens.TokenError) as exc:

@@ -181,7 +181,7 @@ class DownlinkService:
     def __init__(
         self,
         *,
-        database: Path | str,
+        database: backoffice_db.Target | str,
         publish: Publish,
         signing_key: Ed25519PrivateKey,
         settings: DownlinkSettings | None = None,
@@ -189,7 +189,7 @@ class DownlinkService:
         """Everything sent goes through ``publish`` signed with ``signing_key`` (central's
         ``[security] signing_key``, domain ``aps-downlink-v1``): the kiosk acts on nothing
         else (docs/protocol.md, "Signed downlink")."""
-        self.database = Path(database)
+        self.database = database if isinstance(database, backoffice_db.PgTarget) else Path(database)
         self.settings = settings or DownlinkSettings()
         self._publish_raw = publish
         self._signing_key = signing_key

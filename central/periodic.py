@@ -17,7 +17,6 @@ import logging
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import ClassVar
 
 from central import backoffice_db
@@ -28,7 +27,7 @@ class PeriodicRounds(ABC):
     what: ClassVar[str]  # names the work in the log: "<what> round failed ..."
     log: ClassVar[logging.Logger]
 
-    def __init__(self, database: Path, *, every_s: float) -> None:
+    def __init__(self, database: backoffice_db.Target, *, every_s: float) -> None:
         self.database = database
         self.every_s = every_s
         self.stop_event = threading.Event()

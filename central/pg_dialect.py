@@ -10,7 +10,8 @@ that is not there. :class:`SqliteDialectConn` speaks exactly that over one
 psycopg 3 connection, so one copy of every query serves both engines. What it
 does, and why each is needed:
 
-- **Placeholders**: ``?`` and ``?N`` become ``%s`` (:meth:`central.store_pg.PgConn.translate`).
+- **Placeholders**: ``?`` and ``?N`` become ``%s`` (:meth:`central.store_pg.PgConn.translate`);
+  ``:name`` with a dict of values becomes ``%(name)s``.
 - **Transactions**: the connection is in autocommit; ``BEGIN IMMEDIATE`` becomes
   ``BEGIN`` plus a transaction-scoped advisory lock (:data:`WRITE_LOCK`), so
   back-office writers take turns exactly as SQLite's one writer does (the code
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -56,6 +57,7 @@ WRITE_LOCK = 0x415053424F4646
 
 _PRAGMA = re.compile(r"^\s*PRAGMA\s+(\w+)\s*(?:\(([^)]*)\)|=\s*\S+)?\s*;?\s*$", re.I)
 _NO_OP_PRAGMAS = frozenset({"busy_timeout", "synchronous", "foreign_keys", "journal_mode"})
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _BEGIN = re.compile(
     r"^\s*BEGIN(\s+(DEFERRED|IMMEDIATE|EXCLUSIVE))?(\s+TRANSACTION)?\s*;?\s*$", re.I
 )
@@ -119,6 +121,12 @@ def _plain(args: Sequence[Any]) -> list[Any]:
     return [int(a) if isinstance(a, bool) else a for a in args]
 
 
+def _named(sql: str, args: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """sqlite3's ``:name`` parameters (a dict of values) as psycopg's ``%(name)s``."""
+    query = _NAMED.sub(lambda m: f"%({m.group(1)})s", sql.replace("%", "%%"))
+    return query, {k: int(v) if isinstance(v, bool) else v for k, v in args.items()}
+
+
 class SqliteDialectConn(PgConn):
     """A psycopg connection that answers as a ``sqlite3.Connection`` (see the module)."""
 
@@ -145,7 +153,9 @@ class SqliteDialectConn(PgConn):
     def transaction(self) -> AbstractContextManager[psycopg.Transaction]:
         return self.raw.transaction()
 
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+    def execute(
+        self, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> psycopg.Cursor[Any]:
         begin = _BEGIN.match(sql)
         pragma = _PRAGMA.match(sql)
         try:
@@ -156,6 +166,9 @@ class SqliteDialectConn(PgConn):
                 if (begin.group(2) or "").upper() in ("IMMEDIATE", "EXCLUSIVE"):
                     self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 return cur
+            if isinstance(args, Mapping):
+                named, values = _named(sql, args)
+                return self.raw.execute(named.encode(), values)
             query, params = self.translate(sql, args)
             return self.raw.execute(query.encode(), _plain(params))
         except psycopg.Error as exc:

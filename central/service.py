@@ -55,17 +55,17 @@ def format_ranges(gaps: tuple[tuple[int, int], ...]) -> str:
 class CentralService:
     def __init__(self, cfg: CentralConfig, notifier: Notifier | None = None) -> None:
         self.cfg = cfg
-        db, jump = cfg.central.database, cfg.collector.max_seq_jump
+        db = cfg.central.database
         make_private_dir(db.parent)  # 0700: the store holds citizen data
-        limits = cfg.attachments.limits()  # [quotas] hook: attachment limits and quotas
-        # Create the schema before the broker speaks.
-        history = cfg.fleet.history()  # [fleet] hook: heartbeat history bounds
-        SQLiteStore(db, max_seq_jump=jump, attachment_limits=limits, history=history).close()
-        if cfg.central.store != "sqlite":
-            open_store(cfg).close()  # its migrations, before the broker speaks
-        # Who may send (the registry, on the same file) and central's own signing key:
+        # [central] store: everything (records, back office, registry, fleet) lives in the
+        # SQLite file, or all of it in PostgreSQL (docs/scale.md).
+        self.target = backoffice_db.target_of(cfg.central)
+        # Create the schema (or run the migrations) before the broker speaks.
+        open_store(cfg).close()
+        backoffice_db.connect(self.target).close()
+        # Who may send (the registry, in the same database) and central's own signing key:
         # records are verified against the first, acks and the downlink signed with the other.
-        self.registry = Registry(db)
+        self.registry = Registry(self.target)
         self.signing_key = cfg.security.load_signing_key()
         self.collector: Collector | AmqpCollector
         if cfg.collector.source == "amqp":  # competing consumers on a RabbitMQ cluster
@@ -89,7 +89,7 @@ class CentralService:
         # Other parts register their remote methods on it before run():
         # ``service.downlink.register_rpc("sign.start", fn)``.
         self.downlink = DownlinkService(
-            database=db,
+            database=self.target,
             publish=self._publish_down,
             signing_key=self.signing_key,
             settings=cfg.downlink.settings(),
@@ -118,7 +118,7 @@ class CentralService:
     def start_staff_side(self) -> None:
         """The support router's thread, and the HTTP API's when ``[api] listen`` is set."""
         self.support_router = SupportRouter(
-            self.cfg.central.database,
+            self.target,
             self.cfg.notify.notifier(),
             self.cfg.support_settings(),
             every_s=self.cfg.support.route_every_s,
@@ -171,7 +171,7 @@ class CentralService:
         log.info(
             "central collector %s started; store %s; %s",
             self.cfg.collector.client_id,
-            self.cfg.central.database,
+            self.target,
             self._source_text(),
         )
         self.notifier.ready(f"collector {self.cfg.collector.client_id} running")
@@ -179,12 +179,8 @@ class CentralService:
         tick = min(self.notifier.watchdog_interval_s or 5.0, 5.0, rollout_every)
         next_report = time.monotonic() + REPORT_EVERY_S
         next_rollout = time.monotonic() + rollout_every
-        store = SQLiteStore(self.cfg.central.database, max_seq_jump=self.cfg.collector.max_seq_jump)
-        # [central] store: the records' own housekeeping and gap alerts run where they are
-        # (the registry, fleet and rollout stay on the SQLite file: docs/scale.md).
-        records: SQLiteStore | PostgresStore = store
-        if self.cfg.central.store != "sqlite":
-            records = cast("PostgresStore", open_store(self.cfg))
+        # The records' housekeeping and gap alerts, on the configured store.
+        records = cast("SQLiteStore | PostgresStore", open_store(self.cfg))
         try:
             while not self.stop_event.wait(tick):
                 self.feed_watchdog()
@@ -194,9 +190,7 @@ class CentralService:
                     self.housekeep(records)
                 if time.monotonic() >= next_rollout:
                     next_rollout = time.monotonic() + rollout_every
-                    self.tick_rollout(
-                        store, None if records is store else cast("PostgresStore", records)
-                    )
+                    self.tick_rollout(records)
         finally:
             self.notifier.stopping()
             self.stop_staff_side()
@@ -204,9 +198,7 @@ class CentralService:
             self.downlink.stop()
             self.signing.close()
             self.housekeep(records)  # [quotas] hook: the last counters
-            if records is not store:
-                records.close()
-            store.close()
+            records.close()
             if self._backoffice is not None:
                 self._backoffice.close()
         log.info("central stopped")
@@ -217,14 +209,17 @@ class CentralService:
             return f"AMQP queue {self.cfg.amqp.queue} on {len(self.cfg.amqp.urls)} node(s)"
         return f"broker {self.cfg.mqtt.host}:{self.cfg.mqtt.port}"
 
-    def tick_rollout(self, store: SQLiteStore, records: PostgresStore | None = None) -> None:
+    def tick_rollout(self, records: SQLiteStore | PostgresStore) -> None:
         """[updates] hook: advance or stop the running rollout (docs/updates.md).
 
-        ``records``: the PostgreSQL store holding the kiosks' status rows, if they are there.
+        The rollout's rows are the back office's; the kiosks' status rows are the
+        records store's (``records``), in the same database either way.
         """
         try:
-            done = rollout.tick(store.conn, status=records)
-            ordered = rollout.dispatch_jobs(store.conn, status=records)
+            conn = self.backoffice()
+            status = None if isinstance(records, SQLiteStore) else records  # SQLite: conn's
+            done = rollout.tick(conn, status=status)
+            ordered = rollout.dispatch_jobs(conn, status=status)
         except Exception:  # a rollout problem must never stop the collector
             log.exception("rollout tick failed")
             return
@@ -297,6 +292,12 @@ class CentralService:
             log.exception("housekeeping failed (counters kept for the next round)")
             return None
 
+    def backoffice(self) -> sqlite3.Connection:
+        """The main loop's own back-office connection (opened once, on first use)."""
+        if self._backoffice is None:
+            self._backoffice = backoffice_db.connect(self.target)
+        return self._backoffice
+
     def project_backoffice(self) -> int:
         """Fold new records into the back office's indexes (dossiers, inquiries, ratings).
 
@@ -304,9 +305,7 @@ class CentralService:
         each catch-up small. Returns how many records were folded in.
         """
         try:
-            if self._backoffice is None:
-                self._backoffice = backoffice_db.connect(self.cfg.central.database)
-            conn = self._backoffice
+            conn = self.backoffice()
             window = self.cfg.dossiers.duplicate_window_s
             return (
                 dossiers.project(conn, duplicate_window_s=window)

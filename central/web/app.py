@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from central import staff_text
+from central import backoffice_db, staff_text
 from central.api_tokens import TokenError
 from central.catalogue_publish import CatalogueRefused
 from central.config import CentralConfig
@@ -125,7 +125,7 @@ def settings_from_config(cfg: CentralConfig, recorder: Recorder | None = None) -
     """The API's settings from central's configuration."""
     secret = cfg.api.payment_secret
     return ApiSettings(
-        database=cfg.central.database,
+        database=backoffice_db.target_of(cfg.central),
         support=cfg.support_settings(),
         payment_secret=None if secret is None else secret.get_secret_value().encode(),
         payment_recorder=recorder if recorder is not None else default_recorder(),

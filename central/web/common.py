@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -38,7 +38,7 @@ DEFAULT_PAGE_MAX = 500
 
 @dataclass(frozen=True, kw_only=True)
 class ApiSettings:
-    database: Path
+    database: backoffice_db.Target
     support: SupportSettings = field(default_factory=SupportSettings)
     payment_secret: bytes | None = None
     payment_recorder: Recorder | None = None
@@ -72,25 +72,61 @@ def error_response(status: int, code: str, field: str | None, message: str) -> J
 
 
 class Databases:
-    """A pool of back-office connections to one file; each request holds one alone.
+    """A pool of back-office connections to one database; each request holds one alone.
 
     FastAPI may run a request's dependencies and its endpoint on different
     worker threads, so a connection is checked out for the whole request (a
     ``yield`` dependency) rather than tied to a thread: no two requests ever
     share a connection, or a transaction.
+
+    SQLite: connections to the file, opened as requests need them and kept.
+    PostgreSQL: a psycopg-pool ``ConnectionPool`` (``pool_min``..``pool_max``
+    connections, ``pool_timeout_s`` to wait for one), each connection checked out
+    as a :class:`central.pg_dialect.SqliteDialectConn`; the pool replaces a
+    connection the server dropped, and rolls back one returned mid-transaction.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(
+        self,
+        target: backoffice_db.Target,
+        *,
+        pool_min: int = 1,
+        pool_max: int = 8,
+        pool_timeout_s: float = 10.0,
+    ) -> None:
+        self.path = target
         self._lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._all: list[sqlite3.Connection] = []
+        self._pool: Any = None
+        if isinstance(target, backoffice_db.PgTarget):
+            from psycopg_pool import ConnectionPool  # only when PostgreSQL is used
+
+            backoffice_db.connect(target).close()  # the migrations, once, up front
+            self._pool = ConnectionPool(
+                target.dsn,
+                min_size=pool_min,
+                max_size=pool_max,
+                timeout=pool_timeout_s,
+                kwargs={"autocommit": True},
+                check=ConnectionPool.check_connection,
+                open=True,
+                name="aps-backoffice",
+            )
+            return
         # Create the schema once, up front (connect() is idempotent but not free).
         with self.checkout():
             pass
 
     @contextmanager
     def checkout(self) -> Iterator[sqlite3.Connection]:
+        if self._pool is not None:
+            from central.pg_dialect import SqliteDialectConn
+
+            with self._pool.connection() as raw:
+                # Typed as what it answers as (central.backoffice_db.connect_pg says why).
+                yield cast(sqlite3.Connection, SqliteDialectConn(raw))
+            return
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
@@ -106,6 +142,8 @@ class Databases:
                 self._idle.append(conn)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
         with self._lock:
             for conn in self._all:
                 conn.close()
