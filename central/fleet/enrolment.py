@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from central import backoffice_db
 from central.fleet import tokens
 from central.fleet.ca import CaError, CertificateAuthority, load_csr
 from central.fleet.lifecycle import KioskState
@@ -116,15 +117,12 @@ def kiosk_id_for(office: str, slot: int, taken: Callable[[str], bool]) -> str:
 def known_offices(conn: sqlite3.Connection, configured: Iterable[str]) -> set[str]:
     """Offices central serves: ``[enrolment] offices``, the support roster's, kiosks' own."""
     out = set(configured)
-    for sql in (
-        "SELECT DISTINCT office FROM shifts",
-        "SELECT DISTINCT office FROM kiosk_offices",
-        "SELECT DISTINCT office FROM fleet_kiosks",
-    ):
-        try:
-            out.update(r[0] for r in conn.execute(sql))
-        except sqlite3.OperationalError:  # that part of central was never set up
-            continue
+    for table in ("shifts", "kiosk_offices", "fleet_kiosks"):
+        # Asked first, not tried: on PostgreSQL a failed statement aborts the caller's
+        # transaction (PRAGMA table_info answers on both engines).
+        if conn.execute(f"PRAGMA table_info({table})").fetchone() is None:
+            continue  # that part of central was never set up
+        out.update(r[0] for r in conn.execute(f"SELECT DISTINCT office FROM {table}"))
     return out
 
 
@@ -421,10 +419,11 @@ def _assign_office(conn: sqlite3.Connection, kiosk: str, office: str) -> None:
     """Record the kiosk's office for the downlink (``kiosk_offices``), if that table exists."""
     from central import downlink_log
 
-    try:
-        downlink_log.assign_office(conn, kiosk, office, source="enrolment")
-    except sqlite3.OperationalError:  # the back office was never set up on this database
+    if conn.execute("PRAGMA table_info(kiosk_offices)").fetchone() is None:
+        # the back office was never set up on this database (asked first: see known_offices)
         log.debug("kiosk_offices missing: kiosk %s's office is in the registry only", kiosk)
+        return
+    downlink_log.assign_office(conn, kiosk, office, source="enrolment")
 
 
 def from_config(cfg: CentralConfig) -> tuple[Enrolment, tuple[Path, Path]]:
@@ -454,7 +453,7 @@ def from_config(cfg: CentralConfig) -> tuple[Enrolment, tuple[Path, Path]]:
         )
     host, port = section.broker_address()
     service = Enrolment(
-        registry=Registry(cfg.central.database),
+        registry=Registry(backoffice_db.target_of(cfg.central)),  # its file or PostgreSQL
         ca=ca,
         central_keys=[central_key.public_key()],
         broker=BrokerAddress(host, port),
