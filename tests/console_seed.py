@@ -9,14 +9,12 @@ leave them, at a fixed "now" the console's clock is set to.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from central import backoffice_db, downlink_log, roster
+from central.backoffice_db import Target
 from central.fleet.registry import Registry
-from central.store import SQLiteStore
 from central.web.console import users
 from central.web.console.settings import ConsoleSettings
 from tests import identity as keyring
@@ -100,7 +98,7 @@ KIOSKS: dict[str, tuple[str, str | None, float | None, dict[str, Any], int]] = {
 
 @dataclass
 class Seeded:
-    db: Path
+    db: Target
     support_a: int = 0
     support_b: int = 0
     dossier_a: str = f"{OFFICE_A}-261130-0001"
@@ -117,31 +115,35 @@ class Seeded:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _status_rows(db: Path) -> None:
-    SQLiteStore(db).close()
-    conn = sqlite3.connect(db)
-    with conn:
-        for kiosk, (_, presence, ago, extra, queued) in KIOSKS.items():
-            if ago is None:
-                continue
-            heard = NOW - ago
-            conn.execute(
-                "INSERT OR REPLACE INTO kiosks (kiosk, state, state_at, last_heartbeat_at,"
-                " queued, heartbeat, clock_skew_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    kiosk,
-                    presence,
-                    heard - (0 if presence == "offline" else 600),
-                    heard - (1 if presence == "offline" else 0),
-                    queued,
-                    json.dumps(_beat(**extra)),
-                    0.4,
-                ),
-            )
-    conn.close()
+def _status_rows(db: Target) -> None:
+    conn = backoffice_db.connect(db)
+    try:
+        with backoffice_db.transaction(conn):
+            for kiosk, (_, presence, ago, extra, queued) in KIOSKS.items():
+                if ago is None:
+                    continue
+                heard = NOW - ago
+                conn.execute(
+                    "INSERT INTO kiosks (kiosk, state, state_at, last_heartbeat_at, queued,"
+                    " heartbeat, clock_skew_s) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kiosk)"
+                    " DO UPDATE SET state = excluded.state, state_at = excluded.state_at,"
+                    " last_heartbeat_at = excluded.last_heartbeat_at, queued = excluded.queued,"
+                    " heartbeat = excluded.heartbeat, clock_skew_s = excluded.clock_skew_s",
+                    (
+                        kiosk,
+                        presence,
+                        heard - (0 if presence == "offline" else 600),
+                        heard - (1 if presence == "offline" else 0),
+                        queued,
+                        json.dumps(_beat(**extra)),
+                        0.4,
+                    ),
+                )
+    finally:
+        conn.close()
 
 
-def _registry(db: Path) -> None:
+def _registry(db: Target) -> None:
     registry = Registry(db)
     try:
         slots: dict[str, int] = {}
@@ -162,7 +164,7 @@ def _registry(db: Path) -> None:
         registry.close()
 
 
-def seed(db: Path) -> Seeded:
+def seed(db: Target) -> Seeded:
     """Fill ``db`` (created) with the console's test fleet and data; returns the ids."""
     out = Seeded(db=db)
     _registry(db)
@@ -245,7 +247,7 @@ def seed(db: Path) -> Seeded:
     return out
 
 
-def _fleet_extras(db: Path, out: Seeded) -> None:
+def _fleet_extras(db: Target, out: Seeded) -> None:
     """Health history, alerts (one per office, and a cleared one), a queued job per office."""
     from central.fleet import alert_engine, alerts, jobs
 
@@ -316,7 +318,7 @@ def _fleet_extras(db: Path, out: Seeded) -> None:
 ORIGIN = "http://testserver"
 
 
-def app_for(db: Path, **settings: Any) -> Any:
+def app_for(db: Target, **settings: Any) -> Any:
     from central.web.app import create_app
     from central.web.common import ApiSettings
 

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from central import backoffice_db
+from central.backoffice_db import Target
 from central.config import load_central_config
 from central.web.console import auth, users
 from central.web.server import ApiServer
@@ -27,6 +28,7 @@ from tests.console_seed import (
     post,
     seed,
 )
+from tests.pg import CentralDb
 from tests.stack import write_central_config
 
 
@@ -39,10 +41,10 @@ class Clock:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "central.db"
-    seed(path)
-    return path
+def db(central_db: CentralDb) -> Target:
+    """Central's database on each engine, seeded with the console's fleet and accounts."""
+    seed(central_db.target)
+    return central_db.target
 
 
 @pytest.fixture
@@ -51,12 +53,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def client(db: Path, clock: Clock) -> Iterator[TestClient]:
+def client(db: Target, clock: Clock) -> Iterator[TestClient]:
     with TestClient(app_for(db, clock=clock, idle_timeout_s=600, absolute_timeout_s=3600)) as c:
         yield c
 
 
-def _conn(db: Path) -> sqlite3.Connection:
+def _conn(db: Target) -> sqlite3.Connection:
     return backoffice_db.connect(db)
 
 
@@ -67,7 +69,7 @@ def test_a_page_without_a_session_sends_to_the_login_page(client: TestClient) ->
 
 
 def test_login_sets_a_strict_httponly_cookie_and_stores_only_its_hash(
-    client: TestClient, db: Path
+    client: TestClient, db: Target
 ) -> None:
     r = login(client, "quan.tri")
     assert r.status_code == 303 and r.headers["location"] == "/console/"
@@ -84,7 +86,7 @@ def test_login_sets_a_strict_httponly_cookie_and_stores_only_its_hash(
     assert "default-src 'none'" in page.headers["content-security-policy"]
 
 
-def _cookies_over(db: Path, scheme: str, **settings: Any) -> list[str]:
+def _cookies_over(db: Target, scheme: str, **settings: Any) -> list[str]:
     """Every Set-Cookie of the login form, a login and a logout over ``scheme``."""
     origin = f"{scheme}://testserver"
     with TestClient(app_for(db, **settings), base_url=origin) as c:
@@ -121,7 +123,7 @@ def _cookies_over(db: Path, scheme: str, **settings: Any) -> list[str]:
     ],
 )
 def test_the_cookies_are_secure_as_cookie_secure_says(
-    db: Path, scheme: str, cookie_secure: bool | None, secure: bool
+    db: Target, scheme: str, cookie_secure: bool | None, secure: bool
 ) -> None:
     cookies = _cookies_over(db, scheme, cookie_secure=cookie_secure)
     # The form's token, the session and the token's deletion, the session's deletion.
@@ -148,7 +150,7 @@ def test_cookie_secure_is_read_from_the_console_section(tmp_path: Path) -> None:
         load_central_config(path, {"console": {"cookie_secure": "sometimes"}})
 
 
-def test_auto_honours_x_forwarded_proto_from_a_proxy_on_this_machine(db: Path) -> None:
+def test_auto_honours_x_forwarded_proto_from_a_proxy_on_this_machine(db: Target) -> None:
     """uvicorn, as ``aps-central run`` serves the console, behind a loopback TLS proxy."""
     server = ApiServer(app_for(db), "127.0.0.1", 0)
     server.start()
@@ -198,7 +200,7 @@ def test_login_without_the_form_token_or_from_another_origin_is_refused(
 
 
 def test_a_post_without_the_csrf_token_or_with_a_wrong_one_is_refused(
-    client: TestClient, db: Path
+    client: TestClient, db: Target
 ) -> None:
     login(client, "quan.tri")
     for data in ({}, {"csrf": "x" * 43}):
@@ -224,7 +226,7 @@ def test_a_post_with_the_token_but_no_origin_is_refused(client: TestClient) -> N
     assert r.status_code == 303  # a same-origin Referer stands in for a missing Origin
 
 
-def test_logout_deletes_the_session(client: TestClient, db: Path) -> None:
+def test_logout_deletes_the_session(client: TestClient, db: Target) -> None:
     login(client, "quan.tri")
     old = client.cookies.get(auth.COOKIE)
     r = post(client, "/console/logout", page="/console/")
@@ -251,7 +253,7 @@ def test_an_idle_session_expires_and_a_used_one_lives_until_the_absolute_limit(
 
 
 def test_an_account_locks_after_n_failures_and_unlocks_after_the_time(
-    client: TestClient, clock: Clock, db: Path
+    client: TestClient, clock: Clock, db: Target
 ) -> None:
     for _ in range(5):
         assert login(client, "can.bo.a", "wrong password here").status_code == 401
@@ -262,7 +264,7 @@ def test_an_account_locks_after_n_failures_and_unlocks_after_the_time(
     assert login(client, "can.bo.a").status_code == 303
 
 
-def test_an_admin_unlocks_an_account_from_the_users_page(db: Path, clock: Clock) -> None:
+def test_an_admin_unlocks_an_account_from_the_users_page(db: Target, clock: Clock) -> None:
     app = app_for(db, clock=clock)
     with TestClient(app) as staff, TestClient(app) as admin:
         for _ in range(5):
@@ -282,7 +284,7 @@ def test_an_admin_unlocks_an_account_from_the_users_page(db: Path, clock: Clock)
 
 
 def test_many_failures_from_one_address_slow_it_down_whatever_the_names(
-    db: Path, clock: Clock
+    db: Target, clock: Clock
 ) -> None:
     with TestClient(app_for(db, clock=clock, client_free_failures=3)) as c:
         for i in range(3):
@@ -297,7 +299,7 @@ def test_many_failures_from_one_address_slow_it_down_whatever_the_names(
 
 
 def test_a_disabled_account_cannot_log_in_and_loses_its_sessions(
-    client: TestClient, db: Path
+    client: TestClient, db: Target
 ) -> None:
     login(client, "nguoi.xem")
     conn = _conn(db)
@@ -306,7 +308,7 @@ def test_a_disabled_account_cannot_log_in_and_loses_its_sessions(
     assert login(client, "nguoi.xem").status_code == 401
 
 
-def test_a_hash_made_with_old_parameters_is_rehashed_at_login(db: Path) -> None:
+def test_a_hash_made_with_old_parameters_is_rehashed_at_login(db: Target) -> None:
     conn = _conn(db)
     before = conn.execute(
         "SELECT password_hash FROM console_users WHERE name = 'quan.tri'"
@@ -337,7 +339,7 @@ def test_the_next_parameter_only_leads_inside_the_console(client: TestClient) ->
     assert r.headers["location"] == "/console/"
 
 
-def test_users_reject_bad_names_roles_offices_and_short_passwords(db: Path) -> None:
+def test_users_reject_bad_names_roles_offices_and_short_passwords(db: Target) -> None:
     conn = _conn(db)
     s = console_settings()
     with pytest.raises(users.UserError, match="name"):
@@ -353,7 +355,7 @@ def test_users_reject_bad_names_roles_offices_and_short_passwords(db: Path) -> N
 
 
 def test_an_unknown_name_costs_the_same_argon2_verification(
-    db: Path, monkeypatch: pytest.MonkeyPatch
+    db: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from argon2 import PasswordHasher
 
@@ -374,7 +376,7 @@ def test_an_unknown_name_costs_the_same_argon2_verification(
 
 
 def test_disabling_deletes_the_sessions_and_a_disabled_flag_alone_also_ends_them(
-    client: TestClient, db: Path
+    client: TestClient, db: Target
 ) -> None:
     login(client, "nguoi.xem")
     conn = _conn(db)
@@ -390,7 +392,7 @@ def test_disabling_deletes_the_sessions_and_a_disabled_flag_alone_also_ends_them
 
 
 def test_a_new_login_replaces_the_old_session_and_purges_expired_ones(
-    client: TestClient, db: Path, clock: Clock
+    client: TestClient, db: Target, clock: Clock
 ) -> None:
     from tests.console_seed import app_for as make
 
@@ -401,11 +403,11 @@ def test_a_new_login_replaces_the_old_session_and_purges_expired_ones(
     first = client.cookies.get(auth.COOKIE)
     login(client, "quan.tri")
     assert client.cookies.get(auth.COOKIE) != first
-    rows = _conn(db).execute("SELECT user FROM console_sessions").fetchall()
+    rows = _conn(db).execute('SELECT "user" FROM console_sessions').fetchall()
     assert rows == [("quan.tri",)]
 
 
-def test_a_session_survives_a_restart_of_central(db: Path, clock: Clock) -> None:
+def test_a_session_survives_a_restart_of_central(db: Target, clock: Clock) -> None:
     with TestClient(app_for(db, clock=clock)) as before:
         login(before, "quan.tri")
         cookie = before.cookies.get(auth.COOKIE)

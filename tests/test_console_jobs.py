@@ -5,7 +5,6 @@ crafted request; a missing CSRF token is refused; bad fields are refused naming 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from central.fleet import jobs
 from central.web.console import job_form
 from sync.jobs import JOB_KINDS
 from tests.console_seed import NOW, ORIGIN, Seeded, app_for, csrf_of, login, post, seed
+from tests.pg import CentralDb
 
 KIOSK = "k-a-ok"
 PAGE = f"/console/kiosks/{KIOSK}"
@@ -23,8 +23,8 @@ CREATE = f"{PAGE}/jobs"
 
 
 @pytest.fixture
-def seeded(tmp_path: Path) -> Seeded:
-    return seed(tmp_path / "central.db")
+def seeded(central_db: CentralDb) -> Seeded:
+    return seed(central_db.target)
 
 
 def _client(seeded: Seeded, name: str) -> Iterator[TestClient]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,11 +14,12 @@ from central import audit, backoffice_db
 from central.web.console import labels
 from central.web.console.charts import bar_chart
 from tests.console_seed import KIOSKS, OFFICE_A, OFFICE_B, Seeded, app_for, login, post, seed
+from tests.pg import CentralDb
 
 
 @pytest.fixture
-def seeded(tmp_path: Path) -> Seeded:
-    return seed(tmp_path / "central.db")
+def seeded(central_db: CentralDb) -> Seeded:
+    return seed(central_db.target)
 
 
 @pytest.fixture
