@@ -9,16 +9,24 @@ leave them, at a fixed "now" the console's clock is set to.
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
 from central import backoffice_db, downlink_log, roster
-from central.backoffice_db import Target
+from central.backoffice_db import PgTarget, Target
 from central.fleet.registry import Registry
 from central.web.console import users
 from central.web.console.settings import ConsoleSettings
 from tests import identity as keyring
 from tests.backoffice_records import Kiosk, dossier_body
+from tests.pg import ADMIN_DSN, admin_connection
 from tests.support_helpers import ingest, support_body
 
 OFFICE_A = "000.00.14.H56"
@@ -311,6 +319,26 @@ def _fleet_extras(db: Target, out: Seeded) -> None:
         out.job_a, out.job_b = job_a.id, job_b.id
     finally:
         conn.close()
+
+
+@contextmanager
+def fresh_target(kind: str, tmp: Path) -> Iterator[Target]:
+    """An empty central database of ``kind`` (``sqlite`` or ``postgresql``) for a module's
+    fixtures (tests/pg.py's ``central_db`` is per test): ``tmp``'s file, or a PostgreSQL
+    database made here and dropped after."""
+    if kind == "sqlite":
+        yield tmp / "central.db"
+        return
+    name = f"aps_test_{secrets.token_hex(6)}"
+    with admin_connection() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield PgTarget(make_conninfo(ADMIN_DSN, dbname=name))
+    finally:
+        with admin_connection() as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 # -- an in-process console ----------------------------------------------------------------

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.console_seed import ORIGIN, app_for, csrf_of, login, seed
+from tests.console_seed import ORIGIN, app_for, csrf_of, fresh_target, login, seed
 
 text = st.text(max_size=300)
 cookie_text = st.text(
@@ -21,12 +21,13 @@ cookie_text = st.text(
 )
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    db = tmp_path_factory.mktemp("garbage") / "central.db"
-    seed(db)
-    # The garbage logins all come from "testclient": its brake would refuse the admin's.
-    return app_for(db, client_free_failures=10_000)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The seeded console on each engine's central database."""
+    with fresh_target(request.param, tmp_path_factory.mktemp("garbage")) as db:
+        seed(db)
+        # The garbage logins all come from "testclient": its brake would refuse the admin's.
+        yield app_for(db, client_free_failures=10_000)
 
 
 @pytest.fixture(scope="module")

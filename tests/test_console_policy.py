@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from central.web.console.policy import ROUTE_POLICIES, Policy
-from tests.console_seed import OFFICE_A, OFFICE_B, Seeded, app_for, login, post, seed
+from tests.console_seed import OFFICE_A, OFFICE_B, Seeded, app_for, fresh_target, login, post, seed
 
 
 def console_routes(app: Any) -> list[APIRoute]:
@@ -28,13 +28,18 @@ def console_routes(app: Any) -> list[APIRoute]:
     return out
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
-    return seed(tmp_path_factory.mktemp("console") / "central.db")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def seeded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Seeded]:
+    """The console's fleet in central's database, on each engine."""
+    with fresh_target(request.param, tmp_path_factory.mktemp("console")) as target:
+        yield seed(target)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def app(seeded: Seeded) -> Any:
+    # One app per test: an app's shutdown closes its PostgreSQL pool for good.
     return app_for(seeded.db)
 
 
