@@ -1,4 +1,5 @@
-"""The alert engine against a model, through the real adapter on a real SQLite file.
+"""The alert engine against a model, through the real adapter on a real SQLite file
+(and on PostgreSQL).
 
 Causes come and go, time moves, staff acknowledge, notifications fail and succeed, central
 restarts (a new connection on the same file). After every evaluation round the database
@@ -24,6 +25,7 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 from central import backoffice_db
@@ -31,6 +33,7 @@ from central.fleet import alert_engine as engine
 from central.fleet import alerts
 from central.fleet.alert_watch import AlertSettings, evaluate_round, send_due
 from central.notify import Notification, NotifyError
+from tests.pg import CentralDb, PgDatabase
 
 KEYS = [("k1", "paper-out"), ("k2", "offline")]
 
@@ -63,12 +66,15 @@ class AlertMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="alerts-sm-"))
-        self.db = self.dir / "central.db"
+        self.db = self.target()
         self.conn = backoffice_db.connect(self.db)
         self.now = 1_000_000.0
         self.model = {k: KeyModel() for k in KEYS}
         self.notifier = FlakyNotifier()
         self.settings = AlertSettings()
+
+    def target(self) -> backoffice_db.Target:
+        return self.dir / "central.db"
 
     def teardown(self) -> None:
         self.conn.close()
@@ -202,6 +208,18 @@ TestAlertMachine = AlertMachine.TestCase
 TestAlertMachine.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
 
 
+def test_the_model_holds_on_postgresql(pg: PgDatabase) -> None:
+    """The same machine over central's PostgreSQL (a restart is a new connection)."""
+
+    class PgAlertMachine(AlertMachine):
+        def target(self) -> backoffice_db.Target:
+            return backoffice_db.PgTarget(pg.schema_dsn(self.dir.name))
+
+    run_state_machine_as_test(
+        PgAlertMachine, settings=settings(max_examples=25, stateful_step_count=40, deadline=None)
+    )
+
+
 def test_engine_table_covers_every_pair() -> None:
     for phase in engine.Phase:
         for cause in engine.Cause:
@@ -237,12 +255,15 @@ def test_two_open_alerts_for_one_key_is_a_bug() -> None:
         raise AssertionError("evaluate accepted two open alerts for one key")
 
 
-def test_restart_keeps_state(tmp_path: Path) -> None:
-    conn = backoffice_db.connect(tmp_path / "c.db")
+def test_restart_keeps_state(central_db: CentralDb) -> None:
+    conn = central_db.connect()
     obs = [engine.Observation(kiosk="k", kind="paper-out", office=None, detail="p")]
     evaluate_round(conn, AlertSettings(), 10.0, observations=obs)
     conn.close()
-    conn = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    if isinstance(central_db.target, Path):  # a bare sqlite3 connection, as a CLI opens it
+        conn = sqlite3.connect(central_db.target, isolation_level=None)
+    else:
+        conn = central_db.connect()
     evaluate_round(conn, AlertSettings(), 20.0, observations=obs)
     (a,) = alerts.open_alerts(conn)
     assert a.opened_at == 10.0 and a.last_seen_at == 20.0

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from central import backoffice_db
+from central.backoffice_db import Target
 from central.collector import CollectorCounters
 from central.config import load_central_config
 from central.fleet import alert_engine as engine
@@ -21,13 +22,14 @@ from central.fleet.registry import Registry
 from central.web.app import create_app, settings_from_config
 from central.web.common import ApiSettings
 from central.web.server import ApiServer
+from tests.pg import CentralDb
 from tests.stack import write_central_config
 
 TOKEN = b"metrics-token-0123456789"
 
 
-def _seed(db: Path) -> None:
-    Registry(db)
+def _seed(db: Target) -> None:
+    Registry(db).close()  # the registry's tables (SQLite: made at its first open)
     conn = backoffice_db.connect(db)
     now = time.time()
     for slot, (kiosk, office) in enumerate((("k1", "HN01"), ("k2", "HN01"), ("k3", "HN02"))):
@@ -47,8 +49,8 @@ def _seed(db: Path) -> None:
         )
     conn.execute(
         "INSERT INTO dead_letters (at, topic, topic_kiosk, reason, payload_len, payload_head)"
-        " VALUES (?, 't', 'k2', 'bad', 1, x'00')",
-        (now,),
+        " VALUES (?, 't', 'k2', 'bad', 1, ?)",
+        (now, b"\x00"),
     )
     conn.execute(
         "INSERT INTO dossier_index (code, office, state, indexed_at) VALUES"
@@ -60,7 +62,7 @@ def _seed(db: Path) -> None:
     conn.close()
 
 
-def _serve(db: Path, token: bytes | None, counters: CollectorCounters | None) -> ApiServer:
+def _serve(db: Target, token: bytes | None, counters: CollectorCounters | None) -> ApiServer:
     app = create_app(ApiSettings(database=db, metrics_token=token))
     app.state.collector_counters = counters
     server = ApiServer(app, "127.0.0.1", 0)
@@ -69,8 +71,8 @@ def _serve(db: Path, token: bytes | None, counters: CollectorCounters | None) ->
 
 
 @pytest.fixture
-def scrape(tmp_path: Path) -> Iterator[httpx.Client]:
-    db = tmp_path / "central.db"
+def scrape(central_db: CentralDb) -> Iterator[httpx.Client]:
+    db = central_db.target
     _seed(db)
     server = _serve(db, None, CollectorCounters(stored=12, received=15, dead_letters=1))
     try:
@@ -113,8 +115,8 @@ def test_scrape_parses_and_counts(scrape: httpx.Client) -> None:
     assert s[("aps_dossiers_filed_total", (("office", "HN02"),))] == 1
 
 
-def test_token_when_set(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_token_when_set(central_db: CentralDb) -> None:
+    db = central_db.target
     _seed(db)
     server = _serve(db, TOKEN, None)
     try:
@@ -131,8 +133,8 @@ def test_token_when_set(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_empty_database_scrapes(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_empty_database_scrapes(central_db: CentralDb) -> None:
+    db = central_db.target
     backoffice_db.connect(db).close()
     server = _serve(db, None, None)
     try:
@@ -143,15 +145,18 @@ def test_empty_database_scrapes(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_kiosk_states_follow_the_configured_fleet_thresholds(tmp_path: Path) -> None:
+def test_kiosk_states_follow_the_configured_fleet_thresholds(
+    tmp_path: Path, central_db: CentralDb
+) -> None:
     """k1 and k2 were heard 10 s ago: operational/degraded by default, offline once
     ``[fleet] offline_after_s`` is 5 s, as the console and ``aps-central fleet`` say."""
     db = tmp_path / "central.db"
-    _seed(db)
+    _seed(central_db.target)
     path = write_central_config(tmp_path / "central.toml", db, 18830, kiosks=())
-    path.write_text(
-        path.read_text(encoding="utf-8") + "\n[fleet]\noffline_after_s = 5\n", encoding="utf-8"
+    text = path.read_text(encoding="utf-8").replace(
+        f'[central]\ndatabase = "{db}"\n', "[central]\n" + central_db.central_toml(db), 1
     )
+    path.write_text(text + "\n[fleet]\noffline_after_s = 5\n", encoding="utf-8")
     server = ApiServer(create_app(settings_from_config(load_central_config(path))), "127.0.0.1", 0)
     server.start()
     try:

@@ -402,8 +402,9 @@ def apply(conn: sqlite3.Connection, actions: Iterable[engine.Action], now: float
     for a in actions:
         if isinstance(a, engine.StartCandidate):
             conn.execute(
-                "INSERT OR REPLACE INTO alert_candidates (kiosk, kind, office, since, detail)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO alert_candidates (kiosk, kind, office, since, detail)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (kiosk, kind) DO UPDATE SET"
+                " office = excluded.office, since = excluded.since, detail = excluded.detail",
                 (a.kiosk, a.kind, a.office, a.since, _short(a.detail)),
             )
         elif isinstance(a, engine.DropCandidate):
