@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from central import collector, ingest
+from central.backoffice_db import Target
 from central.collector import BatchResult
 from central.fleet.keys import SenderKeys
 from central.fleet.lifecycle import KioskState
@@ -150,9 +151,9 @@ def write_keys(
 
 
 def register(
-    database: Path, *kiosks: str, key: Ed25519PrivateKey = KIOSK_KEY, office: str | None = None
+    database: Target, *kiosks: str, key: Ed25519PrivateKey = KIOSK_KEY, office: str | None = None
 ) -> None:
-    """Register each kiosk in central's registry (on ``database``), once, active."""
+    """Register each kiosk in central's registry (its SQLite file or PostgreSQL), once, active."""
     registry = Registry(database)
     try:
         for n, kiosk in enumerate(kiosks, start=1):

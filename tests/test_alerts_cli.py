@@ -1,4 +1,4 @@
-"""``aps-central alerts``: the table, filters, JSON lines, show, ack, rules (real SQLite)."""
+"""``aps-central alerts``: the table, filters, JSON lines, show, ack, rules (both engines)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,25 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from central import audit, backoffice_db
+from central import audit
 from central.cli import main
 from central.fleet import alert_engine as engine
 from central.fleet import alerts
 from central.fleet.alert_watch import AlertSettings, evaluate_round
+from tests.central_config import on_engine
+from tests.pg import CentralDb
 
 
 @pytest.fixture
-def cfg(tmp_path: Path) -> Path:
+def cfg(tmp_path: Path, central_db: CentralDb) -> Path:
     db = tmp_path / "central.db"
     path = tmp_path / "central.toml"
     path.write_text(
         f'[central]\ndatabase = "{db}"\n\n'
         '[alerts.rules.offline]\nminutes = 10\nseverity = "warning"\n'
     )
-    conn = backoffice_db.connect(db)
+    on_engine(path, db, central_db)
+    conn = central_db.connect()
     obs = [
         engine.Observation(kiosk="k1", kind="paper-out", office="HN01", detail="printer"),
         engine.Observation(
@@ -32,7 +35,6 @@ def cfg(tmp_path: Path) -> Path:
         ),
     ]
     evaluate_round(conn, AlertSettings(), 1000.0, observations=obs)
-    conn.close()
     return path
 
 
@@ -76,7 +78,7 @@ def test_show_ack_and_history(cfg: Path) -> None:
     assert [json.loads(x)["id"] for x in acked.splitlines()] == [1]
 
 
-def test_rules_and_rules_set(cfg: Path) -> None:
+def test_rules_and_rules_set(cfg: Path, central_db: CentralDb) -> None:
     out = run("alerts", "--config", str(cfg), "rules")
     offline = next(line for line in out.splitlines() if line.startswith("offline"))
     assert "minutes=10" in offline and "warning" in offline  # the config's override
@@ -111,7 +113,7 @@ def test_rules_and_rules_set(cfg: Path) -> None:
         )
     )
     assert off["enabled"] is False
-    db = sqlite3.connect(cfg.parent / "central.db")
+    db = central_db.connect()
     actions = [e["action"] for e in audit.entries(db)]
     assert actions.count("alert-rule.set") == 2
     err = fails(

@@ -10,20 +10,23 @@ from click.testing import CliRunner
 from central import backoffice_db, downlink_log
 from central.cli import main
 from central.fleet import jobs
-from tests import stack
+from tests import identity, stack
+from tests.central_config import on_engine
+from tests.pg import CentralDb
 
 K = stack.KIOSK
 OFFICE = "000.00.14.H56"
 
 
-def _setup(tmp_path: Path) -> tuple[Path, Path]:
+def _setup(tmp_path: Path, central_db: CentralDb) -> tuple[CentralDb, Path]:
     db = tmp_path / "central.db"
-    cfg = stack.write_central_config(tmp_path / "central.toml", db, 1)
-    conn = backoffice_db.connect(db)
+    cfg = stack.write_central_config(tmp_path / "central.toml", db, 1, kiosks=())
+    on_engine(cfg, db, central_db)
+    identity.register(central_db.target, K)
+    conn = central_db.connect()
     with backoffice_db.transaction(conn):
         downlink_log.assign_office(conn, K, OFFICE)
-    conn.close()
-    return db, cfg
+    return central_db, cfg
 
 
 def _run(cfg: Path, *args: str) -> str:
@@ -32,8 +35,8 @@ def _run(cfg: Path, *args: str) -> str:
     return result.output
 
 
-def test_config_set_show_history(tmp_path: Path) -> None:
-    _, cfg = _setup(tmp_path)
+def test_config_set_show_history(tmp_path: Path, central_db: CentralDb) -> None:
+    _, cfg = _setup(tmp_path, central_db)
     out = _run(cfg, "config", "set", "--office", OFFICE, "log_level=warning", "session_idle_s=120")
     assert out == f"{K}: version 1 sent\n"
     _run(cfg, "config", "set", "--kiosk", K, "session_idle_s=300")
@@ -49,8 +52,8 @@ def test_config_set_show_history(tmp_path: Path) -> None:
     assert out == f"{K}: version 3 sent\n"
 
 
-def test_config_set_refuses_naming_the_field(tmp_path: Path) -> None:
-    _, cfg = _setup(tmp_path)
+def test_config_set_refuses_naming_the_field(tmp_path: Path, central_db: CentralDb) -> None:
+    _, cfg = _setup(tmp_path, central_db)
     result = CliRunner().invoke(
         main, ["config", "set", "--kiosk", K, "mqtt_host=x", "--config", str(cfg)]
     )
@@ -61,8 +64,8 @@ def test_config_set_refuses_naming_the_field(tmp_path: Path) -> None:
     assert "session_idle_s: 5 is out of bounds: must be 30 to 1800 seconds" in result.output
 
 
-def test_job_create_list_show_cancel(tmp_path: Path) -> None:
-    db, cfg = _setup(tmp_path)
+def test_job_create_list_show_cancel(tmp_path: Path, central_db: CentralDb) -> None:
+    db, cfg = _setup(tmp_path, central_db)
     out = _run(
         cfg, "job", "create", "purge-synced", "--kiosk", K, "--deadline", "10m", "older_than_days=7"
     )
@@ -79,7 +82,6 @@ def test_job_create_list_show_cancel(tmp_path: Path) -> None:
         main, ["job", "create", "selftest", "--kiosk", K, "--deadline", "1s", "--config", str(cfg)]
     )
     assert result.exit_code == 1 and "must be 30 s to 7 days" in result.output
-    conn = backoffice_db.connect(db)
+    conn = db.connect()
     (old,) = jobs.create(conn, "selftest", kiosks=[K], actor="cli:t", deadline_s=30, now=1000.0)
-    conn.close()
     assert old.id in _run(cfg, "job", "list", "--state", "timed-out")
