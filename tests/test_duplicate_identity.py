@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from central.cli import main as central_cli
 from central.collector import Collector, CollectorSettings
-from central.fleet.duplicates import DuplicateDetector, duplicate_identities
+from central.fleet.duplicates import DuplicateDetector, DuplicateWatch, duplicate_identities
 from central.ingest import FleetUpdate, classify_fleet
 from central.mosquitto import MosquittoProcess
 from central.store import SQLiteStore
@@ -29,6 +29,7 @@ from sync.client import SyncClient, SyncSettings
 from sync.envelope import encode_status, new_instance, status_topic
 from sync.schemas import INSTANCE_RE
 from tests import identity, stack
+from tests.pg import CentralDb
 from tests.waiting import wait_until
 
 K = "k-twin"
@@ -112,6 +113,20 @@ def test_one_instance_never_alerts_and_memory_is_bounded(states: list[str]) -> N
         assert detector.observe(f"k-{n % 3}", state, X, now=float(n)) is None
     assert len(detector) <= 2
     assert all(len(detector.history(f"k-{n}")) <= 8 for n in range(3))
+
+
+def test_the_collectors_adapter_records_the_pair_in_either_store(central_db: CentralDb) -> None:
+    """What the collector calls after each batch: the pair's row, first and last sighting."""
+    conn = central_db.connect()  # central's tables, as the service makes them at its start
+    store = central_db.store()
+    watch = DuplicateWatch()
+    for n, instance in enumerate([X, Y, X, Y]):
+        status = FleetUpdate(kiosk=K, type="status", body={"state": "online", "instance": instance})
+        watch.observe_batch(store, [status], now=100.0 + n)
+    assert [a.instances for a in watch.alerts] == [tuple(sorted((X, Y)))]
+    assert duplicate_identities(conn) == {K: [sorted((X, Y))]}
+    row = conn.execute("SELECT first_at, last_at FROM identity_alerts").fetchone()
+    assert tuple(row) == (102.0, 103.0)
 
 
 # -- end to end: two boxes, one certificate -----------------------------------------------------

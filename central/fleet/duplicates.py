@@ -33,7 +33,9 @@ the alert stays while the boxes go on. Memory is bounded: at most ``max_kiosks``
 :class:`DuplicateWatch` is the collector's adapter: it feeds the status
 messages of each committed batch to the detector, logs a WARNING naming both
 instances, and records the alert (central/collector.py calls it once per
-batch). ``aps-central fleet`` shows ``duplicate_identity`` for such kiosks.
+batch), on SQLite in the store's file, on PostgreSQL through the store's own
+connection (the table comes from the back office's migrations, run at central's start).
+``aps-central fleet`` shows ``duplicate_identity`` for such kiosks.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from central.store_pg import PgConn
 
 log = logging.getLogger("aps.central.fleet")
 
@@ -161,26 +165,36 @@ def record_alert(conn: sqlite3.Connection, alert: DuplicateAlert) -> bool:
         if not _has_last_at(conn):
             conn.execute("ALTER TABLE identity_alerts ADD COLUMN last_at REAL")
             conn.execute("UPDATE identity_alerts SET last_at = first_at")
-        cur = conn.execute(
-            "INSERT INTO identity_alerts"
-            " (kiosk, instance_a, instance_b, first_at, last_at) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            (alert.kiosk, *alert.instances, alert.at, alert.at),
-        )
-        new = cur.rowcount == 1
-        if not new:
-            conn.execute(
-                # the later of the two (no scalar max(a, b) on PostgreSQL)
-                "UPDATE identity_alerts SET last_at = CASE"
-                " WHEN coalesce(last_at, first_at) > ? THEN coalesce(last_at, first_at)"
-                " ELSE ? END WHERE kiosk = ? AND instance_a = ? AND instance_b = ?",
-                (alert.at, alert.at, alert.kiosk, *alert.instances),
-            )
+        new = _upsert(conn, alert)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return new
+
+
+def _upsert(conn: Any, alert: DuplicateAlert) -> bool:
+    """The row of ``alert``'s pair, inside the caller's transaction; True if it is new.
+
+    ``conn`` answers ``execute(sql, args)`` with ``?`` placeholders: a sqlite3 connection
+    or the PostgreSQL store's :class:`central.store_pg.PgConn`.
+    """
+    cur = conn.execute(
+        "INSERT INTO identity_alerts"
+        " (kiosk, instance_a, instance_b, first_at, last_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (alert.kiosk, *alert.instances, alert.at, alert.at),
+    )
+    new = bool(cur.rowcount == 1)
+    if not new:
+        conn.execute(
+            # the later of the two (no scalar max(a, b) on PostgreSQL)
+            "UPDATE identity_alerts SET last_at = CASE"
+            " WHEN coalesce(last_at, first_at) > ? THEN coalesce(last_at, first_at)"
+            " ELSE ? END WHERE kiosk = ? AND instance_a = ? AND instance_b = ?",
+            (alert.at, alert.at, alert.kiosk, *alert.instances),
+        )
     return new
 
 
@@ -237,5 +251,10 @@ class DuplicateWatch:
                 conn = getattr(store, "conn", None)
                 if isinstance(conn, sqlite3.Connection):
                     record_alert(conn, alert)
+                elif isinstance(conn, PgConn):
+                    # PostgreSQL: the table is the migrations' (with last_at); one short
+                    # transaction of its own, no back-office write lock on ingest's path
+                    with conn.transaction():
+                        _upsert(conn, alert)
         except Exception:
             log.exception("duplicate-identity check failed (ingest goes on)")
