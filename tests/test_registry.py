@@ -9,15 +9,16 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from central.backoffice_db import Target
+from central.backoffice_db import PgTarget, Target
 from central.fleet.keys import KeyDirectory
 from central.fleet.lifecycle import IllegalTransition, KioskState
 from central.fleet.registry import NotRegistered, Registry, RegistryError, SlotHeld
 from sync.envelope_signing import key_id
-from tests.pg import CentralDb
+from tests.pg import CentralDb, PgDatabase
 
 
 def pub() -> Ed25519PublicKey:
@@ -194,3 +195,25 @@ def test_threads_share_one_registry(reg: Registry) -> None:
         t.join()
     assert errors == []
     assert len(reg.list()) == 20
+
+
+def test_a_postgresql_connection_lost_is_opened_again_at_the_next_call(pg: PgDatabase) -> None:
+    """PostgreSQL restarted under the collector: the call that meets the loss fails, the
+    next one reconnects (SQLite's file connection has nothing to lose)."""
+    reg = Registry(PgTarget(pg.dsn), cache_s=0)
+    try:
+        add(reg)
+        with psycopg.connect(pg.dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(sqlite3.Error):
+            reg.sender("h56-k1")
+        got = reg.sender("h56-k1")
+        assert got is not None and got.may_send
+        reg.revoke("h56-k1", reason="stolen")  # writes too
+        got = reg.sender("h56-k1")
+        assert got is not None and not got.may_send
+    finally:
+        reg.close()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import logging
 import sqlite3
 import threading
 import time
@@ -44,6 +45,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -51,6 +53,7 @@ from central import backoffice_db
 from central.backoffice_db import PgTarget
 from central.fleet.keys import MAX_STALENESS_S, SenderKeys
 from central.fleet.lifecycle import KioskState, next_kiosk_state
+from central.pg_dialect import SqliteDialectConn
 from sync.envelope import EnvelopeError, check_kiosk_id
 from sync.envelope_signing import key_id
 from sync.files import create_private_file
@@ -64,6 +67,8 @@ __all__ = [
     "SigningKey",
     "SlotHeld",
 ]
+
+log = logging.getLogger("aps.central.fleet")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fleet_kiosks (
@@ -237,6 +242,7 @@ class Registry:
             self._enable_wal()
             self._conn.execute("PRAGMA synchronous=FULL")
         self._create_schema()
+        self._depth = 0  # transaction() nesting: the outermost one commits
         self._cache_s = cache_s
         self._clock = clock
         self._cache: dict[str, tuple[float, SenderKeys | None]] = {}
@@ -269,18 +275,34 @@ class Registry:
         its kiosk are one transaction. Nested use joins the outer transaction.
         """
         with self._lock:
-            if self._conn.in_transaction:
+            if self._depth:
                 yield self._conn
                 return
+            self._reopen_if_lost()
             self._conn.execute("BEGIN IMMEDIATE")
+            self._depth += 1
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._depth -= 1
                 self._cache.clear()
+                # no transaction left, or no connection: nothing to undo
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
                 raise
+            self._depth -= 1
             self._conn.execute("COMMIT")
             self._cache.clear()
+
+    def _reopen_if_lost(self) -> None:
+        """PostgreSQL: a connection the server dropped (a restart, a failover) is opened
+        again at the next call outside a transaction; the call that met the loss failed.
+        SQLite's file connection is never lost."""
+        if self._depth or not isinstance(self.database, PgTarget):
+            return
+        if cast(SqliteDialectConn, self._conn).raw.closed:
+            log.warning("registry: PostgreSQL connection lost; opening it again")
+            self._conn = backoffice_db.connect(self.database)
 
     def close(self) -> None:
         with self._lock:
@@ -332,11 +354,13 @@ class Registry:
 
     def get(self, kiosk: str) -> KioskEntry | None:
         with self._lock:
+            self._reopen_if_lost()
             row = self._row(kiosk)
             return None if row is None else self._entry(row)
 
     def list(self, office: str | None = None) -> list[KioskEntry]:
         with self._lock:
+            self._reopen_if_lost()
             if office is None:
                 rows = self._conn.execute(
                     "SELECT * FROM fleet_kiosks ORDER BY office, slot, enrolled_at"
@@ -351,6 +375,7 @@ class Registry:
     def live_kiosk_on(self, office: str, slot: int) -> str | None:
         """The pending or active kiosk holding ``office``'s ``slot``, if any."""
         with self._lock:
+            self._reopen_if_lost()
             row = self._conn.execute(
                 "SELECT kiosk FROM fleet_kiosks WHERE office = ? AND slot = ?"
                 " AND state IN ('pending', 'active')",
@@ -365,6 +390,7 @@ class Registry:
             hit = self._cache.get(kiosk)
             if hit is not None and now - hit[0] < self._cache_s:
                 return hit[1]
+            self._reopen_if_lost()
             row = self._conn.execute(
                 "SELECT state FROM fleet_kiosks WHERE kiosk = ?", (kiosk,)
             ).fetchone()
@@ -473,6 +499,7 @@ class Registry:
     def revoked_certificates(self) -> builtins.list[tuple[str, datetime]]:
         """``(serial, revoked at)`` of every certificate ever issued to a revoked kiosk."""
         with self._lock:
+            self._reopen_if_lost()
             rows = self._conn.execute(
                 "SELECT c.serial, k.revoked_at FROM fleet_certificates c"
                 " JOIN fleet_kiosks k ON k.kiosk = c.kiosk WHERE k.state = 'revoked'"
