@@ -3,16 +3,24 @@ to a second list; renotification; no notifier at all. Real webhook and SMTP rece
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
+from pathlib import Path
 
 import pytest
 
+from central.config import load_central_config
 from central.fleet import alert_engine as engine
 from central.fleet import alerts
-from central.fleet.alert_watch import AlertSettings, evaluate_round, send_due
+from central.fleet.alert_watch import AlertSettings, evaluate_round, send_due, watch_from_config
+from central.fleet.registry import Registry
 from central.notify import SmtpNotifier, WebhookNotifier
+from tests.central_config import on_engine
 from tests.notify_receivers import smtp_sink, webhook_receiver
 from tests.pg import CentralDb
+from tests.stack import write_central_config
+from tests.waiting import wait_until
 
 SECRET = b"watch-secret-0123456789"
 OBS = [engine.Observation(kiosk="k1", kind="paper-out", office="HN01", detail="printer")]
@@ -133,3 +141,35 @@ def test_a_failing_apply_rolls_the_whole_round_back(
     assert a.cause_gone_at is None
     assert [e.event for e in alerts.alert_events(conn, a.id)] == ["opened"]
     assert not conn.in_transaction
+
+
+def test_the_configured_engine_writes_where_the_console_reads(
+    tmp_path: Path, central_db: CentralDb
+) -> None:
+    """``aps-central run``'s alert thread (watch_from_config) opens ``[central]``'s own
+    database, the SQLite file or PostgreSQL, not the file path alone."""
+    db = tmp_path / "central.db"
+    cfg_path = write_central_config(tmp_path / "central.toml", db, 18830, kiosks=())
+    on_engine(cfg_path, db, central_db)
+    cfg_path.write_text(
+        cfg_path.read_text(encoding="utf-8") + "\n[alerts]\nevaluate_every_s = 0.1\n", "utf-8"
+    )
+    conn = central_db.connect()
+    Registry(central_db.target).close()
+    conn.execute(
+        "INSERT INTO fleet_kiosks (kiosk, office, slot, agency, state, enrolled_at)"
+        " VALUES ('k1', 'HN01', 1, 'a', 'active', '2026-01-01T00:00:00Z')"
+    )
+    beat = {"queued": 0, "devices": {"printer": {"state": "paper_out"}}}
+    conn.execute(
+        "INSERT INTO kiosks (kiosk, state, state_at, last_heartbeat_at, queued, heartbeat)"
+        " VALUES ('k1', 'online', ?, ?, 0, ?)",
+        (time.time(), time.time(), json.dumps(beat)),
+    )
+    watch = watch_from_config(load_central_config(cfg_path))
+    watch.start()
+    try:
+        wait_until(lambda: alerts.open_alerts(conn), 30, "the paper-out alert")
+    finally:
+        watch.stop()
+    assert [(a.kiosk, a.kind) for a in alerts.open_alerts(conn)] == [("k1", "paper-out")]

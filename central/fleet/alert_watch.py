@@ -33,9 +33,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
+from central import backoffice_db
 from central.fleet import alert_engine as engine
 from central.fleet import alerts
 from central.fleet.alert_rules import RuleBook
@@ -209,7 +209,7 @@ class AlertWatch(PeriodicRounds):
 
     def __init__(
         self,
-        database: Path,
+        database: backoffice_db.Target,
         settings: AlertSettings,
         notifier: Notifier | None,
         *,
@@ -313,7 +313,7 @@ def watch_from_config(cfg: Any, desired_versions: DesiredVersions | None = None)
             return PostgresStore.open_readonly(cfg.central.postgresql_dsn.get_secret_value())
 
     return AlertWatch(
-        cfg.central.database,
+        backoffice_db.target_of(cfg.central),  # the console reads its alerts there
         AlertSettings(rules=cfg.alerts.rules, backoff_s=n.backoff_s, backoff_max_s=n.backoff_max_s),
         n.notifier(),
         escalation=escalation,
