@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from functools import partial
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -17,26 +18,17 @@ from hypothesis import strategies as st
 
 from central.cli import main as central_cli
 from central.store import SQLiteStore
-from sync.envelope import MAX_SEQ, Record, decode_ack, records_topic
+from sync.envelope import MAX_SEQ, decode_ack, records_topic
 from sync.ids import new_stream_id, new_ulid
 from tests import identity as keyring
-from tests import stack
+from tests import records, stack
 from tests.pg import StoreFactory
 
 KIOSK = "k-seq-01"
 TOPIC = records_topic(KIOSK)
 
 
-def _rec(seq: int, stream: str, level: str = "hai_long", kiosk: str = KIOSK) -> bytes:
-    return Record(
-        kind="rating",
-        kiosk=kiosk,
-        stream=stream,
-        seq=seq,
-        id=new_ulid(),
-        created="2026-11-26T09:15:02.123+07:00",
-        body={"level": level},
-    ).encode()
+_rec = partial(records.rating, kiosk=KIOSK)
 
 
 def _model_gaps(seen: set[int]) -> tuple[tuple[int, int], ...]:
@@ -75,7 +67,7 @@ def test_gap_ranges_follow_the_seqs_accounted_for_after_every_batch(
     """Any arrival order, in any batch sizes, with parked (rejected) seqs and resends."""
     seqs, cut = order
     stream = new_stream_id()
-    payloads = {q: _rec(q, stream, "so-so" if q in bad else "hai_long") for q in seqs}
+    payloads = {q: _rec(q, stream, level="so-so" if q in bad else "hai_long") for q in seqs}
     arrivals = [payloads[q] for q in seqs] + [payloads[seqs[i]] for i in duplicates]
     store = store_factory(f"c-{new_ulid()}")  # one per example: a file or a schema
     seen: set[int] = set()
