@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from central import audit, backoffice_db, downlink_log
+from central.backoffice_db import Target
 from central.dossiers import (
     TransitionRefused,
     duplicates,
@@ -27,6 +28,7 @@ from sync import dossier_status as ds
 from sync.schemas import parse_datetime
 from tests import identity as keyring
 from tests.backoffice_records import AGENCY, OTHER_AGENCY, Kiosk, at, dossier_body
+from tests.pg import CentralDb
 
 CODE = f"{AGENCY}-261201-4001"
 CODE2 = f"{AGENCY}-261201-4002"
@@ -44,8 +46,11 @@ STATUS_KEYS = {
 }
 
 
-def _db(tmp_path: Path) -> tuple[Path, sqlite3.Connection]:
-    db = tmp_path / "central.db"
+def _db(where: Path | CentralDb) -> tuple[Target, sqlite3.Connection]:
+    """Central's database: ``central_db``'s engine, or a SQLite file in a directory."""
+    if isinstance(where, CentralDb):
+        return where.target, where.connect()
+    db = where / "central.db"
     return db, backoffice_db.connect(db)
 
 
@@ -128,8 +133,10 @@ def test_portal_codes_file_errors_name_the_file(tmp_path: Path) -> None:
 # -- the index ------------------------------------------------------------------------
 
 
-def test_the_index_reads_dossiers_as_the_collector_stored_them(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_the_index_reads_dossiers_as_the_collector_stored_them(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     k = Kiosk(db)
     k.send("dossier", dossier_body(CODE))
     k.send("feedback", {"category": "feedback", "message": "Nhanh gọn"})
@@ -162,7 +169,7 @@ def test_the_index_reads_dossiers_as_the_collector_stored_them(tmp_path: Path) -
         search_dossiers(conn, limit=0)
     # The catch-up is idempotent: nothing new, nothing done; another connection agrees.
     assert project(conn) == 0
-    other = backoffice_db.connect(db)
+    other = central_db.connect()
     assert project(other) == 0 and len(search_dossiers(other)) == 2
     got = get_dossier(conn, CODE)
     assert got["allowed_next"] == sorted(ds.TRANSITIONS["submitted"]) and got["payments"] == []
@@ -175,8 +182,10 @@ def test_the_index_reads_dossiers_as_the_collector_stored_them(tmp_path: Path) -
 # -- status changes -----------------------------------------------------------------------
 
 
-def test_a_status_change_is_audited_and_flows_down_to_the_office(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_a_status_change_is_audited_and_flows_down_to_the_office(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     Kiosk(db).send("dossier", dossier_body(CODE))
     out = set_status(
         conn, CODE, "received", actor="cli:tester", note="  Mời ông/bà chờ kết quả\r\n"
@@ -208,8 +217,10 @@ def test_a_status_change_is_audited_and_flows_down_to_the_office(tmp_path: Path)
     assert len(audit.entries(conn, target=CODE)) == 1
 
 
-def test_bad_status_requests_say_which_field_and_change_nothing(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_bad_status_requests_say_which_field_and_change_nothing(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     Kiosk(db).send("dossier", dossier_body(CODE))
     cases = [
         ({"state": "done"}, "unknown dossier state 'done'"),
@@ -227,8 +238,10 @@ def test_bad_status_requests_say_which_field_and_change_nothing(tmp_path: Path) 
     assert get_dossier(conn, CODE)["state"] == "submitted"
 
 
-def test_a_status_before_the_record_is_held_and_the_record_fills_it_in(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_a_status_before_the_record_is_held_and_the_record_fills_it_in(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     out = set_status(conn, CODE, "received", actor="backoffice")
     assert out["held"] is True and out["received"] is False and out["office"] == AGENCY
     assert downlink_log.current(conn, OFFICE, "dossier-status")[0].body["state"] == "received"
@@ -274,8 +287,10 @@ def _pay(conn: sqlite3.Connection, code: str, amount: int, ref: str) -> dict[str
     )
 
 
-def test_a_replayed_bank_callback_records_nothing_twice(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_a_replayed_bank_callback_records_nothing_twice(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     k = Kiosk(db)
     k.send("dossier", dossier_body(CODE, fee_vnd=8000))
     k.send("dossier", dossier_body(CODE2, fee_vnd=8000, id_number="001099012345"))
@@ -322,8 +337,10 @@ def test_a_replayed_bank_callback_records_nothing_twice(tmp_path: Path) -> None:
 # -- duplicates ---------------------------------------------------------------------------
 
 
-def test_likely_duplicate_filings_are_flagged(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_likely_duplicate_filings_are_flagged(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     k = Kiosk(db)
     base = "2026-12-01T09:00:00+07:00"
     first = f"{AGENCY}-261201-4001"
@@ -405,8 +422,10 @@ def test_status_requests_on_a_real_database_follow_the_table(requests: list[str]
 # -- concurrency --------------------------------------------------------------------------
 
 
-def test_the_collector_ingesting_and_the_back_office_writing_do_not_fail(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_the_collector_ingesting_and_the_back_office_writing_do_not_fail(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     k = Kiosk(db)
     codes = [f"{AGENCY}-261201-{4000 + n}" for n in range(1, 41)]
     for code in codes[:10]:
@@ -434,35 +453,43 @@ def test_the_collector_ingesting_and_the_back_office_writing_do_not_fail(tmp_pat
     assert sum(d["paid"] for d in every.values()) == len(codes[::3])
 
 
-def test_central_housekeeping_folds_records_with_the_configured_window(tmp_path: Path) -> None:
+def test_central_housekeeping_folds_records_with_the_configured_window(
+    tmp_path: Path, central_db: CentralDb, request: pytest.FixtureRequest
+) -> None:
+    if central_db.kind == "postgresql":
+        # Not this module's: CentralService.project_backoffice opens the back office with
+        # backoffice_db.connect(cfg.central.database), the SQLite path, on every engine
+        # (backoffice_db.target_of is what it needs). Strict: goes red once that is fixed.
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="central/service.py: target_of not used yet")
+        )
     from central.config import load_central_config
     from central.service import CentralService
-    from central.store import SQLiteStore
 
-    db = tmp_path / "central.db"
     cfg_path = tmp_path / "central.toml"
     cfg_path.write_text(
-        f'[central]\ndatabase = "{db}"\n\n[dossiers]\nduplicate_window_h = 72\n'
+        "[central]\n"
+        + central_db.central_toml(tmp_path / "central.db")
+        + "\n[dossiers]\nduplicate_window_h = 72\n"
         + keyring.write_keys(tmp_path / "keys").central_toml(),
         encoding="utf-8",
     )
     service = CentralService(load_central_config(cfg_path))
-    k = Kiosk(db)
+    k = Kiosk(central_db.target)
     base = "2026-12-01T09:00:00+07:00"
     k.send("dossier", dossier_body(CODE, received_at=base))
     k.send("dossier", dossier_body(f"{AGENCY}-261203-4001", received_at=at(base, 2 * 1440)))
     k.send("feedback", {"category": "question", "message": "Hỏi", "lookup_code": "HT-261201-4001"})
     k.send("rating", {"level": "hai_long"})
-    store = SQLiteStore(db)
+    store = central_db.store()
     service.housekeep(store)
     store.close()
-    conn = sqlite3.connect(db)
+    conn = central_db.connect()
     rows = dict(conn.execute("SELECT code, duplicate_of FROM dossier_index").fetchall())
     assert rows == {CODE: None, f"{AGENCY}-261203-4001": CODE}  # 48 h apart, within 72 h
     assert conn.execute("SELECT count(*) FROM inquiries").fetchone()[0] == 1
     assert conn.execute("SELECT count(*) FROM rating_index").fetchone()[0] == 1
     assert service.project_backoffice() == 0  # nothing new
-    conn.close()
 
 
 def test_a_bad_portal_code_file_is_a_config_error(tmp_path: Path) -> None:
@@ -481,12 +508,12 @@ def test_a_bad_portal_code_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_a_code_filed_twice_keeps_the_first_and_the_catch_up_pages(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    central_db: CentralDb, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from central import projection
 
     monkeypatch.setattr(projection, "BATCH", 1)  # read 4 rowids per query: many pages
-    db, conn = _db(tmp_path)
+    db, conn = _db(central_db)
     a, b = Kiosk(db, "k-a-01"), Kiosk(db, "k-b-01")
     downlink_log.assign_office(conn, "k-b-01", OTHER_AGENCY)
     first = a.send("dossier", dossier_body(CODE))
@@ -504,10 +531,12 @@ def test_a_code_filed_twice_keeps_the_first_and_the_catch_up_pages(
     assert f"names office {AGENCY}, central has the kiosk at {OTHER_AGENCY}" in text
 
 
-def test_payments_never_total_more_than_a_fee_can_be(tmp_path: Path) -> None:
+def test_payments_never_total_more_than_a_fee_can_be(
+    central_db: CentralDb,
+) -> None:
     from sync.schemas import FEE_VND_MAX
 
-    _, conn = _db(tmp_path)
+    _, conn = _db(central_db)
     _pay(conn, CODE, FEE_VND_MAX, "BIG-1")
     with pytest.raises(BackofficeError, match="would total"):
         _pay(conn, CODE, 1, "BIG-2")
@@ -544,14 +573,16 @@ def test_replayed_and_new_payments_count_each_reference_once(calls: list[tuple[s
         conn.close()
 
 
-def test_two_back_office_writers_on_one_dossier_serialise(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_two_back_office_writers_on_one_dossier_serialise(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     Kiosk(db).send("dossier", dossier_body(CODE))
     steps = ["received", "processing", "result-ready", "result-returned"]
     outcomes: list[list[str]] = [[], []]
 
     def staff(n: int) -> None:
-        mine = backoffice_db.connect(db)
+        mine = central_db.connect()
         for state in steps:
             try:
                 out = set_status(mine, CODE, state, actor=f"api:staff-{n}")
