@@ -1,0 +1,323 @@
+"""The back office on PostgreSQL: the seam itself (central.pg_dialect, backoffice_db's
+migration 101) and the dossier projection with two collectors committing out of order.
+
+The module tests of the back office run on both engines through the ``central_db``
+fixture; this file holds what only PostgreSQL can get wrong: a ``rowid`` handed out at
+INSERT but visible at COMMIT, the advisory locks that stand in for SQLite's one writer,
+psycopg's types and exceptions answering as sqlite3's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from central import backoffice_db, dossiers, projection
+from central.backoffice_db import PgTarget
+from central.pg_dialect import WRITE_LOCK, SqliteDialectConn, translate_ddl
+from central.store_pg import RECORDS_FENCE
+from tests.backoffice_records import AGENCY, Kiosk, dossier_body
+from tests.pg import PgDatabase
+
+#: sha256 of version 101's statements as released with the back office on PostgreSQL.
+MIGRATION_101_SHA256 = "e11b4da0f6f2e4e480c2fe4726c7113449cd3fcb967196e5c3e70af068e23c72"
+
+#: The test's own advisory key: a trigger on ``records`` waits on it (one bigint key).
+HOLD = 0x484F4C44  # "HOLD"
+
+SLOW, FAST = "k-slow-01", "k-fast-01"
+
+
+@pytest.fixture
+def dialect(pg: PgDatabase) -> Iterator[Callable[[], SqliteDialectConn]]:
+    """``open()`` a dialect connection to the test's database (all closed after)."""
+    opened: list[SqliteDialectConn] = []
+
+    def open_() -> SqliteDialectConn:
+        conn = SqliteDialectConn.connect(pg.dsn)
+        opened.append(conn)
+        return conn
+
+    yield open_
+    for conn in opened:
+        conn.close()
+
+
+def _waiting(dsn: str, classid: int, objid: int, objsubid: int) -> int:
+    """How many sessions wait (not granted) for this advisory lock."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND classid = %s AND objid = %s AND objsubid = %s",
+            (classid, objid, objsubid),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _bigint_key(key: int) -> tuple[int, int, int]:
+    """pg_locks' (classid, objid, objsubid) of a one-bigint advisory key."""
+    return key >> 32, key & 0xFFFFFFFF, 1
+
+
+def _until(what: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if what():
+            return True
+        time.sleep(0.02)
+    return what()
+
+
+# -- migration 101 is released: pinned --------------------------------------------------
+
+
+def test_migration_101_is_pinned() -> None:
+    migrations = backoffice_db.pg_migrations()
+    assert [v for v, _ in migrations][:1] == [101]
+    assert [v for v, _ in migrations] == sorted({v for v, _ in migrations})
+    text = dict(migrations)[101]
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    assert digest == MIGRATION_101_SHA256, (
+        "backoffice_db.pg_migrations() version 101 changed (a module's SCHEMA was edited): "
+        "databases that ran 101 will never see the change; add a migration (version 102, "
+        "the ALTER/CREATE it needs) and leave 101's text as it was"
+    )
+
+
+# -- the dossier projection with two collectors ------------------------------------------
+
+
+def test_the_dossier_projection_misses_nothing_when_records_commit_out_of_rowid_order(
+    pg: PgDatabase,
+) -> None:
+    """A record numbered first but committed last is folded by the next catch-up, once.
+
+    The slow collector's INSERT takes rowid N and then waits (a test-only trigger waits
+    on an advisory lock the test holds) before its COMMIT; the fast one stores N+1 and
+    commits. A catch-up now must not move the position past N: it waits for the slow
+    batch (store_pg's records fence) or reads below it. When the slow one commits, the
+    catch-up that follows folds it; nothing is folded twice.
+    """
+    target = PgTarget(pg.dsn)
+    conn = backoffice_db.connect(target)  # migrates: records, then the back office
+    holder = psycopg.connect(pg.dsn, autocommit=True)
+    try:
+        holder.execute(
+            f"""
+            CREATE FUNCTION test_hold_slow_kiosk() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.kiosk = '{SLOW}' THEN PERFORM pg_advisory_xact_lock({HOLD}); END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_hold_slow_kiosk AFTER INSERT ON records
+                FOR EACH ROW EXECUTE FUNCTION test_hold_slow_kiosk();
+            """
+        )
+        slow_code, fast_code = f"{AGENCY}-261201-7001", f"{AGENCY}-261201-7002"
+        holder.execute("SELECT pg_advisory_lock(%s)", (HOLD,))
+        errors: list[BaseException] = []
+
+        def run(fn: Callable[[], Any], out: list[Any]) -> threading.Thread:
+            def body() -> None:
+                try:
+                    out.append(fn())
+                except BaseException as exc:
+                    errors.append(exc)
+
+            thread = threading.Thread(target=body, daemon=True)
+            thread.start()
+            return thread
+
+        slow_out: list[Any] = []
+        slow = run(lambda: Kiosk(target, SLOW).send("dossier", dossier_body(slow_code)), slow_out)
+        assert _until(lambda: _waiting(pg.dsn, *_bigint_key(HOLD)) == 1), (
+            "the slow collector never reached the trigger",
+            errors,
+        )
+        Kiosk(target, FAST).send("dossier", dossier_body(fast_code, id_number="001099012345"))
+
+        # The catch-up, while the slow batch is numbered but not committed.
+        folded: list[int] = []
+        other = backoffice_db.connect(target)
+        try:
+            catch_up = run(lambda: dossiers.project(other), folded)
+            fence_wait = RECORDS_FENCE[0], RECORDS_FENCE[1], 2
+            assert _until(lambda: not catch_up.is_alive() or _waiting(pg.dsn, *fence_wait) > 0)
+            holder.execute("SELECT pg_advisory_unlock(%s)", (HOLD,))
+            slow.join(timeout=30)
+            catch_up.join(timeout=30)
+            assert not slow.is_alive() and not catch_up.is_alive() and errors == []
+        finally:
+            other.close()
+        rowids = dict(conn.execute("SELECT kiosk, rowid FROM records").fetchall())
+        assert rowids[SLOW] < rowids[FAST], "the scenario needs the slow record numbered first"
+
+        # When the slow one has committed, the next catch-up folds what is left.
+        folded.append(dossiers.project(conn))
+        folded.append(dossiers.project(conn))
+        indexed = conn.execute("SELECT code, kiosk FROM dossier_index ORDER BY code").fetchall()
+        assert [tuple(r) for r in indexed] == [(slow_code, SLOW), (fast_code, FAST)]
+        assert sum(folded) == 2, f"folded per catch-up: {folded}"  # nothing twice
+        assert projection.position(conn, dossiers.PROJECTION) == max(rowids.values())
+    finally:
+        holder.close()
+        conn.close()
+
+
+# -- pg_dialect: sqlite3's connection over psycopg ---------------------------------------
+
+
+def test_rows_answer_by_index_and_by_name(dialect: Callable[[], SqliteDialectConn]) -> None:
+    conn = dialect()
+    row = conn.execute("SELECT 1 AS a, 'Hường' AS b, NULL AS c").fetchone()
+    assert row == (1, "Hường", None) and tuple(row) == (1, "Hường", None)
+    assert row["a"] == 1 and row["b"] == "Hường" and row[1] == "Hường" and row["c"] is None
+    assert row.keys() == ["a", "b", "c"]
+    assert dict(zip(row.keys(), row, strict=True)) == {"a": 1, "b": "Hường", "c": None}
+    with pytest.raises(IndexError, match="'d'"):
+        row["d"]
+    # Each query's rows carry their own names.
+    again = conn.execute("SELECT 2 AS x").fetchall()
+    assert again[0]["x"] == 2 and again[0].keys() == ["x"]
+
+
+def test_bools_go_as_integers_and_numerics_come_back_as_int_or_float(
+    dialect: Callable[[], SqliteDialectConn],
+) -> None:
+    conn = dialect()
+    conn.execute(translate_ddl("CREATE TABLE flags (k TEXT PRIMARY KEY, flag INTEGER NOT NULL)"))
+    conn.execute("INSERT INTO flags (k, flag) VALUES (?, ?)", ("a", True))
+    conn.executemany("INSERT INTO flags (k, flag) VALUES (?, ?)", [("b", False), ("c", True)])
+    assert conn.execute("SELECT k, flag FROM flags ORDER BY k").fetchall() == [
+        ("a", 1),
+        ("b", 0),
+        ("c", 1),
+    ]
+    assert conn.execute("SELECT count(*) FROM flags WHERE flag = ?", (True,)).fetchone()[0] == 2
+    total, mean, whole = conn.execute(
+        "SELECT sum(flag), avg(flag), avg(flag * 0 + 2) FROM flags"
+    ).fetchone()
+    assert type(total) is int and total == 2  # sum(bigint) is numeric in PostgreSQL
+    assert type(mean) is float and mean == pytest.approx(2 / 3)
+    assert type(whole) is float and whole == 2.0  # avg is a float in sqlite3, whole or not
+    assert conn.execute("SELECT sum(flag) FROM flags WHERE k = 'z'").fetchone()[0] is None
+    big = conn.execute("SELECT 12345678901234567890::numeric, 1.5::numeric").fetchone()
+    assert big == (12345678901234567890, 1.5) and type(big[0]) is int
+
+
+def test_errors_are_sqlite3_s_of_the_same_class(dialect: Callable[[], SqliteDialectConn]) -> None:
+    conn = dialect()
+    conn.execute(translate_ddl("CREATE TABLE u (k TEXT PRIMARY KEY, v INTEGER NOT NULL)"))
+    conn.execute("INSERT INTO u (k, v) VALUES (?, ?)", ("a", 1))
+    cases: list[tuple[str, tuple[Any, ...], type[sqlite3.Error], type[psycopg.Error]]] = [
+        ("SELECT * FROM absent", (), sqlite3.OperationalError, psycopg.errors.UndefinedTable),
+        ("SELECT nope FROM u", (), sqlite3.OperationalError, psycopg.errors.UndefinedColumn),
+        (
+            "INSERT INTO u (k, v) VALUES (?, ?)",
+            ("a", 2),
+            sqlite3.IntegrityError,
+            psycopg.errors.UniqueViolation,
+        ),
+        (
+            "INSERT INTO u (k, v) VALUES (?, ?)",
+            ("b", None),
+            sqlite3.IntegrityError,
+            psycopg.errors.NotNullViolation,
+        ),
+    ]
+    for sql, args, sqlite_class, pg_class in cases:
+        with pytest.raises(sqlite_class) as caught:
+            conn.execute(sql, args)
+        assert isinstance(caught.value.__cause__, pg_class), sql
+    # The catch-all the modules write still catches them, as on SQLite.
+    with pytest.raises(sqlite3.Error):
+        conn.executemany("INSERT INTO u (k, v) VALUES (?, ?)", [("c", 1), ("a", 1)])
+    assert (
+        conn.execute("SELECT count(*) FROM u").fetchone()[0] == 1
+    )  # the failed batch left nothing
+    # A script naming a table the migrations never made says where to add it.
+    with pytest.raises(sqlite3.OperationalError, match=r"no such table: ghosts.*pg_migrations"):
+        conn.executescript("CREATE TABLE IF NOT EXISTS ghosts (k TEXT PRIMARY KEY);")
+    conn.executescript("CREATE TABLE IF NOT EXISTS u (k TEXT PRIMARY KEY);")  # there: checked
+
+
+def test_begin_immediate_makes_two_writers_take_turns(
+    pg: PgDatabase, dialect: Callable[[], SqliteDialectConn]
+) -> None:
+    a, b = dialect(), dialect()
+    a.execute(translate_ddl("CREATE TABLE counter (k TEXT PRIMARY KEY, n INTEGER NOT NULL)"))
+    a.execute("INSERT INTO counter (k, n) VALUES ('c', 0)")
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def increment(conn: SqliteDialectConn) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            n = conn.execute("SELECT n FROM counter WHERE k = 'c'").fetchone()[0]
+            seen.append(n)
+            conn.execute("UPDATE counter SET n = ? WHERE k = 'c'", (n + 1,))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            errors.append(exc)
+
+    a.execute("BEGIN IMMEDIATE")
+    assert a.in_transaction and not b.in_transaction
+    n = a.execute("SELECT n FROM counter WHERE k = 'c'").fetchone()[0]
+    # A plain BEGIN takes no write lock (as in SQLite): a reader is never held up.
+    b.execute("BEGIN")
+    assert b.execute("SELECT n FROM counter").fetchone()[0] == 0
+    b.execute("COMMIT")
+    other = threading.Thread(target=increment, args=(b,), daemon=True)
+    other.start()
+    assert _until(lambda: _waiting(pg.dsn, *_bigint_key(WRITE_LOCK)) == 1), (
+        "the second BEGIN IMMEDIATE did not wait for the first writer",
+        errors,
+    )
+    a.execute("UPDATE counter SET n = ? WHERE k = 'c'", (n + 1,))
+    a.execute("COMMIT")
+    assert not a.in_transaction
+    other.join(timeout=10)
+    assert not other.is_alive() and errors == []
+    # The second writer read after the first committed: no update lost.
+    assert seen == [1] and a.execute("SELECT n FROM counter").fetchone()[0] == 2
+    # ROLLBACK releases the lock too; COMMIT/ROLLBACK outside a transaction do nothing.
+    a.execute("BEGIN IMMEDIATE")
+    a.execute("ROLLBACK")
+    b.execute("BEGIN IMMEDIATE")
+    b.commit()
+    a.commit()
+    a.rollback()
+
+
+def test_pragma_table_info_reads_the_catalogue(dialect: Callable[[], SqliteDialectConn]) -> None:
+    conn = dialect()
+    conn.execute(
+        translate_ddl(
+            "CREATE TABLE staff (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL,"
+            " photo BLOB, active INTEGER NOT NULL DEFAULT 1)"
+        )
+    )
+    info = conn.execute("PRAGMA table_info(staff)").fetchall()
+    assert [(r[0], r[1], r[3]) for r in info] == [
+        (0, "id", 1),
+        (1, "name", 1),
+        (2, "score", 0),
+        (3, "photo", 0),
+        (4, "active", 1),
+    ]
+    assert [r[2] for r in info] == ["bigint", "text", "double precision", "bytea", "bigint"]
+    assert info[1]["name"] == "name" and info[4][4] == "1"
+    assert conn.execute("PRAGMA table_info('staff')").fetchall() == info
+    assert conn.execute("PRAGMA table_info(absent)").fetchall() == []
+    # The tuning pragmas mean nothing here; anything else is refused by name.
+    for pragma in ("PRAGMA busy_timeout = 10000", "PRAGMA synchronous = FULL"):
+        assert conn.execute(pragma).fetchall() == []
+    with pytest.raises(sqlite3.OperationalError, match="PRAGMA integrity_check"):
+        conn.execute("PRAGMA integrity_check")
