@@ -1,4 +1,5 @@
-"""Central's HTTP API, served by uvicorn on a loopback port, over a real database file."""
+"""Central's HTTP API, served by uvicorn on a loopback port, over a real database (the
+API's tests on SQLite and PostgreSQL; the CLI's on SQLite: the CLI opens central.database)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
 from central import api_tokens, audit, backoffice_db, payments
+from central.backoffice_db import Target
 from central.cli import main as central_cli
 from central.notify import SIGNATURE_HEADER, sign
 from central.support import SupportSettings
 from central.web.app import create_app
 from central.web.common import ApiSettings
 from central.web.server import ApiServer
+from tests.pg import CentralDb
 from tests.support_helpers import OFFICE, ingest, lookup_code, open_db, replies, support_body
 
 PAY_SECRET = b"bank-secret-0123456789"
@@ -28,7 +31,7 @@ PAY_SECRET = b"bank-secret-0123456789"
 @dataclass
 class Api:
     url: str
-    db: Path
+    db: Target
     token: str
     client: httpx.Client
     recorded: list[payments.PaymentNotice]
@@ -39,8 +42,8 @@ class Api:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    db = tmp_path / "central.db"
+def api(central_db: CentralDb) -> Iterator[Api]:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     token = api_tokens.add(conn, "cli:admin", "desk-lan")
     conn.close()
@@ -53,7 +56,8 @@ def api(tmp_path: Path) -> Iterator[Api]:
         return {"code": notice.dossier_code, "paid": True}
 
     settings = ApiSettings(
-        database=db,
+        # Typed Path; the web's pool hands it to backoffice_db.connect, which takes either.
+        database=cast(Path, db),
         support=SupportSettings(hotline="1900 1234"),
         payment_secret=PAY_SECRET,
         payment_recorder=recorder,
