@@ -75,6 +75,9 @@ PROJECT_BATCH = 1000
 NOTIFY_BATCH = 20
 RESOLUTION_CHARS = 1000
 ROUTER = "central:router"
+#: The request is still routed as when it was read (``routed_at IS ?`` on SQLite alone:
+#: PostgreSQL's IS takes no parameter; routed_at is a Unix time, never -1).
+_SAME_ROUTING = " AND coalesce(routed_at, -1) = coalesce(?, -1)"
 
 
 class SupportError(ValueError):
@@ -713,7 +716,7 @@ def _send_due(
             conn.execute(
                 "UPDATE support_requests SET notify_state = 'sent', notified_at = ?,"
                 " notify_attempts = notify_attempts + 1, notify_error = NULL"
-                " WHERE n = ? AND notify_state = 'pending' AND routed_at IS ?",
+                " WHERE n = ? AND notify_state = 'pending'" + _SAME_ROUTING,
                 (time.time(), req.n, req.routed_at),
             )
             audit.record(
@@ -732,7 +735,7 @@ def _unassign(conn: sqlite3.Connection, req: Request, *, now: float) -> None:
     with transaction(conn):
         cur = conn.execute(
             "UPDATE support_requests SET status = ?, staff_id = NULL, notify_state = 'none',"
-            " notify_next_at = NULL WHERE n = ? AND notify_state = 'pending' AND routed_at IS ?",
+            " notify_next_at = NULL WHERE n = ? AND notify_state = 'pending'" + _SAME_ROUTING,
             (back, req.n, req.routed_at),
         )
         if cur.rowcount:
@@ -768,7 +771,7 @@ def _record_failure(
         cur = conn.execute(
             "UPDATE support_requests SET notify_attempts = ?, notify_error = ?,"
             " notify_state = ?, notify_next_at = ?"
-            " WHERE n = ? AND notify_state = 'pending' AND routed_at IS ?",
+            " WHERE n = ? AND notify_state = 'pending'" + _SAME_ROUTING,
             (
                 attempts,
                 error[:500],
