@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from central import audit, backoffice_db, downlink_log
+from central import audit, downlink_log
 from central.catalogue_publish import CatalogueRefused, current_catalogue, publish_catalogue
 from edge_agent.catalogue import CatalogueStore, bundled_document
+from tests.pg import CentralDb
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = bundled_document()
@@ -118,8 +119,10 @@ def versioned(v: str) -> dict[str, Any]:
     return d
 
 
-def test_publish_appends_one_fleet_item_and_an_audit_row(tmp_path: Path) -> None:
-    conn = backoffice_db.connect(tmp_path / "central.db")
+def test_publish_appends_one_fleet_item_and_an_audit_row(
+    tmp_path: Path, central_db: CentralDb
+) -> None:
+    conn = central_db.connect()
     assert current_catalogue(conn) is None
     assert publish_catalogue(conn, versioned("2026.12.1"), "tester") == "2026.12.1"
     assert publish_catalogue(conn, versioned("2026.12.2"), "tester") == "2026.12.2"
@@ -149,8 +152,8 @@ def test_publish_appends_one_fleet_item_and_an_audit_row(tmp_path: Path) -> None
         ({"version": "2027.1.1"}, "procedures"),
     ],
 )
-def test_publish_refusals_change_nothing(tmp_path: Path, doc: Any, message: str) -> None:
-    conn = backoffice_db.connect(tmp_path / "central.db")
+def test_publish_refusals_change_nothing(central_db: CentralDb, doc: Any, message: str) -> None:
+    conn = central_db.connect()
     publish_catalogue(conn, versioned("2026.12.1"), "tester")
     before = downlink_log.latest_cursor(conn)
     with pytest.raises(CatalogueRefused, match=message.replace(".", r"\.")):
