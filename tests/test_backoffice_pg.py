@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from central import backoffice_db, dossiers, projection
+from central import backoffice_db, dossiers, downlink_log, projection
 from central.backoffice_db import PgTarget
 from central.pg_dialect import WRITE_LOCK, SqliteDialectConn, translate_ddl
 from central.store_pg import RECORDS_FENCE
@@ -169,6 +169,51 @@ def test_the_dossier_projection_misses_nothing_when_records_commit_out_of_rowid_
     finally:
         holder.close()
         conn.close()
+
+
+# -- the downlink log with two back-office writers ---------------------------------------
+
+
+def test_a_kiosk_reading_the_downlink_never_skips_a_cursor_committed_late(pg: PgDatabase) -> None:
+    """An item numbered first, committed last, still reaches a kiosk that read in between.
+
+    A kiosk stores the newest cursor a state reply names, so cursors must become visible
+    in number order. Writer A appends (cursor N, not committed); writer B appends in its
+    own transaction. B must wait for A (the back office's write lock): were B's N+1
+    visible first, a reader would be told N+1 and never ask for N.
+    """
+    target = PgTarget(pg.dsn)
+    a, b, reader = (backoffice_db.connect(target) for _ in range(3))
+    try:
+        errors: list[BaseException] = []
+
+        def write_b() -> None:
+            try:
+                downlink_log.append(b, downlink_log.FLEET, "news", "n-b", {"id": "n-b"})
+            except BaseException as exc:
+                errors.append(exc)
+
+        a.execute("BEGIN IMMEDIATE")
+        downlink_log.append(a, downlink_log.FLEET, "news", "n-a", {"id": "n-a"})
+        writer_b = threading.Thread(target=write_b, daemon=True)
+        writer_b.start()
+        assert _until(
+            lambda: not writer_b.is_alive() or _waiting(pg.dsn, *_bigint_key(WRITE_LOCK)) == 1
+        )
+        held: dict[str, int] = {}
+        after = 0
+        items, after, _ = downlink_log.items_since(reader, [downlink_log.FLEET], after)
+        held.update({i.key: i.cursor for i in items})
+        a.execute("COMMIT")
+        writer_b.join(timeout=10)
+        assert not writer_b.is_alive() and errors == []
+        items, after, _ = downlink_log.items_since(reader, [downlink_log.FLEET], after)
+        held.update({i.key: i.cursor for i in items})
+        assert set(held) == {"n-a", "n-b"}, f"the kiosk holds {held}, told cursor {after}"
+        assert after == downlink_log.latest_cursor(reader) and held["n-a"] < held["n-b"]
+    finally:
+        for conn in (a, b, reader):
+            conn.close()
 
 
 # -- pg_dialect: sqlite3's connection over psycopg ---------------------------------------
