@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-import tempfile
 import threading
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from central import audit, backoffice_db, downlink_log
@@ -46,12 +45,25 @@ STATUS_KEYS = {
 }
 
 
-def _db(where: Path | CentralDb) -> tuple[Target, sqlite3.Connection]:
-    """Central's database: ``central_db``'s engine, or a SQLite file in a directory."""
-    if isinstance(where, CentralDb):
-        return where.target, where.connect()
-    db = where / "central.db"
-    return db, backoffice_db.connect(db)
+def _db(central_db: CentralDb) -> tuple[Target, sqlite3.Connection]:
+    return central_db.target, central_db.connect()
+
+
+def _empty(central_db: CentralDb) -> tuple[Target, sqlite3.Connection]:
+    """For a hypothesis example: ``central_db`` with no records and no back-office rows
+    (one database serves every example of a test, on both engines)."""
+    db, conn = _db(central_db)
+    with backoffice_db.transaction(conn):
+        for table in (
+            "records",
+            "projection_positions",
+            "dossier_index",
+            "dossier_payments",
+            "downlink",
+            "audit",
+        ):
+            conn.execute(f"DELETE FROM {table}")
+    return db, conn
 
 
 # -- the lifecycle table (sans-I/O) ---------------------------------------------------
@@ -73,7 +85,9 @@ def test_every_state_has_a_row_a_label_and_terminal_states_are_final() -> None:
     assert seen == set(ds.STATES)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(
+    max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.sampled_from([*ds.STATES, "paid", "done", ""]), max_size=40))
 def test_no_sequence_of_requests_reaches_a_state_the_table_does_not_allow(
     requests: list[str],
@@ -395,28 +409,31 @@ def test_likely_duplicate_filings_are_flagged(
 # -- a stateful run on a real database -----------------------------------------------------
 
 
-@settings(max_examples=25, deadline=None)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.sampled_from(ds.STATES), min_size=1, max_size=12))
-def test_status_requests_on_a_real_database_follow_the_table(requests: list[str]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        db, conn = _db(Path(tmp))
-        Kiosk(db).send("dossier", dossier_body(CODE))
-        model: ds.State = "submitted"
-        changes = 0
-        for wanted in requests:
-            try:
-                out = set_status(conn, CODE, wanted, actor="hypothesis")
-            except TransitionRefused:
-                assert wanted != model and wanted not in ds.TRANSITIONS[model]
-                continue
-            assert wanted == model or wanted in ds.TRANSITIONS[model]
-            changes += bool(out["changed"])
-            model = ds.parse_state(wanted)
-        assert get_dossier(conn, CODE)["state"] == model
-        assert len(audit.entries(conn, target=CODE)) == changes
-        items = downlink_log.current(conn, OFFICE, "dossier-status", CODE)
-        assert (items[0].body["state"] if items else "submitted") == model
-        conn.close()
+def test_status_requests_on_a_real_database_follow_the_table(
+    central_db: CentralDb, requests: list[str]
+) -> None:
+    db, conn = _empty(central_db)
+    Kiosk(db).send("dossier", dossier_body(CODE))
+    model: ds.State = "submitted"
+    changes = 0
+    for wanted in requests:
+        try:
+            out = set_status(conn, CODE, wanted, actor="hypothesis")
+        except TransitionRefused:
+            assert wanted != model and wanted not in ds.TRANSITIONS[model]
+            continue
+        assert wanted == model or wanted in ds.TRANSITIONS[model]
+        changes += bool(out["changed"])
+        model = ds.parse_state(wanted)
+    assert get_dossier(conn, CODE)["state"] == model
+    assert len(audit.entries(conn, target=CODE)) == changes
+    items = downlink_log.current(conn, OFFICE, "dossier-status", CODE)
+    assert (items[0].body["state"] if items else "submitted") == model
+    conn.close()  # one per example (the fixture closes any a failure left)
 
 
 # -- concurrency --------------------------------------------------------------------------
@@ -543,7 +560,9 @@ def test_payments_never_total_more_than_a_fee_can_be(
     assert get_dossier(conn, CODE)["paid_amount"] == FEE_VND_MAX
 
 
-@settings(max_examples=25, deadline=None)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
         st.tuples(st.sampled_from(["A", "B", "C", "D"]), st.integers(1, 5000)),
@@ -551,26 +570,27 @@ def test_payments_never_total_more_than_a_fee_can_be(
         max_size=15,
     )
 )
-def test_replayed_and_new_payments_count_each_reference_once(calls: list[tuple[str, int]]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        db, conn = _db(Path(tmp))
-        Kiosk(db).send("dossier", dossier_body(CODE, fee_vnd=8000))
-        first: dict[str, int] = {}
-        for ref, amount in calls:
-            try:
-                out = _pay(conn, CODE, amount, ref)
-            except Conflict:
-                assert ref in first and first[ref] != amount
-                continue
-            assert out["replayed"] is (ref in first)
-            first.setdefault(ref, amount)
-        d = get_dossier(conn, CODE)
-        total = sum(first.values())
-        assert d["paid_amount"] == total and d["paid"] is (total >= 8000)
-        assert len(audit.entries(conn, target=CODE)) == len(first)
-        body = downlink_log.current(conn, OFFICE, "dossier-status", CODE)[0].body
-        assert body["paid_amount_vnd"] == total
-        conn.close()
+def test_replayed_and_new_payments_count_each_reference_once(
+    central_db: CentralDb, calls: list[tuple[str, int]]
+) -> None:
+    db, conn = _empty(central_db)
+    Kiosk(db).send("dossier", dossier_body(CODE, fee_vnd=8000))
+    first: dict[str, int] = {}
+    for ref, amount in calls:
+        try:
+            out = _pay(conn, CODE, amount, ref)
+        except Conflict:
+            assert ref in first and first[ref] != amount
+            continue
+        assert out["replayed"] is (ref in first)
+        first.setdefault(ref, amount)
+    d = get_dossier(conn, CODE)
+    total = sum(first.values())
+    assert d["paid_amount"] == total and d["paid"] is (total >= 8000)
+    assert len(audit.entries(conn, target=CODE)) == len(first)
+    body = downlink_log.current(conn, OFFICE, "dossier-status", CODE)[0].body
+    assert body["paid_amount_vnd"] == total
+    conn.close()
 
 
 def test_two_back_office_writers_on_one_dossier_serialise(
