@@ -8,7 +8,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -56,8 +56,7 @@ def api(central_db: CentralDb) -> Iterator[Api]:
         return {"code": notice.dossier_code, "paid": True}
 
     settings = ApiSettings(
-        # Typed Path; the web's pool hands it to backoffice_db.connect, which takes either.
-        database=cast(Path, db),
+        database=db,
         support=SupportSettings(hotline="1900 1234"),
         payment_secret=PAY_SECRET,
         payment_recorder=recorder,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -44,8 +44,7 @@ def api(central_db: CentralDb) -> Iterator[Api]:
     token = api_tokens.add(conn, "cli:admin", "back-office")
     conn.close()
     settings = ApiSettings(
-        # Typed Path; the web's pool hands it to backoffice_db.connect, which takes either.
-        database=cast(Path, db),
+        database=db,
         payment_secret=SECRET,
         payment_recorder=default_recorder(),
         page_max=200,

@@ -474,11 +474,12 @@ def test_central_housekeeping_folds_records_with_the_configured_window(
     tmp_path: Path, central_db: CentralDb, request: pytest.FixtureRequest
 ) -> None:
     if central_db.kind == "postgresql":
-        # Not this module's: CentralService.project_backoffice opens the back office with
-        # backoffice_db.connect(cfg.central.database), the SQLite path, on every engine
-        # (backoffice_db.target_of is what it needs). Strict: goes red once that is fixed.
+        # Not this module's: CentralService builds the fleet Registry, which takes a SQLite
+        # path only until the fleet's PostgreSQL branch lands. Strict: red once it has.
         request.applymarker(
-            pytest.mark.xfail(strict=True, reason="central/service.py: target_of not used yet")
+            pytest.mark.xfail(
+                strict=True, raises=TypeError, reason="central/fleet/registry.py: Path only"
+            )
         )
     from central.config import load_central_config
     from central.service import CentralService
