@@ -162,11 +162,14 @@ def test_publish_refusals_change_nothing(central_db: CentralDb, doc: Any, messag
     assert len(audit.entries(conn)) == 1
 
 
-def test_central_cli_publish_and_show(tmp_path: Path) -> None:
+def test_central_cli_publish_and_show(tmp_path: Path, central_db: CentralDb) -> None:
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'[central]\ndatabase = "{tmp_path / "central.db"}"\n', encoding="utf-8")
-    out = run("central.cli", "catalogue", "show", "--config", str(cfg))
-    assert out.returncode != 0 and "does not exist" in out.stderr
+    cfg.write_text(
+        "[central]\n" + central_db.central_toml(tmp_path / "central.db"), encoding="utf-8"
+    )
+    if central_db.kind == "sqlite":  # a PostgreSQL database is there before central runs
+        out = run("central.cli", "catalogue", "show", "--config", str(cfg))
+        assert out.returncode != 0 and "does not exist" in out.stderr
     path = tmp_path / "cat.json"
     path.write_text(json.dumps(versioned("2026.12.5"), ensure_ascii=False), encoding="utf-8")
     out = run("central.cli", "catalogue", "publish", str(path), "--config", str(cfg))
