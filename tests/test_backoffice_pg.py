@@ -19,12 +19,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from central import backoffice_db, dossiers, downlink_log, projection
+from central import backoffice_db, dossiers, downlink_log, projection, support
 from central.backoffice_db import PgTarget
 from central.pg_dialect import WRITE_LOCK, SqliteDialectConn, translate_ddl
 from central.store_pg import RECORDS_FENCE
 from tests.backoffice_records import AGENCY, Kiosk, dossier_body
 from tests.pg import PgDatabase
+from tests.support_helpers import support_body
 
 #: sha256 of version 101's statements as released with the back office on PostgreSQL.
 MIGRATION_101_SHA256 = "e11b4da0f6f2e4e480c2fe4726c7113449cd3fcb967196e5c3e70af068e23c72"
@@ -32,7 +33,8 @@ MIGRATION_101_SHA256 = "e11b4da0f6f2e4e480c2fe4726c7113449cd3fcb967196e5c3e70af0
 #: The test's own advisory key: a trigger on ``records`` waits on it (one bigint key).
 HOLD = 0x484F4C44  # "HOLD"
 
-SLOW, FAST = "k-slow-01", "k-fast-01"
+SLOW, SLOW2, FAST = "k-slow-01", "k-slow-02", "k-fast-01"
+HELP_SLOW, HELP_FAST = "HO-261201-7001", "HO-261201-7002"
 
 
 @pytest.fixture
@@ -94,10 +96,11 @@ def test_migration_101_is_pinned() -> None:
 # -- the dossier projection with two collectors ------------------------------------------
 
 
-def test_the_dossier_projection_misses_nothing_when_records_commit_out_of_rowid_order(
+def test_the_projections_miss_nothing_when_records_commit_out_of_rowid_order(
     pg: PgDatabase,
 ) -> None:
-    """A record numbered first but committed last is folded by the next catch-up, once.
+    """A record numbered first but committed last is folded by the next catch-up, once:
+    the dossier index (central.projection's position) and the support requests (their own).
 
     The slow collector's INSERT takes rowid N and then waits (a test-only trigger waits
     on an advisory lock the test holds) before its COMMIT; the fast one stores N+1 and
@@ -113,7 +116,9 @@ def test_the_dossier_projection_misses_nothing_when_records_commit_out_of_rowid_
             f"""
             CREATE FUNCTION test_hold_slow_kiosk() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                IF NEW.kiosk = '{SLOW}' THEN PERFORM pg_advisory_xact_lock({HOLD}); END IF;
+                IF NEW.kiosk IN ('{SLOW}', '{SLOW2}') THEN
+                    PERFORM pg_advisory_xact_lock({HOLD});
+                END IF;
                 RETURN NEW;
             END $$;
             CREATE TRIGGER test_hold_slow_kiosk AFTER INSERT ON records
@@ -137,35 +142,56 @@ def test_the_dossier_projection_misses_nothing_when_records_commit_out_of_rowid_
 
         slow_out: list[Any] = []
         slow = run(lambda: Kiosk(target, SLOW).send("dossier", dossier_body(slow_code)), slow_out)
-        assert _until(lambda: _waiting(pg.dsn, *_bigint_key(HOLD)) == 1), (
-            "the slow collector never reached the trigger",
+        support_slow = run(
+            lambda: Kiosk(target, SLOW2).send("support", support_body(lookup_code=HELP_SLOW)),
+            slow_out,
+        )
+        assert _until(lambda: _waiting(pg.dsn, *_bigint_key(HOLD)) == 2), (
+            "the slow collectors never reached the trigger",
             errors,
         )
-        Kiosk(target, FAST).send("dossier", dossier_body(fast_code, id_number="001099012345"))
+        fast = Kiosk(target, FAST)
+        fast.send("dossier", dossier_body(fast_code, id_number="001099012345"))
+        fast.send("support", support_body(lookup_code=HELP_FAST))
 
         # The catch-up, while the slow batch is numbered but not committed.
         folded: list[int] = []
         other = backoffice_db.connect(target)
         try:
-            catch_up = run(lambda: dossiers.project(other), folded)
+            catch_up = run(lambda: dossiers.project(other) + support.project(other), folded)
             fence_wait = RECORDS_FENCE[0], RECORDS_FENCE[1], 2
             assert _until(lambda: not catch_up.is_alive() or _waiting(pg.dsn, *fence_wait) > 0)
             holder.execute("SELECT pg_advisory_unlock(%s)", (HOLD,))
             slow.join(timeout=30)
+            support_slow.join(timeout=30)
             catch_up.join(timeout=30)
-            assert not slow.is_alive() and not catch_up.is_alive() and errors == []
+            assert not slow.is_alive() and not support_slow.is_alive() and errors == []
+            assert not catch_up.is_alive()
         finally:
             other.close()
-        rowids = dict(conn.execute("SELECT kiosk, rowid FROM records").fetchall())
-        assert rowids[SLOW] < rowids[FAST], "the scenario needs the slow record numbered first"
+        rowids = conn.execute("SELECT kiosk, kind, rowid FROM records").fetchall()
+        first_fast = min(r for k, _, r in rowids if k == FAST)
+        assert all(r < first_fast for k, _, r in rowids if k != FAST), (
+            f"the scenario needs the slow records numbered first: {rowids}"
+        )
 
-        # When the slow one has committed, the next catch-up folds what is left.
-        folded.append(dossiers.project(conn))
-        folded.append(dossiers.project(conn))
+        # When the slow ones have committed, the next catch-up folds what is left.
+        for _ in range(2):
+            folded.append(dossiers.project(conn) + support.project(conn))
         indexed = conn.execute("SELECT code, kiosk FROM dossier_index ORDER BY code").fetchall()
-        assert [tuple(r) for r in indexed] == [(slow_code, SLOW), (fast_code, FAST)]
-        assert sum(folded) == 2, f"folded per catch-up: {folded}"  # nothing twice
-        assert projection.position(conn, dossiers.PROJECTION) == max(rowids.values())
+        requests = conn.execute(
+            "SELECT lookup_code, kiosk FROM support_requests ORDER BY lookup_code"
+        ).fetchall()
+        assert {
+            "dossiers": [tuple(r) for r in indexed],
+            "support": [tuple(r) for r in requests],
+        } == {
+            "dossiers": [(slow_code, SLOW), (fast_code, FAST)],
+            "support": [(HELP_SLOW, SLOW2), (HELP_FAST, FAST)],
+        }
+        assert sum(folded) == 4, f"folded per catch-up: {folded}"  # nothing twice
+        top = max(r for _, _, r in rowids)
+        assert projection.position(conn, dossiers.PROJECTION) == top
     finally:
         holder.close()
         conn.close()
