@@ -5,7 +5,10 @@ Theory of operation
 The collector only appends to ``records`` (rows are never updated or
 deleted), and SQLite serialises writers, so a row's ``rowid`` grows in commit
 order: once a reader has seen rowid N committed, no row below N can appear
-later. A projection (dossiers, inquiries) therefore keeps one number, the
+later. On PostgreSQL two collectors commit out of rowid order; :func:`records_top`
+is then the store's fenced top (it waits for the batches in flight), which keeps
+the same promise (tests/test_backoffice_pg.py holds one batch before its
+COMMIT). A projection (dossiers, inquiries) therefore keeps one number, the
 highest rowid it has consumed, in ``projection_positions``, and each catch-up
 reads only the rows above it (``records`` is indexed by rowid: cheap even
 with millions of rows). The catch-up runs in the caller's write transaction

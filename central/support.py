@@ -206,8 +206,9 @@ def project(conn: sqlite3.Connection, *, limit: int = PROJECT_BATCH) -> int:
                 "SELECT value FROM support_progress WHERE name = 'records_rowid'"
             ).fetchone()
             after = int(row[0]) if row else 0
-            # Records are never deleted, and one writer at a time assigns rowids in
-            # commit order: every record committed later gets a rowid above `high`.
+            # Records are never deleted, and records_top is the fenced top (SQLite: one
+            # writer, rowids in commit order; PostgreSQL: store_pg's records fence):
+            # every record committed later gets a rowid above `high`.
             high = projection.records_top(conn)
             rows = conn.execute(
                 "SELECT rowid, kiosk, id, created, received_at, body FROM records"
