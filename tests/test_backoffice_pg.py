@@ -367,6 +367,38 @@ def test_begin_immediate_makes_two_writers_take_turns(
     a.rollback()
 
 
+def test_a_lone_write_waits_its_turn_and_a_read_transaction_is_one_snapshot(
+    pg: PgDatabase, dialect: Callable[[], SqliteDialectConn]
+) -> None:
+    a, b, reader = dialect(), dialect(), dialect()
+    a.execute(translate_ddl("CREATE TABLE notes (k TEXT PRIMARY KEY)"))
+    errors: list[BaseException] = []
+
+    def lone_write() -> None:
+        try:
+            b.execute("INSERT INTO notes (k) VALUES ('b')")  # no BEGIN: as SQLite's autocommit
+        except BaseException as exc:
+            errors.append(exc)
+
+    a.execute("BEGIN IMMEDIATE")
+    a.execute("INSERT INTO notes (k) VALUES ('a')")
+    other = threading.Thread(target=lone_write, daemon=True)
+    other.start()
+    assert _until(lambda: _waiting(pg.dsn, *_bigint_key(WRITE_LOCK)) == 1), (
+        "a write outside a transaction did not wait for the writer holding the lock",
+        errors,
+    )
+    reader.execute("BEGIN")  # a read transaction: one snapshot, no lock
+    assert reader.execute("SELECT count(*) FROM notes").fetchone()[0] == 0
+    a.execute("COMMIT")
+    other.join(timeout=10)
+    assert not other.is_alive() and errors == [] and not b.in_transaction
+    assert a.execute("SELECT count(*) FROM notes").fetchone()[0] == 2
+    assert reader.execute("SELECT count(*) FROM notes").fetchone()[0] == 0  # same snapshot
+    reader.execute("COMMIT")
+    assert reader.execute("SELECT count(*) FROM notes").fetchone()[0] == 2
+
+
 def test_pragma_table_info_reads_the_catalogue(dialect: Callable[[], SqliteDialectConn]) -> None:
     conn = dialect()
     conn.execute(
