@@ -125,7 +125,10 @@ def catch_up(conn: sqlite3.Connection, name: str, fold: Callable[[], int]) -> in
     """Run ``fold`` (which consumes :func:`new_records` of ``name``) if anything is new.
 
     Cheap when nothing is: two indexed reads, no write lock. ``fold`` runs in its
-    own write transaction unless the caller is already in one. Returns what
+    own write transaction unless the caller is already in one, which must then be a
+    write transaction (``BEGIN IMMEDIATE``), never a read one (a plain ``BEGIN``):
+    on PostgreSQL its one snapshot, taken before the fence, would not hold a record
+    committed late below the top (SQLite refuses the write instead). Returns what
     ``fold`` returns (how many rows it folded), 0 when nothing was new.
     """
     top = records_top(conn)
