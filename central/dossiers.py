@@ -127,24 +127,6 @@ CREATE TABLE IF NOT EXISTS dossier_payments (
 CREATE INDEX IF NOT EXISTS dossier_payments_code ON dossier_payments (code);
 """
 
-#: What a dossier record sets in its index row (held rows keep ``code`` and ``office``).
-_FOLD_COLUMNS: Final = (
-    "code",
-    "office",
-    "kiosk",
-    "record_id",
-    "procedure",
-    "applicant_hash",
-    "applicant_name",
-    "received_at",
-    "received_unix",
-    "day",
-    "fee_vnd",
-    "due",
-    "duplicate_of",
-    "unconfirmed_before",
-)
-
 COLUMNS: Final = (
     "code",
     "office",
@@ -263,23 +245,24 @@ def _project(conn: sqlite3.Connection, window_s: float, now: float | None) -> in
         )
         values = {**fields, "kiosk": row.kiosk, "record_id": row.id, "duplicate_of": dup}
         if known is None:
-            cols = (*_FOLD_COLUMNS, "state", "changed_at", "indexed_at")
-            row_values = {
-                **values,
-                "state": INITIAL,
-                "changed_at": at,
-                "indexed_at": row.received_at,
-            }
             conn.execute(
-                f"INSERT INTO dossier_index ({', '.join(cols)})"
-                f" VALUES ({', '.join('?' for _ in cols)})",
-                tuple(row_values[c] for c in cols),
+                "INSERT INTO dossier_index (code, office, kiosk, record_id, procedure,"
+                " applicant_hash, applicant_name, received_at, received_unix, day, state,"
+                " fee_vnd, due, duplicate_of, unconfirmed_before, changed_at, indexed_at)"
+                " VALUES (:code, :office, :kiosk, :record_id, :procedure, :applicant_hash,"
+                " :applicant_name, :received_at, :received_unix, :day, :state, :fee_vnd, :due,"
+                " :duplicate_of, :unconfirmed_before, :changed_at, :indexed_at)",
+                {**values, "state": INITIAL, "changed_at": at, "indexed_at": row.received_at},
             )
         else:  # held: the back office spoke first; keep its state, payments and note
-            held = [c for c in _FOLD_COLUMNS if c not in ("code", "office")]
             conn.execute(
-                f"UPDATE dossier_index SET {', '.join(f'{c} = ?' for c in held)} WHERE code = ?",
-                (*(values[c] for c in held), code),
+                "UPDATE dossier_index SET kiosk = :kiosk, record_id = :record_id,"
+                " procedure = :procedure, applicant_hash = :applicant_hash,"
+                " applicant_name = :applicant_name, received_at = :received_at,"
+                " received_unix = :received_unix, day = :day, fee_vnd = :fee_vnd, due = :due,"
+                " duplicate_of = :duplicate_of, unconfirmed_before = :unconfirmed_before"
+                " WHERE code = :code",
+                values,
             )
             _refresh_paid(conn, code)
             current = _row(conn, code)
