@@ -196,8 +196,9 @@ class SqliteDialectConn(PgConn):
         """``PRAGMA table_info(t)`` from the catalogue; SQLite's tuning pragmas do nothing."""
         if name == "table_info" and arg:
             return self.raw.execute(
-                "SELECT ordinal_position - 1, column_name, data_type,"
-                " (is_nullable = 'NO')::int, column_default, 0"
+                # sqlite3's column names, so row["name"] reads as on SQLite.
+                "SELECT ordinal_position - 1 AS cid, column_name AS name, data_type AS type,"
+                " (is_nullable = 'NO')::int AS \"notnull\", column_default AS dflt_value, 0 AS pk"
                 " FROM information_schema.columns"
                 " WHERE table_schema = current_schema() AND table_name = %s"
                 " ORDER BY ordinal_position",

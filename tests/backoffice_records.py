@@ -8,10 +8,11 @@ projections read exactly what central stores.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from central.backoffice_db import PgTarget, Target
 from central.store import SQLiteStore
+from central.store_pg import PostgresStore
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from tests import identity as keyring
@@ -22,9 +23,9 @@ VN = "+07:00"
 
 
 class Kiosk:
-    """One kiosk's stream of records into a central database file."""
+    """One kiosk's stream of records into central's database (a SQLite file or PostgreSQL)."""
 
-    def __init__(self, db: Path, kiosk: str = "k-office-01") -> None:
+    def __init__(self, db: Target, kiosk: str = "k-office-01") -> None:
         self.db = db
         self.kiosk = kiosk
         self.stream = new_stream_id()
@@ -41,13 +42,20 @@ class Kiosk:
             created=created or datetime.now(UTC).astimezone().isoformat(timespec="milliseconds"),
             body=body,
         )
-        store = SQLiteStore(self.db)
+        store = open_store(self.db)
         try:
             result = keyring.process_batch(store, [(records_topic(self.kiosk), rec.encode())])
         finally:
             store.close()
         assert result.outcome.stored == 1, result.outcome
         return rec
+
+
+def open_store(db: Target) -> SQLiteStore | PostgresStore:
+    """The records' store of ``db`` (what the collector writes through)."""
+    if isinstance(db, PgTarget):
+        return PostgresStore(db.dsn)
+    return SQLiteStore(db)
 
 
 def dossier_body(

@@ -1,19 +1,19 @@
-"""Helpers for the support-team tests: support records in a real central store."""
+"""Helpers for the support-team tests: support records in a real central store (either engine)."""
 
 from __future__ import annotations
 
 import itertools
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from central import backoffice_db, downlink_log
+from central.backoffice_db import Target
 from central.ingest import Accept
-from central.store import SQLiteStore
 from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from sync.schemas import check_body
 from tests import identity as keyring
+from tests.backoffice_records import open_store
 
 OFFICE = "000.00.14.H56"
 STREAM = new_stream_id()
@@ -37,10 +37,10 @@ def support_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-def ingest(db: Path, kiosk: str, kind: str, body: dict[str, Any]) -> str:
+def ingest(db: Target, kiosk: str, kind: str, body: dict[str, Any]) -> str:
     """Store one record as the collector would; returns its id."""
     rid = new_ulid()
-    store = SQLiteStore(db)
+    store = open_store(db)
     try:
         record = Record(
             kind=kind,
@@ -59,7 +59,7 @@ def ingest(db: Path, kiosk: str, kind: str, body: dict[str, Any]) -> str:
     return rid
 
 
-def open_db(db: Path, *kiosks: str, office: str = OFFICE) -> sqlite3.Connection:
+def open_db(db: Target, *kiosks: str, office: str = OFFICE) -> sqlite3.Connection:
     conn = backoffice_db.connect(db)
     with backoffice_db.transaction(conn):
         for kiosk in kiosks:
