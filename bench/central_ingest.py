@@ -42,6 +42,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from bench._kiosks import dossier_record, kiosk_names
 from central.collector import BatchResult, process_batch
 from central.fleet.keys import StaticKeyDirectory
 from central.fleet.registry import Registry
@@ -49,7 +50,7 @@ from central.mosquitto import MosquittoProcess, mqtt_toml
 from central.store import SQLiteStore
 from central.store_pg import PostgresStore
 from sync.envelope import MAX_SEQ, Record, records_topic
-from sync.ids import new_stream_id, new_ulid
+from sync.ids import new_stream_id
 from sync.wire_signing import sign_record
 
 TOPIC_FILTER = "aps/v1/+/up/records"
@@ -94,40 +95,6 @@ c.loop_stop()
 """
 
 
-def body(i: int) -> dict[str, object]:
-    return {
-        "code": f"000.00.14.H56-261126-{i % 10000:04d}",
-        "procedure": "1.004873",
-        "form": {"muc_dich": "Đăng ký kết hôn", "tinh_trang": "Chưa kết hôn"},
-        "applicant": {
-            "full_name": "Nguyễn Thị Ngọc Hường",
-            "id_number": "087205000123",
-            "phone": "0912345678",
-            "address": "Phường 1, TP. Sa Đéc, Đồng Tháp",
-        },
-        "fee_vnd": 15000,
-        "received_at": "2026-11-26T09:00:00+07:00",
-        "due": "2026-12-01T16:00+07:00",
-        "attachments": [],
-    }
-
-
-def record(kiosk: str, stream: str, seq: int) -> Record:
-    return Record(
-        kind="dossier",
-        kiosk=kiosk,
-        stream=stream,
-        seq=seq,
-        id=new_ulid(),
-        created="2026-11-26T09:15:02.123+07:00",
-        body=body(seq),
-    )
-
-
-def kiosk_names(kiosks: int) -> list[str]:
-    return [f"bench-k{k:03d}" for k in range(kiosks)]
-
-
 # Every record is signed as a kiosk signs it (issue 9); central verifies each against the
 # registry. One key for the bench's kiosks (verifying costs the same whichever key).
 KIOSK_KEY = Ed25519PrivateKey.generate()
@@ -169,7 +136,9 @@ def fleet_payloads(kiosks: int, records: int) -> list[tuple[str, bytes]]:
     out = []
     for i in range(records):
         kiosk = names[i % kiosks]
-        out.append((records_topic(kiosk), signed(record(kiosk, streams[kiosk], i // kiosks + 1))))
+        out.append(
+            (records_topic(kiosk), signed(dossier_record(kiosk, streams[kiosk], i // kiosks + 1)))
+        )
     return out
 
 
@@ -397,7 +366,7 @@ def ingest_rate(
         sent = 0
         for n, (cfg, probe_kiosk) in enumerate(zip(cfgs, probe_kiosks, strict=True)):
             central = _run_central(cfg)
-            probe = signed(record(probe_kiosk, new_stream_id(), 1))
+            probe = signed(dossier_record(probe_kiosk, new_stream_id(), 1))
             deadline = time.time() + 120
             while store.count() == n and time.time() < deadline:
                 sent += 1
@@ -506,7 +475,7 @@ def batch_cost(work: Path, rounds: int) -> dict[int, float]:
         stream, seq = new_stream_id(), 0
         while seq < held:
             n = min(5000, held - seq)
-            part = [(topic, signed(record(kiosk, stream, seq + i + 1))) for i in range(n)]
+            part = [(topic, signed(dossier_record(kiosk, stream, seq + i + 1))) for i in range(n)]
             batch(store, part)
             seq += n
         stores[held], seqs[held], streams[held] = store, seq, stream
@@ -514,7 +483,7 @@ def batch_cost(work: Path, rounds: int) -> dict[int, float]:
     for _ in range(rounds):
         for held, store in stores.items():
             part = [
-                (topic, signed(record(kiosk, streams[held], seqs[held] + i + 1)))
+                (topic, signed(dossier_record(kiosk, streams[held], seqs[held] + i + 1)))
                 for i in range(256)
             ]
             seqs[held] += 256
@@ -547,8 +516,8 @@ def gap_memory(work: Path) -> dict[str, float]:
     parked_out = batch(
         parked,
         [
-            (topic, signed(record(kiosk, stream, 1))),
-            (topic, signed(record(kiosk, stream, MAX_SEQ))),
+            (topic, signed(dossier_record(kiosk, stream, 1))),
+            (topic, signed(dossier_record(kiosk, stream, MAX_SEQ))),
         ],
     )
     parked.close()
@@ -557,9 +526,9 @@ def gap_memory(work: Path) -> dict[str, float]:
     batch(
         lifted,
         [
-            (topic, signed(record(kiosk, other, 1))),
-            (topic, signed(record(kiosk, other, 10**8 + 2))),
-            (topic, signed(record(kiosk, other, MAX_SEQ))),
+            (topic, signed(dossier_record(kiosk, other, 1))),
+            (topic, signed(dossier_record(kiosk, other, 10**8 + 2))),
+            (topic, signed(dossier_record(kiosk, other, MAX_SEQ))),
         ],
     )
     [state] = [s for s in lifted.streams(kiosk) if s.stream == other]

@@ -31,14 +31,9 @@ import argparse
 import asyncio
 import heapq
 import json
-import os
 import random
-import resource
 import shutil
-import socket
 import statistics
-import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,75 +41,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-# -- the broker --------------------------------------------------------------------------
+from bench._kiosks import (
+    Broker,
+    KioskProcesses,
+    ScriptProcess,
+    kiosk_names,
+    mqtt_open,
+    mqtt_publish,
+    raise_fd_limit,
+)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def raise_fd_limit(needed: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    if soft < needed:
-        raise SystemExit(
-            f"ulimit -n is {soft}, the bench needs about {needed} file descriptors "
-            f"(one per kiosk in the broker and in the kiosk processes): raise the hard limit "
-            "(e.g. `ulimit -Hn 65536` as root) or give fewer --kiosks"
-        )
-    return soft
-
-
-def start_broker(work: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    conf = work / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n"
-        "max_queued_messages 1000000\npersistence false\nlog_dest none\n",
-        encoding="utf-8",
-    )
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([binary, "-c", str(conf)])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("mosquitto did not start")
-
-
-# -- light kiosks: raw MQTT 3.1.1 over asyncio -------------------------------------------
-
-
-def _remaining(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _str(s: str) -> bytes:
-    b = s.encode()
-    return struct.pack("!H", len(b)) + b
-
-
-def mqtt_connect(client_id: str) -> bytes:
-    body = _str("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 0) + _str(client_id)
-    return b"\x10" + _remaining(len(body)) + body
-
-
-def mqtt_publish(topic: str, payload: bytes) -> bytes:
-    body = _str(topic) + payload
-    return b"\x30" + _remaining(len(body)) + body
+# -- light kiosks: raw MQTT 3.1.1 over asyncio (bench/_kiosks.py) -------------------------
 
 
 def heartbeat(kiosk: str, n: int) -> bytes:
@@ -153,12 +90,7 @@ async def _kiosk_proc(port: int, kiosks: list[str], mode: str, arg: float, secon
 
     async def connect(k: str) -> asyncio.StreamWriter:
         async with gate:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(mqtt_connect(k))
-            await writer.drain()
-            ack = await reader.readexactly(4)
-            if ack[3] != 0:
-                raise SystemExit(f"CONNACK {ack[3]} for {k}")
+            _, writer = await mqtt_open(port, k)
             ts = datetime.now().astimezone().isoformat(timespec="seconds")
             writer.write(mqtt_publish(status_topic(k), encode_status(k, "online", ts)))
             return writer
@@ -251,55 +183,21 @@ for _ in sys.stdin:  # one sample per request
 """
 
 
-class Subscriber:
-    def __init__(self, script: str, conf: dict[str, Any]) -> None:
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", script, json.dumps(conf)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        assert self.proc.stdout is not None and self.proc.stdin is not None
-        self.out, self.inp = self.proc.stdout, self.proc.stdin
-        json.loads(self.out.readline())  # ready
-        self.samples: list[dict[str, float]] = []
-
-    def sample(self, pause: float = 0.02) -> dict[str, float]:
-        time.sleep(pause)
-        self.inp.write("\n")
-        self.inp.flush()
-        s = json.loads(self.out.readline())
-        self.samples.append(s)
-        return s
-
-    def latest(self) -> dict[str, float]:
-        self.samples.clear()
-        return self.sample(0)
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
 class Subscribers:
     """One subscriber process, or N collectors on a shared subscription: their counts and
-    CPU summed, the latest of their clocks."""
+    CPU summed, the latest of their clocks. Each answers a sample per line on its stdin."""
 
     def __init__(self, script: str, conf: dict[str, Any], n: int = 1) -> None:
         self.subs = []
         for i in range(n):
             c = {**conf, "client_id": f"aps-bench-central-{i}", "create": i == 0}
             c["group"] = "aps-bench" if n > 1 else None
-            self.subs.append(Subscriber(script, c))
+            self.subs.append(ScriptProcess(script, c, "a subscriber"))
         self.samples: list[dict[str, float]] = []
 
     def sample(self, pause: float = 0.02) -> dict[str, float]:
         time.sleep(pause)
-        got = [s.sample(0) for s in self.subs]
-        for s in self.subs:
-            s.samples.clear()
+        got = [s.ask() for s in self.subs]
         one = {
             "t": max(g["t"] for g in got),
             "n": sum(g["n"] for g in got),
@@ -329,54 +227,33 @@ def run_phase(
 ) -> dict[str, float]:
     parts = [kiosks[i::procs] for i in range(procs)]
     base = sub.latest()  # before the kiosks connect: their "online" statuses come first
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--kiosk-proc",
-                json.dumps({"port": port, "kiosks": p, "mode": mode, "arg": arg, "s": seconds}),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for p in parts
-        if p
-    ]
-    for ch in children:
-        assert ch.stdout is not None
-        if ch.stdout.readline().strip() != "ready":
-            raise SystemExit("a kiosk process failed to connect")
-    while sub.sample()["n"] < base["n"] + len(kiosks):
-        if sub.samples[-1]["t"] - base["t"] > 60:
-            break
-    start = sub.latest()
-    for ch in children:
-        assert ch.stdin is not None
-        ch.stdin.write("go\n")
-        ch.stdin.flush()
-    sent = 0
-    for ch in children:
-        assert ch.stdout is not None
-        sent += int(ch.stdout.readline().split()[1])
-    # wait for the subscriber to catch up (or stall for 5 s: QoS 0 may have dropped some)
-    last_n, still = -1.0, time.monotonic()
-    while True:
-        s = sub.sample()
-        got = s["n"] - start["n"]
-        if got >= sent:
-            break
-        if s["n"] != last_n:
-            last_n, still = s["n"], time.monotonic()
-        elif time.monotonic() - still > 5:
-            break
-    samples = [x for x in sub.samples if x["t"] >= start["t"]]
-    for ch in children:
-        assert ch.stdin is not None
-        ch.stdin.write("done\n")
-        ch.stdin.flush()
-        ch.wait()
+    fleet = KioskProcesses(
+        __file__,
+        ({"port": port, "kiosks": p, "mode": mode, "arg": arg, "s": seconds} for p in parts if p),
+    )
+    try:
+        while sub.sample()["n"] < base["n"] + len(kiosks):
+            if sub.samples[-1]["t"] - base["t"] > 60:
+                break
+        start = sub.latest()
+        fleet.tell("go")
+        sent = sum(int(fleet.readline(ch).split()[1]) for ch in fleet.procs)
+        # wait for the subscriber to catch up (or stall for 5 s: QoS 0 may have dropped some)
+        last_n, still = -1.0, time.monotonic()
+        while True:
+            s = sub.sample()
+            got = s["n"] - start["n"]
+            if got >= sent:
+                break
+            if s["n"] != last_n:
+                last_n, still = s["n"], time.monotonic()
+            elif time.monotonic() - still > 5:
+                break
+        samples = [x for x in sub.samples if x["t"] >= start["t"]]
+        fleet.tell("done")
+        fleet.wait()
+    finally:
+        fleet.kill()
     got = samples[-1]["n"] - start["n"]
     out = {"sent": float(sent), "handled": got}
     if mode == "burst":
@@ -411,9 +288,11 @@ def main() -> None:
         asyncio.run(_kiosk_proc(c["port"], c["kiosks"], c["mode"], c["arg"], c["s"]))
         return
     fds = raise_fd_limit(args.kiosks + 2000)
-    kiosks = [f"bench-k{i:05d}" for i in range(args.kiosks)]
+    kiosks = kiosk_names(args.kiosks, digits=5)
     work = Path(tempfile.mkdtemp(prefix="aps-bench-hb-"))
-    broker, port = start_broker(work)
+    broker = Broker(work)
+    broker.start()
+    port = broker.port
     conf = {"port": port, "db": str(work / "central.db")}
     scripts = {"bare": (BARE, 1), "central": (CENTRAL, args.collectors)}
 
@@ -442,8 +321,7 @@ def main() -> None:
             history = conn.execute("SELECT count(*) FROM kiosk_health_history").fetchone()[0]
             records = conn.execute("SELECT count(*) FROM records").fetchone()[0]
     finally:
-        broker.kill()
-        broker.wait()
+        broker.stop()
         shutil.rmtree(work, ignore_errors=True)
     cs, bs = steady["central"], steady["bare"]
     ratios = [c["rate"] / b["rate"] for c, b in zip(bursts["central"], bursts["bare"], strict=True)]

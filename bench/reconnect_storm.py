@@ -1,18 +1,18 @@
 """A fleet reconnecting after a broker restart, each kiosk with a backlog to deliver.
 
-Ours: ``--kiosks`` light kiosks (``--procs`` processes, each an asyncio loop holding its
-share of raw MQTT 3.1.1 connections, as bench/fleet_heartbeats.py) are connected to a
-private mosquitto on a loopback port (anonymous, persistence on, the shipped queue limits)
+Ours: ``--kiosks`` light kiosks (``--procs`` processes, each an asyncio loop holding its share
+of raw MQTT 3.1.1 connections: bench/_kiosks.py, as in bench/fleet_heartbeats.py) are connected
+to a private mosquitto on a loopback port (anonymous, persistence on, the shipped queue limits)
 with central's collector (:class:`central.collector.Collector`, SQLite or PostgreSQL, in a
 process of its own) subscribed on a persistent session. Each kiosk holds a backlog of
 ``--backlog`` dossier records, signed as a kiosk signs them (``sync.wire_signing.sign_record``;
-central verifies every one against its key directory). The broker is stopped (SIGTERM: it
-saves central's session) and started again after ``--outage`` seconds on the same port.
-Every kiosk sees its connection drop and reconnects as the kiosk's network loop does:
-``attempt`` set to 1 on the drop, a wait drawn by :func:`sync.mqtt_link.backoff_s` (full
-jitter, the kiosk's ``reconnect_min_s`` 1 s and ``reconnect_max_s`` 300 s) before each connect,
-``attempt`` + 1 after each refused one. Once connected it publishes its backlog (QoS 1) and
-waits for the PUBACKs.
+central verifies every one against its key directory). The broker is stopped (SIGTERM: it saves
+central's session) and started again after ``--outage`` seconds on the same port. Every kiosk
+sees its connection drop and reconnects as the kiosk's network loop does: ``attempt`` set to 1
+on the drop, a wait drawn by :func:`sync.mqtt_link.backoff_s` (full jitter, the kiosk's
+``reconnect_min_s`` 1 s and ``reconnect_max_s`` 300 s) before each connect, ``attempt`` + 1
+after each refused one. Once connected it publishes its backlog (QoS 1) and waits for the
+PUBACKs.
 
 Baseline, same run, same fleet: the same storm with a naive fixed retry (every kiosk
 retries every ``reconnect_min_s``, no jitter, no growth).
@@ -32,14 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import pwd
 import random
 import shutil
-import signal
-import socket
-import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,96 +44,22 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from bench.fleet_heartbeats import free_port, mqtt_connect, raise_fd_limit
+from bench._kiosks import (
+    Broker,
+    KioskProcesses,
+    ScriptProcess,
+    kiosk_names,
+    mqtt_open,
+    mqtt_publish,
+    raise_fd_limit,
+    signed_backlog,
+)
 
 #: The kiosk's reconnect policy (sync.client.SyncSettings defaults).
 KIOSK_RECONNECT_MIN_S = 1.0
 KIOSK_RECONNECT_MAX_S = 300.0
 
-# -- the broker --------------------------------------------------------------------------
-
-
-class Broker:
-    """A private mosquitto on one loopback port, restartable, its sessions persisted."""
-
-    def __init__(self, work: Path) -> None:
-        self.port = free_port()
-        self.conf = work / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n"
-            "max_queued_messages 1000000\nmax_queued_bytes 0\nmax_inflight_messages 100\n"
-            f"persistence true\npersistence_location {work}/\nautosave_interval 0\n"
-            # Started as root, mosquitto would switch to the "mosquitto" user and then
-            # fail to save the sessions into our directory.
-            f"log_dest none\nuser {pwd.getpwuid(os.getuid()).pw_name}\n",
-            encoding="utf-8",
-        )
-        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> float:
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return time.time()
-            except OSError:
-                time.sleep(0.01)
-        self.stop()
-        raise SystemExit("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-# -- light kiosks: raw MQTT 3.1.1 over asyncio -------------------------------------------
-
-
-def _remaining(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def publish_qos1(topic: str, packet_id: int, payload: bytes) -> bytes:
-    t = topic.encode()
-    body = struct.pack("!H", len(t)) + t + struct.pack("!H", packet_id) + payload
-    return b"\x32" + _remaining(len(body)) + body
-
-
-def backlog(kiosk: str, n: int, key: Ed25519PrivateKey) -> list[bytes]:
-    """``n`` dossier records of a new stream, signed as the kiosk signs them."""
-    from bench.central_ingest import body
-    from sync.envelope import Record
-    from sync.ids import new_stream_id, new_ulid
-    from sync.wire_signing import sign_record
-
-    stream = new_stream_id()
-    return [
-        sign_record(
-            Record(
-                kind="dossier",
-                kiosk=kiosk,
-                stream=stream,
-                seq=seq,
-                id=new_ulid(),
-                created="2026-11-26T09:15:02.123+07:00",
-                body=body(seq),
-            ).encode(),
-            key,
-        )
-        for seq in range(1, n + 1)
-    ]
+# -- light kiosks: raw MQTT 3.1.1 over asyncio (bench/_kiosks.py) -------------------------
 
 
 def wait_s(policy: str, attempt: int) -> float:
@@ -150,30 +70,19 @@ def wait_s(policy: str, attempt: int) -> float:
     return backoff_s(attempt, KIOSK_RECONNECT_MIN_S, KIOSK_RECONNECT_MAX_S)
 
 
-async def _connect(port: int, kiosk: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
-    writer.write(mqtt_connect(kiosk))  # clean session, no keepalive
-    await writer.drain()
-    ack = await asyncio.wait_for(reader.readexactly(4), 30)
-    if ack[0] != 0x20 or ack[3] != 0:
-        writer.close()
-        raise ConnectionError(f"CONNACK {ack!r}")
-    return reader, writer
-
-
 async def _kiosk_proc(conf: dict[str, Any]) -> None:
     from sync.envelope import records_topic
 
     port, policy = conf["port"], conf["policy"]
     key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(conf["key"]))
     kiosks: list[str] = conf["kiosks"]
-    backlogs = {k: backlog(k, conf["backlog"], key) for k in kiosks}
+    backlogs = {k: signed_backlog(k, conf["backlog"], key) for k in kiosks}
     gate = asyncio.Semaphore(200)
     links: dict[str, tuple[asyncio.StreamReader, asyncio.StreamWriter]] = {}
 
     async def first(k: str) -> None:
         async with gate:
-            links[k] = await _connect(port, k)
+            links[k] = await mqtt_open(port, k)
 
     await asyncio.gather(*(first(k) for k in kiosks))
     print("ready", flush=True)
@@ -189,7 +98,7 @@ async def _kiosk_proc(conf: dict[str, Any]) -> None:
         while True:
             await asyncio.sleep(wait_s(policy, attempt))
             try:
-                reader, writer = await _connect(port, k)
+                reader, writer = await mqtt_open(port, k)
             except (OSError, ConnectionError, asyncio.IncompleteReadError, TimeoutError):
                 refused.append(time.time())
                 attempt += 1
@@ -198,7 +107,7 @@ async def _kiosk_proc(conf: dict[str, Any]) -> None:
             break
         topic = records_topic(k)
         for pid, payload in enumerate(backlogs[k], start=1):
-            writer.write(publish_qos1(topic, pid, payload))
+            writer.write(mqtt_publish(topic, payload, pid))
         await writer.drain()
         await reader.readexactly(4 * len(backlogs[k]))  # one PUBACK each
         delivered.append(time.time())
@@ -253,33 +162,6 @@ for _ in sys.stdin:  # one sample per request
 """
 
 
-class Central:
-    def __init__(self, conf: dict[str, Any]) -> None:
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", CENTRAL, json.dumps(conf)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        assert self.proc.stdout is not None and self.proc.stdin is not None
-        self.out, self.inp = self.proc.stdout, self.proc.stdin
-        line = self.out.readline()
-        if not line:
-            raise SystemExit("central did not start")
-        json.loads(line)
-
-    def sample(self) -> dict[str, float]:
-        self.inp.write("\n")
-        self.inp.flush()
-        return dict(json.loads(self.out.readline()))
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
 # -- one storm ---------------------------------------------------------------------------
 
 
@@ -291,50 +173,44 @@ def per_second(times: list[float], since: float) -> list[int]:
 
 def storm(args: argparse.Namespace, policy: str, dsn: str | None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="aps-bench-storm-"))
-    kiosks = [f"storm-k{i:05d}" for i in range(args.kiosks)]
+    kiosks = kiosk_names(args.kiosks, "storm-k", 5)
     key = Ed25519PrivateKey.generate()
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     private = key.private_bytes_raw().hex()
     total = args.kiosks * args.backlog
-    broker = Broker(work)
+    broker = Broker(work, persistent=True)
     broker.start()
-    central: Central | None = None
-    children: list[subprocess.Popen[str]] = []
+    central: ScriptProcess | None = None
+    fleet: KioskProcesses | None = None
     try:
-        central = Central(
+        central = ScriptProcess(
+            CENTRAL,
             {
                 "port": broker.port,
                 "db": str(work / "central.db"),
                 "dsn": dsn,
                 "public": public,
                 "kiosks": kiosks,
-            }
+            },
+            "central",
         )
         parts = [kiosks[i :: args.procs] for i in range(args.procs)]
-        for part in parts:
-            if not part:
-                continue
-            conf = {
-                "port": broker.port,
-                "kiosks": part,
-                "backlog": args.backlog,
-                "key": private,
-                "policy": policy,
-                "timeout": args.timeout,
-            }
-            children.append(
-                subprocess.Popen(
-                    [sys.executable, __file__, "--kiosk-proc", json.dumps(conf)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        for ch in children:
-            assert ch.stdout is not None
-            if ch.stdout.readline().strip() != "ready":
-                raise SystemExit("a kiosk process failed to connect")
-        before = central.sample()
+        fleet = KioskProcesses(
+            __file__,
+            (
+                {
+                    "port": broker.port,
+                    "kiosks": part,
+                    "backlog": args.backlog,
+                    "key": private,
+                    "policy": policy,
+                    "timeout": args.timeout,
+                }
+                for part in parts
+                if part
+            ),
+        )
+        before = central.ask()
         stopped = time.time()
         broker.stop()
         time.sleep(args.outage)
@@ -343,7 +219,7 @@ def storm(args: argparse.Namespace, policy: str, dsn: str | None) -> dict[str, A
         drained_at = None
         peak_rss = 0.0
         while time.time() < deadline:
-            s = central.sample()
+            s = central.ask()
             peak_rss = max(peak_rss, s["rss_kib"])
             if s["stored"] - before["stored"] >= total:
                 drained_at = s["t"]
@@ -354,22 +230,17 @@ def storm(args: argparse.Namespace, policy: str, dsn: str | None) -> dict[str, A
                 f"{policy}: central did not drain within {args.timeout} s: stored "
                 f"{s['stored'] - before['stored']} of {total}, {s['dead'] - before['dead']} dead"
             )
-        end = central.sample()
+        end = central.ask()
         kiosk_out: dict[str, list[float]] = {"connacks": [], "refused": [], "delivered": []}
-        for ch in children:
-            assert ch.stdout is not None and ch.stdin is not None
-            got = json.loads(ch.stdout.readline())
+        for ch in fleet.procs:
+            got = json.loads(fleet.readline(ch))
             for name in kiosk_out:
                 kiosk_out[name] += got[name]
-            ch.stdin.write("bye\n")
-            ch.stdin.flush()
-        for ch in children:
-            ch.wait(30)
+        fleet.tell("bye")
+        fleet.wait(30)
     finally:
-        for ch in children:
-            if ch.poll() is None:
-                ch.kill()
-                ch.wait()
+        if fleet is not None:
+            fleet.kill()
         if central is not None:
             central.stop()
         broker.stop()

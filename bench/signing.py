@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.central_ingest import record
+from bench._kiosks import dossier_record
 from central.collector import process_batch
 from central.fleet.keys import StaticKeyDirectory
 from central.store import SQLiteStore
@@ -51,7 +51,7 @@ def main() -> None:
     kiosk = "bench-sign"
     topic = records_topic(kiosk)
     stream = new_stream_id()
-    envelopes = [record(kiosk, stream, seq) for seq in range(1, n + 1)]
+    envelopes = [dossier_record(kiosk, stream, seq) for seq in range(1, n + 1)]
     as_dicts = [json.loads(r.encode()) for r in envelopes]
     sign_us: list[float] = []
     verify_us: list[float] = []
@@ -59,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = SQLiteStore(Path(tmp) / "central.db")
         # warm-up: the store's first commits and the key's first use
-        warm = sign_record(record("warm", new_stream_id(), 1).encode(), key)
+        warm = sign_record(dossier_record("warm", new_stream_id(), 1).encode(), key)
         process_batch(store, [(records_topic("warm"), warm)], **central)
         verify("aps-record-v1", sign("aps-record-v1", as_dicts[0], key), keys)
         for start in range(0, n, BATCH):

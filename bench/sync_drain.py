@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._kiosks import dossier_body
 from central.mosquitto import MosquittoProcess, mqtt_toml
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
@@ -27,24 +28,6 @@ from sync.outbox import Outbox
 from tests import identity as keyring
 
 KIOSK = "bench-k01"
-
-
-def body(i: int) -> dict[str, object]:
-    return {
-        "code": f"000.00.14.H56-261126-{i % 10000:04d}",
-        "procedure": "1.004873",
-        "form": {"muc_dich": "Đăng ký kết hôn", "tinh_trang": "Chưa kết hôn"},
-        "applicant": {
-            "full_name": "Nguyễn Thị Ngọc Hường",
-            "id_number": "087205000123",
-            "phone": "0912345678",
-            "address": "Phường 1, TP. Sa Đéc, Đồng Tháp",
-        },
-        "fee_vnd": 15000,
-        "received_at": "2026-11-26T09:00:00+07:00",
-        "due": "2026-12-01T16:00+07:00",
-        "attachments": [],
-    }
 
 
 def run_raw(settings: MqttSettings, payloads: list[bytes], window: int) -> float:
@@ -101,7 +84,7 @@ def main() -> None:
         ob = Outbox(kiosk_db, KIOSK, min_free_disk_bytes=0)
         with ob.transaction() as tx:
             for i in range(n):
-                tx.add("dossier", body(i))
+                tx.add("dossier", dossier_body(i))
         payloads = [p.payload for p in ob.pending(limit=n)]
         ob.close()
         with MosquittoProcess(d / "broker") as broker:

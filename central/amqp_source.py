@@ -21,6 +21,12 @@ requeued (``basic.nack``): they come back, to this collector or another. A colle
 dies between its commit and its ``basic.ack`` has its deliveries redelivered; the store
 absorbs the duplicates (idempotent ingest) and the acks go out again.
 
+Rate limits (``[quotas]``) apply as on MQTT: a kiosk over its rate has its messages held
+back in the collector's memory and handed on at the rate (``Quotas.pace``), or dropped when
+its pacing room is full; either way the delivery is acked to the broker at once (as
+mosquitto has PUBACKed it), and what is lost with the process the kiosk resends, since
+central never acked it. Storage quotas run in the store step, as on MQTT.
+
 When the node it is connected to dies, the collector reconnects to the next URL of
 ``[amqp] urls`` after a jittered, doubling backoff; its unacked deliveries go back to the
 queue, which keeps going on the surviving nodes (quorum).
@@ -103,7 +109,7 @@ class AmqpSettings:
 
 @dataclass
 class _Delivery:
-    tag: int
+    tag: int | None  # None: held back by the rate limits, already acked to the broker
     topic: str
     body: bytes
     downlink: bool
@@ -169,11 +175,6 @@ class AmqpCollector:
         return [routing_key(t) for t in topics]
 
     def start(self) -> None:
-        if self.quotas is not None:
-            log.warning(
-                "[quotas] rate holding is not applied on the AMQP source; storage "
-                "quotas are (they run in the store step)"
-            )
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -269,6 +270,8 @@ class AmqpCollector:
             while not self._stop.is_set():
                 self._progress_at = time.monotonic()
                 self._conn.process_data_events(time_limit=0.2)
+                if self.quotas is not None:  # held-back messages whose time has come
+                    self._pending += [_Delivery(None, t, b, False) for t, b in self.quotas.pace()]
                 if self._pending:
                     self._fill_batch()
                     self._handle(store)
@@ -282,6 +285,13 @@ class AmqpCollector:
         downlink = service is not None and is_downlink_topic(topic)
         if service is not None and downlink:
             service.submit(topic, bytes(body))  # never blocks (throttled, bounded)
+        elif self.quotas is not None and not self.quotas.admit(topic, bytes(body)):
+            # [quotas] over its rate: held back in memory (pace() hands it on) or dropped,
+            # as on MQTT, where the broker took it already; the kiosk resends what central
+            # does not ack. Acked here so the queue never redelivers it in a loop.
+            ch.basic_ack(method.delivery_tag)
+            self._consumed_in_session = True
+            return
         self._pending.append(_Delivery(method.delivery_tag, topic, bytes(body), downlink))
         self._consumed_in_session = True
 
@@ -305,6 +315,8 @@ class AmqpCollector:
             result = self.step.run(store, records, self._publish_now)
             if result is None:  # the store failed: nothing acked, all back to the queue
                 for d in batch:
+                    if d.tag is None:  # held back earlier: gone, the kiosk resends it
+                        continue
                     if d.downlink:
                         ch.basic_ack(d.tag)
                     else:
@@ -314,7 +326,9 @@ class AmqpCollector:
                 return
             self.last_result = result
         # Only after the commit (and the kiosks' acks handed to the broker).
-        ch.basic_ack(batch[-1].tag, multiple=True)
+        tags = [d.tag for d in batch if d.tag is not None]
+        if tags:
+            ch.basic_ack(max(tags), multiple=True)
 
     def _presence(self, state: str) -> bytes:
         ts = datetime.now().astimezone().isoformat(timespec="seconds")

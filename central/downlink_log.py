@@ -105,11 +105,23 @@ def append(
     *,
     now: float | None = None,
 ) -> int:
-    """Add one item inside the caller's transaction; returns its cursor.
+    """Add one item inside the caller's write transaction; returns its cursor.
 
     The previous current item with the same ``(audience, kind, key)`` is
     superseded. The caller validates ``body`` against its downlink kind first.
+
+    The transaction must be a write transaction (``backoffice_db.transaction``):
+    a kiosk stores the newest cursor it was told of, so cursors must become
+    visible in the order they are numbered. SQLite's one writer gives that; on
+    PostgreSQL the cursor is numbered at INSERT and seen at COMMIT, and only the
+    back office's write lock (``BEGIN IMMEDIATE``) keeps two appenders in turn.
+    Called outside any transaction, it makes its own write transaction.
     """
+    if not conn.in_transaction:
+        from central.backoffice_db import transaction  # it imports this module
+
+        with transaction(conn):
+            return append(conn, audience, kind, key, body, now=now)
     conn.execute(
         "UPDATE downlink SET superseded = 1"
         " WHERE audience = ? AND kind = ? AND key = ? AND superseded = 0",

@@ -16,7 +16,10 @@ does, and why each is needed:
   ``BEGIN`` plus a transaction-scoped advisory lock (:data:`WRITE_LOCK`), so
   back-office writers take turns exactly as SQLite's one writer does (the code
   relies on it: a read-then-write inside a transaction sees no concurrent
-  write). A plain ``BEGIN`` takes no lock, as in SQLite. The collectors' ingest
+  write). A write statement outside a transaction is one of its own, with the
+  lock, as SQLite's autocommit write is. A plain ``BEGIN`` is a read
+  transaction: ``REPEATABLE READ``, one snapshot for all its statements, as
+  SQLite's; it takes no lock (the code writes in ``BEGIN IMMEDIATE`` only). The collectors' ingest
   never takes this lock: the back office cannot slow the records' path.
 - **Rows**: every row is a :class:`Row`, a tuple that also answers ``row["name"]``
   and ``keys()`` (what the code uses of ``sqlite3.Row``).
@@ -42,7 +45,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -57,6 +60,7 @@ WRITE_LOCK = 0x415053424F4646
 
 _PRAGMA = re.compile(r"^\s*PRAGMA\s+(\w+)\s*(?:\(([^)]*)\)|=\s*\S+)?\s*;?\s*$", re.I)
 _NO_OP_PRAGMAS = frozenset({"busy_timeout", "synchronous", "foreign_keys", "journal_mode"})
+_WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.I)
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _BEGIN = re.compile(
     r"^\s*BEGIN(\s+(DEFERRED|IMMEDIATE|EXCLUSIVE))?(\s+TRANSACTION)?\s*;?\s*$", re.I
@@ -150,8 +154,12 @@ class SqliteDialectConn(PgConn):
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
-    def transaction(self) -> AbstractContextManager[psycopg.Transaction]:
-        return self.raw.transaction()
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Transaction]:
+        """A write transaction (``portable_sql.write_transaction``): with the write lock."""
+        with self.raw.transaction() as tx:
+            self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            yield tx
 
     def execute(
         self, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()
@@ -162,15 +170,25 @@ class SqliteDialectConn(PgConn):
             if pragma is not None:
                 return self._pragma(pragma.group(1).lower(), pragma.group(2))
             if begin is not None:
-                cur = self.raw.execute(b"BEGIN")
                 if (begin.group(2) or "").upper() in ("IMMEDIATE", "EXCLUSIVE"):
+                    cur = self.raw.execute(b"BEGIN")
                     self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                return cur
+                    return cur
+                # A read transaction: one snapshot for all its statements, as in SQLite.
+                return self.raw.execute(b"BEGIN ISOLATION LEVEL REPEATABLE READ")
+            query: str
+            params: Sequence[Any] | Mapping[str, Any]
             if isinstance(args, Mapping):
-                named, values = _named(sql, args)
-                return self.raw.execute(named.encode(), values)
-            query, params = self.translate(sql, args)
-            return self.raw.execute(query.encode(), _plain(params))
+                query, params = _named(sql, args)
+            else:
+                query, plain = self.translate(sql, args)
+                params = _plain(plain)
+            if _WRITE.match(sql) and not self.in_transaction:
+                # SQLite: a write outside a transaction takes the write lock for itself.
+                with self.raw.transaction():
+                    self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                    return self.raw.execute(query.encode(), params)
+            return self.raw.execute(query.encode(), params)
         except psycopg.Error as exc:
             raise _sqlite_error(exc) from exc
 
@@ -178,8 +196,9 @@ class SqliteDialectConn(PgConn):
         """``PRAGMA table_info(t)`` from the catalogue; SQLite's tuning pragmas do nothing."""
         if name == "table_info" and arg:
             return self.raw.execute(
-                "SELECT ordinal_position - 1, column_name, data_type,"
-                " (is_nullable = 'NO')::int, column_default, 0"
+                # sqlite3's column names, so row["name"] reads as on SQLite.
+                "SELECT ordinal_position - 1 AS cid, column_name AS name, data_type AS type,"
+                " (is_nullable = 'NO')::int AS \"notnull\", column_default AS dflt_value, 0 AS pk"
                 " FROM information_schema.columns"
                 " WHERE table_schema = current_schema() AND table_name = %s"
                 " ORDER BY ordinal_position",

@@ -5,7 +5,10 @@ Theory of operation
 The collector only appends to ``records`` (rows are never updated or
 deleted), and SQLite serialises writers, so a row's ``rowid`` grows in commit
 order: once a reader has seen rowid N committed, no row below N can appear
-later. A projection (dossiers, inquiries) therefore keeps one number, the
+later. On PostgreSQL two collectors commit out of rowid order; :func:`records_top`
+is then the store's fenced top (it waits for the batches in flight), which keeps
+the same promise (tests/test_backoffice_pg.py holds one batch before its
+COMMIT). A projection (dossiers, inquiries) therefore keeps one number, the
 highest rowid it has consumed, in ``projection_positions``, and each catch-up
 reads only the rows above it (``records`` is indexed by rowid: cheap even
 with millions of rows). The catch-up runs in the caller's write transaction
@@ -122,7 +125,10 @@ def catch_up(conn: sqlite3.Connection, name: str, fold: Callable[[], int]) -> in
     """Run ``fold`` (which consumes :func:`new_records` of ``name``) if anything is new.
 
     Cheap when nothing is: two indexed reads, no write lock. ``fold`` runs in its
-    own write transaction unless the caller is already in one. Returns what
+    own write transaction unless the caller is already in one, which must then be a
+    write transaction (``BEGIN IMMEDIATE``), never a read one (a plain ``BEGIN``):
+    on PostgreSQL its one snapshot, taken before the fence, would not hold a record
+    committed late below the top (SQLite refuses the write instead). Returns what
     ``fold`` returns (how many rows it folded), 0 when nothing was new.
     """
     top = records_top(conn)

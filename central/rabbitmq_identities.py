@@ -29,8 +29,10 @@ holder of) any client id a user presents once its password is right, before any
 permission is checked. What that gives an attacker, and what it does not, is shown in
 tests/test_rabbit_permissions.py and docs/scale.md.
 
-``ctl`` runs one ``rabbitmqctl`` command (a list of arguments) on a node of the cluster:
-:func:`rabbitmqctl` in production, the test cluster's ``ctl`` in the tests.
+``ctl`` runs one ``rabbitmqctl`` command (a list of arguments, and ``stdin=``: what
+rabbitmqctl reads, the password) on a node of the cluster: :func:`rabbitmqctl` in
+production, the test cluster's ``ctl`` in the tests. A password never goes in the
+arguments: a command line is readable by every local user (``ps``).
 """
 
 from __future__ import annotations
@@ -92,12 +94,16 @@ def collector_permissions(queue: str) -> Permissions:
 
 
 def _apply(ctl: Ctl, user: str, password: str, perms: Permissions, vhost: str) -> None:
+    if not password or any(c in password for c in "\r\n"):
+        raise ValueError(f"{user}: a RabbitMQ password must be one non-empty line")
+    # The password on standard input, never in the arguments (any local user can read a
+    # process's command line in ps); rabbitmqctl reads it there when it is left out.
     try:
-        ctl("add_user", user, password)
+        ctl("add_user", user, stdin=password + "\n")
     except RuntimeError as exc:
         if "already exists" not in str(exc) and "user_already_exists" not in str(exc):
             raise
-        ctl("change_password", user, password)
+        ctl("change_password", user, stdin=password + "\n")
     ctl("set_permissions", "-p", vhost, user, perms.configure, perms.write, perms.read)
     ctl(
         "set_topic_permissions",
@@ -134,9 +140,11 @@ def revoke_kiosk(ctl: Ctl, kiosk: str) -> None:
 def rabbitmqctl(node: str | None = None, timeout_s: float = 60) -> Ctl:
     """A :data:`Ctl` running the system's ``rabbitmqctl`` (as a user allowed to)."""
 
-    def run(*args: str) -> str:
+    def run(*args: str, stdin: str | None = None) -> str:
         cmd = ["rabbitmqctl", *(["-n", node] if node else []), *args]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+        done = subprocess.run(
+            cmd, input=stdin, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
         if done.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {args[0]}: {done.stderr.strip()[-500:]}")
         return done.stdout

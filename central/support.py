@@ -75,6 +75,9 @@ PROJECT_BATCH = 1000
 NOTIFY_BATCH = 20
 RESOLUTION_CHARS = 1000
 ROUTER = "central:router"
+#: The request is still routed as when it was read (``routed_at IS ?`` on SQLite alone:
+#: PostgreSQL's IS takes no parameter; routed_at is a Unix time, never -1).
+_SAME_ROUTING = " AND coalesce(routed_at, -1) = coalesce(?, -1)"
 
 
 class SupportError(ValueError):
@@ -203,8 +206,9 @@ def project(conn: sqlite3.Connection, *, limit: int = PROJECT_BATCH) -> int:
                 "SELECT value FROM support_progress WHERE name = 'records_rowid'"
             ).fetchone()
             after = int(row[0]) if row else 0
-            # Records are never deleted, and one writer at a time assigns rowids in
-            # commit order: every record committed later gets a rowid above `high`.
+            # Records are never deleted, and records_top is the fenced top (SQLite: one
+            # writer, rowids in commit order; PostgreSQL: store_pg's records fence):
+            # every record committed later gets a rowid above `high`.
             high = projection.records_top(conn)
             rows = conn.execute(
                 "SELECT rowid, kiosk, id, created, received_at, body FROM records"
@@ -713,7 +717,7 @@ def _send_due(
             conn.execute(
                 "UPDATE support_requests SET notify_state = 'sent', notified_at = ?,"
                 " notify_attempts = notify_attempts + 1, notify_error = NULL"
-                " WHERE n = ? AND notify_state = 'pending' AND routed_at IS ?",
+                " WHERE n = ? AND notify_state = 'pending'" + _SAME_ROUTING,
                 (time.time(), req.n, req.routed_at),
             )
             audit.record(
@@ -732,7 +736,7 @@ def _unassign(conn: sqlite3.Connection, req: Request, *, now: float) -> None:
     with transaction(conn):
         cur = conn.execute(
             "UPDATE support_requests SET status = ?, staff_id = NULL, notify_state = 'none',"
-            " notify_next_at = NULL WHERE n = ? AND notify_state = 'pending' AND routed_at IS ?",
+            " notify_next_at = NULL WHERE n = ? AND notify_state = 'pending'" + _SAME_ROUTING,
             (back, req.n, req.routed_at),
         )
         if cur.rowcount:
@@ -768,7 +772,7 @@ def _record_failure(
         cur = conn.execute(
             "UPDATE support_requests SET notify_attempts = ?, notify_error = ?,"
             " notify_state = ?, notify_next_at = ?"
-            " WHERE n = ? AND notify_state = 'pending' AND routed_at IS ?",
+            " WHERE n = ? AND notify_state = 'pending'" + _SAME_ROUTING,
             (
                 attempts,
                 error[:500],

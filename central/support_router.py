@@ -1,21 +1,20 @@
 """The support router's thread in ``aps-central run``.
 
 Every ``[support] route_every_s`` it runs one :func:`central.support.route_pending`
-round on its own back-office connection: new support records are projected,
-help requests are given to whoever is on duty (or answered with the
-hotline), and due notifications are sent. One round's failure (a locked
-database, a notifier bug) is logged and the next round tries again; the
-requests stay in the database either way. The thread is a
-:class:`central.periodic.PeriodicRounds`.
+round on its own back-office connection (SQLite or PostgreSQL, as ``[central]
+store`` says): new support records are projected, help requests are given to
+whoever is on duty (or answered with the hotline), and due notifications are
+sent. One round's failure (a locked database, a notifier bug) is logged and the
+next round tries again; the requests stay in the database either way. The
+thread is a :class:`central.periodic.PeriodicRounds`.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from pathlib import Path
 
-from central import support
+from central import backoffice_db, support
 from central.notify import Notifier
 from central.periodic import PeriodicRounds
 
@@ -29,7 +28,7 @@ class SupportRouter(PeriodicRounds):
 
     def __init__(
         self,
-        database: Path,
+        database: backoffice_db.Target,
         notifier: Notifier | None,
         settings: support.SupportSettings,
         *,

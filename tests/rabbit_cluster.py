@@ -115,10 +115,11 @@ class RabbitCluster:
         )
         out.close()
 
-    def ctl(self, n: int, *args: str, timeout: float = 120) -> str:
+    def ctl(self, n: int, *args: str, timeout: float = 120, stdin: str | None = None) -> str:
         node = self.nodes[n - 1]
         done = subprocess.run(
             [str(BIN / "rabbitmqctl"), "-n", node.name, *args],
+            input=stdin,
             env=self._env(node),
             capture_output=True,
             text=True,
@@ -172,7 +173,7 @@ class RabbitCluster:
         return {node.name for node in self.nodes if node.name in out}
 
     def add_user(self, name: str, password: str) -> None:
-        self.ctl(1, "add_user", name, password)
+        self.ctl(1, "add_user", name, stdin=password + "\n")
         self.ctl(1, "set_permissions", "-p", "/", name, ".*", ".*", ".*")
 
     def kill(self, n: int) -> None:

@@ -22,10 +22,11 @@ from central.fleet.duplicates import DuplicateAlert, last_seen, record_alert
 from central.fleet.registry import Registry
 from central.ingest import FleetUpdate
 from central.store_pg import PostgresStore
-from sync.envelope import Record, records_topic
-from sync.ids import new_stream_id, new_ulid
+from sync.envelope import records_topic
+from sync.ids import new_stream_id
 from tests import identity as keyring
 from tests.pg import CentralDb, PgDatabase
+from tests.records import posted, record
 
 NOW = 2_000_000_000.0
 MIB = 1024 * 1024
@@ -218,7 +219,9 @@ def test_gaps_and_dead_letters_are_read_where_the_records_are(
     store = PostgresStore(pg.dsn)
     try:
         stream = new_stream_id()
-        keyring.process_batch(store, [rating("k1", 1, stream), rating("k1", 5, stream)])
+        keyring.process_batch(
+            store, [posted(record(1, stream, kiosk="k1")), posted(record(5, stream, kiosk="k1"))]
+        )
         keyring.process_batch(store, [(records_topic("k2"), b"not json")])
         at = time.time() + 2 * 3600  # two hours on: the gap is old, the dead letter is not
         with psycopg.connect(pg.dsn) as pgc:
@@ -244,26 +247,15 @@ def kinds_at(conn: sqlite3.Connection, at: float, **kw: Any) -> dict[str, set[st
     return out
 
 
-def rating(kiosk: str, seq: int, stream: str) -> tuple[str, bytes]:
-    rec = Record(
-        kind="rating",
-        kiosk=kiosk,
-        stream=stream,
-        seq=seq,
-        id=new_ulid(),
-        created="2026-12-01T09:00:00+07:00",
-        body={"level": "hai_long"},
-    )
-    return records_topic(kiosk), rec.encode()
-
-
 def test_the_alert_engine_opens_the_records_store_and_reopens_it_after_a_loss(
     file_conn: sqlite3.Connection, tmp_path: Path, pg: PgDatabase
 ) -> None:
     conn = file_conn
     store = PostgresStore(pg.dsn)
     stream = new_stream_id()
-    keyring.process_batch(store, [rating("k1", 1, stream), rating("k1", 5, stream)])
+    keyring.process_batch(
+        store, [posted(record(1, stream, kiosk="k1")), posted(record(5, stream, kiosk="k1"))]
+    )
     store.close()
     opened: list[PostgresStore] = []
 

@@ -1,4 +1,5 @@
-"""Central's HTTP API, served by uvicorn on a loopback port, over a real database file."""
+"""Central's HTTP API, served by uvicorn on a loopback port, over a real database (the
+API's tests on SQLite and PostgreSQL; the CLI's on SQLite: the CLI opens central.database)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import pytest
 from click.testing import CliRunner
 
 from central import api_tokens, audit, backoffice_db, payments
+from central.backoffice_db import Target
 from central.cli import main as central_cli
 from central.notify import SIGNATURE_HEADER, sign
 from central.support import SupportSettings
 from central.web.app import create_app
 from central.web.common import ApiSettings
 from central.web.server import ApiServer
+from tests.pg import CentralDb
 from tests.support_helpers import OFFICE, ingest, lookup_code, open_db, replies, support_body
 
 PAY_SECRET = b"bank-secret-0123456789"
@@ -28,7 +31,7 @@ PAY_SECRET = b"bank-secret-0123456789"
 @dataclass
 class Api:
     url: str
-    db: Path
+    db: Target
     token: str
     client: httpx.Client
     recorded: list[payments.PaymentNotice]
@@ -39,8 +42,8 @@ class Api:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    db = tmp_path / "central.db"
+def api(central_db: CentralDb) -> Iterator[Api]:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     token = api_tokens.add(conn, "cli:admin", "desk-lan")
     conn.close()
@@ -313,21 +316,25 @@ def test_payment_callback_signed_and_replay_safe(api: Api) -> None:
     assert len(rows) == 1 and rows[0]["actor"] == "payment-callback"
 
 
-def test_api_token_cli_prints_once_stores_the_hash(tmp_path: Path) -> None:
+def test_api_token_cli_prints_once_stores_the_hash(tmp_path: Path, central_db: CentralDb) -> None:
     db = tmp_path / "central.db"
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'[central]\ndatabase = "{db}"\n')
+    cfg.write_text("[central]\n" + central_db.central_toml(db))
+    central_db.connect()  # central has run: the database exists
     runner = CliRunner()
     added = runner.invoke(central_cli, ["api-token", "add", "--config", str(cfg), "console"])
     assert added.exit_code == 0, added.output
     token = added.output.strip()
     assert token.startswith("aps_") and len(token) > 40
-    assert token not in db.read_bytes().decode("latin-1")
+    if central_db.kind == "sqlite":
+        assert token not in db.read_bytes().decode("latin-1")
+    stored = central_db.connect().execute("SELECT * FROM api_tokens").fetchall()
+    assert len(stored) == 1 and token not in repr(stored)
     listed = runner.invoke(central_cli, ["api-token", "list", "--config", str(cfg)])
     assert json.loads(listed.output)["name"] == "console" and token not in listed.output
     dup = runner.invoke(central_cli, ["api-token", "add", "--config", str(cfg), "console"])
     assert dup.exit_code != 0 and "name" in dup.output
-    conn = backoffice_db.connect(db)
+    conn = central_db.connect()
     assert api_tokens.authenticate(conn, token) == "console"
     revoked = runner.invoke(central_cli, ["api-token", "revoke", "--config", str(cfg), "console"])
     assert revoked.exit_code == 0
@@ -335,10 +342,15 @@ def test_api_token_cli_prints_once_stores_the_hash(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_roster_and_support_cli(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_roster_and_support_cli(tmp_path: Path, central_db: CentralDb) -> None:
+    db = central_db.target
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'[central]\ndatabase = "{db}"\n[support]\nhotline = "1900 1234"\n')
+    cfg.write_text(
+        "[central]\n"
+        + central_db.central_toml(tmp_path / "central.db")
+        + '[support]\nhotline = "1900 1234"\n'
+    )
+    central_db.connect()  # central has run: the database exists
     runner = CliRunner()
 
     def run(*args: str) -> str:

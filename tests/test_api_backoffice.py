@@ -12,11 +12,13 @@ import httpx
 import pytest
 
 from central import api_tokens, audit, backoffice_db, downlink_log
+from central.backoffice_db import Target
 from central.notify import SIGNATURE_HEADER, sign
 from central.web.app import default_recorder
 from central.web.common import ApiSettings
 from central.web.server import ApiServer
 from tests.backoffice_records import AGENCY, Kiosk, dossier_body
+from tests.pg import CentralDb
 
 CODE = f"{AGENCY}-261201-1001"
 SECRET = b"bank-secret-0123456789"
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Api:
-    def __init__(self, url: str, db: Path, token: str, client: httpx.Client) -> None:
+    def __init__(self, url: str, db: Target, token: str, client: httpx.Client) -> None:
         self.url, self.db, self.token, self.client = url, db, token, client
 
     def __call__(self, method: str, path: str, **kw: Any) -> httpx.Response:
@@ -33,16 +35,19 @@ class Api:
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
+def api(central_db: CentralDb) -> Iterator[Api]:
     from central.web.app import create_app
 
-    db = tmp_path / "central.db"
+    db = central_db.target
     conn = backoffice_db.connect(db)
     downlink_log.claim_office(conn, "k-office-01", AGENCY)
     token = api_tokens.add(conn, "cli:admin", "back-office")
     conn.close()
     settings = ApiSettings(
-        database=db, payment_secret=SECRET, payment_recorder=default_recorder(), page_max=200
+        database=db,
+        payment_secret=SECRET,
+        payment_recorder=default_recorder(),
+        page_max=200,
     )
     server = ApiServer(create_app(settings), "127.0.0.1", 0)
     server.start()
@@ -53,7 +58,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
         server.stop()
 
 
-def office_items(db: Path, kind: str) -> list[dict[str, Any]]:
+def office_items(db: Target, kind: str) -> list[dict[str, Any]]:
     conn = backoffice_db.connect(db)
     try:
         audience = "*" if kind in ("faq", "news", "catalogue") else f"office:{AGENCY}"

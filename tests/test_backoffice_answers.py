@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from central import audit, backoffice_db, downlink_log
+from central import audit, downlink_log
 from central.answers import answer, get_inquiry, list_inquiries, response_times
+from central.backoffice_db import Target
 from central.content import (
     list_content,
     load_file,
@@ -20,14 +21,14 @@ from central.content import (
 from central.reports import dossier_counts, ratings
 from central.staff_text import BackofficeError, NotFound
 from tests.backoffice_records import AGENCY, OTHER_AGENCY, Kiosk, dossier_body
+from tests.pg import CentralDb
 
 VN_MORNING = "2026-12-01T09:00:00.000+07:00"
 ANSWER = "Kính gửi ông/bà,\nHồ sơ khai sinh cần giấy chứng sinh.\n\tTrân trọng."
 
 
-def _db(tmp_path: Path) -> tuple[Path, sqlite3.Connection]:
-    db = tmp_path / "central.db"
-    return db, backoffice_db.connect(db)
+def _db(central_db: CentralDb) -> tuple[Target, sqlite3.Connection]:
+    return central_db.target, central_db.connect()
 
 
 def _ask(k: Kiosk, code: str, category: str = "question", created: str = VN_MORNING) -> None:
@@ -43,8 +44,8 @@ def _ask(k: Kiosk, code: str, category: str = "question", created: str = VN_MORN
     )
 
 
-def test_an_answer_goes_to_the_office_of_the_kiosk_that_asked(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_an_answer_goes_to_the_office_of_the_kiosk_that_asked(central_db: CentralDb) -> None:
+    db, conn = _db(central_db)
     k = Kiosk(db, "k-office-01")
     downlink_log.claim_office(conn, "k-office-01", AGENCY)
     _ask(k, "HT-261201-4001")
@@ -85,8 +86,10 @@ def test_an_answer_goes_to_the_office_of_the_kiosk_that_asked(tmp_path: Path) ->
     ]
 
 
-def test_the_office_falls_back_to_the_kiosks_dossiers_then_to_the_kiosk(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_the_office_falls_back_to_the_kiosks_dossiers_then_to_the_kiosk(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     filer = Kiosk(db, "k-filer-01")
     filer.send("dossier", dossier_body(f"{OTHER_AGENCY}-261201-4001"))
     _ask(filer, "PA-261201-4001", "feedback")
@@ -101,8 +104,8 @@ def test_the_office_falls_back_to_the_kiosks_dossiers_then_to_the_kiosk(tmp_path
     ]
 
 
-def test_a_lookup_code_used_by_two_offices_needs_the_office(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_a_lookup_code_used_by_two_offices_needs_the_office(central_db: CentralDb) -> None:
+    db, conn = _db(central_db)
     for kiosk, office in (("k-a-01", AGENCY), ("k-b-01", OTHER_AGENCY)):
         downlink_log.assign_office(conn, kiosk, office)
         _ask(Kiosk(db, kiosk), "HT-261201-4001")
@@ -113,8 +116,8 @@ def test_a_lookup_code_used_by_two_offices_needs_the_office(tmp_path: Path) -> N
     assert downlink_log.current(conn, f"office:{AGENCY}", "answer") == []
 
 
-def test_bad_answers_are_refused_and_change_nothing(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_bad_answers_are_refused_and_change_nothing(central_db: CentralDb) -> None:
+    db, conn = _db(central_db)
     _ask(Kiosk(db), "HT-261201-4001")
     for text, message in [
         ("   ", "answer: empty"),
@@ -150,8 +153,10 @@ answer = "2.000 đồng một trang."
 """
 
 
-def test_faq_published_from_a_file_reaches_every_kiosk_once(tmp_path: Path) -> None:
-    _, conn = _db(tmp_path)
+def test_faq_published_from_a_file_reaches_every_kiosk_once(
+    tmp_path: Path, central_db: CentralDb
+) -> None:
+    _, conn = _db(central_db)
     f = tmp_path / "faq.toml"
     f.write_text(FAQ_FILE, encoding="utf-8")
     out = publish_faq(conn, load_file(f, "faq"), "cli:staff")
@@ -198,8 +203,8 @@ def test_faq_published_from_a_file_reaches_every_kiosk_once(tmp_path: Path) -> N
     assert actions.count("faq.publish") == 3 and actions.count("faq.withdraw") == 1
 
 
-def test_a_bad_item_publishes_nothing_and_is_named(tmp_path: Path) -> None:
-    _, conn = _db(tmp_path)
+def test_a_bad_item_publishes_nothing_and_is_named(central_db: CentralDb) -> None:
+    _, conn = _db(central_db)
     good = {"id": "a", "title": "Thông báo", "body": "Nội dung"}
     cases = [
         ({"id": "Bad Id", "title": "t", "body": "b"}, r"news\[1\]\.id: 'Bad Id'"),
@@ -240,8 +245,8 @@ def test_content_files_are_checked(tmp_path: Path) -> None:
 # -- reports ------------------------------------------------------------------------------
 
 
-def test_ratings_are_counted_per_office_and_day(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_ratings_are_counted_per_office_and_day(central_db: CentralDb) -> None:
+    db, conn = _db(central_db)
     downlink_log.assign_office(conn, "k-a-01", AGENCY)
     a = Kiosk(db, "k-a-01")
     day1, day2 = "2026-12-01T10:00:00.000+07:00", "2026-12-02T23:30:00.000+07:00"
@@ -282,10 +287,10 @@ def test_ratings_are_counted_per_office_and_day(tmp_path: Path) -> None:
         ratings(conn, day="2026-13")
 
 
-def test_dossier_counts_per_office_day_and_state(tmp_path: Path) -> None:
+def test_dossier_counts_per_office_day_and_state(central_db: CentralDb) -> None:
     from central.dossiers import set_status
 
-    db, conn = _db(tmp_path)
+    db, conn = _db(central_db)
     k = Kiosk(db)
     for n in range(1, 4):
         k.send("dossier", dossier_body(f"{AGENCY}-261201-400{n}", id_number=f"08720500123{n}"))

@@ -1,4 +1,5 @@
-"""``aps-central dossier|inquiry|faq|news|report`` over a real central database."""
+"""``aps-central dossier|inquiry|faq|news|report`` over a real central database (SQLite and
+PostgreSQL: the CLI follows ``[central] store``)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,20 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from central import audit, backoffice_db, downlink_log
+from central import audit, downlink_log
 from central.cli import main as central_cli
 from tests import stack
 from tests.backoffice_records import AGENCY, Kiosk, dossier_body
+from tests.pg import CentralDb
 
 CODE = f"{AGENCY}-261201-4001"
 
 
-def _setup(tmp_path: Path) -> tuple[Path, Path, Kiosk]:
-    db = tmp_path / "central.db"
-    cfg = stack.write_central_config(tmp_path / "central.toml", db, 1883)
-    backoffice_db.connect(db).close()
-    return db, cfg, Kiosk(db)
+def _setup(tmp_path: Path, central_db: CentralDb) -> tuple[Path, Kiosk]:
+    cfg = tmp_path / "central.toml"
+    cfg.write_text("[central]\n" + central_db.central_toml(tmp_path / "central.db"))
+    central_db.connect()  # central has run: the database and its tables exist
+    return cfg, Kiosk(central_db.target)
 
 
 def _run(cfg: Path, *args: str, input: str | None = None) -> tuple[int, str, str]:
@@ -28,8 +30,8 @@ def _run(cfg: Path, *args: str, input: str | None = None) -> tuple[int, str, str
     return out.exit_code, out.stdout, out.stderr
 
 
-def test_dossier_commands_change_search_and_audit(tmp_path: Path) -> None:
-    db, cfg, k = _setup(tmp_path)
+def test_dossier_commands_change_search_and_audit(tmp_path: Path, central_db: CentralDb) -> None:
+    cfg, k = _setup(tmp_path, central_db)
     k.send("dossier", dossier_body(CODE))
     code, out, _ = _run(cfg, "dossier", "status", CODE, "received", "--note", "Đã nhận hồ sơ")
     assert code == 0 and f"{CODE}: received (Đã tiếp nhận) set" in out
@@ -47,7 +49,7 @@ def test_dossier_commands_change_search_and_audit(tmp_path: Path) -> None:
     assert out.startswith(f"{CODE}  received  paid  2026-12-01")
     code, out, _ = _run(cfg, "dossier", "show", CODE)
     assert json.loads(out)["payments"][0]["reference"] == "FT1"
-    conn = backoffice_db.connect(db)
+    conn = central_db.connect()
     actors = {r["actor"] for r in audit.entries(conn, target=CODE)}
     assert actors == {f"cli:{getpass.getuser()}"}
     body = downlink_log.current(conn, f"office:{AGENCY}", "dossier-status")[0].body
@@ -60,8 +62,8 @@ def test_dossier_commands_change_search_and_audit(tmp_path: Path) -> None:
     assert json.loads(out)["pairs"] == []
 
 
-def test_inquiry_faq_news_and_report_commands(tmp_path: Path) -> None:
-    _, cfg, k = _setup(tmp_path)
+def test_inquiry_faq_news_and_report_commands(tmp_path: Path, central_db: CentralDb) -> None:
+    cfg, k = _setup(tmp_path, central_db)
     k.send("feedback", {"category": "question", "message": "Hỏi?", "lookup_code": "HT-261201-4001"})
     k.send("rating", {"level": "rat_hai_long"}, created="2026-12-01T10:00:00+07:00")
     code, out, _ = _run(cfg, "inquiry", "list", "--unanswered")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-import tempfile
 import threading
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from central import audit, backoffice_db, downlink_log
+from central.backoffice_db import Target
 from central.dossiers import (
     TransitionRefused,
     duplicates,
@@ -27,6 +27,7 @@ from sync import dossier_status as ds
 from sync.schemas import parse_datetime
 from tests import identity as keyring
 from tests.backoffice_records import AGENCY, OTHER_AGENCY, Kiosk, at, dossier_body
+from tests.pg import CentralDb
 
 CODE = f"{AGENCY}-261201-4001"
 CODE2 = f"{AGENCY}-261201-4002"
@@ -44,9 +45,25 @@ STATUS_KEYS = {
 }
 
 
-def _db(tmp_path: Path) -> tuple[Path, sqlite3.Connection]:
-    db = tmp_path / "central.db"
-    return db, backoffice_db.connect(db)
+def _db(central_db: CentralDb) -> tuple[Target, sqlite3.Connection]:
+    return central_db.target, central_db.connect()
+
+
+def _empty(central_db: CentralDb) -> tuple[Target, sqlite3.Connection]:
+    """For a hypothesis example: ``central_db`` with no records and no back-office rows
+    (one database serves every example of a test, on both engines)."""
+    db, conn = _db(central_db)
+    with backoffice_db.transaction(conn):
+        for table in (
+            "records",
+            "projection_positions",
+            "dossier_index",
+            "dossier_payments",
+            "downlink",
+            "audit",
+        ):
+            conn.execute(f"DELETE FROM {table}")
+    return db, conn
 
 
 # -- the lifecycle table (sans-I/O) ---------------------------------------------------
@@ -68,7 +85,9 @@ def test_every_state_has_a_row_a_label_and_terminal_states_are_final() -> None:
     assert seen == set(ds.STATES)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(
+    max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.sampled_from([*ds.STATES, "paid", "done", ""]), max_size=40))
 def test_no_sequence_of_requests_reaches_a_state_the_table_does_not_allow(
     requests: list[str],
@@ -128,8 +147,10 @@ def test_portal_codes_file_errors_name_the_file(tmp_path: Path) -> None:
 # -- the index ------------------------------------------------------------------------
 
 
-def test_the_index_reads_dossiers_as_the_collector_stored_them(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_the_index_reads_dossiers_as_the_collector_stored_them(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     k = Kiosk(db)
     k.send("dossier", dossier_body(CODE))
     k.send("feedback", {"category": "feedback", "message": "Nhanh gọn"})
@@ -162,7 +183,7 @@ def test_the_index_reads_dossiers_as_the_collector_stored_them(tmp_path: Path) -
         search_dossiers(conn, limit=0)
     # The catch-up is idempotent: nothing new, nothing done; another connection agrees.
     assert project(conn) == 0
-    other = backoffice_db.connect(db)
+    other = central_db.connect()
     assert project(other) == 0 and len(search_dossiers(other)) == 2
     got = get_dossier(conn, CODE)
     assert got["allowed_next"] == sorted(ds.TRANSITIONS["submitted"]) and got["payments"] == []
@@ -175,8 +196,10 @@ def test_the_index_reads_dossiers_as_the_collector_stored_them(tmp_path: Path) -
 # -- status changes -----------------------------------------------------------------------
 
 
-def test_a_status_change_is_audited_and_flows_down_to_the_office(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_a_status_change_is_audited_and_flows_down_to_the_office(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     Kiosk(db).send("dossier", dossier_body(CODE))
     out = set_status(
         conn, CODE, "received", actor="cli:tester", note="  Mời ông/bà chờ kết quả\r\n"
@@ -208,8 +231,10 @@ def test_a_status_change_is_audited_and_flows_down_to_the_office(tmp_path: Path)
     assert len(audit.entries(conn, target=CODE)) == 1
 
 
-def test_bad_status_requests_say_which_field_and_change_nothing(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_bad_status_requests_say_which_field_and_change_nothing(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     Kiosk(db).send("dossier", dossier_body(CODE))
     cases = [
         ({"state": "done"}, "unknown dossier state 'done'"),
@@ -227,8 +252,10 @@ def test_bad_status_requests_say_which_field_and_change_nothing(tmp_path: Path) 
     assert get_dossier(conn, CODE)["state"] == "submitted"
 
 
-def test_a_status_before_the_record_is_held_and_the_record_fills_it_in(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_a_status_before_the_record_is_held_and_the_record_fills_it_in(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     out = set_status(conn, CODE, "received", actor="backoffice")
     assert out["held"] is True and out["received"] is False and out["office"] == AGENCY
     assert downlink_log.current(conn, OFFICE, "dossier-status")[0].body["state"] == "received"
@@ -274,8 +301,10 @@ def _pay(conn: sqlite3.Connection, code: str, amount: int, ref: str) -> dict[str
     )
 
 
-def test_a_replayed_bank_callback_records_nothing_twice(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_a_replayed_bank_callback_records_nothing_twice(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     k = Kiosk(db)
     k.send("dossier", dossier_body(CODE, fee_vnd=8000))
     k.send("dossier", dossier_body(CODE2, fee_vnd=8000, id_number="001099012345"))
@@ -322,8 +351,10 @@ def test_a_replayed_bank_callback_records_nothing_twice(tmp_path: Path) -> None:
 # -- duplicates ---------------------------------------------------------------------------
 
 
-def test_likely_duplicate_filings_are_flagged(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_likely_duplicate_filings_are_flagged(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     k = Kiosk(db)
     base = "2026-12-01T09:00:00+07:00"
     first = f"{AGENCY}-261201-4001"
@@ -378,35 +409,40 @@ def test_likely_duplicate_filings_are_flagged(tmp_path: Path) -> None:
 # -- a stateful run on a real database -----------------------------------------------------
 
 
-@settings(max_examples=25, deadline=None)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.sampled_from(ds.STATES), min_size=1, max_size=12))
-def test_status_requests_on_a_real_database_follow_the_table(requests: list[str]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        db, conn = _db(Path(tmp))
-        Kiosk(db).send("dossier", dossier_body(CODE))
-        model: ds.State = "submitted"
-        changes = 0
-        for wanted in requests:
-            try:
-                out = set_status(conn, CODE, wanted, actor="hypothesis")
-            except TransitionRefused:
-                assert wanted != model and wanted not in ds.TRANSITIONS[model]
-                continue
-            assert wanted == model or wanted in ds.TRANSITIONS[model]
-            changes += bool(out["changed"])
-            model = ds.parse_state(wanted)
-        assert get_dossier(conn, CODE)["state"] == model
-        assert len(audit.entries(conn, target=CODE)) == changes
-        items = downlink_log.current(conn, OFFICE, "dossier-status", CODE)
-        assert (items[0].body["state"] if items else "submitted") == model
-        conn.close()
+def test_status_requests_on_a_real_database_follow_the_table(
+    central_db: CentralDb, requests: list[str]
+) -> None:
+    db, conn = _empty(central_db)
+    Kiosk(db).send("dossier", dossier_body(CODE))
+    model: ds.State = "submitted"
+    changes = 0
+    for wanted in requests:
+        try:
+            out = set_status(conn, CODE, wanted, actor="hypothesis")
+        except TransitionRefused:
+            assert wanted != model and wanted not in ds.TRANSITIONS[model]
+            continue
+        assert wanted == model or wanted in ds.TRANSITIONS[model]
+        changes += bool(out["changed"])
+        model = ds.parse_state(wanted)
+    assert get_dossier(conn, CODE)["state"] == model
+    assert len(audit.entries(conn, target=CODE)) == changes
+    items = downlink_log.current(conn, OFFICE, "dossier-status", CODE)
+    assert (items[0].body["state"] if items else "submitted") == model
+    conn.close()  # one per example (the fixture closes any a failure left)
 
 
 # -- concurrency --------------------------------------------------------------------------
 
 
-def test_the_collector_ingesting_and_the_back_office_writing_do_not_fail(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_the_collector_ingesting_and_the_back_office_writing_do_not_fail(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     k = Kiosk(db)
     codes = [f"{AGENCY}-261201-{4000 + n}" for n in range(1, 41)]
     for code in codes[:10]:
@@ -434,35 +470,44 @@ def test_the_collector_ingesting_and_the_back_office_writing_do_not_fail(tmp_pat
     assert sum(d["paid"] for d in every.values()) == len(codes[::3])
 
 
-def test_central_housekeeping_folds_records_with_the_configured_window(tmp_path: Path) -> None:
+def test_central_housekeeping_folds_records_with_the_configured_window(
+    tmp_path: Path, central_db: CentralDb, request: pytest.FixtureRequest
+) -> None:
+    if central_db.kind == "postgresql":
+        # Not this module's: CentralService builds the fleet Registry, which takes a SQLite
+        # path only until the fleet's PostgreSQL branch lands. Strict: red once it has.
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True, raises=TypeError, reason="central/fleet/registry.py: Path only"
+            )
+        )
     from central.config import load_central_config
     from central.service import CentralService
-    from central.store import SQLiteStore
 
-    db = tmp_path / "central.db"
     cfg_path = tmp_path / "central.toml"
     cfg_path.write_text(
-        f'[central]\ndatabase = "{db}"\n\n[dossiers]\nduplicate_window_h = 72\n'
+        "[central]\n"
+        + central_db.central_toml(tmp_path / "central.db")
+        + "\n[dossiers]\nduplicate_window_h = 72\n"
         + keyring.write_keys(tmp_path / "keys").central_toml(),
         encoding="utf-8",
     )
     service = CentralService(load_central_config(cfg_path))
-    k = Kiosk(db)
+    k = Kiosk(central_db.target)
     base = "2026-12-01T09:00:00+07:00"
     k.send("dossier", dossier_body(CODE, received_at=base))
     k.send("dossier", dossier_body(f"{AGENCY}-261203-4001", received_at=at(base, 2 * 1440)))
     k.send("feedback", {"category": "question", "message": "Hỏi", "lookup_code": "HT-261201-4001"})
     k.send("rating", {"level": "hai_long"})
-    store = SQLiteStore(db)
+    store = central_db.store()
     service.housekeep(store)
     store.close()
-    conn = sqlite3.connect(db)
+    conn = central_db.connect()
     rows = dict(conn.execute("SELECT code, duplicate_of FROM dossier_index").fetchall())
     assert rows == {CODE: None, f"{AGENCY}-261203-4001": CODE}  # 48 h apart, within 72 h
     assert conn.execute("SELECT count(*) FROM inquiries").fetchone()[0] == 1
     assert conn.execute("SELECT count(*) FROM rating_index").fetchone()[0] == 1
     assert service.project_backoffice() == 0  # nothing new
-    conn.close()
 
 
 def test_a_bad_portal_code_file_is_a_config_error(tmp_path: Path) -> None:
@@ -481,12 +526,12 @@ def test_a_bad_portal_code_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_a_code_filed_twice_keeps_the_first_and_the_catch_up_pages(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    central_db: CentralDb, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from central import projection
 
     monkeypatch.setattr(projection, "BATCH", 1)  # read 4 rowids per query: many pages
-    db, conn = _db(tmp_path)
+    db, conn = _db(central_db)
     a, b = Kiosk(db, "k-a-01"), Kiosk(db, "k-b-01")
     downlink_log.assign_office(conn, "k-b-01", OTHER_AGENCY)
     first = a.send("dossier", dossier_body(CODE))
@@ -504,17 +549,21 @@ def test_a_code_filed_twice_keeps_the_first_and_the_catch_up_pages(
     assert f"names office {AGENCY}, central has the kiosk at {OTHER_AGENCY}" in text
 
 
-def test_payments_never_total_more_than_a_fee_can_be(tmp_path: Path) -> None:
+def test_payments_never_total_more_than_a_fee_can_be(
+    central_db: CentralDb,
+) -> None:
     from sync.schemas import FEE_VND_MAX
 
-    _, conn = _db(tmp_path)
+    _, conn = _db(central_db)
     _pay(conn, CODE, FEE_VND_MAX, "BIG-1")
     with pytest.raises(BackofficeError, match="would total"):
         _pay(conn, CODE, 1, "BIG-2")
     assert get_dossier(conn, CODE)["paid_amount"] == FEE_VND_MAX
 
 
-@settings(max_examples=25, deadline=None)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.lists(
         st.tuples(st.sampled_from(["A", "B", "C", "D"]), st.integers(1, 5000)),
@@ -522,36 +571,39 @@ def test_payments_never_total_more_than_a_fee_can_be(tmp_path: Path) -> None:
         max_size=15,
     )
 )
-def test_replayed_and_new_payments_count_each_reference_once(calls: list[tuple[str, int]]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        db, conn = _db(Path(tmp))
-        Kiosk(db).send("dossier", dossier_body(CODE, fee_vnd=8000))
-        first: dict[str, int] = {}
-        for ref, amount in calls:
-            try:
-                out = _pay(conn, CODE, amount, ref)
-            except Conflict:
-                assert ref in first and first[ref] != amount
-                continue
-            assert out["replayed"] is (ref in first)
-            first.setdefault(ref, amount)
-        d = get_dossier(conn, CODE)
-        total = sum(first.values())
-        assert d["paid_amount"] == total and d["paid"] is (total >= 8000)
-        assert len(audit.entries(conn, target=CODE)) == len(first)
-        body = downlink_log.current(conn, OFFICE, "dossier-status", CODE)[0].body
-        assert body["paid_amount_vnd"] == total
-        conn.close()
+def test_replayed_and_new_payments_count_each_reference_once(
+    central_db: CentralDb, calls: list[tuple[str, int]]
+) -> None:
+    db, conn = _empty(central_db)
+    Kiosk(db).send("dossier", dossier_body(CODE, fee_vnd=8000))
+    first: dict[str, int] = {}
+    for ref, amount in calls:
+        try:
+            out = _pay(conn, CODE, amount, ref)
+        except Conflict:
+            assert ref in first and first[ref] != amount
+            continue
+        assert out["replayed"] is (ref in first)
+        first.setdefault(ref, amount)
+    d = get_dossier(conn, CODE)
+    total = sum(first.values())
+    assert d["paid_amount"] == total and d["paid"] is (total >= 8000)
+    assert len(audit.entries(conn, target=CODE)) == len(first)
+    body = downlink_log.current(conn, OFFICE, "dossier-status", CODE)[0].body
+    assert body["paid_amount_vnd"] == total
+    conn.close()
 
 
-def test_two_back_office_writers_on_one_dossier_serialise(tmp_path: Path) -> None:
-    db, conn = _db(tmp_path)
+def test_two_back_office_writers_on_one_dossier_serialise(
+    central_db: CentralDb,
+) -> None:
+    db, conn = _db(central_db)
     Kiosk(db).send("dossier", dossier_body(CODE))
     steps = ["received", "processing", "result-ready", "result-returned"]
     outcomes: list[list[str]] = [[], []]
 
     def staff(n: int) -> None:
-        mine = backoffice_db.connect(db)
+        mine = central_db.connect()
         for state in steps:
             try:
                 out = set_status(mine, CODE, state, actor=f"api:staff-{n}")

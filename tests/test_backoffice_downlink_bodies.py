@@ -7,11 +7,9 @@ accepts, including the largest texts central allows.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from central import backoffice_db, downlink_log
+from central import downlink_log
 from central.answers import answer
 from central.content import (
     ANSWER_CHARS,
@@ -26,13 +24,14 @@ from central.content import (
 from central.dossiers import NOTE_CHARS, record_payment, set_status
 from sync.schemas import FULL_NAME_CHARS, MESSAGE_CHARS
 from tests.backoffice_records import AGENCY, Kiosk, dossier_body
+from tests.pg import CentralDb
 
 downlink = pytest.importorskip("sync.downlink")
 
 
-def test_every_item_body_is_one_a_kiosk_accepts(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
-    conn = backoffice_db.connect(db)
+def test_every_item_body_is_one_a_kiosk_accepts(central_db: CentralDb) -> None:
+    db = central_db.target
+    conn = central_db.connect()
     k = Kiosk(db)
     downlink_log.assign_office(conn, k.kiosk, AGENCY)
     code = f"{AGENCY}-261201-4001"

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from central import audit, backoffice_db, downlink_log
+from central import audit, downlink_log
 from central.catalogue_publish import CatalogueRefused, current_catalogue, publish_catalogue
 from edge_agent.catalogue import CatalogueStore, bundled_document
+from tests.pg import CentralDb
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = bundled_document()
@@ -118,8 +119,10 @@ def versioned(v: str) -> dict[str, Any]:
     return d
 
 
-def test_publish_appends_one_fleet_item_and_an_audit_row(tmp_path: Path) -> None:
-    conn = backoffice_db.connect(tmp_path / "central.db")
+def test_publish_appends_one_fleet_item_and_an_audit_row(
+    tmp_path: Path, central_db: CentralDb
+) -> None:
+    conn = central_db.connect()
     assert current_catalogue(conn) is None
     assert publish_catalogue(conn, versioned("2026.12.1"), "tester") == "2026.12.1"
     assert publish_catalogue(conn, versioned("2026.12.2"), "tester") == "2026.12.2"
@@ -149,8 +152,8 @@ def test_publish_appends_one_fleet_item_and_an_audit_row(tmp_path: Path) -> None
         ({"version": "2027.1.1"}, "procedures"),
     ],
 )
-def test_publish_refusals_change_nothing(tmp_path: Path, doc: Any, message: str) -> None:
-    conn = backoffice_db.connect(tmp_path / "central.db")
+def test_publish_refusals_change_nothing(central_db: CentralDb, doc: Any, message: str) -> None:
+    conn = central_db.connect()
     publish_catalogue(conn, versioned("2026.12.1"), "tester")
     before = downlink_log.latest_cursor(conn)
     with pytest.raises(CatalogueRefused, match=message.replace(".", r"\.")):
@@ -159,11 +162,14 @@ def test_publish_refusals_change_nothing(tmp_path: Path, doc: Any, message: str)
     assert len(audit.entries(conn)) == 1
 
 
-def test_central_cli_publish_and_show(tmp_path: Path) -> None:
+def test_central_cli_publish_and_show(tmp_path: Path, central_db: CentralDb) -> None:
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'[central]\ndatabase = "{tmp_path / "central.db"}"\n', encoding="utf-8")
-    out = run("central.cli", "catalogue", "show", "--config", str(cfg))
-    assert out.returncode != 0 and "does not exist" in out.stderr
+    cfg.write_text(
+        "[central]\n" + central_db.central_toml(tmp_path / "central.db"), encoding="utf-8"
+    )
+    if central_db.kind == "sqlite":  # a PostgreSQL database is there before central runs
+        out = run("central.cli", "catalogue", "show", "--config", str(cfg))
+        assert out.returncode != 0 and "does not exist" in out.stderr
     path = tmp_path / "cat.json"
     path.write_text(json.dumps(versioned("2026.12.5"), ensure_ascii=False), encoding="utf-8")
     out = run("central.cli", "catalogue", "publish", str(path), "--config", str(cfg))

@@ -93,7 +93,7 @@ def test_only_public_routes_answer_without_a_session(app: Any, seeded: Seeded) -
     ids = _ids(seeded)
     with TestClient(app) as anon:
         for route in console_routes(app):
-            path = route.path.format(**ids)
+            path = route.path_format.format(**ids)  # "{kiosk:path}" -> "{kiosk}"
             for method in route.methods or ():
                 r = anon.request(
                     method, path, headers={"Origin": "http://testserver"}, follow_redirects=False
@@ -149,7 +149,7 @@ def test_staff_of_office_a_get_404_for_every_id_of_office_b(
         if route.name not in ID_ROUTES:
             continue
         values = ids_inquiry if "inquir" in route.name else ids
-        path = route.path.format(**values)
+        path = route.path_format.format(**values)
         for method in route.methods or ():
             if method == "GET":
                 r = staff_a.get(path, follow_redirects=False)

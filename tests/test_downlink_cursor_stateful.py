@@ -1,7 +1,7 @@
 """The downstream cursor under hypothesis: nothing skipped, nothing applied twice.
 
 Real parts end to end except the network: central's downlink log and its
-reply code (``DownlinkService.answer_state`` on a real SQLite file), the
+reply code (``DownlinkService.answer_state`` on a real SQLite file, or PostgreSQL), the
 kiosk's :class:`StateSync` and :class:`Inbox` on another real SQLite file.
 The "network" is two lists hypothesis reorders, duplicates, drops and
 replays. The kiosk may crash at any step, including inside the transaction
@@ -30,11 +30,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from central import backoffice_db, downlink_log
+from central.backoffice_db import PgTarget
 from central.downlink import DownlinkService
 from edge_agent.inbox import Inbox
 from sync.downlink import Item, StateReply, StateRequest, decode_state_reply
@@ -90,10 +98,16 @@ def _key_and_body(
 
 
 class CursorMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, central: PgTarget | None = None) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="aps-cursor-"))
-        self.central = backoffice_db.connect(self.dir / "central.db")
+        if central is None:  # SQLite: a new file per example
+            self.central = backoffice_db.connect(self.dir / "central.db")
+        else:  # PostgreSQL: one database for the test, emptied for each example
+            self.central = backoffice_db.connect(central)
+            with backoffice_db.transaction(self.central):
+                self.central.execute("DELETE FROM downlink")
+                self.central.execute("DELETE FROM kiosk_offices")
         self.published: list[tuple[str, bytes]] = []
         self.service = DownlinkService(
             database=self.dir / "central.db",
@@ -316,5 +330,10 @@ class CursorMachine(RuleBasedStateMachine):
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-CursorMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
-test_downstream_cursor = CursorMachine.TestCase
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_downstream_cursor(engine: str, request: pytest.FixtureRequest) -> None:
+    central = PgTarget(request.getfixturevalue("pg").dsn) if engine == "postgresql" else None
+    run_state_machine_as_test(
+        lambda: CursorMachine(central),
+        settings=settings(max_examples=60, stateful_step_count=40, deadline=None),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ def test_the_fleet_heartbeat_bench_runs_and_prints_its_json() -> None:
         text=True,
         timeout=300,
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # the bench imports bench/_kiosks.py
         check=True,
     ).stdout
     last = json.loads(out.strip().splitlines()[-1])

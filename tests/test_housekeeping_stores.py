@@ -19,39 +19,21 @@ from central.quotas import Quotas, QuotaSettings
 from central.store import SQLiteStore
 from central.store_pg import PostgresStore
 from sync.attachments import chunk_bodies
-from sync.envelope import Record, records_topic
+from sync.envelope import records_topic
 from sync.ids import new_stream_id, new_ulid
 from tests import identity as keyring
-from tests import stack
+from tests import records, stack
 from tests.pg import PgDatabase, StoreFactory
 
 KIOSK, OTHER = "k-house-01", "k-house-02"
 
 
 def rating(seq: int, stream: str, kiosk: str = KIOSK) -> tuple[str, bytes]:
-    rec = Record(
-        kind="rating",
-        kiosk=kiosk,
-        stream=stream,
-        seq=seq,
-        id=new_ulid(),
-        created="2026-12-01T09:00:00+07:00",
-        body={"level": "hai_long"},
-    )
-    return records_topic(kiosk), rec.encode()
+    return records.posted(records.record(seq, stream, kiosk=kiosk))
 
 
 def chunk(body: dict[str, object], seq: int, stream: str) -> tuple[str, bytes]:
-    rec = Record(
-        kind="chunk",
-        kiosk=KIOSK,
-        stream=stream,
-        seq=seq,
-        id=new_ulid(),
-        created="2026-12-01T09:00:00+07:00",
-        body=body,
-    )
-    return records_topic(KIOSK), rec.encode()
+    return records.posted(records.record(seq, stream, kiosk=KIOSK, kind="chunk", body=body))
 
 
 def test_housekeeping_flushes_counters_and_expires_on_either_store(

@@ -7,21 +7,23 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from central import audit, backoffice_db, downlink_log
+from central import audit, downlink_log
 from central.cli import main
+from tests.pg import CentralDb
 
 
-def _config(tmp_path: Path) -> tuple[str, Path]:
-    db = tmp_path / "central.db"
-    backoffice_db.connect(db).close()
+def _config(tmp_path: Path, central_db: CentralDb) -> str:
+    central_db.connect()  # central has run: the database and its tables exist
     cfg = tmp_path / "central.toml"
-    cfg.write_text(f'[central]\ndatabase = "{db}"\n', encoding="utf-8")
-    return str(cfg), db
+    cfg.write_text("[central]\n" + central_db.central_toml(tmp_path / "central.db"))
+    return str(cfg)
 
 
-def test_set_office_overrides_the_first_claim_and_is_audited(tmp_path: Path) -> None:
-    cfg, db = _config(tmp_path)
-    conn = backoffice_db.connect(db)
+def test_set_office_overrides_the_first_claim_and_is_audited(
+    tmp_path: Path, central_db: CentralDb
+) -> None:
+    cfg = _config(tmp_path, central_db)
+    conn = central_db.connect()
     downlink_log.claim_office(conn, "k-1", "000.00.14.H56")
     run = CliRunner().invoke(main, ["kiosk", "set-office", "--config", cfg, "k-1", "000.00.14.H57"])
     assert run.exit_code == 0, run.output
@@ -50,11 +52,13 @@ def test_set_office_overrides_the_first_claim_and_is_audited(tmp_path: Path) -> 
     ]
 
 
-def test_a_bad_agency_is_refused_with_the_fix_and_changes_nothing(tmp_path: Path) -> None:
-    cfg, db = _config(tmp_path)
+def test_a_bad_agency_is_refused_with_the_fix_and_changes_nothing(
+    tmp_path: Path, central_db: CentralDb
+) -> None:
+    cfg = _config(tmp_path, central_db)
     run = CliRunner().invoke(main, ["kiosk", "set-office", "--config", cfg, "k-1", "h56; drop"])
     assert run.exit_code != 0
     assert "e.g. 000.00.14.H56" in run.output
-    conn = backoffice_db.connect(db)
+    conn = central_db.connect()
     assert downlink_log.office_of(conn, "k-1") is None
     assert audit.entries(conn) == []

@@ -30,29 +30,18 @@ from sync.envelope import (
     heartbeat_topic,
     records_topic,
 )
-from sync.ids import new_stream_id, new_ulid
+from sync.ids import new_stream_id
 from sync.mqtt_link import MqttSettings, make_paho_client
 from tests import identity as keyring
+from tests.records import record
 from tests.waiting import wait_until
 
 CREATED = "2026-11-26T09:15:02.123+07:00"
 
 
-def _record(kiosk: str, seq: int, stream: str) -> Record:
-    return Record(
-        kind="rating",
-        kiosk=kiosk,
-        stream=stream,
-        seq=seq,
-        id=new_ulid(),
-        created=CREATED,
-        body={"level": "hai_long"},
-    )
-
-
 def _records(kiosk: str, n: int) -> list[Record]:
     stream = new_stream_id()
-    return [_record(kiosk, i + 1, stream) for i in range(n)]
+    return [record(i + 1, stream, kiosk=kiosk) for i in range(n)]
 
 
 def _poison_heartbeat(kiosk: str) -> bytes:

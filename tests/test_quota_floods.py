@@ -9,7 +9,6 @@ never a speed assertion).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -26,10 +25,11 @@ from central.quotas import Quotas, QuotaSettings, housekeep, report
 from central.store import SQLiteStore
 from sync.client import SyncClient, SyncSettings
 from sync.envelope import records_topic
-from sync.ids import new_stream_id, new_ulid
+from sync.ids import new_stream_id
 from sync.mqtt_link import make_paho_client
 from tests import identity as keyring
 from tests import stack
+from tests.records import envelope
 from tests.waiting import wait_until
 
 GOOD, EVIL = "k-good-01", "k-flood-01"
@@ -104,23 +104,6 @@ def good_kiosk_filing(run: Run, broker: MosquittoProcess) -> Iterator[list[str]]
         client.stop()
 
 
-def _rating(seq: int, stream: str, **over: object) -> bytes:
-    return json.dumps(
-        {
-            "v": 1,
-            "type": "record",
-            "kind": "rating",
-            "kiosk": EVIL,
-            "stream": stream,
-            "seq": seq,
-            "id": new_ulid(),
-            "created": "2026-12-01T09:00:00+07:00",
-            "body": {"level": "hai_long"},
-            **over,
-        }
-    ).encode()
-
-
 def _flood(broker: MosquittoProcess, payloads: list[bytes]) -> None:
     evil = _publisher(broker)
     try:
@@ -143,7 +126,7 @@ def test_a_flood_of_valid_records_is_held_to_the_rate_and_others_flow(
     broker: MosquittoProcess, tmp_path: Path
 ) -> None:
     limits = QuotaSettings(messages_per_s=20, burst_messages=200, pace_messages=20)
-    flood = [_rating(i, new_stream_id()) for i in range(1, 3001)]
+    flood = [envelope(EVIL, i, new_stream_id()) for i in range(1, 3001)]
     with central_with(broker, tmp_path, limits) as run:
         t0 = time.monotonic()
         with good_kiosk_filing(run, broker) as good_ids:
@@ -227,7 +210,7 @@ def test_a_kiosk_on_an_unknown_version_adds_one_row_per_record_not_per_resend(
     broker: MosquittoProcess, tmp_path: Path
 ) -> None:
     stream = new_stream_id()
-    window = [_rating(i, stream, v=2) for i in range(1, 21)]
+    window = [envelope(EVIL, i, stream, v=2) for i in range(1, 21)]
     resends = 25
     with central_with(broker, tmp_path, QuotaSettings()) as run:
         with good_kiosk_filing(run, broker) as good_ids:

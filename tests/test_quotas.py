@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from click.testing import CliRunner
 
@@ -17,6 +16,7 @@ from central.store import SQLiteStore
 from sync.envelope import records_topic
 from sync.ids import new_stream_id, new_ulid
 from tests import identity as keyring
+from tests.records import envelope
 
 GOOD, BAD = "k-good-01", "k-flood-01"
 
@@ -27,22 +27,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-def envelope(kiosk: str, seq: int, stream: str, **over: Any) -> bytes:
-    env = {
-        "v": 1,
-        "type": "record",
-        "kind": "rating",
-        "kiosk": kiosk,
-        "stream": stream,
-        "seq": seq,
-        "id": new_ulid(),
-        "created": "2026-12-01T09:00:00+07:00",
-        "body": {"level": "hai_long"},
-        **over,
-    }
-    return json.dumps(env).encode()
 
 
 def test_token_bucket_per_kiosk_messages_and_bytes() -> None:

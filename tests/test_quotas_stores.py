@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -17,9 +16,10 @@ from central.quotas import ENVELOPE_BYTES, Quotas, QuotaSettings
 from central.store import SQLiteStore, body_text
 from central.store_pg import MIGRATIONS, PostgresStore, migrate
 from sync.envelope import records_topic
-from sync.ids import new_stream_id, new_ulid
+from sync.ids import new_stream_id
 from tests import identity as keyring
 from tests.pg import PgDatabase
+from tests.records import envelope
 
 GOOD, BAD = "k-quota-good", "k-quota-flood"
 AnyStore = SQLiteStore | PostgresStore
@@ -34,22 +34,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyStore]:
         s = PostgresStore(request.getfixturevalue("pg").dsn)
     yield s
     s.close()
-
-
-def envelope(kiosk: str, seq: int, stream: str, **over: Any) -> bytes:
-    env = {
-        "v": 1,
-        "type": "record",
-        "kind": "rating",
-        "kiosk": kiosk,
-        "stream": stream,
-        "seq": seq,
-        "id": new_ulid(),
-        "created": "2026-12-01T09:00:00+07:00",
-        "body": {"level": "hai_long"},
-        **over,
-    }
-    return json.dumps(env).encode()
 
 
 def batcher() -> Callable[[str, int], list[tuple[str, bytes]]]:

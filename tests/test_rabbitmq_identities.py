@@ -4,6 +4,7 @@ a broker (tests/test_rabbit_permissions.py holds RabbitMQ itself to them)."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,13 @@ from hypothesis import strategies as st
 from central.amqp_source import AmqpSettings, mqtt_topic, routing_key
 from central.config import load_central_config
 from central.downlink import subscriptions as downlink_subscriptions
-from central.rabbitmq_identities import collector_permissions, kiosk_permissions, session_queues
+from central.rabbitmq_identities import (
+    collector_permissions,
+    kiosk_permissions,
+    provision_kiosk,
+    rabbitmqctl,
+    session_queues,
+)
 from sync.config import ConfigError
 from sync.envelope import CENTRAL_TOPICS, KIOSK_ID_RE, TOPIC_ROOT, acks_topic, central_topic, topic
 from sync.wire_signing import KEYS_TOPIC
@@ -119,3 +126,26 @@ def test_amqp_source_config_is_validated_with_clear_errors(tmp_path: Path) -> No
         "pw",
         "aps.uplink",
     )
+
+
+def test_a_password_goes_to_rabbitmqctl_on_stdin_never_on_its_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Any local user reads a process's arguments (ps); rabbitmqctl reads a left-out
+    password from standard input (3.10 does: the cluster tests log in with these users)."""
+    calls: list[tuple[list[str], str | None]] = []
+
+    def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append((cmd, kw.get("input")))  # type: ignore[arg-type]
+        if cmd[3:4] == ["add_user"]:  # the user is there already: re-keyed
+            return subprocess.CompletedProcess(cmd, 70, "", "user_already_exists")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", run)
+    provision_kiosk(rabbitmqctl("rabbit@box"), "k-stdin-01", "a-secret-password")
+    assert [c[3] for c, _ in calls][:2] == ["add_user", "change_password"]
+    for cmd, _ in calls:
+        assert not any("a-secret-password" in arg for arg in cmd), cmd
+    assert [stdin for _, stdin in calls[:2]] == ["a-secret-password\n"] * 2
+    with pytest.raises(ValueError, match="one non-empty line"):
+        provision_kiosk(rabbitmqctl(), "k-stdin-01", "two\nlines")

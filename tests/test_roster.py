@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from central import audit, backoffice_db, roster
+from tests.pg import CentralDb
 
 OFFICE = "000.00.14.H56"
 VN = timezone(timedelta(hours=7))
 
 
 @pytest.fixture
-def conn(tmp_path: Path):
-    c = backoffice_db.connect(tmp_path / "central.db")
-    yield c
-    c.close()
+def conn(central_db: CentralDb):
+    return central_db.connect()
 
 
 def add_lan(conn, **kw):
@@ -167,37 +165,35 @@ shifts = st.tuples(
     plan=st.lists(shifts, max_size=12),
     minute=st.integers(0, 16 * 24 * 60),
 )
-def test_on_duty_matches_a_simple_model(tmp_path: Path, plan, minute) -> None:
-    db = tmp_path / f"m{minute}-{len(plan)}.db"
-    conn = backoffice_db.connect(db)
-    try:
-        for sid in "abc":
-            roster.add_staff(
-                conn, "t", staff_id=sid, name=sid.upper(), phone="0900000000", channels=["desk"]
-            )
-        kept = []
-        for sid, office, start, end, when in plan:
-            if end <= start:
-                with pytest.raises(roster.RosterError):
-                    roster.add_shift(
-                        conn, "t", staff_id=sid, office=office, start=start, end=end, weekday=0
-                    )
-                continue
-            kw = {"weekday": when} if isinstance(when, int) else {"day": when.isoformat()}
-            roster.add_shift(conn, "t", staff_id=sid, office=office, start=start, end=end, **kw)
-            kept.append((sid, office, start, end, when))
-        at = datetime(2026, 11, 25, tzinfo=VN) + timedelta(minutes=minute)
-        hhmm = at.strftime("%H:%M")
-        expected = sorted(
-            {
-                sid
-                for sid, office, start, end, when in kept
-                if office == OFFICE
-                and start <= hhmm < end
-                and (when == at.weekday() if isinstance(when, int) else when == at.date())
-            }
+def test_on_duty_matches_a_simple_model(conn, plan, minute) -> None:
+    # One database for every example (on both engines): each starts from an empty roster.
+    with backoffice_db.transaction(conn):
+        conn.execute("DELETE FROM shifts")
+        conn.execute("DELETE FROM staff")
+    for sid in "abc":
+        roster.add_staff(
+            conn, "t", staff_id=sid, name=sid.upper(), phone="0900000000", channels=["desk"]
         )
-        assert [s.id for s in roster.on_duty(conn, OFFICE, at)] == expected
-    finally:
-        conn.close()
-        db.unlink()
+    kept = []
+    for sid, office, start, end, when in plan:
+        if end <= start:
+            with pytest.raises(roster.RosterError):
+                roster.add_shift(
+                    conn, "t", staff_id=sid, office=office, start=start, end=end, weekday=0
+                )
+            continue
+        kw = {"weekday": when} if isinstance(when, int) else {"day": when.isoformat()}
+        roster.add_shift(conn, "t", staff_id=sid, office=office, start=start, end=end, **kw)
+        kept.append((sid, office, start, end, when))
+    at = datetime(2026, 11, 25, tzinfo=VN) + timedelta(minutes=minute)
+    hhmm = at.strftime("%H:%M")
+    expected = sorted(
+        {
+            sid
+            for sid, office, start, end, when in kept
+            if office == OFFICE
+            and start <= hhmm < end
+            and (when == at.weekday() if isinstance(when, int) else when == at.date())
+        }
+    )
+    assert [s.id for s in roster.on_duty(conn, OFFICE, at)] == expected

@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,9 @@ from central.store import IngestOutcome, SQLiteStore, Store, StreamState
 from central.store_pg import MIGRATIONS, PostgresStore, migrate
 from central.stores import open_store
 from sync.config import ConfigError
-from sync.envelope import Record, records_topic
 from sync.ids import new_stream_id, new_ulid
 from tests import identity as keyring
+from tests import records
 from tests.pg import ADMIN_DSN, PgDatabase, admin_connection
 from tests.waiting import wait_until
 
@@ -47,22 +48,9 @@ JUMP = 1000
 VERSIONS = [version for version, _ in MIGRATIONS]
 
 
-def rec(
-    seq: int, stream: str, *, level: str = "hai_long", kiosk: str = KIOSK, rid: str = ""
-) -> bytes:
-    return Record(
-        kind="rating",
-        kiosk=kiosk,
-        stream=stream,
-        seq=seq,
-        id=rid or new_ulid(),
-        created="2026-11-26T09:15:02.123+07:00",
-        body={"level": level},
-    ).encode()
-
-
-def batch(*payloads: bytes, kiosk: str = KIOSK) -> list[tuple[str, bytes]]:
-    return [(records_topic(kiosk), p) for p in payloads]
+#: One rating of KIOSK's (another kiosk's with ``kiosk=``), and payloads on its topic.
+rec = partial(records.rating, kiosk=KIOSK)
+batch = partial(records.on_topic, kiosk=KIOSK)
 
 
 @pytest.fixture

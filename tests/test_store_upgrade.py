@@ -15,8 +15,9 @@ from pathlib import Path
 
 from central.store import SQLiteStore
 from sync.attachments import chunk_bodies
-from sync.envelope import Record, records_topic
+from sync.envelope import records_topic
 from tests import identity as keyring
+from tests import records
 
 DUMP = Path(__file__).parent / "data" / "central-c572e15.sql"
 S1, S2, ATT = "0123456789abcdef", "fedcba9876543210", "01JDX5V7Q6M1B8X3Z4K0N2R7TA"
@@ -28,18 +29,6 @@ def old_database(tmp_path: Path) -> Path:
     conn.executescript(DUMP.read_text(encoding="utf-8"))
     conn.close()
     return db
-
-
-def rec(kiosk: str, stream: str, seq: int, rid: str, kind: str = "rating", **body: object) -> bytes:
-    return Record(
-        kind=kind,
-        kiosk=kiosk,
-        stream=stream,
-        seq=seq,
-        id=rid,
-        created="2026-12-03T09:00:00.000+07:00",
-        body=body or {"level": "hai_long"},
-    ).encode()
 
 
 def test_the_previous_releases_database_opens_with_its_data_and_goes_on(tmp_path: Path) -> None:
@@ -54,10 +43,12 @@ def test_the_previous_releases_database_opens_with_its_data_and_goes_on(tmp_path
         assert row == ("online",)
         assert store.attachments() == []  # one chunk of three: still in progress
         # It goes on: the missing seq closes the gap, the last chunks finish the file.
-        gap = rec("k-old-01", S1, 4, "01JDX70000000000000000000A")
+        gap = records.rating(4, S1, kiosk="k-old-01", rid="01JDX70000000000000000000A")
         chunks = chunk_bodies(ATT, b"APS" * 100, 100)
         rest = [
-            (records_topic("k-old-02"), rec("k-old-02", S2, 2 + i, rid, kind="chunk", **chunks[i]))
+            records.posted(
+                records.record(2 + i, S2, kiosk="k-old-02", kind="chunk", body=chunks[i], rid=rid)
+            )
             for i, rid in ((1, "01JDX70000000000000000000B"), (2, "01JDX70000000000000000000C"))
         ]
         out = keyring.process_batch(store, [(records_topic("k-old-01"), gap), *rest]).outcome

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from functools import partial
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -16,27 +17,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from central.cli import main as central_cli
-from central.store import SQLiteStore
-from sync.envelope import MAX_SEQ, Record, decode_ack, records_topic
+from central.store import SQLiteStore, Store
+from sync.envelope import MAX_SEQ, decode_ack, records_topic
 from sync.ids import new_stream_id, new_ulid
 from tests import identity as keyring
-from tests import stack
+from tests import records, stack
 from tests.pg import StoreFactory
 
 KIOSK = "k-seq-01"
 TOPIC = records_topic(KIOSK)
 
 
-def _rec(seq: int, stream: str, level: str = "hai_long", kiosk: str = KIOSK) -> bytes:
-    return Record(
-        kind="rating",
-        kiosk=kiosk,
-        stream=stream,
-        seq=seq,
-        id=new_ulid(),
-        created="2026-11-26T09:15:02.123+07:00",
-        body={"level": level},
-    ).encode()
+_rec = partial(records.rating, kiosk=KIOSK)
 
 
 def _model_gaps(seen: set[int]) -> tuple[tuple[int, int], ...]:
@@ -75,7 +67,7 @@ def test_gap_ranges_follow_the_seqs_accounted_for_after_every_batch(
     """Any arrival order, in any batch sizes, with parked (rejected) seqs and resends."""
     seqs, cut = order
     stream = new_stream_id()
-    payloads = {q: _rec(q, stream, "so-so" if q in bad else "hai_long") for q in seqs}
+    payloads = {q: _rec(q, stream, level="so-so" if q in bad else "hai_long") for q in seqs}
     arrivals = [payloads[q] for q in seqs] + [payloads[seqs[i]] for i in duplicates]
     store = store_factory(f"c-{new_ulid()}")  # one per example: a file or a schema
     seen: set[int] = set()
@@ -115,21 +107,30 @@ def test_the_protocol_maximum_seq_is_parked_not_stored(store_factory: StoreFacto
     store.close()
 
 
-def test_a_gap_of_a_hundred_million_is_one_range(
-    store_factory: StoreFactory, tmp_path: Path
-) -> None:
-    """With the jump limit lifted, the largest gaps are still one row each."""
-    store = store_factory("central", max_seq_jump=MAX_SEQ)
+def _gaps_of_a_hundred_million(store: Store) -> None:
+    """Seqs 1, 5*10^7, 10^8+2 and 2^63-1 of one stream: three gaps, 2^63-5 seqs missing."""
     stream = new_stream_id()
     keyring.process_batch(store, [(TOPIC, _rec(1, stream)), (TOPIC, _rec(10**8 + 2, stream))])
     keyring.process_batch(store, [(TOPIC, _rec(MAX_SEQ, stream)), (TOPIC, _rec(5 * 10**7, stream))])
+
+
+def test_a_gap_of_a_hundred_million_is_one_range(store_factory: StoreFactory) -> None:
+    """With the jump limit lifted, the largest gaps are still one row each."""
+    store = store_factory("central", max_seq_jump=MAX_SEQ)
+    _gaps_of_a_hundred_million(store)
     [state] = store.streams(KIOSK)
     assert state.gaps == ((2, 5 * 10**7 - 1), (5 * 10**7 + 1, 10**8 + 1), (10**8 + 3, MAX_SEQ - 1))
     assert state.missing_count == MAX_SEQ - 4 and state.max_seq == MAX_SEQ
     store.close()
-    if not isinstance(store, SQLiteStore):
-        return  # aps-central status reads the SQLite file only (docs/scale.md)
-    cfg = stack.write_central_config(tmp_path / "central.toml", tmp_path / "central.db", 1883)
+
+
+def test_status_shows_a_gap_of_a_hundred_million_as_one_range(tmp_path: Path) -> None:
+    """aps-central status reads the SQLite file only (docs/scale.md): SQLite alone here."""
+    db = tmp_path / "central.db"
+    store = SQLiteStore(db, max_seq_jump=MAX_SEQ)
+    _gaps_of_a_hundred_million(store)
+    store.close()
+    cfg = stack.write_central_config(tmp_path / "central.toml", db, 1883)
     out = CliRunner().invoke(central_cli, ["status", "--config", str(cfg)])
     assert out.exit_code == 0, out.output
     [shown] = json.loads(out.output)["streams"]

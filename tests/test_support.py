@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from central import audit, downlink_log, roster, support
 from central.notify import Notification, NotifyError, WebhookNotifier
 from tests.notify_receivers import webhook_receiver
+from tests.pg import CentralDb
 from tests.support_helpers import OFFICE, ingest, lookup_code, open_db, replies, support_body
 
 VN = timezone(timedelta(hours=7))
@@ -56,8 +57,8 @@ def staff_on_duty(conn, *ids: str, channels=("desk",)) -> None:
         )
 
 
-def test_projection_catches_up_and_is_idempotent(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_projection_catches_up_and_is_idempotent(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     ingest(db, "kiosk-1", "rating", {"level": "hai_long"})
     ids = [ingest(db, "kiosk-1", "support", support_body()) for _ in range(3)]
@@ -87,8 +88,8 @@ def test_projection_catches_up_and_is_idempotent(tmp_path: Path) -> None:
     assert len(support.list_requests(other)) == 4
 
 
-def test_help_routed_to_the_least_busy_staff_on_duty(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_help_routed_to_the_least_busy_staff_on_duty(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1", "kiosk-2", "kiosk-3")
     staff_on_duty(conn, "an", "binh")
     codes = [lookup_code() for _ in range(3)]
@@ -116,8 +117,8 @@ def test_help_routed_to_the_least_busy_staff_on_duty(tmp_path: Path) -> None:
     ] == ["support.notify", "support.route"]
 
 
-def test_no_one_on_duty_gets_the_hotline(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_no_one_on_duty_gets_the_hotline(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     staff_on_duty(conn, "an")
     code = lookup_code()
@@ -136,8 +137,8 @@ def test_no_one_on_duty_gets_the_hotline(tmp_path: Path) -> None:
     assert replies(conn, "kiosk-9")[0]["status"] == "no-one-on-duty"
 
 
-def test_notifier_failures_retried_with_backoff_then_given_up(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_notifier_failures_retried_with_backoff_then_given_up(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     staff_on_duty(conn, "an")
     ingest(db, "kiosk-1", "support", support_body())
@@ -168,8 +169,8 @@ def test_notifier_failures_retried_with_backoff_then_given_up(tmp_path: Path) ->
     assert support.backoff_s(10, SETTINGS) == 25
 
 
-def test_recovering_notifier_delivers_on_retry(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_recovering_notifier_delivers_on_retry(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     staff_on_duty(conn, "an")
     ingest(db, "kiosk-1", "support", support_body())
@@ -182,8 +183,8 @@ def test_recovering_notifier_delivers_on_retry(tmp_path: Path) -> None:
     assert len(notifier.sent) == 1
 
 
-def test_no_notifier_configured_is_visible(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_no_notifier_configured_is_visible(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     staff_on_duty(conn, "an")
     ingest(db, "kiosk-1", "support", support_body())
@@ -192,8 +193,8 @@ def test_no_notifier_configured_is_visible(tmp_path: Path) -> None:
     assert (req.status, req.notify_state) == ("assigned", "not-configured")
 
 
-def test_routing_through_a_real_webhook(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_routing_through_a_real_webhook(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     staff_on_duty(conn, "an", channels=("zalo", "desk"))
     code = lookup_code()
@@ -207,8 +208,8 @@ def test_routing_through_a_real_webhook(tmp_path: Path) -> None:
     assert reply["channel"] == "zalo" and reply["hotline"] == "0912345678"
 
 
-def test_home_visit_queue_assign_acknowledge_resolve(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_home_visit_queue_assign_acknowledge_resolve(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     staff_on_duty(conn, "an")
     code = lookup_code("TN")
@@ -304,8 +305,8 @@ def test_no_illegal_transition_is_accepted(
     db.unlink()
 
 
-def test_a_flood_from_one_kiosk_pages_staff_once(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_a_flood_from_one_kiosk_pages_staff_once(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1", "kiosk-2")
     staff_on_duty(conn, "an", "binh")
     for _ in range(60):
@@ -330,8 +331,8 @@ def test_a_flood_from_one_kiosk_pages_staff_once(tmp_path: Path) -> None:
     assert len(notifier.sent) == 3
 
 
-def test_given_up_notification_tells_the_coalesced_requests_too(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_given_up_notification_tells_the_coalesced_requests_too(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     staff_on_duty(conn, "an")
     for _ in range(3):
@@ -346,10 +347,10 @@ def test_given_up_notification_tells_the_coalesced_requests_too(tmp_path: Path) 
     assert {r.notify_state for r in support.list_requests(conn)} == {"failed"}
 
 
-def test_office_known_from_the_kiosks_dossiers_only(tmp_path: Path) -> None:
+def test_office_known_from_the_kiosks_dossiers_only(central_db: CentralDb) -> None:
     from tests.backoffice_records import Kiosk, dossier_body
 
-    db = tmp_path / "central.db"
+    db = central_db.target
     conn = open_db(db)  # no office claimed by any kiosk
     staff_on_duty(conn, "an")
     Kiosk(db, "k-office-01").send("dossier", dossier_body(f"{OFFICE}-261201-1001"))
@@ -359,8 +360,8 @@ def test_office_known_from_the_kiosks_dossiers_only(tmp_path: Path) -> None:
     assert support.list_requests(conn)[0].office == OFFICE
 
 
-def test_a_dead_relay_costs_one_attempt_per_round(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_a_dead_relay_costs_one_attempt_per_round(central_db: CentralDb) -> None:
+    db = central_db.target
     kiosks = [f"kiosk-{i}" for i in range(5)]
     conn = open_db(db, *kiosks)
     staff_on_duty(conn, "an")
@@ -376,8 +377,8 @@ def test_a_dead_relay_costs_one_attempt_per_round(tmp_path: Path) -> None:
     assert len(notifier.sent) == 5
 
 
-def test_response_report_per_office_and_day(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_response_report_per_office_and_day(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1", "kiosk-2")
     staff_on_duty(conn, "an")
     for kiosk in ("kiosk-1", "kiosk-2"):
@@ -402,8 +403,8 @@ def test_response_report_per_office_and_day(tmp_path: Path) -> None:
         support.response_report(conn, since="yesterday")
 
 
-def test_assignee_removed_before_being_told_is_replaced(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_assignee_removed_before_being_told_is_replaced(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     staff_on_duty(conn, "an", "binh")
     ingest(db, "kiosk-1", "support", support_body())
@@ -421,8 +422,8 @@ def test_assignee_removed_before_being_told_is_replaced(tmp_path: Path) -> None:
     assert replies(conn, "kiosk-1")[0]["staff_name"] == "Cán bộ binh"
 
 
-def test_acknowledged_before_notified_is_not_paged_then(tmp_path: Path) -> None:
-    db = tmp_path / "central.db"
+def test_acknowledged_before_notified_is_not_paged_then(central_db: CentralDb) -> None:
+    db = central_db.target
     conn = open_db(db, "kiosk-1")
     staff_on_duty(conn, "an")
     ingest(db, "kiosk-1", "support", support_body())

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from central import downlink_log, roster, support
 from central.notify import Notification, NotifyError
+from tests.pg import CentralDb
 from tests.support_helpers import OFFICE, ingest, lookup_code, open_db, support_body
 
 downlink = pytest.importorskip("sync.downlink")
@@ -31,8 +31,10 @@ class Failing:
 
 
 @pytest.mark.parametrize("hotline", ["1900 1234", None])
-def test_every_support_reply_passes_the_kiosk_schema(tmp_path: Path, hotline: str | None) -> None:
-    db = tmp_path / "central.db"
+def test_every_support_reply_passes_the_kiosk_schema(
+    central_db: CentralDb, hotline: str | None
+) -> None:
+    db = central_db.target
     kiosks = [f"kiosk-{i}" for i in range(6)]
     conn = open_db(db, *kiosks)
     for sid, channel in (("desk", "desk"), ("hot", "hotline"), ("zalo", "zalo")):

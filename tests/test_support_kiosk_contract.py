@@ -15,19 +15,21 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from central import backoffice_db, downlink_log, roster, support
-from central.store import SQLiteStore
+from central import downlink_log, roster, support
+from central.backoffice_db import Target
 from edge_agent import downlink_cache
 from edge_agent.app import KioskApp
 from sync.envelope import records_topic
 from tests import identity as keyring
+from tests.backoffice_records import open_store
 from tests.kiosk import KIOSK, app_config
+from tests.pg import CentralDb
 
 VN = timezone(timedelta(hours=7))
 
 
-def deliver_up(app: KioskApp, db: Path) -> None:
-    store = SQLiteStore(db)
+def deliver_up(app: KioskApp, db: Target) -> None:
+    store = open_store(db)
     try:
         batch = [(records_topic(KIOSK), p.payload) for p in app.outbox.pending()]
         assert keyring.process_batch(store, batch).outcome.stored == len(batch)
@@ -53,11 +55,13 @@ def deliver_down(app: KioskApp, conn: sqlite3.Connection) -> None:
             )
 
 
-def test_help_and_home_visit_from_the_kiosk_app_come_back_to_its_screen(tmp_path: Path) -> None:
+def test_help_and_home_visit_from_the_kiosk_app_come_back_to_its_screen(
+    tmp_path: Path, central_db: CentralDb
+) -> None:
     cfg = app_config(tmp_path)
     app = KioskApp(cfg)
-    db = tmp_path / "central.db"
-    conn = backoffice_db.connect(db)
+    db = central_db.target
+    conn = central_db.connect()
     try:
         office = cfg.kiosk.agency
         downlink_log.claim_office(conn, KIOSK, office)

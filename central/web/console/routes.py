@@ -329,7 +329,13 @@ def _kiosk_row(request: Request, conn: Conn, kiosk: str) -> views.KioskView:
     return row
 
 
-@router.get("/kiosks/{kiosk}", name="console_kiosk")
+# A page of one thing takes the rest of the path as its id (":path"), so an id with a
+# slash in it (``%2F`` is decoded before routing) is looked up, not found and answered
+# 404. With a plain parameter the path matched no route and Starlette's redirect_slashes
+# answered 307 to the path with its trailing slashes cut off (another page, or the list).
+# No id has a slash; a POST action under a page (``/kiosks/<id>/jobs``) still gets its
+# own route (only a full match, path and method, is taken).
+@router.get("/kiosks/{kiosk:path}", name="console_kiosk")
 def kiosk_page(request: Request, conn: Conn, kiosk: str) -> Response:
     return _kiosk_page(request, conn, _kiosk_row(request, conn, kiosk))
 
@@ -427,7 +433,7 @@ def _alert_page(
     return page(request, "alert.html", status, alert=found, events=events, error=error)
 
 
-@router.get("/alerts/{alert_id}", name="console_alert")
+@router.get("/alerts/{alert_id:path}", name="console_alert")
 def alert_page(request: Request, conn: Conn, alert_id: str) -> Response:
     return _alert_page(request, conn, alert_id)
 
@@ -537,7 +543,7 @@ def support_queue(
     )
 
 
-@router.get("/support/{n}", name="console_support_request")
+@router.get("/support/{n:path}", name="console_support_request")
 def support_request(request: Request, conn: Conn, n: str) -> Response:
     scope = scope_of(user_of(request))
     return page(request, "support_request.html", req=_support_request(conn, scope, _number(n)))
@@ -616,7 +622,7 @@ def inquiries_page(
     )
 
 
-@router.get("/inquiries/{code}", name="console_inquiry")
+@router.get("/inquiries/{code:path}", name="console_inquiry")
 def inquiry_page(request: Request, conn: Conn, code: str, office: Office = None) -> Response:
     scope = scope_of(user_of(request))
     return page(request, "inquiry.html", item=_inquiry(conn, scope, code, office))
@@ -695,7 +701,7 @@ def dossiers_page(
     )
 
 
-@router.get("/dossiers/{code}", name="console_dossier")
+@router.get("/dossiers/{code:path}", name="console_dossier")
 def dossier_page(request: Request, conn: Conn, code: str) -> Response:
     scope = scope_of(user_of(request))
     return page(request, "dossier.html", d=_dossier(conn, scope, code))
