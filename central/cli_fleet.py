@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from central import backoffice_db
 from central.cli_backoffice import kiosk as kiosk_group
 from central.config import CentralConfig, load_central_config
 from central.fleet import tokens
@@ -57,7 +58,7 @@ def _service(path: str) -> Enrolment:
 def _registry(path: str) -> Registry:
     """The registry alone (listing and showing need neither the CA nor the broker)."""
     try:
-        return Registry(_cfg(path).central.database)
+        return Registry(backoffice_db.target_of(_cfg(path).central))
     except OSError as exc:
         raise click.ClickException(f"central's database cannot be opened: {exc}") from None
 

@@ -471,16 +471,8 @@ def test_the_collector_ingesting_and_the_back_office_writing_do_not_fail(
 
 
 def test_central_housekeeping_folds_records_with_the_configured_window(
-    tmp_path: Path, central_db: CentralDb, request: pytest.FixtureRequest
+    tmp_path: Path, central_db: CentralDb
 ) -> None:
-    if central_db.kind == "postgresql":
-        # Not this module's: CentralService builds the fleet Registry, which takes a SQLite
-        # path only until the fleet's PostgreSQL branch lands. Strict: red once it has.
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True, raises=TypeError, reason="central/fleet/registry.py: Path only"
-            )
-        )
     from central.config import load_central_config
     from central.service import CentralService
 

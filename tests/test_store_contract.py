@@ -26,6 +26,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from central import backoffice_db
 from central.config import CentralConfig
 from central.fleet import heartbeats
 from central.fleet.heartbeats import HistorySettings
@@ -439,7 +440,9 @@ def test_the_central_service_opens_postgresql_for_its_collector(
     )
     CentralService(cfg)  # creates the schema before the broker speaks, as `aps-central run`
     with psycopg.connect(pg.dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (len(VERSIONS),)
+        applied = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+        # The store's migrations and the back office's (everything of central's is there).
+        assert applied == (len(VERSIONS) + len(backoffice_db.pg_migrations()),)
     store = CentralService(cfg).collector._store_factory()
     try:
         assert isinstance(store, PostgresStore)
