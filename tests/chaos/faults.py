@@ -76,7 +76,10 @@ class FaultInjector:
         self._heals = [h for h in self._heals if h[0] > now]
         for _, what, fn in due:
             log.info("heal: %s", what)
+            started = time.monotonic()
             fn()
+            if time.monotonic() - started > 1:
+                log.info("heal: %s took %.1fs", what, time.monotonic() - started)
 
     def heal_all(self) -> None:
         heals, self._heals = self._heals, []
@@ -86,12 +89,20 @@ class FaultInjector:
 
     def inject(self) -> str:
         """One fault; returns its kind ("" when it could not be injected right now)."""
-        if not self._deck:
-            self._deck = list(self.kinds)
-            self.rng.shuffle(self._deck)
-        kind = self._deck.pop()
-        if getattr(self, "_" + kind.replace("-", "_"))() is False:
-            self._deck.insert(0, kind)  # could not be injected now (broker down): later
+        for _ in self.kinds:
+            if not self._deck:
+                self._deck = list(self.kinds)
+                self.rng.shuffle(self._deck)
+            kind = self._deck.pop()
+            started = time.monotonic()
+            done = getattr(self, "_" + kind.replace("-", "_"))() is not False
+            if time.monotonic() - started > 1:
+                log.info("%s took %.1fs", kind, time.monotonic() - started)
+            if done:
+                break
+            # Not now (the broker or a node down): the end of the line, try the next.
+            self._deck.insert(0, kind)
+        else:
             return ""
         self.counts[kind] += 1
         log.info("fault %d: %s", self.total, kind)
