@@ -163,6 +163,7 @@ class FaultInjector:
     def _node_down(self, n: int, graceful: bool) -> None:
         rabbit = self.stack.rabbit
         assert rabbit is not None
+        log.info("node %d: %s", n, "SIGTERM (clean stop)" if graceful else "kill -9")
         if graceful:
             rabbit.terminate(n)
             self._later(0.5, 1, f"node {n} stopped?", lambda: self._start_when_stopped(n))

@@ -1,5 +1,9 @@
 """``python -m tests.chaos``: start the stack, inject faults, heal, drain, audit.
 
+The broker is a private mosquitto, or with ``--broker rabbitmq`` a private 3-node
+RabbitMQ cluster (its own ports and epmd; node kills and clean restarts replace the
+broker's) with two AMQP collectors.
+
 The last line printed is JSON: ``{"committed": N, "at_central": N, "lost": 0,
 "duplicated": 0, "faults_injected": N, ...}``; the exit status is 1 on any loss,
 duplicate, gap, hash mismatch or a drain that did not finish (docs/chaos.md).
