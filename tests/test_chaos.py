@@ -84,3 +84,40 @@ def test_a_minute_of_chaos_on_the_rabbitmq_cluster(tmp_path: Path) -> None:
     assert out["accepted_while_full"] == 0, out
     assert out["garbage_sent"] > 0 and out["dead_letters"] > 0, out
     assert out["drained"] is True
+
+
+def test_a_dead_nodes_kiosks_go_to_a_live_node_and_the_collectors_node_is_read(
+    tmp_path: Path,
+) -> None:
+    """The RabbitMQ stack's bookkeeping, without a cluster: a node down sends its kiosks'
+    proxies to a node that is up (and blocks more node faults); a collector's node is
+    the one its log last said it consumes on."""
+    from tests.chaos.rabbit import RabbitBroker
+    from tests.rabbit_cluster import RabbitCluster
+    from tests.tcp_proxy import TcpProxy
+
+    rabbit = RabbitBroker(tmp_path, cluster=RabbitCluster(tmp_path / "c"))  # never started
+    nodes = rabbit.c.nodes
+    proxies = [TcpProxy(nodes[rabbit.home(i) - 1].mqtt_port) for i in range(4)]
+    try:
+        for i, proxy in enumerate(proxies):
+            rabbit.add_proxy(proxy, rabbit.home(i))
+        assert [rabbit.home(i) for i in range(4)] == [1, 2, 3, 1]
+        rabbit.kill(1)  # no process: only the bookkeeping
+        assert not rabbit.all_up() and rabbit.down == {1}
+        assert proxies[0].target == proxies[3].target == ("127.0.0.1", nodes[1].mqtt_port)
+        assert proxies[1].target[1] == nodes[1].mqtt_port
+        assert proxies[2].target[1] == nodes[2].mqtt_port
+        assert rabbit.up_node() == 2
+    finally:
+        for proxy in proxies:
+            proxy.close()
+    log = tmp_path / "aps-collector-1.log"
+    assert rabbit.collector_node(log) is None
+    lines = [
+        f"2026-12-04 19:11:49,501 INFO aps.collector.amqp: AMQP collector aps-collector-1 "
+        f"consuming aps.uplink on amqp://127.0.0.1:{nodes[n - 1].amqp_port}/%2F\n"
+        for n in (1, 3)
+    ]
+    log.write_text("".join(lines), encoding="utf-8")
+    assert rabbit.collector_node(log) == 3
