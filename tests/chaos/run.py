@@ -168,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
         drained = _wait(lambda: all(_queued(k.db) == 0 for k in stack.kiosks), args.drain_timeout)
         drain_s = time.monotonic() - drain_started
         log.info("drain %s after %.1fs", "done" if drained else "NOT done", drain_s)
+        if not drained:
+            stuck = {k.id: _queued(k.db) for k in stack.kiosks if _queued(k.db)}
+            log.info("still queued (kiosk: records): %s", stuck)
         stack.stop_kiosks()
         for c in stack.collectors:
             c.stop()
