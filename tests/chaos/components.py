@@ -6,6 +6,12 @@ mosquitto with the shipped configuration (:class:`central.mosquitto.MosquittoPro
 ``$share`` group, a persistent session), ``python -m tests.chaos.kiosk_proc`` per
 kiosk (the real kiosk application), each kiosk connecting through its own
 :class:`tests.tcp_proxy.TcpProxy` so the harness can cut it off.
+
+With ``broker="rabbitmq"`` the broker is the private 3-node RabbitMQ cluster
+(:mod:`tests.chaos.rabbit`), the collectors are ``[collector] source = "amqp"``
+competing consumers of one quorum queue (each its own RabbitMQ user, each starting on a
+different node), and the kiosks log in with their own RabbitMQ users, spread over the
+three nodes' MQTT ports.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from central.mosquitto import MosquittoProcess
+from sync.mqtt_link import MqttSettings
 from tests import stack
+from tests.chaos.rabbit import QUEUE, RabbitBroker
 from tests.tcp_proxy import TcpProxy
 
 SHARED_GROUP = "aps-collectors"
@@ -109,40 +118,50 @@ class ChaosStack:
     def __init__(
         self, workdir: Path, *, kiosks: int, store: str, seed: int, broker: str = "mosquitto"
     ) -> None:
-        if broker != "mosquitto":
-            raise SystemExit(
-                f"--broker {broker}: not yet (the AMQP collectors on RabbitMQ are being built "
-                "on another branch); use --broker mosquitto"
-            )
+        if broker not in ("mosquitto", "rabbitmq"):
+            raise SystemExit(f"--broker {broker}: mosquitto or rabbitmq")
+        self.broker_kind = broker
         self.workdir = workdir
         self.store = store
         self.seed = seed
         self.kiosk_ids = tuple(f"k-chaos-{n:02d}" for n in range(1, kiosks + 1))
         self.central_db = workdir / "central" / "central.db"
         self.broker = MosquittoProcess(workdir / "broker")
+        self.rabbit: RabbitBroker | None = (
+            RabbitBroker(workdir / "rabbit") if broker == "rabbitmq" else None
+        )
         self.pg: PgDatabase | None = PgDatabase() if store == "postgresql" else None
         self.collectors: list[Proc] = []
         self.kiosks: list[Kiosk] = []
 
     def start(self, rogue: str) -> None:
         """Start everything; ``rogue`` is enrolled at the broker only (central knows nothing)."""
-        self.broker.start()
-        self.broker.kiosk(rogue)
+        if self.rabbit is not None:
+            self.rabbit.start()
+            self.rabbit.kiosk(rogue)
+        else:
+            self.broker.start()
+            self.broker.kiosk(rogue)
         if self.pg is not None:
             self.pg.create()
         central_dir = self.central_db.parent
         central_dir.mkdir(parents=True, exist_ok=True)
-        for name in COLLECTORS:
+        for i, name in enumerate(COLLECTORS):
             cfg = stack.write_central_config(
                 central_dir / f"{name}.toml",
                 self.central_db,
-                self.broker.collector(name),
+                # On RabbitMQ [mqtt] is unused (source = "amqp"): only its client id counts.
+                self.broker.collector(name)
+                if self.rabbit is None
+                else MqttSettings(port=1, username=name),
                 kiosks=self.kiosk_ids,
             )
-            extra = f'\nshared_group = "{SHARED_GROUP}"\n'
-            text = cfg.read_text(encoding="utf-8").replace(
-                f'client_id = "{name}"\n', f'client_id = "{name}"{extra}'
-            )
+            text = cfg.read_text(encoding="utf-8")
+            if self.rabbit is None:
+                extra = f'\nshared_group = "{SHARED_GROUP}"\n'
+                text = text.replace(f'client_id = "{name}"\n', f'client_id = "{name}"{extra}')
+            else:
+                text = self._amqp_config(text, name, first_node=i + 1)
             if self.pg is not None:
                 text = text.replace(
                     "[central]\n",
@@ -158,8 +177,14 @@ class ChaosStack:
         for n, kiosk in enumerate(self.kiosk_ids):
             kdir = self.workdir / kiosk
             kdir.mkdir(parents=True, exist_ok=True)
-            mqtt = self.broker.kiosk(kiosk)
-            proxy = TcpProxy(mqtt.port)
+            if self.rabbit is not None:
+                home = self.rabbit.home(n)
+                mqtt = self.rabbit.kiosk(kiosk, home)
+                proxy = TcpProxy(mqtt.port)
+                self.rabbit.add_proxy(proxy, home)
+            else:
+                mqtt = self.broker.kiosk(kiosk)
+                proxy = TcpProxy(mqtt.port)
             cfg = stack.write_agent_config(
                 kdir / "agent.toml",
                 kdir / "kiosk.db",
@@ -181,12 +206,42 @@ class ChaosStack:
             self.kiosks.append(Kiosk(kiosk, kdir, Proc(kiosk, argv, kdir / "agent.log"), proxy))
         for c in self.collectors:
             c.start()
+        if self.rabbit is not None:  # the uplink queue declared and bound before kiosks send
+            deadline = time.monotonic() + 120
+            while not all(self.rabbit.collector_node(c.log) for c in self.collectors):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"chaos: the AMQP collectors did not consume ({central_dir})")
+                time.sleep(0.25)
         for k in self.kiosks:
             k.proc.start()
 
+    def _amqp_config(self, text: str, name: str, first_node: int) -> str:
+        """``text`` (a collector's central.toml) turned into an AMQP collector's: its own
+        RabbitMQ user, the shared queue, every node's URL starting with ``first_node``."""
+        assert self.rabbit is not None
+        user, password = self.rabbit.collector(name)
+        urls = ", ".join(f'"{u}"' for u in self.rabbit.amqp_urls(first_node))
+        text = text.replace("[collector]\n", '[collector]\nsource = "amqp"\n')
+        return (
+            text + f'\n[amqp]\nurls = [{urls}]\nusername = "{user}"\npassword = "{password}"\n'
+            f'queue = "{QUEUE}"\n'
+        )
+
+    def garbage_settings(self, sender: str) -> MqttSettings | None:
+        """How ``sender`` (the rogue or a kiosk) reaches the broker now, None while down."""
+        if self.rabbit is not None:
+            if len(self.rabbit.down) >= 3:
+                return None
+            return self.rabbit.kiosk(sender)
+        if self.broker.proc is None:
+            return None
+        return self.broker.kiosk(sender)
+
     def heal(self) -> None:
         """Every kiosk back online with room on its disk, every process running."""
-        if self.broker.proc is None or self.broker.proc.poll() is not None:
+        if self.rabbit is not None:
+            self.rabbit.heal()
+        elif self.broker.proc is None or self.broker.proc.poll() is not None:
             self.broker.start()
         for k in self.kiosks:
             k.full_flag.unlink(missing_ok=True)
@@ -204,6 +259,9 @@ class ChaosStack:
             p.stop()
         for k in self.kiosks:
             k.proxy.close()
-        self.broker.stop()
+        if self.rabbit is not None:
+            self.rabbit.stop()
+        else:
+            self.broker.stop()
         if self.pg is not None:
             self.pg.drop()

@@ -1,5 +1,9 @@
 """``python -m tests.chaos``: start the stack, inject faults, heal, drain, audit.
 
+The broker is a private mosquitto, or with ``--broker rabbitmq`` a private 3-node
+RabbitMQ cluster (its own ports and epmd; node kills and clean restarts replace the
+broker's) with two AMQP collectors.
+
 The last line printed is JSON: ``{"committed": N, "at_central": N, "lost": 0,
 "duplicated": 0, "faults_injected": N, ...}``; the exit status is 1 on any loss,
 duplicate, gap, hash mismatch or a drain that did not finish (docs/chaos.md).
@@ -28,7 +32,7 @@ from tests.chaos.audit import (
     read_kiosk,
 )
 from tests.chaos.components import ChaosStack
-from tests.chaos.faults import KINDS, ROGUE, FaultInjector
+from tests.chaos.faults import KINDS, RABBITMQ_KINDS, ROGUE, FaultInjector
 
 log = logging.getLogger("aps.chaos")
 
@@ -39,15 +43,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kiosks", type=int, default=5, help="real kiosk processes (>= 2)")
     p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: from time)")
-    p.add_argument("--broker", choices=("mosquitto", "rabbitmq"), default="mosquitto")
+    p.add_argument(
+        "--broker",
+        choices=("mosquitto", "rabbitmq"),
+        default="mosquitto",
+        help="mosquitto and two MQTT collectors, or the private 3-node RabbitMQ cluster and "
+        "two AMQP collectors (node kills and restarts instead of broker ones)",
+    )
     p.add_argument("--drain-timeout", type=float, default=240, help="seconds to wait at the end")
     p.add_argument("--workdir", type=Path, default=None, help="default: a new /tmp/aps-chaos-*")
     p.add_argument("--fault-every", type=float, nargs=2, default=(1.5, 4.0), metavar=("MIN", "MAX"))
     args = p.parse_args(argv)
     if not 2 <= args.kiosks <= 50:
         p.error("--kiosks: 2 to 50 (a kiosk's garbage names another kiosk)")
-    if args.broker == "rabbitmq":
-        p.error("--broker rabbitmq: not yet (AMQP collectors are on another branch)")
     return args
 
 
@@ -129,11 +137,12 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(name)s %(message)s",
         handlers=[logging.FileHandler(workdir / "chaos.log"), logging.StreamHandler(sys.stderr)],
     )
-    log.info("chaos run: %ss, %d kiosks, %s, seed %d, in %s", args.seconds, args.kiosks,
-             args.store, seed, workdir)  # fmt: skip
+    log.info("chaos run: %ss, %d kiosks, %s, %s, seed %d, in %s", args.seconds, args.kiosks,
+             args.broker, args.store, seed, workdir)  # fmt: skip
     rng = random.Random(seed)
-    stack = ChaosStack(workdir, kiosks=args.kiosks, store=args.store, seed=seed)
-    faults = FaultInjector(stack, rng)
+    stack = ChaosStack(workdir, kiosks=args.kiosks, store=args.store, seed=seed, broker=args.broker)
+    kinds = RABBITMQ_KINDS if args.broker == "rabbitmq" else KINDS
+    faults = FaultInjector(stack, rng, kinds)
     drained = False
     try:
         stack.start(ROGUE)
@@ -159,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
         drained = _wait(lambda: all(_queued(k.db) == 0 for k in stack.kiosks), args.drain_timeout)
         drain_s = time.monotonic() - drain_started
         log.info("drain %s after %.1fs", "done" if drained else "NOT done", drain_s)
+        if not drained:
+            stuck = {k.id: _queued(k.db) for k in stack.kiosks if _queued(k.db)}
+            log.info("still queued (kiosk: records): %s", stuck)
         stack.stop_kiosks()
         for c in stack.collectors:
             c.stop()
@@ -173,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         "lost": summary["lost"],
         "duplicated": summary["duplicated"],
         "faults_injected": faults.total,
-        "faults": {k: faults.counts.get(k, 0) for k in KINDS},
+        "faults": {k: faults.counts.get(k, 0) for k in kinds},
         **{
             k: v
             for k, v in summary.items()
@@ -186,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         "seconds": args.seconds,
         "kiosks": args.kiosks,
         "store": args.store,
+        "broker": args.broker,
         "seed": seed,
         "workdir": str(workdir),
     }
