@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sqlite3
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
 
+from central.cli_db import open_backoffice
 from central.config import CentralConfig, load_central_config
 from central.fleet.duplicates import duplicate_identities
 from central.fleet.fleet_table import (
@@ -59,9 +62,10 @@ class _Views:
     """The fleet file (registry) and, with ``[central] store = "postgresql"``, the
     records' store where the collectors write the status rows and history; read-only."""
 
-    def __init__(self, fleet: SQLiteStore, records: PostgresStore | None) -> None:
-        self.fleet, self.records = fleet, records
-        self.conn = fleet.conn
+    def __init__(
+        self, conn: sqlite3.Connection, close: Callable[[], None], records: PostgresStore | None
+    ) -> None:
+        self.conn, self._close, self.records = conn, close, records
 
     def health(self) -> list[KioskHealth]:
         return health_rows(self.conn, self.records)
@@ -72,7 +76,7 @@ class _Views:
         return health_history(self.conn, kiosk, since=since)
 
     def close(self) -> None:
-        self.fleet.close()
+        self._close()
         if self.records is not None:
             self.records.close()
 
@@ -82,18 +86,22 @@ def _open(config_path: str) -> tuple[CentralConfig, _Views]:
         cfg = load_central_config(config_path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    if cfg.central.store == "postgresql":
+        # Registry, identity alerts and status rows all in PostgreSQL (read-only sessions).
+        conn = open_backoffice(cfg.central, config_path, read_only=True)
+        try:
+            records = open_status_source(cfg, config_path)
+        except click.ClickException:
+            conn.close()
+            raise
+        return cfg, _Views(conn, conn.close, records)
     try:
         fleet = SQLiteStore.open_readonly(cfg.central.database)
     except StoreMissing as exc:
         raise click.ClickException(f"{exc}: check central.database in {config_path}") from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    try:
-        records = open_status_source(cfg, config_path)
-    except click.ClickException:
-        fleet.close()
-        raise
-    return cfg, _Views(fleet, records)
+    return cfg, _Views(fleet.conn, fleet.close, None)
 
 
 def open_status_source(cfg: CentralConfig, config_path: str) -> PostgresStore | None:
