@@ -362,8 +362,9 @@ def csrf_of(html: str, name: str = "csrf") -> str:
     return match.group(1)
 
 
-def login(client: Any, name: str, password: str = PASSWORD) -> Any:
-    """Log ``client`` (a TestClient) in; returns the answer to the login POST."""
+def login(client: Any, name: str, password: str = PASSWORD, *, origin: str = ORIGIN) -> Any:
+    """Log ``client`` (a TestClient, or an httpx client of a live server at ``origin``) in;
+    returns the answer to the login POST."""
     form = client.get("/console/login")
     return client.post(
         "/console/login",
@@ -373,7 +374,7 @@ def login(client: Any, name: str, password: str = PASSWORD) -> Any:
             "login_token": csrf_of(form.text, "login_token"),
             "next": "/console/",
         },
-        headers={"Origin": ORIGIN},
+        headers={"Origin": origin},
         follow_redirects=False,
     )
 

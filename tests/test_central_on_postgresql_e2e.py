@@ -34,7 +34,7 @@ from edge_agent.signature import HandwrittenSignature
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
 from tests import identity, stack
 from tests.central_config import on_engine
-from tests.console_seed import csrf_of
+from tests.console_seed import login
 from tests.kiosk import KIOSK, app_config, strokes
 from tests.pg import CentralDb, PgDatabase
 from tests.waiting import wait_until
@@ -68,17 +68,7 @@ def _fleet_state(config: Path) -> str | None:
 
 def _console(base: str) -> httpx.Client:
     client = httpx.Client(base_url=base, timeout=30)
-    form = client.get("/console/login")
-    answer = client.post(
-        "/console/login",
-        data={
-            "name": "quan.tri",
-            "password": PASSWORD,
-            "login_token": csrf_of(form.text, "login_token"),
-            "next": "/console/",
-        },
-        headers={"Origin": base},
-    )
+    answer = login(client, "quan.tri", PASSWORD, origin=base)
     assert answer.status_code in (200, 303), answer.text[:500]
     return client
 

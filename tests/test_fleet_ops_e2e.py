@@ -31,7 +31,7 @@ from edge_agent.app import KioskApp
 from edge_agent.devices import DeviceSupervisor
 from firmware_mocks.usb_printer import EmulatedUsbPrinter
 from tests import stack
-from tests.console_seed import csrf_of
+from tests.console_seed import login
 from tests.kiosk import KIOSK, app_config
 from tests.waiting import wait_until
 
@@ -63,17 +63,7 @@ def _fleet_state(config: Path) -> str | None:
 
 def _console(base: str) -> httpx.Client:
     client = httpx.Client(base_url=base, timeout=30)
-    form = client.get("/console/login")
-    answer = client.post(
-        "/console/login",
-        data={
-            "name": "quan.tri",
-            "password": PASSWORD,
-            "login_token": csrf_of(form.text, "login_token"),
-            "next": "/console/",
-        },
-        headers={"Origin": base},
-    )
+    answer = login(client, "quan.tri", PASSWORD, origin=base)
     assert answer.status_code in (200, 303), answer.text[:500]
     assert client.get("/console/").status_code == 200
     return client
