@@ -33,17 +33,17 @@ from sync.wire_signing import key_announcement, sign_downlink
 
 class CentralSection(Section):
     database: Path = Field(
-        Path("/var/lib/aps/central.db"), description="Central's SQLite store (default backend)."
+        Path("/var/lib/aps/central.db"),
+        description="Central's SQLite database (with `store = \"sqlite\"`, the default).",
     )
     log_level: str = Field(
         "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level."
     )
     store: Literal["sqlite", "postgresql"] = Field(
         "sqlite",
-        description="Where the collector stores records: `sqlite` (the file `database`, one "
-        "province on one machine) or `postgresql` (`postgresql_dsn`; first step of a national "
-        "deployment: records, sequence state, dead letters, kiosk status and heartbeats; "
-        "the rest of central stays on `database` for now: docs/scale.md).",
+        description="Where central keeps everything (records, back office, registry, fleet, "
+        "console): `sqlite` (the file `database`, one province on one machine) or `postgresql` "
+        "(`postgresql_dsn`, a national deployment with several collectors: docs/scale.md).",
     )
     postgresql_dsn: SecretStr | None = Field(
         None,

@@ -1,9 +1,9 @@
 """Which store the collector writes to: ``[central] store`` (docs/scale.md).
 
 SQLite (the default) keeps everything in ``[central] database``; PostgreSQL
-(``store = "postgresql"``) takes records, dead letters and sequence state
-while the rest of central (registry, fleet, back office) stays on the SQLite
-file for now.
+(``store = "postgresql"``) keeps everything in ``[central] postgresql_dsn``: the
+records' store here, and the back office, registry and fleet through
+:func:`central.backoffice_db.target_of`.
 """
 
 from __future__ import annotations
