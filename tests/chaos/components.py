@@ -116,11 +116,19 @@ class ChaosStack:
     """Everything the run needs, under ``workdir``; :meth:`close` stops all of it."""
 
     def __init__(
-        self, workdir: Path, *, kiosks: int, store: str, seed: int, broker: str = "mosquitto"
+        self,
+        workdir: Path,
+        *,
+        kiosks: int,
+        store: str,
+        seed: int,
+        broker: str = "mosquitto",
+        pace: tuple[float, float] = (0.15, 0.5),
     ) -> None:
         if broker not in ("mosquitto", "rabbitmq"):
             raise SystemExit(f"--broker {broker}: mosquitto or rabbitmq")
         self.broker_kind = broker
+        self.pace = pace
         self.workdir = workdir
         self.store = store
         self.seed = seed
@@ -203,6 +211,7 @@ class ChaosStack:
             cfg.write_text(text, encoding="utf-8")
             argv = [sys.executable, "-m", "tests.chaos.kiosk_proc", "--config", str(cfg)]
             argv += ["--dir", str(kdir), "--seed", str(self.seed * 1000 + n)]
+            argv += ["--pace", *(str(p) for p in self.pace)]
             self.kiosks.append(Kiosk(kiosk, kdir, Proc(kiosk, argv, kdir / "agent.log"), proxy))
         for c in self.collectors:
             c.start()

@@ -69,8 +69,16 @@ SIGNATURE = [
 class Citizen:
     """Files, rates and asks for help at random, forever (until ``stop``)."""
 
-    def __init__(self, app: KioskApp, cam: EmulatedV4l2Camera, out: Path, seed: int) -> None:
+    def __init__(
+        self,
+        app: KioskApp,
+        cam: EmulatedV4l2Camera,
+        out: Path,
+        seed: int,
+        pace: tuple[float, float] = (0.15, 0.5),
+    ) -> None:
         self.app, self.cam, self.out = app, cam, out
+        self.pace = pace
         self.rng = random.Random(seed)
         self.flag = out / "disk-full"
         self.done = out / "stop-filing"
@@ -83,7 +91,7 @@ class Citizen:
         self.log.flush()
 
     def run(self) -> None:
-        while not self.stop.wait(self.rng.uniform(0.15, 0.5)):
+        while not self.stop.wait(self.rng.uniform(*self.pace)):
             if self.done.exists():
                 continue  # the run is over: keep syncing, file nothing more
             full = self.flag.exists()
@@ -128,12 +136,13 @@ def main() -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pace", type=float, nargs=2, default=(0.15, 0.5))
     args = parser.parse_args()
     cfg = load_agent_config(args.config, {"devices.document_camera": CAMERA_URL})
     setup_logging("INFO")
     cam = EmulatedV4l2Camera(width=480, height=360, pixel_format="YUYV")
     app = KioskApp(cfg, camera=DocumentCamera(CAMERA_URL, source=cam, reopen_s=0))
-    citizen_ = Citizen(app, cam, args.dir, args.seed)
+    citizen_ = Citizen(app, cam, args.dir, args.seed, pace=(args.pace[0], args.pace[1]))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         citizen_.stop.set()

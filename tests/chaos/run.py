@@ -53,7 +53,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain-timeout", type=float, default=240, help="seconds to wait at the end")
     p.add_argument("--workdir", type=Path, default=None, help="default: a new /tmp/aps-chaos-*")
     p.add_argument("--fault-every", type=float, nargs=2, default=(1.5, 4.0), metavar=("MIN", "MAX"))
+    p.add_argument(
+        "--pace",
+        type=float,
+        nargs=2,
+        default=(0.15, 0.5),
+        metavar=("MIN", "MAX"),
+        help="seconds between a citizen's actions on each kiosk; a long run slows it down "
+        "(e.g. 0.6 2.0) to stay under the dossier code's 999 a day per kiosk",
+    )
     args = p.parse_args(argv)
+    if not 0.01 <= args.pace[0] <= args.pace[1] <= 60:
+        p.error("--pace: 0.01 <= MIN <= MAX <= 60 seconds")
     if not 2 <= args.kiosks <= 50:
         p.error("--kiosks: 2 to 50 (a kiosk's garbage names another kiosk)")
     return args
@@ -140,7 +151,14 @@ def run(args: argparse.Namespace) -> int:
     log.info("chaos run: %ss, %d kiosks, %s, %s, seed %d, in %s", args.seconds, args.kiosks,
              args.broker, args.store, seed, workdir)  # fmt: skip
     rng = random.Random(seed)
-    stack = ChaosStack(workdir, kiosks=args.kiosks, store=args.store, seed=seed, broker=args.broker)
+    stack = ChaosStack(
+        workdir,
+        kiosks=args.kiosks,
+        store=args.store,
+        seed=seed,
+        broker=args.broker,
+        pace=tuple(args.pace),
+    )
     kinds = RABBITMQ_KINDS if args.broker == "rabbitmq" else KINDS
     faults = FaultInjector(stack, rng, kinds)
     drained = False
