@@ -65,7 +65,8 @@ def _open_store(cfg: CentralConfig, config_path: str) -> SQLiteStore | PostgresS
                 ) from None
         return SQLiteStore.open_readonly(cfg.central.database)
     except StoreMissing as exc:
-        raise click.ClickException(f"{exc}: check central.database in {config_path}") from None
+        setting = "postgresql_dsn" if cfg.central.store == "postgresql" else "database"
+        raise click.ClickException(f"{exc}: check central.{setting} in {config_path}") from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
