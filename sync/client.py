@@ -626,6 +626,7 @@ class SyncClient:
             self.counters.deaf_reconnects,
             self._deaf_in_a_row,
         )
+        self.session_up.clear()  # no remote call waits on this session any more
         self.network.reconnect(attempt=self._deaf_in_a_row)
 
     # -- downlink handlers (sync thread, through the router) ----------------------------
