@@ -286,6 +286,15 @@ class SyncSection(Section):
     rpc_max_outstanding: int = Field(
         8, ge=1, le=64, description="Remote calls (remote signing) waiting at once, at most."
     )
+    deaf_after_ack_timeouts: int = Field(
+        3,
+        ge=2,
+        le=20,
+        description="Connected but deaf: this many ack timeouts in a row of an in-flight "
+        "record, with nothing at all heard from the broker's downlink meanwhile (no ack, "
+        "state, nudge or presence) and central not known to be offline, make the kiosk "
+        'reconnect for a fresh subscription (docs/protocol.md, "Connected but deaf").',
+    )
 
     def settings(self) -> SyncSettings:
         return SyncSettings(
@@ -302,6 +311,7 @@ class SyncSection(Section):
             state_idle_retry_s=self.state_idle_retry_s,
             state_page_limit=self.state_page_items,
             rpc_max_outstanding=self.rpc_max_outstanding,
+            deaf_after_ack_timeouts=self.deaf_after_ack_timeouts,
         )
 
     def outbox_options(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ Kiosk only:
 - :mod:`sync.outbox` is the durable SQLite outbox every record goes through.
 - :mod:`sync.machine` is the sync state machine (sans-I/O: events in, actions out).
 - :mod:`sync.state_sync` is the downstream state machine: ask, apply, page, retry (sans-I/O).
+- :mod:`sync.deaf_watch` notices a session that is connected but hears nothing (sans-I/O).
 - :mod:`sync.client` is the thin paho-mqtt adapter that drives the machine.
 - :mod:`sync.systemd_notify` (shared: the agent and central) speaks sd_notify.
 """

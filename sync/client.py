@@ -20,6 +20,18 @@ codes are checked (a refused subscription is logged as an ERROR, counted in
 other SUBSCRIBE (made later on the same connection) starts nothing, so the
 in-flight window is sent once per session, not once per subscription.
 
+"Connected and deaf" (docs/protocol.md, "Connected but deaf"): a session
+that is up but hears nothing is ended by the client itself. A
+:class:`sync.deaf_watch.DeafWatch` is told of every SUBACK, every message
+on the kiosk's subscriptions, every collector's presence and every
+retransmission; after ``deaf_after_ack_timeouts`` ack timeouts in a row of
+one in-flight record with nothing at all heard meanwhile (and central not
+known to be offline), the client logs a WARNING with what it saw, counts it
+in ``deaf_reconnects`` (heartbeat field too) and asks the network loop for a
+fresh connection (:meth:`sync.mqtt_link.NetworkLoop.reconnect`), whose
+SUBSCRIBE starts a new session. Heals in a row with nothing heard in
+between back off like failed connects.
+
 Downstream (docs/protocol.md, "Downlink"): every message on ``down/`` goes
 through one :class:`sync.downlink.DownlinkRouter`. With ``on_state`` and
 ``office`` given, :class:`sync.state_sync.StateSync` asks central for the
@@ -48,6 +60,7 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sync import SyncError
+from sync.deaf_watch import DeafWatch
 from sync.downlink import (
     DOWN_ACKS,
     DOWN_NUDGE,
@@ -125,6 +138,9 @@ class SyncSettings:
     state_page_limit: int = 100
     #: Remote calls waiting for a reply at once, at most (more raise RpcError "busy").
     rpc_max_outstanding: int = 8
+    #: Connected and deaf: this many ack timeouts in a row of an in-flight record with
+    #: nothing at all heard downlink meanwhile make the kiosk reconnect (sync.deaf_watch).
+    deaf_after_ack_timeouts: int = 3
 
 
 @dataclass
@@ -150,6 +166,8 @@ class SyncCounters:
     ack_mismatches: int = 0
     #: Downlink messages dropped unread: not signed by a key of central's.
     downlink_refused: int = 0
+    #: Sessions ended because they were connected and deaf (sync.deaf_watch), since start.
+    deaf_reconnects: int = 0
 
 
 class RpcError(SyncError):
@@ -293,6 +311,11 @@ class SyncClient:
             window_bytes=settings.inflight_bytes,
         )
         self.counters = SyncCounters()
+        self.deaf_watch = DeafWatch(
+            ack_timeouts=settings.deaf_after_ack_timeouts, ack_timeout_s=settings.ack_timeout_s
+        )
+        #: Deaf reconnects since anything was last heard (their backoff grows with it).
+        self._deaf_in_a_row = 0
         #: Extra ``down/<name>`` handlers (called in the sync thread).
         self.handlers: dict[str, DownHandler] = {}
         self.router = DownlinkRouter(kiosk)
@@ -518,7 +541,9 @@ class SyncClient:
                     seen_version = version
                     self._next_poll = now + self.settings.tick_s
                 if look or (retransmit is not None and now >= retransmit):
-                    actions += self.machine.tick(now)
+                    ticked = self.machine.tick(now)
+                    self._watch_deafness(ticked, now)
+                    actions += ticked
                 self._execute(actions, now)
                 if self.state is not None:
                     state_due = self.state.next_deadline()
@@ -546,6 +571,7 @@ class SyncClient:
     def _dispatch(self, name: str, arg: Any, now: float) -> list[Action]:
         if name == "connected":
             self.counters.connects += 1
+            self.deaf_watch.subscribed(now)
             log.info("connected to the broker; resuming from the outbox")
             actions = self.machine.connected(now)
             if self.state is not None:
@@ -557,11 +583,14 @@ class SyncClient:
             return []
         if name == "disconnected":
             self.counters.disconnects += 1
+            self.deaf_watch.disconnected()
             if self.state is not None:
                 self.state.disconnected()
             return self.machine.disconnected()
         if name == "message":
             mqtt_topic, payload, retained = arg
+            self.deaf_watch.heard(now, mqtt_topic)  # even a refused one: the downlink works
+            self._deaf_in_a_row = 0
             if not self._signed_by_central(mqtt_topic, payload):
                 return []
             self._now, self._retained, self._pending = now, retained, []
@@ -573,6 +602,32 @@ class SyncClient:
             actions, self._pending = self._pending, []
             return actions
         return []
+
+    def _watch_deafness(self, ticked: list[Action], now: float) -> None:
+        """Reconnect when the watch finds this session connected and deaf."""
+        again = [a.id for a in ticked if isinstance(a, Publish) and a.attempt > 1]
+        if not again or not self.session_up.is_set():
+            return
+        deaf = self.deaf_watch.retransmitted(again, now)
+        if deaf is None:
+            return
+        self.counters.deaf_reconnects += 1
+        self._deaf_in_a_row += 1
+        log.warning(
+            "connected but deaf: %d in-flight records timed out again (%d ack timeouts in a "
+            "row of %.0f s) and nothing at all arrived downlink (no ack, state, nudge or "
+            "presence) in the %.0f s since %s; reconnecting for a fresh subscription "
+            "(deaf reconnect %d, %d in a row)",
+            deaf.in_flight,
+            deaf.ack_timeouts,
+            self.settings.ack_timeout_s,
+            deaf.quiet_s,
+            deaf.since,
+            self.counters.deaf_reconnects,
+            self._deaf_in_a_row,
+        )
+        self.session_up.clear()  # no remote call waits on this session any more
+        self.network.reconnect(attempt=self._deaf_in_a_row)
 
     # -- downlink handlers (sync thread, through the router) ----------------------------
 
@@ -741,7 +796,10 @@ class SyncClient:
         except EnvelopeError as exc:
             log.warning("ignored a malformed central presence message: %s", exc.reason)
             return []
-        if retained or msg.get("state") != "online" or not self.network.connected.is_set():
+        collector, state = msg.get("collector"), msg.get("state")
+        if isinstance(collector, str) and isinstance(state, str):
+            self.deaf_watch.presence(collector, state)
+        if retained or state != "online" or not self.network.connected.is_set():
             return []
         self.counters.central_restarts += 1
         log.info(
@@ -793,6 +851,7 @@ class SyncClient:
             "reconnects": self.network.connects,
             "identity_conflicts": self.network.identity_conflicts,
             "subscribe_failures": self.counters.subscribe_failures,
+            "deaf_reconnects": self.counters.deaf_reconnects,
         }
         if self.state is not None:
             fields["downlink_cursor"] = self.state.cursor

@@ -118,6 +118,13 @@ class NetworkLoop:
     heartbeat). MQTT 3.1.1 does not say why the broker closed a connection,
     so a link that keeps dropping looks the same; the message says so.
 
+    :meth:`reconnect` (any thread) ends a connection that is up but useless
+    (the kiosk's sync client calls it for a "connected and deaf" link): the
+    loop sends a clean DISCONNECT, waits ``backoff_s(attempt)`` as after any
+    failure, and connects a fresh client. Such a drop is neither a short drop
+    (it says nothing about a cloned identity) nor a reason to reset the
+    backoff: the caller says how many such reconnects came in a row.
+
     On stop, ``farewell`` (if given) names a retained message to publish and
     see acknowledged before the clean DISCONNECT (a broker sends no Last Will
     on a clean DISCONNECT, so a kiosk says "offline" itself).
@@ -154,10 +161,18 @@ class NetworkLoop:
         self.drops = 0
         self.identity_conflicts = 0
         self._short_drops: deque[float] = deque()
+        self._reconnect_attempt = 0  # > 0: reconnect() asked for it (read by the loop thread)
+        self._reconnect_asked = threading.Event()
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self.thread.start()
+
+    def reconnect(self, attempt: int = 1) -> None:
+        """Drop the current connection cleanly and connect again after ``backoff_s(attempt)``
+        (any thread; the loop thread acts within ``LOOP_TIMEOUT_S``)."""
+        self._reconnect_attempt = max(1, attempt)
+        self._reconnect_asked.set()
 
     def _sleep(self, seconds: float) -> None:
         self.stop.wait(seconds)
@@ -219,11 +234,12 @@ class NetworkLoop:
                 continue
             self.connects += 1
             up_since = time.monotonic()
+            self._reconnect_asked.clear()  # asked of an older connection: this one is fresh
             while not self.stop.is_set():
                 # paho's select also wakes on traffic and on any publish from
                 # another thread; the timeout only bounds how long stop waits.
                 rc = self.client.loop(timeout=LOOP_TIMEOUT_S)
-                if rc != mqtt.MQTT_ERR_SUCCESS:
+                if rc != mqtt.MQTT_ERR_SUCCESS or self._reconnect_asked.is_set():
                     break
             else:
                 break  # stopping: say goodbye below
@@ -231,6 +247,16 @@ class NetworkLoop:
             self.drops += 1
             now = time.monotonic()
             lived = now - up_since
+            if self._reconnect_asked.is_set() and rc == mqtt.MQTT_ERR_SUCCESS:
+                self._reconnect_asked.clear()
+                attempt = self._reconnect_attempt
+                log.warning("mqtt connection closed after %.1f s to connect afresh", lived)
+                try:
+                    self.client.disconnect()
+                    self.client.loop(timeout=0.1)
+                except Exception:
+                    log.debug("closing the mqtt connection failed", exc_info=True)
+                continue
             log.warning("mqtt connection lost after %.1f s: %s", lived, mqtt.error_string(rc))
             if lived >= self.stable_after_s:
                 attempt = 0

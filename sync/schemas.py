@@ -900,6 +900,7 @@ class HeartbeatMessage(TypedDict):
     reconnects: NotRequired[Counter | None]
     identity_conflicts: NotRequired[Counter | None]
     subscribe_failures: NotRequired[Counter | None]
+    deaf_reconnects: NotRequired[Counter | None]
     downlink_cursor: NotRequired[Annotated[int, Field(ge=0, le=INT64_MAX)] | None]
     catalogue: NotRequired[CatalogueHealth | None]
     # Fleet operations (issue 10): the remote configuration version the kiosk runs, its
