@@ -34,7 +34,7 @@ from sync.wire_signing import key_announcement, sign_downlink
 class CentralSection(Section):
     database: Path = Field(
         Path("/var/lib/aps/central.db"),
-        description="Central's SQLite database (with `store = \"sqlite\"`, the default).",
+        description='Central\'s SQLite database (with `store = "sqlite"`, the default).',
     )
     log_level: str = Field(
         "INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level."
