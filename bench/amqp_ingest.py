@@ -245,7 +245,7 @@ def ingest_rate(
     msgs_file.write_text(json.dumps([(t, p.hex()) for t, p in payloads]))
     central_db = work / "central.db"
     dsn = None if pg is None else pg.dsn
-    security = central_keys(work, central_db, names)
+    security = central_keys(work, central_db, names, dsn)
     fleet = {
         k: [cluster.nodes[i % rabbit_cluster.NODES].mqtt_port, cluster_passwords[k]]
         for i, k in enumerate(names)
@@ -307,10 +307,15 @@ def ingest_rate(
     try:
         deadline = time.time() + 900
         pg_pids: list[int] = []
+        seen, moved_at = -1, time.time()
         while "to" not in marks and time.time() < deadline:
             if any(p.poll() is not None for p in procs):
                 raise SystemExit(f"an aps-central run exited: see {work}/*.log")
             held = store.count()
+            if held != seen:
+                seen, moved_at = held, time.time()
+            elif time.time() - moved_at > 120:  # e.g. every record dead-lettered
+                raise SystemExit(f"central stuck at {held} records for 120 s: see {work}/*.log")
             for name, at in (("from", lo), ("to", hi)):
                 if held >= at and name not in marks:
                     if isinstance(store, PostgresStore) and not pg_pids:
