@@ -39,6 +39,7 @@ import functools
 import json
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -409,6 +410,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="rate rounds (order alternated)")
     ap.add_argument("--dir", default=None, help="Directory for the cluster and the databases")
     args = ap.parse_args()
+    # SIGTERM unwinds like Ctrl-C: the cluster's nodes and epmd, the collectors and the
+    # PostgreSQL database are cleaned up by the finally blocks, not left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.records < 10 or args.kiosks < 1:
         ap.error("--records at least 10, --kiosks at least 1")
     pg_wanted = args.store == "postgresql"
