@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from bench._kiosks import dossier_record, kiosk_names
+from central.backoffice_db import PgTarget
 from central.collector import BatchResult, process_batch
 from central.fleet.keys import StaticKeyDirectory
 from central.fleet.registry import Registry
@@ -111,13 +112,17 @@ def batch(store: SQLiteStore, part: list[tuple[str, bytes]]) -> BatchResult:
     return process_batch(store, part, keys=KEYS, signing_key=CENTRAL_KEY)
 
 
-def central_keys(work: Path, database: Path, kiosks: list[str]) -> str:
-    """Central's key file and its registry holding ``kiosks``; the [security] section."""
+def central_keys(work: Path, database: Path, kiosks: list[str], dsn: str | None = None) -> str:
+    """Central's key file and its registry holding ``kiosks``; the [security] section.
+
+    The registry is where central reads it: the SQLite file, or with ``dsn`` central's
+    PostgreSQL (central.fleet.registry; it moved there after this bench's PG figures).
+    """
     key = work / "central-signing.key"
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.write(fd, CENTRAL_KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     os.close(fd)
-    registry = Registry(database)
+    registry = Registry(database if dsn is None else PgTarget(dsn))
     for n, kiosk in enumerate(kiosks):
         registry.add_kiosk(  # ten kiosks an office, slots 0-9, as enrolment hands them out
             kiosk,
@@ -342,7 +347,7 @@ def ingest_rate(
         bare_conf = json.dumps(
             {"port": bare_login.port, "username": BARE_ID, "password": bare_login.password}
         )
-        security = central_keys(work, central_db, [*kiosk_names(kiosks), *probe_kiosks])
+        security = central_keys(work, central_db, [*kiosk_names(kiosks), *probe_kiosks], dsn)
         store_toml = "" if dsn is None else f'store = "postgresql"\npostgresql_dsn = "{dsn}"\n'
         cfgs = []
         for ident in names:
