@@ -1,9 +1,9 @@
 """The chaos harness end to end: a 60 s run under every kind of fault, audited (issue 11).
 
 Runs ``python -m tests.chaos`` as a person would (scripts/aps-chaos) and reads its
-last line, once on mosquitto and once on the private 3-node RabbitMQ cluster with the
-AMQP collectors (``--broker rabbitmq``). The audit itself is proved able to fail in
-tests/test_chaos_audit.py.
+last line: on mosquitto with SQLite, with all of central on PostgreSQL, and on the
+private 3-node RabbitMQ cluster with the AMQP collectors (``--broker rabbitmq``). The
+audit itself is proved able to fail in tests/test_chaos_audit.py.
 """
 
 from __future__ import annotations
@@ -58,6 +58,20 @@ def test_a_minute_of_chaos_loses_and_doubles_nothing(tmp_path: Path) -> None:
     # A full disk was seen by the citizen (refused cleanly) and accepted nothing.
     assert out["refused_while_full"] > 0 and out["accepted_while_full"] == 0, out
     assert out["garbage_sent"] > 0 and out["dead_letters"] > 0, out
+    assert out["drained"] is True
+
+
+@pytest.mark.slow
+def test_chaos_with_all_of_central_on_postgresql(tmp_path: Path) -> None:
+    """The store and the registry in PostgreSQL (central knows the kiosks there): a run
+    on a registry left in the SQLite file would refuse every record as unknown."""
+    args = ["--store", "postgresql", "--seconds", "40", "--kiosks", "5", "--seed", "20261205"]
+    res, out = chaos(tmp_path, *args, timeout=600)
+    assert out["lost"] == 0 and out["duplicated"] == 0, res.stdout[-4000:]
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert out["committed"] == out["at_central"] > 0, out
+    assert out["gaps"] == 0 and out["hash_mismatch"] == 0 and out["acked_missing"] == 0, out
+    assert out["filed"] > 0 and out["filed_missing"] == 0 and out["faults_injected"] > 0, out
     assert out["drained"] is True
 
 

@@ -23,9 +23,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from central import backoffice_db
 from central.mosquitto import MosquittoProcess
 from sync.mqtt_link import MqttSettings
-from tests import stack
+from tests import identity, stack
 from tests.chaos.rabbit import QUEUE, RabbitBroker
 from tests.tcp_proxy import TcpProxy
 
@@ -152,6 +153,8 @@ class ChaosStack:
             self.broker.kiosk(rogue)
         if self.pg is not None:
             self.pg.create()
+            # The registry is where the rest of central is: in PostgreSQL.
+            identity.register(backoffice_db.PgTarget(self.pg.dsn), *self.kiosk_ids)
         central_dir = self.central_db.parent
         central_dir.mkdir(parents=True, exist_ok=True)
         for i, name in enumerate(COLLECTORS):
@@ -162,7 +165,7 @@ class ChaosStack:
                 self.broker.collector(name)
                 if self.rabbit is None
                 else MqttSettings(port=1, username=name),
-                kiosks=self.kiosk_ids,
+                kiosks=self.kiosk_ids if self.pg is None else (),
             )
             text = cfg.read_text(encoding="utf-8")
             if self.rabbit is None:
