@@ -42,6 +42,7 @@ keeps to what both accept (``ON CONFLICT`` rather than ``INSERT OR IGNORE``,
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -84,9 +85,14 @@ class Row(tuple[Any, ...]):
         return list(self._names)
 
 
+@functools.lru_cache(maxsize=1024)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    """One Row class per column list (making a class costs more than the query's parsing)."""
+    return type("Row", (Row,), {"_names": names, "__slots__": ()})
+
+
 def _row_factory(cursor: psycopg.Cursor[Any]) -> RowMaker[Row]:
-    names = tuple(c.name for c in cursor.description or ())
-    cls = type("Row", (Row,), {"_names": names, "__slots__": ()})
+    cls = _row_class(tuple(c.name for c in cursor.description or ()))
 
     def make(values: Sequence[Any]) -> Row:
         row: Row = cls(values)
