@@ -12,11 +12,11 @@ from pathlib import Path
 import psycopg
 from click.testing import CliRunner
 
+from central import backoffice_db
 from central.attachments import AttachmentLimits
 from central.cli import main as central_cli
 from central.ingest import FleetUpdate
 from central.quotas import Quotas, QuotaSettings
-from central.store import SQLiteStore
 from central.store_pg import PostgresStore
 from sync.attachments import chunk_bodies
 from sync.envelope import records_topic
@@ -170,12 +170,9 @@ def test_the_fleet_table_reads_status_and_history_from_postgresql(
     tmp_path: Path, pg: PgDatabase
 ) -> None:
     """The collectors write status rows and heartbeats to PostgreSQL; ``aps-central fleet``
-    joins them with the registry in the fleet's file (stack.write_central_config enrols)."""
+    joins them with the registry, which is in PostgreSQL too."""
     cfg = _pg_config(tmp_path, pg.dsn)
-    stack.write_central_config(
-        tmp_path / "unused.toml", tmp_path / "central.db", 1883, kiosks=(KIOSK, OTHER)
-    )
-    SQLiteStore(tmp_path / "central.db").close()  # the fleet's file, as aps-central run leaves it
+    keyring.register(backoffice_db.PgTarget(pg.dsn), KIOSK, OTHER)
     store = PostgresStore(pg.dsn)
     now_ts = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime())
     body = {
@@ -197,7 +194,7 @@ def test_the_fleet_table_reads_status_and_history_from_postgresql(
     assert out.exit_code == 0, out.output
     rows = {r["kiosk"]: r for r in map(json.loads, out.output.splitlines())}
     assert rows[KIOSK]["queued"] == 7 and rows[KIOSK]["state"] == "degraded"
-    assert rows[OTHER]["state"] == "never-seen"  # enrolled in the file, never heard
+    assert rows[OTHER]["state"] == "never-seen"  # enrolled, never heard
     out = CliRunner().invoke(central_cli, ["fleet", "show", KIOSK, "--config", str(cfg), "--json"])
     assert out.exit_code == 0, out.output
     shown = json.loads(out.output)
