@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,25 @@ def kiosk_names(n: int, prefix: str = "bench-k", digits: int = 3) -> list[str]:
     return [f"{prefix}{k:0{digits}d}" for k in range(n)]
 
 
-def dossier_body(i: int) -> dict[str, object]:
-    """The body of the ``i``-th dossier a kiosk files (the code's daily number varies)."""
+AGENCY = "000.00.14.H56"
+
+
+def dossier_code(i: int, agency: str = AGENCY) -> str:
+    """The ``i``-th national dossier code of ``agency``: 10,000 a day from 2026-11-26."""
+    day = date(2026, 11, 26) + timedelta(days=i // 10_000)
+    return f"{agency}-{day:%y%m%d}-{i % 10_000:04d}"
+
+
+def kiosk_agency(kiosk: str) -> str:
+    """An agency code of the kiosk's own, so no two bench kiosks file the same dossier code
+    (central logs a code filed twice, once per record: not what a bench should measure)."""
+    return f"{AGENCY}.{''.join(c for c in kiosk if c.isalnum())[:26]}"
+
+
+def dossier_body(i: int, agency: str = AGENCY) -> dict[str, object]:
+    """The body of the ``i``-th dossier a kiosk of ``agency`` files (its code is unique)."""
     return {
-        "code": f"000.00.14.H56-261126-{i % 10000:04d}",
+        "code": dossier_code(i, agency),
         "procedure": "1.004873",
         "form": {"muc_dich": "Đăng ký kết hôn", "tinh_trang": "Chưa kết hôn"},
         "applicant": {
@@ -76,7 +92,7 @@ def dossier_record(kiosk: str, stream: str, seq: int) -> Record:
         seq=seq,
         id=new_ulid(),
         created="2026-11-26T09:15:02.123+07:00",
-        body=dossier_body(seq),
+        body=dossier_body(seq, kiosk_agency(kiosk)),
     )
 
 
